@@ -1,0 +1,237 @@
+"""One configuration dataclass that describes every ZipMap size.
+
+The nested sections mirror the layout of the authors' configuration (encoder, aggregator, ttt,
+camera head, dpt) so a config can be read from the golden files and written into our
+safetensors metadata without translation tables.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from typing import Any
+
+
+@dataclass
+class EncoderConfig:
+    """DINOv2-with-registers patch encoder (`aggregator.patch_embed`)."""
+
+    embed_dim: int = 1024
+    depth: int = 24
+    num_heads: int = 16
+    mlp_ratio: float = 4.0
+    init_values: float = 1.0
+    num_register_tokens: int = 4
+    interpolate_antialias: bool = True
+    interpolate_offset: float = 0.0
+    pretrain_img_size: int = 518
+
+
+@dataclass
+class AggregatorConfig:
+    """Alternating frame / global blocks."""
+
+    depth: int = 24
+    num_heads: int = 16
+    mlp_ratio: float = 4.0
+    init_values: float = 0.01
+    qk_norm: bool = True
+    rope_freq: float = 100.0
+    num_register_tokens: int = 4
+    dpt_layer_idx: tuple[int, ...] = (4, 11, 17, 23)
+    # "ttt" is ZipMap; "attention" is the quadratic VGGT-style baseline used only for comparisons.
+    global_mixer: str = "ttt"
+
+
+@dataclass
+class TTTConfig:
+    """Test-time-training layer of the global blocks (`ttt_block`)."""
+
+    head_dim: int = 1024
+    inter_multi: int = 2
+    base_lr: float = 0.01
+    muon_update_steps: int = 5
+    use_gate_fn: bool = True
+    bias: bool = True
+
+
+@dataclass
+class CameraHeadConfig:
+    """Iterative transformer camera head, or the streaming MLP head."""
+
+    kind: str = "transformer"  # "transformer" | "mlp" | "none"
+    trunk_depth: int = 4
+    num_heads: int = 16
+    mlp_ratio: int = 4
+    init_values: float = 0.01
+    iterations: int = 4
+
+
+@dataclass
+class DPTConfig:
+    """Dense prediction heads (depth, local points, novel view)."""
+
+    features: int = 256
+    out_channels: tuple[int, ...] = (256, 512, 1024, 1024)
+
+
+@dataclass
+class ZipMapConfig:
+    """Every hyper-parameter needed to build a ZipMap model of any size."""
+
+    name: str = "zipmap"
+    img_size: int = 518
+    patch_size: int = 14
+    embed_dim: int = 1024
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    aggregator: AggregatorConfig = field(default_factory=AggregatorConfig)
+    ttt: TTTConfig = field(default_factory=TTTConfig)
+    camera_head: CameraHeadConfig = field(default_factory=CameraHeadConfig)
+    dpt: DPTConfig = field(default_factory=DPTConfig)
+    affine_invariant: bool = True
+    enable_depth: bool = True
+    enable_local_point: bool = True
+    enable_nvs: bool = False
+    nvs_ray_cond_dim: int = 9
+    # Default TTT window (frames) for streaming checkpoints; None means bidirectional.
+    window_size: int | None = None
+
+    @property
+    def patch_start_idx(self) -> int:
+        return 1 + self.aggregator.num_register_tokens
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ZipMapConfig":
+        """Builds a config from our own dict form, ignoring unknown keys for forward compatibility."""
+        return _fill(cls, data)
+
+    @classmethod
+    def from_reference(cls, config: dict[str, Any], model: dict[str, Any] | None = None) -> "ZipMapConfig":
+        """Reads the configuration layout the golden files and the authors' code use."""
+        model = model or {}
+        enc = config.get("encoder", {})
+        agg = config.get("aggregator", {})
+        cam = config.get("camera_head", {})
+        nvs = model.get("nvs", {})
+        camera_kind = model.get("camera_head", "transformer")
+        if not model.get("enable_camera", True) and camera_kind != "mlp":
+            camera_kind = "none"
+        out = cls(
+            name="reference",
+            img_size=config.get("img_size", 518),
+            patch_size=config.get("patch_size", 14),
+            embed_dim=config.get("embed_dim", 1024),
+            encoder=_fill(EncoderConfig, {**enc, "pretrain_img_size": enc.get("img_size", 518)}),
+            aggregator=_fill(AggregatorConfig, agg),
+            ttt=_fill(TTTConfig, config.get("ttt", {})),
+            camera_head=_fill(CameraHeadConfig, {**cam, "kind": camera_kind}),
+            dpt=_fill(DPTConfig, config.get("dpt", {})),
+            affine_invariant=model.get("affine_invariant", True),
+            enable_depth=model.get("enable_depth", True),
+            enable_local_point=model.get("enable_local_point", True),
+            enable_nvs=model.get("enable_nvs", False),
+            nvs_ray_cond_dim=nvs.get("nvs_ray_cond_dim", 9),
+            window_size=model.get("window_size"),
+        )
+        return out
+
+    def replace(self, **changes: Any) -> "ZipMapConfig":
+        new = copy.deepcopy(self)
+        for key, value in changes.items():
+            setattr(new, key, value)
+        return new
+
+
+def _fill(cls: type, data: dict[str, Any]) -> Any:
+    """Builds dataclass `cls` from `data`, recursing into nested dataclasses."""
+    kwargs = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
+        if is_dataclass(default) and isinstance(value, dict):
+            value = _fill(type(default), value)
+        elif isinstance(default, tuple) and isinstance(value, list):
+            value = tuple(value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def _official(name: str, **model: Any) -> ZipMapConfig:
+    cfg = ZipMapConfig(name=name)
+    for key, value in model.items():
+        setattr(cfg, key, value)
+    return cfg
+
+
+# Named configurations of the four published checkpoints (Hugging Face repo coast01/ZipMap).
+OFFICIAL_CONFIGS: dict[str, ZipMapConfig] = {
+    "aff_inv": _official("aff_inv", affine_invariant=True),
+    "with_ref_view": _official("with_ref_view", affine_invariant=False),
+    "online": _official(
+        "online", affine_invariant=True, window_size=2, camera_head=CameraHeadConfig(kind="mlp")
+    ),
+    "state_query": _official("state_query", affine_invariant=False, enable_nvs=True),
+}
+
+OFFICIAL_FILES: dict[str, str] = {
+    "aff_inv": "checkpoint_aff_inv.pt",
+    "with_ref_view": "checkpoint_with_ref_view.pt",
+    "online": "checkpoint_online.pt",
+    "state_query": "checkpoint_state_query.pt",
+}
+
+
+def small_config(img_size: int = 224) -> ZipMapConfig:
+    """The architecture of our bundled model: every part of ZipMap, sized for CPU training."""
+    return ZipMapConfig(
+        name="small",
+        img_size=img_size,
+        embed_dim=192,
+        encoder=EncoderConfig(embed_dim=192, depth=4, num_heads=3, pretrain_img_size=img_size),
+        aggregator=AggregatorConfig(depth=6, num_heads=3, dpt_layer_idx=(1, 3, 4, 5)),
+        ttt=TTTConfig(head_dim=192),
+        camera_head=CameraHeadConfig(trunk_depth=2, num_heads=6),
+        dpt=DPTConfig(features=64, out_channels=(48, 96, 192, 192)),
+        affine_invariant=False,
+        enable_nvs=True,
+    )
+
+
+def tiny_config(img_size: int = 112) -> ZipMapConfig:
+    """A minimal configuration for fast tests of training and the pipeline."""
+    return ZipMapConfig(
+        name="tiny",
+        img_size=img_size,
+        embed_dim=32,
+        encoder=EncoderConfig(embed_dim=32, depth=1, num_heads=2, pretrain_img_size=img_size),
+        aggregator=AggregatorConfig(depth=4, num_heads=2, dpt_layer_idx=(0, 1, 2, 3)),
+        ttt=TTTConfig(head_dim=32),
+        camera_head=CameraHeadConfig(trunk_depth=1, num_heads=2),
+        dpt=DPTConfig(features=16, out_channels=(8, 16, 32, 32)),
+        affine_invariant=False,
+        enable_nvs=True,
+    )
+
+
+NAMED_CONFIGS = {**OFFICIAL_CONFIGS}
+
+
+def get_config(name: str) -> ZipMapConfig:
+    """Returns a fresh copy of a named configuration."""
+    if name in NAMED_CONFIGS:
+        return copy.deepcopy(NAMED_CONFIGS[name])
+    if name == "small":
+        return small_config()
+    if name == "tiny":
+        return tiny_config()
+    known = sorted([*NAMED_CONFIGS, "small", "tiny"])
+    raise KeyError(f"unknown configuration {name!r}; known: {', '.join(known)}")

@@ -1,0 +1,136 @@
+"""The ZipMap network: aggregator trunk plus camera, depth, point and novel-view heads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from .aggregator import Aggregator, ProgressHook
+from .camera_head import CameraHead, CameraMLPHead
+from .config import ZipMapConfig
+from .dpt_head import DPTHead
+from .ttt import FastWeights, TTTOp, bidirectional_order, render_order, windowed_order
+
+
+@dataclass
+class ModelOutput:
+    """Raw network outputs; shapes [B, S, ...]."""
+
+    pose_enc: Tensor | None = None
+    pose_enc_list: list[Tensor] = field(default_factory=list)
+    depth: Tensor | None = None
+    depth_conf: Tensor | None = None
+    local_points: Tensor | None = None
+    states: list[FastWeights | None] = field(default_factory=list)
+    aggregated: list[Tensor] = field(default_factory=list)
+
+
+class ZipMap(nn.Module):
+    def __init__(self, cfg: ZipMapConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        dim2 = 2 * cfg.embed_dim
+        self.aggregator = Aggregator(cfg)
+        kind = cfg.camera_head.kind
+        if kind == "transformer":
+            self.camera_head = CameraHead(dim2, cfg.camera_head)
+        elif kind == "mlp":
+            self.camera_mlp_head = CameraMLPHead(dim2, cfg.camera_head.mlp_ratio)
+        elif kind != "none":
+            raise ValueError(f"unknown camera head {kind!r}")
+        if cfg.enable_depth:
+            self.depth_head = DPTHead(dim2, cfg.dpt, 2, "exp", True, cfg.patch_size)
+        if cfg.enable_local_point:
+            self.local_point_head = DPTHead(dim2, cfg.dpt, 3, "xy_exp", False, cfg.patch_size)
+        if cfg.enable_nvs:
+            self.nvs_head = DPTHead(dim2, cfg.dpt, 5, "sigmoid_exp", True, cfg.patch_size)
+
+    @property
+    def can_render(self) -> bool:
+        return self.cfg.enable_nvs
+
+    def ops_for(self, frames: int, tokens_per_frame: int, window_size: int | None) -> list[TTTOp]:
+        window = self.cfg.window_size if window_size is None else window_size
+        if window and window > 0:
+            return windowed_order(frames * tokens_per_frame, window * tokens_per_frame)
+        return bidirectional_order()
+
+    def forward(
+        self,
+        images: Tensor,
+        states: list[FastWeights] | None = None,
+        window_size: int | None = None,
+        chunk_frames: int | None = None,
+        hook: ProgressHook | None = None,
+        keep_tokens: bool = False,
+    ) -> ModelOutput:
+        """images [B, S, 3, H, W] (or [S, 3, H, W]) in [0, 1].
+
+        `states` continues a scene (streaming); `window_size` 0 forces bidirectional order, None
+        takes the configuration's default."""
+        if images.dim() == 4:
+            images = images.unsqueeze(0)
+        b, s, _, h, w = images.shape
+        p = self.cfg.patch_size
+        tokens = self.aggregator.tokenize_images(images, first_is_reference=states is None, chunk_frames=chunk_frames)
+        if hook is not None:
+            hook("encoder", 1, 1)
+        ops = self.ops_for(s, tokens.shape[2], window_size)
+        agg = self.aggregator.run_blocks(tokens, (h // p, w // p), ops, states, chunk_frames, hook)
+        del tokens
+        out = ModelOutput(states=agg.states, aggregated=agg.tokens if keep_tokens else [])
+        self._run_heads(out, agg.tokens, (h, w), agg.patch_start_idx, chunk_frames, hook)
+        return out
+
+    def _run_heads(
+        self,
+        out: ModelOutput,
+        tokens: list[Tensor],
+        image_hw: tuple[int, int],
+        start: int,
+        chunk_frames: int | None,
+        hook: ProgressHook | None,
+    ) -> None:
+        chunk = chunk_frames or 8
+        heads = [name for name in ("camera_head", "camera_mlp_head", "depth_head", "local_point_head") if hasattr(self, name)]
+        with torch.autocast(device_type=tokens[0].device.type, enabled=False):
+            tokens = [t.float() for t in tokens]
+            for i, name in enumerate(heads):
+                if name in ("camera_head", "camera_mlp_head"):
+                    out.pose_enc_list = getattr(self, name)(tokens[-1])
+                    out.pose_enc = out.pose_enc_list[-1]
+                elif name == "depth_head":
+                    depth, conf = self.depth_head(tokens, image_hw, start, chunk)
+                    out.depth, out.depth_conf = depth, conf
+                else:
+                    out.local_points = self.local_point_head(tokens, image_hw, start, chunk)[0]
+                if hook is not None:
+                    hook("heads", i + 1, len(heads))
+
+    def render(
+        self,
+        rays: Tensor,
+        states: list[FastWeights],
+        chunk_frames: int | None = None,
+        hook: ProgressHook | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Query the stored scene state with ray maps [B, S, 9, H, W].
+
+        Returns (rgbd [B, S, H, W, 4]: sigmoid RGB and depth, confidence [B, S, H, W])."""
+        if not self.can_render:
+            raise RuntimeError("this model has no novel-view head; use a state-query checkpoint")
+        b, s, _, h, w = rays.shape
+        p = self.cfg.patch_size
+        step = chunk_frames or s
+        rgbd, confs = [], []
+        for start in range(0, s, step):
+            tokens = self.aggregator.tokenize_rays(rays[:, start : start + step])
+            agg = self.aggregator.run_blocks(tokens, (h // p, w // p), render_order(), states, None, hook)
+            with torch.autocast(device_type=rays.device.type, enabled=False):
+                levels = [t.float() for t in agg.tokens]
+                v, c = self.nvs_head(levels, (h, w), agg.patch_start_idx, 8)
+            rgbd.append(v)
+            confs.append(c)
+        return torch.cat(rgbd, dim=1), torch.cat(confs, dim=1)
