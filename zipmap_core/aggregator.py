@@ -91,8 +91,6 @@ class Aggregator(nn.Module):
         if cfg.enable_nvs:
             self.ray_patch_embed = PatchEmbed(cfg.nvs_ray_cond_dim, dim, cfg.patch_size, norm=True)
             self.ray_cond_token = nn.Parameter(torch.randn(1, 1, 1 + agg.num_register_tokens, dim) * 1e-6)
-        self.register_buffer("_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     # ---- tokenisation -------------------------------------------------------------------------
     def special_tokens(self, batch: int, frames: int, first_is_reference: bool) -> Tensor:
@@ -111,7 +109,9 @@ class Aggregator(nn.Module):
         b, s, c, h, w = images.shape
         if c != 3:
             raise ValueError(f"expected 3 colour channels, got {c}")
-        flat = (images.reshape(b * s, c, h, w) - self._mean) / self._std
+        mean = torch.tensor(IMAGENET_MEAN, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+        flat = (images.reshape(b * s, c, h, w) - mean) / std
         step = chunk_frames or flat.shape[0]
         patches = torch.cat([self.patch_embed(flat[i : i + step]) for i in range(0, flat.shape[0], step)])
         patches = patches.reshape(b, s, patches.shape[1], -1)

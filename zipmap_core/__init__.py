@@ -1,0 +1,16 @@
+"""ZipMap engine: a faithful implementation of ZipMap (CVPR 2026) with no GUI dependencies."""
+
+from .checkpoints import CheckpointError, convert, load_checkpoint, save_model
+from .config import OFFICIAL_CONFIGS, ZipMapConfig, get_config
+from .inputs import NoUsableImagesError, VideoSampling, load_inputs
+from .model import ZipMap
+from .reconstruction import Reconstruction, SceneFileError
+from .reconstructor import BUNDLED_MODEL, Cancelled, CancelToken, NovelViews, Reconstructor, select_device
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BUNDLED_MODEL", "Cancelled", "CancelToken", "CheckpointError", "NoUsableImagesError", "NovelViews",
+    "OFFICIAL_CONFIGS", "Reconstruction", "Reconstructor", "SceneFileError", "VideoSampling", "ZipMap",
+    "ZipMapConfig", "convert", "get_config", "load_checkpoint", "load_inputs", "save_model", "select_device",
+]

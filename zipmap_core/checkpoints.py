@@ -1,0 +1,186 @@
+"""Reading and writing model weights: the authors' `.pt` files and our safetensors format.
+
+Official files are opened with `weights_only=True` and memory-mapped, and the model is built on
+the meta device and then handed the mapped tensors (`assign=True`), so a 5.5 GB checkpoint never
+needs twice its size in RAM. Every failure becomes a `CheckpointError` that says what was
+expected and what was found.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from .atomic import atomic_path
+from .config import OFFICIAL_CONFIGS, ZipMapConfig
+from .model import ZipMap
+
+FORMAT_NAME = "zipmap-studio"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used, with a message meant for the user."""
+
+
+@dataclass
+class LoadedCheckpoint:
+    model: ZipMap
+    variant: str  # one of OFFICIAL_CONFIGS, or "custom" for our own files
+    path: Path
+    description: str
+    metadata: dict
+
+
+def detect_variant(keys: set[str], filename: str = "") -> str:
+    """Which official checkpoint a state_dict is, from its keys (and the file name where the keys
+    cannot tell: the affine-invariant and reference-view files share one layout)."""
+    if any(k.startswith("nvs_head.") for k in keys):
+        return "state_query"
+    if any(k.startswith("camera_mlp_head.") for k in keys):
+        return "online"
+    name = filename.lower()
+    if "ref" in name:
+        return "with_ref_view"
+    return "aff_inv"
+
+
+def _read_torch_file(path: Path) -> Mapping[str, torch.Tensor]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except FileNotFoundError:
+        raise
+    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise CheckpointError(
+            f"{path.name} is not a readable PyTorch checkpoint (it may be truncated or another kind of "
+            f"file): {str(exc).splitlines()[0][:300]}"
+        ) from exc
+    except Exception as exc:  # weights_only refuses arbitrary pickled objects with various types
+        raise CheckpointError(f"{path.name} holds objects other than tensors and was not loaded: {exc}") from exc
+    if isinstance(obj, dict):
+        for entry in ("model", "ema", "state_dict"):
+            if isinstance(obj.get(entry), dict):
+                obj = obj[entry]
+                break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        found = sorted(obj)[:8] if isinstance(obj, dict) else type(obj).__name__
+        raise CheckpointError(
+            f"{path.name} does not contain a ZipMap state_dict (expected a dict of tensors, or one under "
+            f"'model' / 'ema'); found: {found}"
+        )
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def _check_layout(model: ZipMap, state: Mapping[str, torch.Tensor], path: Path, what: str) -> None:
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = sorted(
+        f"{k}: expected {list(expected[k])}, found {list(state[k].shape)}"
+        for k in set(expected) & set(state)
+        if tuple(state[k].shape) != expected[k]
+    )
+    if not (missing or unexpected or shapes):
+        return
+    lines = [f"{path.name} does not match the {what} layout:"]
+    for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
+        if items:
+            more = f" (+{len(items) - 5} more)" if len(items) > 5 else ""
+            lines.append(f"  {len(items)} {label}: {', '.join(items[:5])}{more}")
+    raise CheckpointError("\n".join(lines))
+
+
+def _build(cfg: ZipMapConfig, state: Mapping[str, torch.Tensor], path: Path, what: str) -> ZipMap:
+    with torch.device("meta"):
+        model = ZipMap(cfg)
+    _check_layout(model, state, path, what)
+    model.load_state_dict(dict(state), strict=True, assign=True)
+    return model.eval()
+
+
+def load_official(path: str | os.PathLike, variant: str | None = None) -> LoadedCheckpoint:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    state = _read_torch_file(path)
+    variant = variant or detect_variant(set(state), path.name)
+    if variant not in OFFICIAL_CONFIGS:
+        raise CheckpointError(f"unknown variant {variant!r}; expected one of {sorted(OFFICIAL_CONFIGS)}")
+    cfg = OFFICIAL_CONFIGS[variant]
+    model = _build(cfg, state, path, f"official '{variant}' checkpoint")
+    return LoadedCheckpoint(model, variant, path, f"official ZipMap checkpoint ({variant})", {})
+
+
+def load_safetensors(path: str | os.PathLike) -> LoadedCheckpoint:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path.name} is not a readable safetensors file: {exc}") from exc
+    if meta.get("format") != FORMAT_NAME or "config" not in meta:
+        raise CheckpointError(
+            f"{path.name} is a safetensors file but not a ZipMap Studio model (its metadata lacks "
+            f"format={FORMAT_NAME!r} and a config); found metadata keys: {sorted(meta)}"
+        )
+    version = int(meta.get("format_version", "0"))
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path.name} uses model format version {version}; this version of ZipMap Studio reads up to "
+            f"{FORMAT_VERSION}. Please update ZipMap Studio."
+        )
+    cfg = ZipMapConfig.from_dict(json.loads(meta["config"]))
+    model = _build(cfg, state, path, f"'{cfg.name}' configuration")
+    variant = meta.get("variant", "custom")
+    return LoadedCheckpoint(model, variant, path, meta.get("description", f"ZipMap model '{cfg.name}'"), meta)
+
+
+def load_checkpoint(path: str | os.PathLike, variant: str | None = None) -> LoadedCheckpoint:
+    """Opens an official `.pt` or our `.safetensors` file, by its content rather than its suffix."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    with open(path, "rb") as f:
+        head = f.read(16)
+    is_safetensors = len(head) >= 9 and head[8:9] == b"{"
+    return load_safetensors(path) if is_safetensors else load_official(path, variant)
+
+
+def save_model(
+    model: ZipMap,
+    path: str | os.PathLike,
+    variant: str = "custom",
+    description: str = "",
+    extra: dict[str, str] | None = None,
+) -> Path:
+    """Writes our format: the state_dict (official names) with the config in the metadata."""
+    meta = {
+        "format": FORMAT_NAME,
+        "format_version": str(FORMAT_VERSION),
+        "config": model.cfg.to_json(),
+        "variant": variant,
+        "description": description or f"ZipMap model '{model.cfg.name}'",
+        **(extra or {}),
+    }
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=meta)
+    return Path(path)
+
+
+def convert(src: str | os.PathLike, dst: str | os.PathLike, variant: str | None = None) -> LoadedCheckpoint:
+    """Official `.pt` -> our safetensors (same tensor names, config recorded)."""
+    loaded = load_official(src, variant)
+    save_model(loaded.model, dst, loaded.variant, f"converted from {Path(src).name} ({loaded.variant})")
+    return loaded

@@ -1,0 +1,157 @@
+"""`zipmap`: the headless command line (reconstruct, convert, download, info)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable
+
+from tqdm import tqdm
+
+from .atomic import WriteError
+from .checkpoints import CheckpointError, convert, load_checkpoint
+from .download import DownloadError, download_official
+from .inputs import NoUsableImagesError, VideoSampling
+from .reconstruction import SceneFileError
+from .reconstructor import BUNDLED_MODEL, Cancelled, Reconstructor
+
+USER_ERRORS = (CheckpointError, DownloadError, NoUsableImagesError, SceneFileError, WriteError, ValueError, RuntimeError)
+
+
+class StageBar:
+    """One terminal progress bar per pipeline stage."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self.stage: str | None = None
+        self.bar: tqdm | None = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            self.bar = tqdm(total=total, desc=f"{stage:>11}", unit="step", leave=False, file=sys.stderr)
+        assert self.bar is not None
+        self.bar.total = total
+        self.bar.n = done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _reconstructor(args: argparse.Namespace) -> Reconstructor:
+    path = Path(args.checkpoint) if args.checkpoint else BUNDLED_MODEL
+    if not path.exists() and not args.checkpoint:
+        raise CheckpointError(f"the bundled model is missing ({BUNDLED_MODEL}); pass --checkpoint PATH")
+    return Reconstructor.from_checkpoint(path, args.device, getattr(args, "variant", None))
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    rec = _reconstructor(args)
+    print(f"model: {rec.description} on {rec.device}", file=sys.stderr)
+    bar = StageBar(args.quiet)
+    sampling = VideoSampling(fps=args.fps, max_frames=args.video_frames)
+    try:
+        recon = rec.reconstruct(
+            args.inputs, mode=args.mode, resolution=args.resolution, max_frames=args.max_frames, sampling=sampling,
+            window_size=args.window_size, keep_state=not args.no_state, progress=bar,
+        )
+    finally:
+        bar.close()
+    for name, reason in recon.metadata.get("skipped", []):
+        print(f"skipped {name}: {reason}", file=sys.stderr)
+    out_dir = Path(args.output)
+    scene = recon.save(out_dir / "scene.zipmap")
+    t = recon.timings
+    print(
+        f"{recon.num_frames} frames at {recon.image_hw[1]}x{recon.image_hw[0]}: model {t['model_s']:.2f} s "
+        f"({t['per_frame_s']:.3f} s/frame), total {t['total_s']:.2f} s -> {scene}"
+    )
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    loaded = convert(args.src, args.dst, args.variant)
+    print(f"{Path(args.src).name}: {loaded.description} -> {args.dst}")
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    path = download_official(args.variant, args.cache_dir)
+    print(path)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    loaded = load_checkpoint(args.checkpoint, args.variant)
+    n = sum(p.numel() for p in loaded.model.parameters())
+    cfg = loaded.model.cfg
+    print(f"{loaded.path.name}: {loaded.description}")
+    print(f"variant {loaded.variant}, {n / 1e6:.1f} M parameters, image size {cfg.img_size}, "
+          f"embed {cfg.embed_dim}, depth {cfg.aggregator.depth}, novel views: {'yes' if cfg.enable_nvs else 'no'}")
+    return 0
+
+
+def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zipmap", description="ZipMap 3D reconstruction from photos and videos.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("reconstruct", help="reconstruct a scene from images, folders or videos")
+    r.add_argument("inputs", nargs="+", help="image files, folders or videos")
+    r.add_argument("-o", "--output", required=True, help="output folder (receives scene.zipmap)")
+    r.add_argument("--checkpoint", help="official .pt or our .safetensors (default: the bundled model)")
+    r.add_argument("--variant", help="force the official variant (aff_inv, with_ref_view, online, state_query)")
+    r.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    r.add_argument("--resolution", type=int, help="model image width, a multiple of 14 (default: the model's)")
+    r.add_argument("--mode", choices=("crop", "pad"), default="crop")
+    r.add_argument("--max-frames", type=int, help="use at most this many frames, evenly spaced")
+    r.add_argument("--fps", type=float, default=1.0, help="video sampling rate (frames per second)")
+    r.add_argument("--video-frames", type=int, help="take this many evenly spaced frames per video instead")
+    r.add_argument("--window-size", type=int, help="TTT window in frames (0 = bidirectional)")
+    r.add_argument("--no-state", action="store_true", help="do not keep the scene state")
+    r.add_argument("-q", "--quiet", action="store_true")
+    r.set_defaults(func=cmd_reconstruct)
+
+    c = sub.add_parser("convert", help="convert an official .pt checkpoint to our safetensors format")
+    c.add_argument("src")
+    c.add_argument("dst")
+    c.add_argument("--variant")
+    c.set_defaults(func=cmd_convert)
+
+    d = sub.add_parser("download", help="download an official checkpoint through huggingface_hub")
+    d.add_argument("variant", choices=("aff_inv", "with_ref_view", "online", "state_query"))
+    d.add_argument("--cache-dir")
+    d.set_defaults(func=cmd_download)
+
+    i = sub.add_parser("info", help="describe a checkpoint")
+    i.add_argument("checkpoint")
+    i.add_argument("--variant")
+    i.set_defaults(func=cmd_info)
+    if extra is not None:
+        extra(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except Cancelled:
+        print("cancelled", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as exc:
+        print(f"zipmap: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

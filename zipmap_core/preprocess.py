@@ -1,0 +1,141 @@
+"""Turning decoded pictures into the tensors the checkpoints were trained on.
+
+The resize is PIL's bicubic, as in the authors' pipeline (OpenCV's bicubic differs), and the
+crop / pad geometry reproduces theirs to the pixel; `golden/preprocess` pins it down.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+MODES = ("crop", "pad")
+DEFAULT_SIZE = 518
+PATCH = 14
+# Pictures above this many pixels are refused as potential decompression bombs.
+MAX_PIXELS = 180_000_000
+
+
+class ImageReadError(ValueError):
+    """One picture could not be used; the message names the file and why."""
+
+
+@dataclass
+class Crop:
+    """Where a preprocessed image came from: its original size and the applied scale / offsets,
+    so that intrinsics can be mapped back to the original picture."""
+
+    original_wh: tuple[int, int]
+    resized_wh: tuple[int, int]
+    offset_xy: tuple[int, int]  # top-left of the resized picture inside the model image (pad>0, crop<0)
+
+
+def to_rgb(img: Image.Image, exif: bool = True) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB; transparency is composited on white as the checkpoints expect."""
+    if exif:
+        img = ImageOps.exif_transpose(img)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if img.mode in ("P", "LA", "PA") or (img.mode == "L" and "transparency" in img.info):
+        img = img.convert("RGBA")
+    if img.mode == "RGBA":
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img)
+    return img.convert("RGB")
+
+
+def open_image(path: str | Path, exif: bool = True) -> Image.Image:
+    """Decodes a picture fully, with clear errors for unreadable, empty or oversized files."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            old = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+            try:
+                with Image.open(path) as img:
+                    img.load()
+                    out = to_rgb(img, exif)
+            finally:
+                Image.MAX_IMAGE_PIXELS = old
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageReadError(f"{path.name}: refused, too many pixels (possible decompression bomb): {exc}") from exc
+    except FileNotFoundError as exc:
+        raise ImageReadError(f"{path.name}: file not found") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageReadError(f"{path.name}: not a readable image ({exc})") from exc
+    if out.width < 1 or out.height < 1:
+        raise ImageReadError(f"{path.name}: empty image")
+    return out
+
+
+def check_size(size: int) -> int:
+    if size < PATCH or size % PATCH:
+        raise ValueError(f"resolution must be a positive multiple of {PATCH}, got {size}")
+    return size
+
+
+def target_size(width: int, height: int, mode: str, size: int) -> tuple[int, int]:
+    """The resized (width, height) before cropping or padding."""
+    if mode == "pad" and height > width:
+        return round(width * (size / height) / PATCH) * PATCH, size
+    return size, round(height * (size / width) / PATCH) * PATCH
+
+
+def preprocess(img: Image.Image, mode: str = "crop", size: int = DEFAULT_SIZE) -> tuple[torch.Tensor, Crop]:
+    """RGB picture -> model image [3, H, W] in [0, 1] and how it was obtained."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    check_size(size)
+    new_w, new_h = target_size(img.width, img.height, mode, size)
+    new_w, new_h = max(new_w, PATCH), max(new_h, PATCH)
+    resized = img.resize((new_w, new_h), Image.Resampling.BICUBIC)
+    t = torch.from_numpy(np.array(resized, dtype=np.uint8)).permute(2, 0, 1).float().div(255)
+    offset = (0, 0)
+    if mode == "crop" and new_h > size:
+        top = (new_h - size) // 2
+        t = t[:, top : top + size]
+        offset = (0, -top)
+    elif mode == "pad":
+        t, offset = pad_white(t, size, size)
+    return t, Crop((img.width, img.height), (new_w, new_h), offset)
+
+
+def pad_white(t: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Centres `t` [3, h, w] on a white canvas of the given size."""
+    dh, dw = height - t.shape[1], width - t.shape[2]
+    if dh <= 0 and dw <= 0:
+        return t, (0, 0)
+    top, left = max(dh, 0) // 2, max(dw, 0) // 2
+    pad = (left, max(dw, 0) - left, top, max(dh, 0) - top)
+    return torch.nn.functional.pad(t, pad, mode="constant", value=1.0), (left, top)
+
+
+def stack_images(images: list[torch.Tensor], crops: list[Crop] | None = None) -> torch.Tensor:
+    """Stacks model images, padding mixed sizes with white to the largest height and width."""
+    if not images:
+        raise ValueError("no images to stack")
+    height = max(t.shape[1] for t in images)
+    width = max(t.shape[2] for t in images)
+    out = []
+    for i, t in enumerate(images):
+        padded, (left, top) = pad_white(t, height, width)
+        if crops is not None and (left or top):
+            ox, oy = crops[i].offset_xy
+            crops[i].offset_xy = (ox + left, oy + top)
+        out.append(padded)
+    return torch.stack(out)
+
+
+def load_images(paths: list[str | Path], mode: str = "crop", size: int = DEFAULT_SIZE, exif: bool = True) -> torch.Tensor:
+    """Files -> batch [N, 3, H, W], failing on the first unreadable file (see inputs.py for the
+    forgiving path that skips and reports)."""
+    tensors = [preprocess(open_image(p, exif), mode, size)[0] for p in paths]
+    return stack_images(tensors)

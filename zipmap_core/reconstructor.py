@@ -1,0 +1,354 @@
+"""The inference API: inputs in, a `Reconstruction` out, with progress and cancellation.
+
+`Reconstructor` owns a model on a device; `reconstruct` runs the whole pipeline, `render_views`
+queries a stored scene state from new cameras, and `StreamingSession` grows a reconstruction
+window by window with the state carried across calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .checkpoints import load_checkpoint
+from .geometry import (
+    align_to_first,
+    camera_to_world,
+    depth_to_camera_points,
+    invert_rigid,
+    pose_encoding_to_cameras,
+    ray_conditions,
+    to_homogeneous,
+)
+from .inputs import Frame, InputSet, VideoSampling, load_inputs
+from .model import ModelOutput, ZipMap
+from .preprocess import Crop, preprocess, stack_images
+from .reconstruction import Reconstruction
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+BUNDLED_MODEL = RESOURCES / "zipmap_small.safetensors"
+
+
+class Cancelled(Exception):
+    """The run was cancelled; nothing it would have produced was kept."""
+
+
+class CancelToken:
+    """Cooperative cancellation, checked between stages and between network blocks."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        if self._event.is_set():
+            raise Cancelled("reconstruction cancelled")
+
+
+def select_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {name!r} (use auto, cpu, cuda or mps)") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("CUDA was requested but no CUDA GPU is available")
+    return device
+
+
+@dataclass
+class NovelViews:
+    rgb: np.ndarray  # float32 [N, H, W, 3] in [0, 1]
+    depth: np.ndarray  # float32 [N, H, W], in the scene's units
+    confidence: np.ndarray  # float32 [N, H, W]
+
+
+class Reconstructor:
+    def __init__(
+        self,
+        model: ZipMap,
+        device: str | torch.device = "auto",
+        description: str = "",
+        variant: str = "custom",
+        chunk_frames: int = 8,
+    ) -> None:
+        self.device = select_device(device) if isinstance(device, str) else device
+        self.model = model.to(self.device).eval()
+        self.description = description or f"ZipMap '{model.cfg.name}'"
+        self.variant = variant
+        self.chunk_frames = chunk_frames
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "auto", variant: str | None = None) -> "Reconstructor":
+        loaded = load_checkpoint(path, variant)
+        return cls(loaded.model, device, loaded.description, loaded.variant)
+
+    @classmethod
+    def bundled(cls, device: str = "auto") -> "Reconstructor":
+        """Our own small model, shipped in resources/ so everything works offline."""
+        return cls.from_checkpoint(BUNDLED_MODEL, device)
+
+    @property
+    def cfg(self):
+        return self.model.cfg
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.bfloat16 if self.device.type == "cuda" else torch.float32
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # ---- reconstruction ---------------------------------------------------------------------------
+    def reconstruct(
+        self,
+        inputs: Sequence[str | Path] | InputSet,
+        mode: str = "crop",
+        resolution: int | None = None,
+        max_frames: int | None = None,
+        sampling: VideoSampling | None = None,
+        window_size: int | None = None,
+        keep_state: bool | None = None,
+        points_from: str = "depth",
+        progress: Progress | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Reconstruction:
+        cancel = cancel or CancelToken()
+        report = _reporter(progress, cancel)
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        if not isinstance(inputs, InputSet):
+            report("load", 0, 1)
+            inputs = load_inputs(list(inputs), sampling, max_frames, should_stop=lambda: cancel.cancelled)
+        cancel.check()
+        images, crops = self._preprocess(inputs.frames, mode, resolution or self.cfg.img_size, report)
+        timings["preprocess_s"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        out = self._run_model(images, None, window_size, report)
+        timings["model_s"] = time.perf_counter() - t1
+        keep = self.model.can_render if keep_state is None else keep_state
+        recon = self._to_reconstruction(inputs.frames, images, crops, out, keep, points_from)
+        timings["total_s"] = time.perf_counter() - t0
+        timings["per_frame_s"] = timings["model_s"] / len(inputs.frames)
+        recon.timings = timings
+        recon.metadata.update(
+            {"mode": mode, "skipped": [list(s) for s in inputs.skipped], "window_size": window_size}
+        )
+        report("done", 1, 1)
+        return recon
+
+    def _preprocess(self, frames: list[Frame], mode: str, size: int, report: Progress) -> tuple[torch.Tensor, list[Crop]]:
+        tensors, crops = [], []
+        for i, frame in enumerate(frames):
+            t, crop = preprocess(frame.image, mode, size)
+            tensors.append(t)
+            crops.append(crop)
+            report("preprocess", i + 1, len(frames))
+        return stack_images(tensors, crops), crops
+
+    def _run_model(
+        self, images: torch.Tensor, states: list | None, window_size: int | None, report: Progress
+    ) -> ModelOutput:
+        with torch.inference_mode(), self._autocast():
+            return self.model(
+                images.to(self.device)[None],
+                states=states,
+                window_size=window_size,
+                chunk_frames=self.chunk_frames,
+                hook=report,
+            )
+
+    def _to_reconstruction(
+        self,
+        frames: list[Frame],
+        images: torch.Tensor,
+        crops: list[Crop],
+        out: ModelOutput,
+        keep_state: bool,
+        points_from: str,
+    ) -> Reconstruction:
+        h, w = images.shape[-2:]
+        recon = assemble(
+            names=[f.name for f in frames],
+            images=images,
+            pose_enc=out.pose_enc[0].float().cpu(),
+            depth=out.depth[0, ..., 0].float().cpu(),
+            depth_conf=out.depth_conf[0].float().cpu(),
+            local_points=None if out.local_points is None else out.local_points[0].float().cpu(),
+            points_from=points_from,
+            original_wh=np.array([c.original_wh for c in crops], dtype=np.int32).reshape(-1, 2),
+        )
+        if keep_state and out.states and out.states[0] is not None:
+            recon.state = [{k: v.float().cpu().numpy() for k, v in layer.items()} for layer in out.states]
+        recon.metadata.update({"model": self.description, "variant": self.variant, "config": self.cfg.name,
+                               "image_hw": [int(h), int(w)], "can_render": bool(self.model.can_render)})
+        return recon
+
+    # ---- novel views --------------------------------------------------------------------------------
+    def render_views(
+        self,
+        recon: Reconstruction,
+        c2w: np.ndarray,
+        intrinsics: np.ndarray,
+        size: tuple[int, int] | None = None,
+        progress: Progress | None = None,
+        cancel: CancelToken | None = None,
+    ) -> NovelViews:
+        """Renders RGB, depth and confidence from cameras [N, 3|4, 4] (camera-to-world, in the
+        reconstruction's frame) with intrinsics [N, 3, 3] for an image of `size` (h, w)."""
+        if not self.model.can_render:
+            raise RuntimeError(
+                f"{self.description} has no novel-view head; load checkpoint_state_query.pt or the bundled model"
+            )
+        if recon.state is None:
+            raise RuntimeError("this reconstruction has no stored scene state; reconstruct it with a state-query model")
+        h, w = size or recon.image_hw
+        p = self.cfg.patch_size
+        if h % p or w % p:
+            raise ValueError(f"render size must be a multiple of {p}, got {h}x{w}")
+        report = _reporter(progress, cancel or CancelToken())
+        scale = recon.state_scale
+        poses = torch.as_tensor(np.asarray(c2w, np.float32)[..., :3, :4]).clone()
+        poses[..., :3, 3] /= scale
+        rays = ray_conditions(poses[None], torch.as_tensor(np.asarray(intrinsics, np.float32))[None], (h, w))
+        states = [{k: torch.as_tensor(v, device=self.device) for k, v in layer.items()} for layer in recon.state]
+        with torch.inference_mode(), self._autocast():
+            rgbd, conf = self.model.render(rays.to(self.device), states, chunk_frames=self.chunk_frames, hook=report)
+        rgbd = rgbd[0].float().cpu().numpy()
+        return NovelViews(rgbd[..., :3], rgbd[..., 3] * scale, conf[0].float().cpu().numpy())
+
+    def stream(self, window_size: int | None = None, mode: str = "crop", resolution: int | None = None) -> "StreamingSession":
+        return StreamingSession(self, window_size, mode, resolution or self.cfg.img_size)
+
+
+class StreamingSession:
+    """Feeds frames window by window; the scene state carries over, so each call costs only the
+    new frames while the reconstruction keeps growing."""
+
+    def __init__(self, rec: Reconstructor, window_size: int | None, mode: str, resolution: int) -> None:
+        self.rec = rec
+        self.window_size = window_size if window_size is not None else (rec.cfg.window_size or 2)
+        self.mode, self.resolution = mode, resolution
+        self.states: list | None = None
+        self._frames: list[Frame] = []
+        self._images: list[torch.Tensor] = []
+        self._crops: list[Crop] = []
+        self._raw: dict[str, list[torch.Tensor]] = {"pose_enc": [], "depth": [], "depth_conf": [], "local_points": []}
+        self.seconds = 0.0
+
+    def add(self, frames: list[Frame], progress: Progress | None = None, cancel: CancelToken | None = None) -> Reconstruction:
+        report = _reporter(progress, cancel or CancelToken())
+        images, crops = self.rec._preprocess(frames, self.mode, self.resolution, report)
+        if self._images and images.shape[-2:] != self._images[0].shape[-2:]:
+            raise ValueError(
+                f"frame size {tuple(images.shape[-2:])} differs from the session's {tuple(self._images[0].shape[-2:])}"
+            )
+        t0 = time.perf_counter()
+        out = self.rec._run_model(images, self.states, self.window_size, report)
+        self.seconds += time.perf_counter() - t0
+        self.states = out.states
+        self._frames += frames
+        self._images.append(images)
+        self._crops += crops
+        for key in self._raw:
+            value = getattr(out, key)
+            if value is not None:
+                self._raw[key].append(value[0].float().cpu())
+        return self.reconstruction()
+
+    def reconstruction(self) -> Reconstruction:
+        if not self._frames:
+            raise ValueError("no frames were added to the streaming session yet")
+        raw = {k: torch.cat(v) for k, v in self._raw.items() if v}
+        recon = assemble(
+            names=[f.name for f in self._frames],
+            images=torch.cat(self._images),
+            pose_enc=raw["pose_enc"],
+            depth=raw["depth"][..., 0],
+            depth_conf=raw["depth_conf"],
+            local_points=raw.get("local_points"),
+            points_from="depth",
+            original_wh=np.array([c.original_wh for c in self._crops], dtype=np.int32),
+        )
+        recon.timings = {"model_s": self.seconds, "per_frame_s": self.seconds / len(self._frames)}
+        recon.metadata.update({"model": self.rec.description, "streaming": True, "window_size": self.window_size})
+        return recon
+
+
+def assemble(
+    names: list[str],
+    images: torch.Tensor,
+    pose_enc: torch.Tensor,
+    depth: torch.Tensor,
+    depth_conf: torch.Tensor,
+    local_points: torch.Tensor | None,
+    points_from: str,
+    original_wh: np.ndarray,
+) -> Reconstruction:
+    """Raw per-frame predictions -> aligned cameras and world points."""
+    h, w = images.shape[-2:]
+    extrinsics, intrinsics = pose_encoding_to_cameras(pose_enc, (h, w))
+    extrinsics = align_to_first(extrinsics)
+    if points_from == "point_head" and local_points is not None:
+        points_cam = local_points
+    elif points_from in ("depth", "point_head"):
+        points_cam = depth_to_camera_points(depth, intrinsics)
+    else:
+        raise ValueError(f"points_from must be 'depth' or 'point_head', got {points_from!r}")
+    points_world = camera_to_world(points_cam, extrinsics)
+    c2w = invert_rigid(extrinsics)
+    scale = float(c2w[:, :3, 3].abs().max()) if len(names) > 1 else 1.0
+    return Reconstruction(
+        names=list(names),
+        images=(images.permute(0, 2, 3, 1).clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy(),
+        extrinsics=extrinsics.numpy().astype(np.float32),
+        intrinsics=intrinsics.numpy().astype(np.float32),
+        depth=depth.numpy().astype(np.float32),
+        depth_conf=depth_conf.numpy().astype(np.float32),
+        points_cam=points_cam.numpy().astype(np.float32),
+        points_world=points_world.numpy().astype(np.float32),
+        original_wh=original_wh,
+        state_scale=scale if scale > 1e-8 else 1.0,
+    )
+
+
+def _reporter(progress: Progress | None, cancel: CancelToken) -> Progress:
+    def report(stage: str, done: int, total: int) -> None:
+        cancel.check()
+        if progress is not None:
+            progress(stage, done, total)
+
+    return report
+
+
+@contextlib.contextmanager
+def threads(n: int | None) -> Iterator[None]:
+    """Temporarily pins torch's intra-op thread count (benchmarks report what they used)."""
+    old = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
