@@ -103,10 +103,14 @@ def _build(cfg: ZipMapConfig, state: Mapping[str, torch.Tensor], path: Path, wha
         model = ZipMap(cfg)
     _check_layout(model, state, path, what)
     model.load_state_dict(dict(state), strict=True, assign=True)
+    if any(t.dtype != torch.float32 for t in model.state_dict().values() if t.is_floating_point()):
+        model = model.float()  # half-precision files (our bundled model) compute in float32
     return model.eval()
 
 
-def load_official(path: str | os.PathLike, variant: str | None = None) -> LoadedCheckpoint:
+def load_official(path: str | os.PathLike, variant: str | None = None, config: ZipMapConfig | None = None) -> LoadedCheckpoint:
+    """An authors'-format `.pt`; `config` overrides the published size (files of their code at
+    other sizes, such as the parity vectors' models)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -114,7 +118,7 @@ def load_official(path: str | os.PathLike, variant: str | None = None) -> Loaded
     variant = variant or detect_variant(set(state), path.name)
     if variant not in OFFICIAL_CONFIGS:
         raise CheckpointError(f"unknown variant {variant!r}; expected one of {sorted(OFFICIAL_CONFIGS)}")
-    cfg = OFFICIAL_CONFIGS[variant]
+    cfg = config or OFFICIAL_CONFIGS[variant]
     model = _build(cfg, state, path, f"official '{variant}' checkpoint")
     return LoadedCheckpoint(model, variant, path, f"official ZipMap checkpoint ({variant})", {})
 
@@ -163,6 +167,7 @@ def save_model(
     variant: str = "custom",
     description: str = "",
     extra: dict[str, str] | None = None,
+    dtype: torch.dtype | None = None,
 ) -> Path:
     """Writes our format: the state_dict (official names) with the config in the metadata."""
     meta = {
@@ -173,14 +178,17 @@ def save_model(
         "description": description or f"ZipMap model '{model.cfg.name}'",
         **(extra or {}),
     }
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().to("cpu", dtype if dtype and v.is_floating_point() else v.dtype).contiguous()
+             for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=meta)
     return Path(path)
 
 
-def convert(src: str | os.PathLike, dst: str | os.PathLike, variant: str | None = None) -> LoadedCheckpoint:
+def convert(
+    src: str | os.PathLike, dst: str | os.PathLike, variant: str | None = None, config: ZipMapConfig | None = None
+) -> LoadedCheckpoint:
     """Official `.pt` -> our safetensors (same tensor names, config recorded)."""
-    loaded = load_official(src, variant)
+    loaded = load_official(src, variant, config)
     save_model(loaded.model, dst, loaded.variant, f"converted from {Path(src).name} ({loaded.variant})")
     return loaded

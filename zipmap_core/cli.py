@@ -98,6 +98,50 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from .training import TrainConfig, Trainer
+
+    cfg = TrainConfig.from_file(
+        args.config, output=args.output, steps=args.steps, device=args.device, init=args.init,
+        time_budget_s=args.time_budget, threads=args.threads,
+    )
+    trainer = Trainer(cfg, log=lambda line: print(line, flush=True))
+    print(f"training '{trainer.model.cfg.name}' on {trainer.device}: "
+          f"{sum(p.numel() for p in trainer.model.parameters()) / 1e6:.2f} M parameters -> {cfg.output}", flush=True)
+    trainer.run()
+    print(f"saved {Path(cfg.output) / 'model.safetensors'} after {trainer.step} steps")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .synthetic import make_dataset
+
+    bar = StageBar(args.quiet)
+    try:
+        paths = make_dataset(args.output, args.scenes, args.views, args.held_out, args.seed, (args.height, args.width),
+                             args.trajectory, progress=bar)
+    finally:
+        bar.close()
+    print(f"wrote {len(paths)} scenes to {args.output}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate, format_table, write_json
+
+    rec = _reconstructor(args)
+    bar = StageBar(args.quiet)
+    try:
+        result = evaluate(rec, args.scenes, progress=bar)
+    finally:
+        bar.close()
+    print(format_table(result))
+    if args.json:
+        write_json(result, args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
 def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zipmap", description="ZipMap 3D reconstruction from photos and videos.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -133,6 +177,36 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     i.add_argument("checkpoint")
     i.add_argument("--variant")
     i.set_defaults(func=cmd_info)
+    t = sub.add_parser("train", help="train (or fine-tune) ZipMap on procedurally generated scenes")
+    t.add_argument("config", nargs="?", default="", help="training settings (JSON); see configs/")
+    t.add_argument("-o", "--output", help="run folder (checkpoints, log.jsonl, model.safetensors)")
+    t.add_argument("--steps", type=int)
+    t.add_argument("--init", help="start from this checkpoint (official .pt or ours)")
+    t.add_argument("--device")
+    t.add_argument("--threads", type=int)
+    t.add_argument("--time-budget", type=float, help="fit the number of steps to this many seconds")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="score a model on scene folders with ground truth (see `generate`)")
+    e.add_argument("scenes", help="a scene folder, or a folder of them")
+    e.add_argument("--checkpoint", help="default: the bundled model")
+    e.add_argument("--variant")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--json", help="also write the full results here")
+    e.add_argument("-q", "--quiet", action="store_true")
+    e.set_defaults(func=cmd_eval)
+
+    g = sub.add_parser("generate", help="write procedurally generated scenes with ground truth")
+    g.add_argument("output")
+    g.add_argument("--scenes", type=int, default=10)
+    g.add_argument("--views", type=int, default=8, help="input views per scene")
+    g.add_argument("--held-out", type=int, default=2, help="extra views between the inputs, for novel-view tests")
+    g.add_argument("--seed", type=int, default=20_000_000, help="first scene's seed (training uses 10,000,000 up)")
+    g.add_argument("--width", type=int, default=224)
+    g.add_argument("--height", type=int, default=168)
+    g.add_argument("--trajectory", choices=("orbit", "ring", "sweep"))
+    g.add_argument("-q", "--quiet", action="store_true")
+    g.set_defaults(func=cmd_generate)
     if extra is not None:
         extra(sub)
     return parser

@@ -59,11 +59,11 @@ def inv_softplus(y: float) -> float:
     return y + math.log(-math.expm1(-y))
 
 
-def newton_schulz(g: Tensor, steps: int) -> Tensor:
-    """Quintic Newton-Schulz orthogonalisation of a batch of matrices, run in bfloat16 as the
-    authors' code does (its roundings are part of the published behaviour)."""
+def newton_schulz(g: Tensor, steps: int, dtype: torch.dtype = torch.bfloat16) -> Tensor:
+    """Quintic Newton-Schulz orthogonalisation of a batch of matrices, by default in bfloat16 as
+    the authors' code does (its roundings are part of the published behaviour)."""
     a, b, c = NS_COEFFICIENTS
-    x = g.to(torch.bfloat16).contiguous()
+    x = g.to(dtype).contiguous()
     tall = g.size(1) > g.size(2)
     if tall:
         x = x.transpose(1, 2)
@@ -102,11 +102,13 @@ def fast_weight_gradients(w: FastWeights, k: Tensor, v: Tensor, lr: tuple[Tensor
     }
 
 
-def apply_gradients(w: FastWeights, grads: FastWeights, col_norms: FastWeights, steps: int) -> FastWeights:
+def apply_gradients(
+    w: FastWeights, grads: FastWeights, col_norms: FastWeights, steps: int, dtype: torch.dtype = torch.bfloat16
+) -> FastWeights:
     """One orthogonalised step, then each column rescaled to the call's starting column norms."""
     out = {}
     for name in ("w0", "w1", "w2"):
-        new = w[name] + newton_schulz(grads[name], steps)
+        new = w[name] + newton_schulz(grads[name], steps, dtype)
         out[name] = new / (new.norm(dim=1, keepdim=True) + 1e-5) * col_norms[name]
     return out
 
@@ -122,6 +124,7 @@ class TTTLayer(nn.Module):
         self.num_heads = dim // cfg.head_dim
         self.head_dim = cfg.head_dim
         self.steps = cfg.muon_update_steps
+        self.ns_dtype = getattr(torch, cfg.ns_dtype)
         hidden = int(cfg.head_dim * cfg.inter_multi)
         gain = math.sqrt(2)
         d = cfg.head_dim
@@ -195,7 +198,7 @@ class TTTLayer(nn.Module):
                 for s, e in spans:
                     grads = self.accumulate(x[:, s:e], w, grads)
                 if grads is not None:
-                    w = apply_gradients(w, grads, col_norms, self.steps)
+                    w = apply_gradients(w, grads, col_norms, self.steps, self.ns_dtype)
             if op.apply:
                 outputs.extend(self._output(x[:, s:e], w) for s, e in spans)
         out = torch.cat(outputs, dim=1) if outputs else x.new_zeros(x.shape[0], 0, self.dim)

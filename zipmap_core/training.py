@@ -1,0 +1,214 @@
+"""Training ZipMap on procedurally generated scenes (and fine-tuning the official architecture).
+
+One code path for every size: a `TrainConfig` (JSON) names the model configuration or an initial
+checkpoint, the data and the schedule. Each step renders fresh scenes on the training device,
+normalises them into the frame the model predicts in, runs the input views through the model,
+queries the resulting scene state from held-out cameras, and minimises the paper's losses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .atomic import atomic_path
+from .checkpoints import load_checkpoint, save_model
+from .config import get_config
+from .geometry import cameras_to_pose_encoding, depth_to_camera_points, invert_rigid, ray_conditions
+from .losses import confidence_loss, pose_loss, rgb_loss
+from .model import ZipMap
+from .reconstructor import select_device
+from .synthetic import generate, normalise
+
+
+@dataclass
+class TrainConfig:
+    model: str = "small"  # a named configuration (small, tiny, or an official one)
+    init: str | None = None  # start from this checkpoint (official .pt or ours) instead of random weights
+    output: str = "runs/small"
+    steps: int = 2000
+    batch: int = 4  # scenes per step
+    views: tuple[int, int] = (4, 8)  # input views per scene, sampled per step in this range
+    held_out: int = 2  # extra views per scene that supervise the novel-view head
+    heights: tuple[int, ...] = (168,)  # image heights (multiples of 14) sampled per step
+    width: int | None = None  # image width; default the model's img_size
+    lr: float = 3e-4
+    min_lr_ratio: float = 0.05
+    warmup: int = 200
+    weight_decay: float = 0.05
+    clip: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    log_every: int = 20
+    save_every: int = 500
+    time_limit_s: float | None = None  # stop (and save) after this much wall time
+    time_budget_s: float | None = None  # fit `steps` to this wall time, measured over the first 30 steps
+    save_dtype: str = "float32"
+    loss_weights: dict[str, float] = field(
+        default_factory=lambda: {"camera": 5.0, "depth": 1.0, "points": 1.0, "nvs_rgb": 2.0, "nvs_depth": 0.5}
+    )
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides) -> "TrainConfig":
+        data = json.loads(Path(path).read_text()) if path else {}
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown training settings in {path}: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        for key in ("views", "heights"):
+            if key in data:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to min_lr_ratio * lr."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def build_model(cfg: TrainConfig) -> ZipMap:
+    if cfg.init:
+        return load_checkpoint(cfg.init).model.train()
+    torch.manual_seed(cfg.seed)
+    return ZipMap(get_config(cfg.model)).train()
+
+
+def compute_losses(model: ZipMap, batch_views, inputs: int, weights: dict[str, float]) -> tuple[torch.Tensor, dict[str, float]]:
+    """One forward pass on a rendered batch; returns the weighted total and each part."""
+    views, _ = normalise(batch_views, inputs)
+    h, w = views.images.shape[-2:]
+    src = views.select(slice(0, inputs))
+    out = model(src.images, window_size=0)
+    parts: dict[str, torch.Tensor] = {}
+    if out.pose_enc_list:
+        target = cameras_to_pose_encoding(src.extrinsics, src.intrinsics, (h, w))
+        parts["camera"], cam_parts = pose_loss(out.pose_enc_list, target)
+    b, s = src.depth.shape[:2]
+    parts["depth"] = confidence_loss(out.depth, src.depth[..., None], out.depth_conf)
+    if out.local_points is not None:
+        pts = depth_to_camera_points(src.depth.flatten(0, 1), src.intrinsics.flatten(0, 1)).reshape(b, s, h, w, 3)
+        parts["points"] = confidence_loss(out.local_points, pts, None)
+    queries = views.images.shape[1] - inputs
+    if model.can_render and queries > 0:
+        q = views.select(slice(inputs, None))
+        rays = ray_conditions(invert_rigid(q.extrinsics), q.intrinsics, (h, w))
+        rgbd, conf = model.render(rays, out.states)
+        parts["nvs_rgb"] = rgb_loss(rgbd[..., :3], q.images.permute(0, 1, 3, 4, 2))
+        parts["nvs_depth"] = confidence_loss(rgbd[..., 3:4], q.depth[..., None], conf)
+    total = sum(weights.get(k, 1.0) * v for k, v in parts.items())
+    logged = {k: float(v.detach()) for k, v in parts.items()}
+    if out.pose_enc_list:
+        logged.update({f"cam_{k}": float(v) for k, v in cam_parts.items()})
+    return total, logged
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, log: Callable[[str], None] = print) -> None:
+        self.cfg = cfg
+        self.log = log
+        self.device = select_device(cfg.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.out = Path(cfg.output)
+        self.model = build_model(cfg).to(self.device)
+        decay = [p for n, p in self.model.named_parameters() if p.ndim >= 2 and "token" not in n and "pos_embed" not in n]
+        no_decay = [p for n, p in self.model.named_parameters() if not (p.ndim >= 2 and "token" not in n and "pos_embed" not in n)]
+        self.opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr, betas=(0.9, 0.95),
+        )
+        self.step = 0
+        self.history: list[dict] = []
+        self._resume()
+
+    @property
+    def state_path(self) -> Path:
+        return self.out / "trainer_state.pt"
+
+    def _resume(self) -> None:
+        if not self.state_path.exists():
+            return
+        state = torch.load(self.state_path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        self.log(f"resumed from {self.state_path} at step {self.step}")
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def train_step(self) -> dict[str, float]:
+        cfg = self.cfg
+        rng = random.Random(cfg.seed * 1_000_003 + self.step)
+        inputs = rng.randint(cfg.views[0], cfg.views[1])
+        h = rng.choice(cfg.heights)
+        w = cfg.width or self.model.cfg.img_size
+        with torch.no_grad():
+            views = generate(cfg.batch, inputs + cfg.held_out, 10_000_000 + cfg.seed * 100_000 + self.step, (h, w), self.device)
+        for group in self.opt.param_groups:
+            group["lr"] = lr_at(self.step, cfg)
+        with self._autocast():
+            total, parts = compute_losses(self.model, views, inputs, cfg.loss_weights)
+        self.opt.zero_grad(set_to_none=True)
+        total.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip)
+        if torch.isfinite(grad_norm):
+            self.opt.step()
+        self.step += 1
+        return {"step": self.step, "loss": float(total.detach()), "grad_norm": float(grad_norm), "lr": lr_at(self.step - 1, cfg),
+                "views": inputs, "height": h, **parts}
+
+    def save(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.state_path) as tmp:
+            torch.save({"model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "step": self.step}, tmp)
+        dtype = getattr(torch, self.cfg.save_dtype)
+        save_model(self.model, self.out / "model.safetensors", description=f"ZipMap '{self.model.cfg.name}' trained "
+                   f"{self.step} steps on procedural scenes", extra={"train_steps": str(self.step)}, dtype=dtype)
+        with atomic_path(self.out / "train_config.json") as tmp:
+            tmp.write_text(json.dumps(asdict(self.cfg), indent=2))
+
+    def run(self) -> list[dict]:
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        first = self.step
+        log_file = open(self.out / "log.jsonl", "a")
+        try:
+            while self.step < cfg.steps:
+                record = self.train_step()
+                record["elapsed_s"] = time.perf_counter() - start
+                if cfg.time_budget_s and self.step == first + 30:
+                    rate = record["elapsed_s"] / 30
+                    cfg.steps = self.step + max(1, int((cfg.time_budget_s - record["elapsed_s"]) / rate))
+                    self.log(f"{rate:.3f} s/step: training {cfg.steps} steps to fit {cfg.time_budget_s:.0f} s")
+                self.history.append(record)
+                if self.step % cfg.log_every == 0 or self.step == 1:
+                    log_file.write(json.dumps(record) + "\n")
+                    log_file.flush()
+                    shown = " ".join(f"{k}={v:.4g}" for k, v in record.items() if isinstance(v, float) and k != "elapsed_s")
+                    self.log(f"step {self.step}/{cfg.steps} {shown} ({record['elapsed_s']:.0f} s)")
+                if self.step % cfg.save_every == 0:
+                    self.save()
+                if cfg.time_limit_s and time.perf_counter() - start > cfg.time_limit_s:
+                    self.log(f"time limit reached at step {self.step}")
+                    break
+        finally:
+            log_file.close()
+        self.save()
+        return self.history
