@@ -17,6 +17,12 @@ class WriteError(OSError):
     """A file could not be written; the message names the file and the reason."""
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yields a temporary path beside `target`; renames it onto `target` if the block succeeds."""
@@ -31,6 +37,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the user's usual mode
         os.replace(tmp, target)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

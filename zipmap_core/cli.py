@@ -13,7 +13,8 @@ from .atomic import WriteError
 from .checkpoints import CheckpointError, convert, load_checkpoint
 from .download import DownloadError, download_official
 from .inputs import NoUsableImagesError, VideoSampling
-from .reconstruction import SceneFileError
+from .exporters import FORMATS, default_target, export
+from .reconstruction import Reconstruction, SceneFileError
 from .reconstructor import BUNDLED_MODEL, Cancelled, Reconstructor
 
 USER_ERRORS = (CheckpointError, DownloadError, NoUsableImagesError, SceneFileError, WriteError, ValueError, RuntimeError)
@@ -68,11 +69,41 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         print(f"skipped {name}: {reason}", file=sys.stderr)
     out_dir = Path(args.output)
     scene = recon.save(out_dir / "scene.zipmap")
+    for fmt in _formats(args.export):
+        target = export(recon, fmt, default_target(out_dir, fmt), progress=bar)
+        bar.close()
+        print(f"exported {fmt}: {target}", file=sys.stderr)
     t = recon.timings
     print(
         f"{recon.num_frames} frames at {recon.image_hw[1]}x{recon.image_hw[0]}: model {t['model_s']:.2f} s "
         f"({t['per_frame_s']:.3f} s/frame), total {t['total_s']:.2f} s -> {scene}"
     )
+    return 0
+
+
+def _formats(text: str | None) -> list[str]:
+    formats = [f.strip() for f in (text or "").split(",") if f.strip()]
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        raise ValueError(f"unknown export format(s) {', '.join(bad)}; choose from {', '.join(FORMATS)}")
+    return formats
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    recon = Reconstruction.load(args.scene)
+    options: dict = {}
+    if args.percentile is not None:
+        options["percentile"] = args.percentile
+    if args.format == "mesh" and args.voxel_size:
+        options["voxel_size"] = args.voxel_size
+    if args.format == "colmap" and args.text:
+        options["text"] = True
+    bar = StageBar(args.quiet)
+    try:
+        target = export(recon, args.format, args.output, progress=bar, **options)
+    finally:
+        bar.close()
+    print(f"exported {args.format}: {target}")
     return 0
 
 
@@ -159,8 +190,19 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     r.add_argument("--video-frames", type=int, help="take this many evenly spaced frames per video instead")
     r.add_argument("--window-size", type=int, help="TTT window in frames (0 = bidirectional)")
     r.add_argument("--no-state", action="store_true", help="do not keep the scene state")
+    r.add_argument("--export", help=f"also export these formats into the output folder ({','.join(FORMATS)})")
     r.add_argument("-q", "--quiet", action="store_true")
     r.set_defaults(func=cmd_reconstruct)
+
+    x = sub.add_parser("export", help="export a .zipmap scene to PLY, GLB, a mesh, COLMAP or nerfstudio")
+    x.add_argument("scene", help="a .zipmap scene file")
+    x.add_argument("--format", required=True, choices=FORMATS)
+    x.add_argument("-o", "--output", required=True, help="file (ply, glb, mesh: .ply/.obj/.glb) or folder (colmap, nerfstudio)")
+    x.add_argument("--percentile", type=float, help="drop points below this confidence percentile")
+    x.add_argument("--voxel-size", type=float, help="mesh voxel size in scene units (default: from the scene's extent)")
+    x.add_argument("--text", action="store_true", help="COLMAP text files instead of binary")
+    x.add_argument("-q", "--quiet", action="store_true")
+    x.set_defaults(func=cmd_export)
 
     c = sub.add_parser("convert", help="convert an official .pt checkpoint to our safetensors format")
     c.add_argument("src")

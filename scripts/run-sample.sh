@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The main job on the bundled model and sample scene: reconstruct, score against the ground truth,
+# export, and save a screenshot of the 3D view. Results go to out/sample/.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+bash scripts/install-system-deps.sh
+source scripts/setup-env.sh
+export HF_HUB_OFFLINE=1
+OUT="${1:-out/sample}"
+zipmap reconstruct resources/samples/images -o "$OUT" --export ply,glb,colmap
+zipmap eval resources/samples --json "$OUT/eval.json"
+QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1920x1080x24" \
+  zipmap-studio resources/samples/images --screenshot "$OUT/screenshot.png" --exit
+echo "results in $OUT"

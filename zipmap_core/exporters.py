@@ -1,0 +1,305 @@
+"""Exports of a `Reconstruction` for the tools people use: PLY point clouds, GLB scenes, TSDF
+meshes (PLY / OBJ / GLB), COLMAP sparse models and nerfstudio `transforms.json`.
+
+Every file goes through `atomic_path`, so a full disk, an unwritable folder or a cancel never
+leaves a half-written file; folder exports are assembled in a temporary sibling folder and renamed
+into place only when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+import trimesh
+
+from .atomic import WriteError, atomic_path
+from .reconstruction import Reconstruction
+
+Progress = Callable[[str, int, int], None]
+FORMATS = ("ply", "glb", "mesh", "colmap", "nerfstudio")
+
+
+def _noop(stage: str, done: int, total: int) -> None:
+    return None
+
+
+# ---- point clouds and scenes ------------------------------------------------------------------------
+def export_ply(recon: Reconstruction, path: str | Path, percentile: float = 0.0, progress: Progress = _noop) -> Path:
+    """Binary PLY: x y z, red green blue, confidence, above a confidence percentile."""
+    pts, cols, conf = recon.point_cloud(percentile)
+    rgba = np.concatenate((cols, np.full((len(cols), 1), 255, np.uint8)), 1)
+    # a face-less Trimesh is what trimesh's PLY writer takes extra per-vertex properties from
+    cloud = trimesh.Trimesh(pts.astype(np.float64), np.zeros((0, 3), np.int64), vertex_colors=rgba, process=False)
+    cloud.vertex_attributes["confidence"] = conf.astype(np.float32)
+    progress("ply", 1, 1)
+    with atomic_path(path) as tmp:
+        data = trimesh.exchange.ply.export_ply(cloud, encoding="binary", include_attributes=True)
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def frustum_lines(c2w: np.ndarray, k: np.ndarray, hw: tuple[int, int], size: float) -> np.ndarray:
+    """Line segments [8, 2, 3] of one camera's frustum (apex to 4 corners, image rectangle)."""
+    h, w = hw
+    corners_px = np.array([[0, 0, 1], [w, 0, 1], [w, h, 1], [0, h, 1]], np.float64)
+    rays = corners_px @ np.linalg.inv(k).T
+    corners = (rays * size) @ c2w[:3, :3].T + c2w[:3, 3]
+    apex = c2w[:3, 3]
+    segs = [(apex, c) for c in corners] + [(corners[i], corners[(i + 1) % 4]) for i in range(4)]
+    return np.array(segs)
+
+
+def scene_scale(recon: Reconstruction) -> float:
+    """A length for drawing and meshing: the median camera-to-point distance."""
+    d = recon.depth[np.isfinite(recon.depth)]
+    return float(np.median(d)) if d.size else 1.0
+
+
+def export_glb(recon: Reconstruction, path: str | Path, percentile: float = 0.0, progress: Progress = _noop) -> Path:
+    """A glTF binary with the coloured points and every camera's frustum as lines."""
+    pts, cols, _ = recon.point_cloud(percentile)
+    scene = trimesh.Scene()
+    scene.add_geometry(trimesh.PointCloud(pts, colors=cols), node_name="points")
+    size = 0.15 * scene_scale(recon)
+    c2w = recon.cam_to_world
+    for i in range(recon.num_frames):
+        segs = frustum_lines(c2w[i], recon.intrinsics[i], recon.image_hw, size)
+        path3d = trimesh.load_path(segs)
+        path3d.colors = np.tile([255, 140, 0, 255], (len(path3d.entities), 1))
+        scene.add_geometry(path3d, node_name=f"camera_{i:03d}")
+    progress("glb", 1, 1)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(trimesh.exchange.gltf.export_glb(scene))
+    return Path(path)
+
+
+# ---- TSDF mesh -----------------------------------------------------------------------------------------
+def fuse_tsdf(
+    recon: Reconstruction,
+    voxel_size: float | None = None,
+    percentile: float = 20.0,
+    resolution: int = 160,
+    progress: Progress = _noop,
+) -> trimesh.Trimesh:
+    """Confidence-masked TSDF fusion of the depth maps (vectorised torch), then marching cubes
+    (scikit-image). The voxel size defaults to the bounding box of the confident points divided by
+    `resolution`; the truncation band is 4 voxels."""
+    from skimage.measure import marching_cubes
+
+    pts, _, _ = recon.point_cloud(percentile)
+    if len(pts) < 100:
+        raise ValueError("too few confident points to build a mesh; lower the confidence threshold")
+    lo, hi = np.percentile(pts, 1, axis=0), np.percentile(pts, 99, axis=0)
+    pad = 0.05 * (hi - lo).max()
+    lo, hi = lo - pad, hi + pad
+    voxel = float(voxel_size or (hi - lo).max() / resolution)
+    dims = np.ceil((hi - lo) / voxel).astype(int) + 1
+    if np.prod(dims) > 400**3:
+        raise ValueError(f"voxel size {voxel:.4g} gives {dims.tolist()} voxels; choose a larger voxel size")
+    trunc = 4 * voxel
+    grid = [torch.arange(n, dtype=torch.float32) * voxel + float(o) for n, o in zip(dims, lo)]
+    centres = torch.stack(torch.meshgrid(*grid, indexing="ij"), -1).reshape(-1, 3)
+    tsdf = torch.zeros(len(centres))
+    weight = torch.zeros(len(centres))
+    colour = torch.zeros(len(centres), 3)
+    threshold = recon.confidence_threshold(percentile)
+    h, w = recon.image_hw
+    for i in range(recon.num_frames):
+        ext = torch.as_tensor(recon.extrinsics[i], dtype=torch.float32)
+        k = torch.as_tensor(recon.intrinsics[i], dtype=torch.float32)
+        cam = centres @ ext[:, :3].T + ext[:, 3]
+        z = cam[:, 2]
+        front = z > 1e-6
+        u = torch.floor(cam[:, 0] / z.clamp(min=1e-6) * k[0, 0] + k[0, 2]).long()
+        v = torch.floor(cam[:, 1] / z.clamp(min=1e-6) * k[1, 1] + k[1, 2]).long()
+        inside = front & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        idx = torch.nonzero(inside)[:, 0]
+        pix = v[idx] * w + u[idx]
+        depth = torch.as_tensor(recon.depth[i].reshape(-1))[pix]
+        conf_ok = torch.as_tensor(recon.depth_conf[i].reshape(-1))[pix] >= threshold
+        sdf = depth - z[idx]
+        ok = conf_ok & torch.isfinite(depth) & (depth > 0) & (sdf > -trunc)
+        idx, pix, sdf = idx[ok], pix[ok], sdf[ok]
+        val = (sdf / trunc).clamp(max=1.0)
+        w_old = weight[idx]
+        tsdf[idx] = (tsdf[idx] * w_old + val) / (w_old + 1)
+        rgb = torch.as_tensor(recon.images[i].reshape(-1, 3), dtype=torch.float32)[pix] / 255.0
+        near = sdf.abs() < trunc
+        cidx = idx[near]
+        colour[cidx] = (colour[cidx] * w_old[near, None] + rgb[near]) / (w_old[near, None] + 1)
+        weight[idx] = w_old + 1
+        progress("fuse", i + 1, recon.num_frames)
+    vol = tsdf.reshape(*dims).numpy()
+    observed = weight.reshape(*dims).numpy() > 0
+    if not (vol[observed] < 0).any() or not (vol[observed] > 0).any():
+        raise ValueError("the fused volume has no surface; try another voxel size or confidence threshold")
+    verts, faces, normals, _ = marching_cubes(vol, level=0.0, spacing=(voxel,) * 3, mask=observed)
+    verts = verts + lo
+    vox = np.clip(np.round((verts - lo) / voxel).astype(int), 0, dims - 1)
+    flat = np.ravel_multi_index(vox.T, dims)
+    vcol = (colour.numpy()[flat] * 255 + 0.5).astype(np.uint8)
+    mesh = trimesh.Trimesh(verts, faces[:, ::-1], vertex_colors=vcol, process=False)
+    mesh.metadata["voxel_size"] = voxel
+    return mesh
+
+
+def export_mesh(
+    recon: Reconstruction,
+    path: str | Path,
+    voxel_size: float | None = None,
+    percentile: float = 20.0,
+    progress: Progress = _noop,
+) -> Path:
+    """TSDF mesh written as PLY, OBJ or GLB by the file's suffix."""
+    path = Path(path)
+    kind = path.suffix.lower().lstrip(".") or "ply"
+    if kind not in ("ply", "obj", "glb"):
+        raise ValueError(f"mesh files can be .ply, .obj or .glb, not .{kind}")
+    mesh = fuse_tsdf(recon, voxel_size, percentile, progress=progress)
+    data = mesh.export(file_type=kind)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data if isinstance(data, bytes) else data.encode())
+    return path
+
+
+# ---- camera formats ------------------------------------------------------------------------------------
+@contextmanager
+def atomic_folder(target: str | Path) -> Iterator[Path]:
+    """A temporary folder beside `target`, moved into place only when the block succeeds."""
+    target = Path(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    except OSError as exc:
+        raise WriteError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    try:
+        yield tmp
+        if target.exists():
+            if any(target.iterdir()):
+                raise WriteError(f"cannot write {target}: the folder exists and is not empty")
+            target.rmdir()
+        os.replace(tmp, target)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise WriteError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def image_file_names(recon: Reconstruction) -> list[str]:
+    """Unique PNG names for the reconstruction's frames (video frames share a source name)."""
+    names, seen = [], set()
+    for i, name in enumerate(recon.names):
+        stem = Path(name).stem or f"frame_{i:04d}"
+        candidate = f"{stem}.png"
+        if candidate in seen:
+            candidate = f"{stem}_{i:04d}.png"
+        seen.add(candidate)
+        names.append(candidate)
+    return names
+
+
+def _write_images(recon: Reconstruction, folder: Path, progress: Progress) -> list[str]:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    names = image_file_names(recon)
+    for i, name in enumerate(names):
+        Image.fromarray(recon.images[i]).save(folder / name)
+        progress("images", i + 1, len(names))
+    return names
+
+
+def export_colmap(
+    recon: Reconstruction,
+    folder: str | Path,
+    percentile: float = 20.0,
+    max_points: int = 200_000,
+    text: bool = False,
+    progress: Progress = _noop,
+) -> Path:
+    """COLMAP sparse model (`sparse/0/` in binary, or text) written by pycolmap, with the frames in
+    `images/` at the model's resolution. Each 3D point has a one-observation track to its pixel."""
+    import pycolmap
+
+    with atomic_folder(folder) as tmp:
+        names = _write_images(recon, tmp / "images", progress)
+        model = pycolmap.Reconstruction()
+        h, w = recon.image_hw
+        rng = np.random.default_rng(0)
+        threshold = recon.confidence_threshold(percentile)
+        per_frame = max(1, max_points // recon.num_frames)
+        for i in range(recon.num_frames):
+            k = recon.intrinsics[i].astype(np.float64)
+            cam = pycolmap.Camera(model="PINHOLE", width=w, height=h, params=[k[0, 0], k[1, 1], k[0, 2], k[1, 2]], camera_id=i + 1)
+            model.add_camera_with_trivial_rig(cam)
+            mask = (recon.depth_conf[i] >= threshold) & np.isfinite(recon.points_world[i]).all(-1)
+            vs, us = np.nonzero(mask)
+            pick = rng.choice(len(vs), size=min(per_frame, len(vs)), replace=False) if len(vs) else np.zeros(0, int)
+            vs, us = vs[pick], us[pick]
+            keypoints = np.stack((us + 0.5, vs + 0.5), -1).astype(np.float64)
+            image = pycolmap.Image(name=names[i], keypoints=keypoints, camera_id=i + 1, image_id=i + 1)
+            ext = recon.extrinsics[i].astype(np.float64)
+            pose = pycolmap.Rigid3d(pycolmap.Rotation3d(ext[:, :3]), ext[:, 3])
+            model.add_image_with_trivial_frame(image, pose)
+            for j, (v, u) in enumerate(zip(vs, us)):
+                track = pycolmap.Track()
+                track.add_element(i + 1, j)
+                model.add_point3D(recon.points_world[i, v, u].astype(np.float64), track, recon.images[i, v, u])
+            progress("colmap", i + 1, recon.num_frames)
+        sparse = tmp / "sparse" / "0"
+        sparse.mkdir(parents=True)
+        (model.write_text if text else model.write_binary)(str(sparse))
+    return Path(folder)
+
+
+OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])
+
+
+def export_nerfstudio(recon: Reconstruction, folder: str | Path, percentile: float = 20.0, progress: Progress = _noop) -> Path:
+    """nerfstudio's `transforms.json` (camera-to-world in OpenGL axes, per-frame intrinsics) with
+    the images beside it and the confident points as `sparse_pc.ply`, as ns-process-data writes."""
+    with atomic_folder(folder) as tmp:
+        names = _write_images(recon, tmp / "images", progress)
+        h, w = recon.image_hw
+        frames = []
+        c2w = recon.cam_to_world
+        for i, name in enumerate(names):
+            m = np.eye(4)
+            m[:3, :4] = c2w[i]
+            k = recon.intrinsics[i]
+            frames.append({
+                "file_path": f"images/{name}",
+                "transform_matrix": (m @ OPENCV_TO_OPENGL).tolist(),
+                "fl_x": float(k[0, 0]), "fl_y": float(k[1, 1]), "cx": float(k[0, 2]), "cy": float(k[1, 2]),
+                "w": w, "h": h,
+            })
+        meta = {"camera_model": "OPENCV", "w": w, "h": h, "k1": 0.0, "k2": 0.0, "p1": 0.0, "p2": 0.0,
+                "frames": frames, "ply_file_path": "sparse_pc.ply"}
+        (tmp / "transforms.json").write_text(json.dumps(meta, indent=2))
+        export_ply(recon, tmp / "sparse_pc.ply", percentile)
+    return Path(folder)
+
+
+def export(recon: Reconstruction, fmt: str, path: str | Path, progress: Progress = _noop, **options) -> Path:
+    """Dispatch by format name (the CLI's and the app's single entry point)."""
+    writers = {"ply": export_ply, "glb": export_glb, "mesh": export_mesh, "colmap": export_colmap,
+               "nerfstudio": export_nerfstudio}
+    if fmt not in writers:
+        raise ValueError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
+    return writers[fmt](recon, path, progress=progress, **options)
+
+
+def default_target(folder: str | Path, fmt: str) -> Path:
+    """Where `zipmap reconstruct --export` puts each format inside its output folder."""
+    names = {"ply": "points.ply", "glb": "scene.glb", "mesh": "mesh.ply", "colmap": "colmap", "nerfstudio": "nerfstudio"}
+    return Path(folder) / names[fmt]
