@@ -1,0 +1,51 @@
+"""`zipmap-studio [INPUT...] [--checkpoint PATH] [--screenshot OUT.png --exit]`"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="zipmap-studio", description="ZipMap Studio: photos or a video in, a 3D scene out.")
+    p.add_argument("inputs", nargs="*", help="images, folders, videos, or a .zipmap scene")
+    p.add_argument("--checkpoint", help="official .pt or our .safetensors (default: last used, else the bundled model)")
+    p.add_argument("--screenshot", help="after reconstructing, save the 3D view to this PNG")
+    p.add_argument("--scale", type=float, default=1.0, help="screenshot scale (2 or 4 renders offscreen, larger)")
+    p.add_argument("--size", default="1280x800", help="window size WxH")
+    p.add_argument("--exit", action="store_true", help="quit when the screenshot is saved (for scripts and CI)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import vispy
+
+    vispy.use("pyside6")
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from .main_window import MainWindow
+    from .script import ScriptedRun
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("ZipMap Studio")
+    app.setOrganizationName("ZipMap")
+    window = MainWindow(args.checkpoint)
+    w, h = (int(v) for v in args.size.lower().split("x"))
+    window.resize(w, h)
+    window.show()
+    status = {"code": 0}
+    if args.inputs:
+        run = ScriptedRun(window, args.inputs, args.screenshot, args.scale, args.exit, status)
+        QTimer.singleShot(0, run.start)
+    elif args.exit:
+        QTimer.singleShot(0, app.quit)
+    app.exec()
+    return status["code"]
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("QT_API", "pyside6")
+    sys.exit(main())

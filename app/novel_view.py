@@ -1,0 +1,147 @@
+"""The novel-view panel: virtual cameras, and the scene state's RGB, depth and confidence for the
+selected one (pyqtgraph), rendered on a worker where the newest request wins."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDoubleSpinBox,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from zipmap_core.reconstructor import NovelViews
+
+
+class ImagePane(pg.GraphicsLayoutWidget):
+    """One image with a title, optionally colour-mapped with a scale bar."""
+
+    def __init__(self, title: str, colormap: str | None = None) -> None:
+        super().__init__()
+        self.plot = self.addPlot(title=title)
+        self.plot.hideAxis("left")
+        self.plot.hideAxis("bottom")
+        self.plot.setAspectLocked(True)
+        self.plot.invertY(True)
+        self.item = pg.ImageItem(axisOrder="row-major")
+        self.plot.addItem(self.item)
+        self.bar = None
+        if colormap:
+            self.item.setColorMap(pg.colormap.get(colormap))
+            self.bar = pg.ColorBarItem(colorMap=pg.colormap.get(colormap), interactive=False, width=12)
+            self.bar.setImageItem(self.item, insert_in=self.plot)
+        self.data: np.ndarray | None = None
+
+    def show_array(self, data: np.ndarray) -> None:
+        self.data = data
+        if data.ndim == 3:
+            self.item.setImage((np.clip(data, 0, 1) * 255).astype(np.uint8), levels=(0, 255))
+        else:
+            finite = data[np.isfinite(data)]
+            lo, hi = (np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0))
+            hi = hi if hi > lo else lo + 1e-6
+            self.item.setImage(data, levels=(lo, hi))
+            if self.bar is not None:
+                self.bar.setLevels((lo, hi))
+
+
+class NovelViewPanel(QGroupBox):
+    """Lists virtual cameras and shows what the scene state renders from the selected one."""
+
+    add_from_view = Signal()
+    selection_changed = Signal(int)
+    settings_changed = Signal()
+    remove_requested = Signal(int)
+    save_requested = Signal()
+    path_requested = Signal()
+
+    def __init__(self) -> None:
+        super().__init__("Novel views")
+        self.cameras = QListWidget()
+        self.cameras.setMaximumHeight(90)
+        self.cameras.currentRowChanged.connect(self.selection_changed.emit)
+        self.add_button = QPushButton("Camera from view (V)")
+        self.add_button.clicked.connect(self.add_from_view.emit)
+        self.remove_button = QPushButton("Remove")
+        self.remove_button.clicked.connect(lambda: self.remove_requested.emit(self.cameras.currentRow()))
+        self.fov = QDoubleSpinBox()
+        self.fov.setRange(10, 120)
+        self.fov.setValue(60)
+        self.fov.setSuffix("°")
+        self.width_px = QSpinBox()
+        self.height_px = QSpinBox()
+        for box, value in ((self.width_px, 112), (self.height_px, 84)):
+            box.setRange(14, 1036)
+            box.setSingleStep(14)
+            box.setValue(value)
+        for w in (self.fov, self.width_px, self.height_px):
+            w.valueChanged.connect(lambda *_: self.settings_changed.emit())
+        self.live = QCheckBox("Live")
+        self.live.setChecked(True)
+        self.save_button = QPushButton("Save view…")
+        self.save_button.clicked.connect(self.save_requested.emit)
+        self.path_button = QPushButton("Render path…")
+        self.path_button.clicked.connect(self.path_requested.emit)
+        self.status = QLabel("Click a point in the 3D view (Ctrl+click) or press V to place a virtual camera.")
+        self.status.setWordWrap(True)
+        self.rgb = ImagePane("RGB")
+        self.depth = ImagePane("Depth", "viridis")
+        self.confidence = ImagePane("Confidence", "inferno")
+
+        controls = QGridLayout()
+        controls.addWidget(self.add_button, 0, 0)
+        controls.addWidget(self.remove_button, 0, 1)
+        controls.addWidget(QLabel("FoV"), 0, 2)
+        controls.addWidget(self.fov, 0, 3)
+        controls.addWidget(QLabel("Size"), 0, 4)
+        controls.addWidget(self.width_px, 0, 5)
+        controls.addWidget(self.height_px, 0, 6)
+        controls.addWidget(self.live, 0, 7)
+        controls.addWidget(self.save_button, 0, 8)
+        controls.addWidget(self.path_button, 0, 9)
+        images = QHBoxLayout()
+        for pane in (self.rgb, self.depth, self.confidence):
+            images.addWidget(pane)
+        left = QVBoxLayout()
+        left.addWidget(self.cameras)
+        layout = QVBoxLayout(self)
+        layout.addLayout(controls)
+        row = QHBoxLayout()
+        side = QWidget()
+        side.setLayout(left)
+        side.setMaximumWidth(180)
+        row.addWidget(side)
+        row.addLayout(images, 1)
+        layout.addLayout(row, 1)
+        layout.addWidget(self.status)
+        self.last: NovelViews | None = None
+
+    def set_camera_names(self, names: list[str], selected: int) -> None:
+        self.cameras.blockSignals(True)
+        self.cameras.clear()
+        self.cameras.addItems(names)
+        self.cameras.setCurrentRow(selected)
+        self.cameras.blockSignals(False)
+
+    def show_views(self, views: NovelViews, label: str) -> None:
+        self.last = views
+        self.rgb.show_array(views.rgb[0])
+        self.depth.show_array(views.depth[0])
+        self.confidence.show_array(views.confidence[0])
+        self.status.setText(label)
+
+    def size(self) -> tuple[int, int]:  # type: ignore[override]
+        return int(self.height_px.value()), int(self.width_px.value())
+
+
+Qt  # re-exported for tests that send key events

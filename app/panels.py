@@ -1,0 +1,169 @@
+"""Side panels: the loaded inputs (thumbnails), the model, and the view controls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+from superqt import QLabeledDoubleSlider, QLabeledSlider
+
+from zipmap_core.inputs import Frame
+
+THUMB = 96
+
+
+def to_pixmap(image: np.ndarray, size: int | None = None) -> QPixmap:
+    """uint8 [H, W, 3] -> QPixmap (copied, so the array may go away)."""
+    arr = np.ascontiguousarray(image[..., :3])
+    h, w = arr.shape[:2]
+    qimg = QImage(arr.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+    pix = QPixmap.fromImage(qimg)
+    return pix.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation) if size else pix
+
+
+class InputPanel(QGroupBox):
+    """Thumbnails of the loaded frames; each can be removed or hidden in the 3D view."""
+
+    removed = Signal(list)  # indices
+    visibility_changed = Signal(int, bool)
+
+    def __init__(self) -> None:
+        super().__init__("Inputs")
+        self.list = QListWidget()
+        self.list.setViewMode(QListWidget.ViewMode.IconMode)
+        self.list.setIconSize(QSize(THUMB, THUMB))
+        self.list.setResizeMode(QListWidget.ResizeMode.Adjust)
+        self.list.setSelectionMode(QListWidget.SelectionMode.ExtendedSelection)
+        self.list.itemChanged.connect(lambda item: self.visibility_changed.emit(self.list.row(item), item.checkState() == Qt.CheckState.Checked))
+        self.count = QLabel("no images — drop photos, folders or videos here")
+        self.count.setWordWrap(True)
+        self.remove_button = QPushButton("Remove selected")
+        self.remove_button.clicked.connect(self._remove)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.count)
+        layout.addWidget(self.list, 1)
+        layout.addWidget(self.remove_button)
+
+    def set_frames(self, frames: list[Frame]) -> None:
+        self.list.blockSignals(True)
+        self.list.clear()
+        for frame in frames:
+            item = QListWidgetItem(QIcon(to_pixmap(np.asarray(frame.image.convert("RGB")), THUMB)), Path(frame.name).name)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked)
+            item.setToolTip(frame.name)
+            self.list.addItem(item)
+        self.list.blockSignals(False)
+        self.count.setText(f"{len(frames)} image{'s' if len(frames) != 1 else ''}" if frames else
+                           "no images — drop photos, folders or videos here")
+
+    def _remove(self) -> None:
+        rows = sorted({self.list.row(i) for i in self.list.selectedItems()})
+        if rows:
+            self.removed.emit(rows)
+
+
+class ModelPanel(QGroupBox):
+    """Which checkpoint, its variant and device, and the preprocessing."""
+
+    def __init__(self) -> None:
+        super().__init__("Model")
+        self.name = QLabel("—")
+        self.name.setWordWrap(True)
+        self.variant = QLabel("—")
+        self.device = QComboBox()
+        self.device.addItems(["auto", "cpu", "cuda", "mps"])
+        self.resolution = QSpinBox()
+        self.resolution.setRange(56, 1036)
+        self.resolution.setSingleStep(14)
+        self.mode = QComboBox()
+        self.mode.addItems(["crop", "pad"])
+        self.load_button = QPushButton("Load checkpoint…")
+        self.reconstruct_button = QPushButton("Reconstruct")
+        self.reconstruct_button.setDefault(True)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        form = QFormLayout(self)
+        form.addRow("Checkpoint", self.name)
+        form.addRow("Variant", self.variant)
+        form.addRow("Device", self.device)
+        form.addRow("Resolution", self.resolution)
+        form.addRow("Crop / pad", self.mode)
+        form.addRow(self.load_button)
+        row = QHBoxLayout()
+        row.addWidget(self.reconstruct_button)
+        row.addWidget(self.cancel_button)
+        form.addRow(row)
+
+    def show_model(self, description: str, variant: str, img_size: int, can_render: bool) -> None:
+        self.name.setText(description)
+        self.variant.setText(f"{variant}{' · novel views' if can_render else ''}")
+        self.resolution.setValue(img_size)
+
+
+class ViewPanel(QGroupBox):
+    """Point-cloud display controls."""
+
+    def __init__(self) -> None:
+        super().__init__("View")
+        self.confidence = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
+        self.confidence.setRange(0, 99)
+        self.confidence.setValue(0)
+        self.point_size = QLabeledSlider(Qt.Orientation.Horizontal)
+        self.point_size.setRange(1, 15)
+        self.point_size.setValue(3)
+        self.color_mode = QComboBox()
+        self.color_mode.addItems(["rgb", "depth", "confidence", "frame"])
+        self.show_images = QCheckBox("Photos on frusta")
+        self.show_images.setChecked(True)
+        self.show_guides = QCheckBox("Axes and grid")
+        self.show_guides.setChecked(True)
+        self.fly = QCheckBox("Fly mode")
+        self.reset = QPushButton("Reset view")
+        form = QFormLayout(self)
+        form.addRow("Confidence ≥ percentile", self.confidence)
+        form.addRow("Point size", self.point_size)
+        form.addRow("Colour by", self.color_mode)
+        form.addRow(self.show_images)
+        form.addRow(self.show_guides)
+        form.addRow(self.fly)
+        form.addRow(self.reset)
+
+
+class StageProgress(QWidget):
+    """A progress bar per pipeline stage, in one row: stage name and a bar."""
+
+    def __init__(self) -> None:
+        from PySide6.QtWidgets import QProgressBar
+
+        super().__init__()
+        self.label = QLabel("")
+        self.bar = QProgressBar()
+        self.bar.setMaximumWidth(220)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.label)
+        layout.addWidget(self.bar)
+        self.setVisible(False)
+
+    def update_stage(self, stage: str, done: int, total: int) -> None:
+        self.setVisible(True)
+        self.label.setText(stage)
+        self.bar.setMaximum(max(total, 1))
+        self.bar.setValue(done)

@@ -1,0 +1,53 @@
+"""Headless use of the app from the command line: load inputs, reconstruct, frame the scene,
+save a screenshot and quit. Drives the same window slots a user would click."""
+
+from __future__ import annotations
+
+import sys
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+
+class ScriptedRun:
+    def __init__(self, window, inputs: list[str], screenshot: str | None, scale: float, quit_after: bool, status: dict) -> None:
+        self.window, self.inputs = window, inputs
+        self.screenshot, self.scale, self.quit_after, self.status = screenshot, scale, quit_after, status
+        window.ask_video_sampling = False
+
+    def start(self) -> None:
+        w = self.window
+        if len(self.inputs) == 1 and self.inputs[0].endswith(".zipmap"):
+            w.open_scene(self.inputs[0])
+            w.job.succeeded.connect(lambda *_: QTimer.singleShot(200, self.finish))
+            w.job.failed.connect(self.fail)
+            return
+        w.add_inputs(self.inputs)
+        w.job.succeeded.connect(lambda *_: QTimer.singleShot(0, self.reconstruct))
+        w.job.failed.connect(self.fail)
+
+    def reconstruct(self) -> None:
+        w = self.window
+        if w.rec is None:
+            self.fail("no model could be loaded")
+            return
+        w.reconstruct()
+        w.job.succeeded.connect(lambda *_: QTimer.singleShot(200, self.finish))
+        w.job.failed.connect(self.fail)
+        w.job.cancelled.connect(lambda: self.fail("cancelled"))
+
+    def finish(self) -> None:
+        w = self.window
+        w.view.reset_view()
+        QApplication.processEvents()
+        if self.screenshot:
+            path = w.save_screenshot(self.screenshot, self.scale)
+            print(f"saved {path}")
+        if self.quit_after:
+            QApplication.instance().quit()
+
+    def fail(self, message: str) -> None:
+        print(f"zipmap-studio: error: {message}", file=sys.stderr)
+        self.status["code"] = 2
+        if self.quit_after:
+            QApplication.instance().quit()

@@ -1,0 +1,335 @@
+"""The 3D view: coloured point cloud, textured camera frusta, virtual cameras, axes and grid.
+
+World coordinates are the reconstruction's (OpenCV axes of frame 0: x right, y down, z forward).
+A fixed node transform turns them z-up for VisPy's turntable, so "up" is the photographer's up.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from vispy import scene
+from vispy.color import get_colormap
+from vispy.visuals.filters import TextureFilter
+from vispy.visuals.transforms import MatrixTransform
+
+from zipmap_core.reconstruction import Reconstruction
+
+# row-vector matrix: (x, y, z) -> (x, z, -y)
+OPENCV_TO_ZUP = np.array([[1, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], np.float32)
+COLOR_MODES = ("rgb", "depth", "confidence", "frame")
+FRUSTUM_COLOR = (1.0, 0.55, 0.0, 1.0)
+VIRTUAL_COLOR = (0.9, 0.1, 0.9, 1.0)
+SELECTED_COLOR = (0.1, 0.9, 0.2, 1.0)
+
+
+@dataclass
+class VirtualCamera:
+    """A camera placed by the user: camera-to-world (OpenCV axes), vertical field of view, size."""
+
+    c2w: np.ndarray
+    fov_y_deg: float = 60.0
+    width: int = 112
+    height: int = 84
+    name: str = "virtual"
+
+    def intrinsics(self) -> np.ndarray:
+        f = (self.height / 2) / math.tan(math.radians(self.fov_y_deg) / 2)
+        return np.array([[f, 0, self.width / 2], [0, f, self.height / 2], [0, 0, 1]], np.float32)
+
+
+def frustum_corners(c2w: np.ndarray, k: np.ndarray, hw: tuple[int, int], size: float) -> np.ndarray:
+    """Apex and the image plane's 4 corners [5, 3] at distance `size` (world coordinates)."""
+    h, w = hw
+    px = np.array([[0, 0, 1], [w, 0, 1], [w, h, 1], [0, h, 1]], np.float64)
+    rays = px @ np.linalg.inv(k).T * size
+    return np.vstack([c2w[:3, 3], rays @ c2w[:3, :3].T + c2w[:3, 3]]).astype(np.float32)
+
+
+def frustum_segments(corners: np.ndarray) -> np.ndarray:
+    apex, c = corners[0], corners[1:]
+    segs = [(apex, c[i]) for i in range(4)] + [(c[i], c[(i + 1) % 4]) for i in range(4)]
+    return np.array(segs, np.float32).reshape(-1, 3)
+
+
+class SceneView:
+    """Owns a VisPy SceneCanvas; `widget` goes into the Qt layout."""
+
+    def __init__(self, size: tuple[int, int] = (800, 600)) -> None:
+        self.canvas = scene.SceneCanvas(keys=None, size=size, bgcolor="#1e1e24", show=False)
+        self.view = self.canvas.central_widget.add_view()
+        self.view.camera = scene.TurntableCamera(fov=45, elevation=20, azimuth=30, up="+z")
+        self.world = scene.Node(parent=self.view.scene)
+        self.world.transform = MatrixTransform(OPENCV_TO_ZUP)
+        self.points = scene.visuals.Markers(parent=self.world, antialias=0)
+        self.points.set_gl_state("translucent", depth_test=True)
+        self.frusta = scene.visuals.Line(parent=self.world, connect="segments", color=FRUSTUM_COLOR, width=1.5)
+        self.virtual = scene.visuals.Line(parent=self.world, connect="segments", color=VIRTUAL_COLOR, width=2.5)
+        self.grid = scene.visuals.Line(parent=self.world, connect="segments", color=(0.5, 0.5, 0.55, 0.5), width=1)
+        self.axes = scene.visuals.XYZAxis(parent=self.world, width=2)
+        self.image_planes: list[scene.visuals.Mesh] = []
+        self.recon: Reconstruction | None = None
+        self.percentile = 0.0
+        self.point_size = 3.0
+        self.color_mode = "rgb"
+        self.hidden_frames: set[int] = set()
+        self.show_images = True
+        self.drawn_points = 0
+        self._drawn_positions = np.zeros((0, 3), np.float32)
+        self.virtual_cameras: list[VirtualCamera] = []
+        self.selected_virtual = -1
+        self._scale = 1.0
+        self.frusta.visible = self.virtual.visible = self.grid.visible = False
+
+    @property
+    def widget(self):
+        return self.canvas.native
+
+    # ---- content --------------------------------------------------------------------------------
+    def set_reconstruction(self, recon: Reconstruction | None) -> None:
+        self.recon = recon
+        self.hidden_frames = set()
+        for mesh in self.image_planes:
+            mesh.parent = None
+        self.image_planes = []
+        if recon is None:
+            self.points.visible = self.frusta.visible = self.grid.visible = False
+            self.drawn_points = 0
+            self.canvas.update()
+            return
+        d = recon.depth[np.isfinite(recon.depth)]
+        self._scale = float(np.median(d)) if d.size else 1.0
+        self._build_frusta()
+        self._build_grid()
+        self.axes.transform = scene.transforms.STTransform(scale=(0.3 * self._scale,) * 3)
+        self.update_points()
+        self.reset_view()
+
+    def _build_frusta(self) -> None:
+        recon = self.recon
+        assert recon is not None
+        size = 0.12 * self._scale
+        c2w = recon.cam_to_world
+        segs = []
+        for i in range(recon.num_frames):
+            corners = frustum_corners(c2w[i], recon.intrinsics[i], recon.image_hw, size)
+            segs.append(frustum_segments(corners))
+            quad = corners[1:]
+            mesh = scene.visuals.Mesh(vertices=quad, faces=np.array([[0, 1, 2], [0, 2, 3]], np.uint32),
+                                      color=(1, 1, 1, 1), parent=self.world, shading=None)
+            texcoords = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32)
+            mesh.attach(TextureFilter(recon.images[i], texcoords))
+            mesh.visible = self.show_images
+            self.image_planes.append(mesh)
+        self.frusta.set_data(pos=np.concatenate(segs), connect="segments", color=FRUSTUM_COLOR)
+        self.frusta.visible = True
+
+    def _build_grid(self) -> None:
+        recon = self.recon
+        assert recon is not None
+        pts = recon.points_world.reshape(-1, 3)
+        pts = pts[np.isfinite(pts).all(1)]
+        floor = float(np.percentile(pts[:, 1], 97)) if len(pts) else 0.0  # y points down: the floor is high y
+        cx, cz = (np.median(pts[:, 0]), np.median(pts[:, 2])) if len(pts) else (0.0, 0.0)
+        half, n = 2.0 * self._scale, 10
+        ticks = np.linspace(-half, half, n + 1)
+        segs = []
+        for t in ticks:
+            segs += [(cx + t, floor, cz - half), (cx + t, floor, cz + half), (cx - half, floor, cz + t), (cx + half, floor, cz + t)]
+        self.grid.set_data(pos=np.array(segs, np.float32), connect="segments")
+        self.grid.visible = True
+
+    def point_colors(self, mask: np.ndarray) -> np.ndarray:
+        recon = self.recon
+        assert recon is not None
+        if self.color_mode == "rgb":
+            rgb = recon.images[mask].astype(np.float32) / 255
+            return np.concatenate((rgb, np.ones((len(rgb), 1), np.float32)), 1)
+        if self.color_mode == "frame":
+            frame = np.broadcast_to(np.arange(recon.num_frames)[:, None, None], mask.shape)[mask]
+            return get_colormap("hsl").map((frame % 12) / 12.0)
+        values = recon.depth[mask] if self.color_mode == "depth" else recon.depth_conf[mask]
+        lo, hi = np.percentile(values, [2, 98]) if len(values) else (0, 1)
+        return get_colormap("viridis").map(np.clip((values - lo) / max(hi - lo, 1e-9), 0, 1))
+
+    def update_points(self) -> None:
+        recon = self.recon
+        if recon is None:
+            return
+        mask = recon.depth_conf >= recon.confidence_threshold(self.percentile)
+        mask &= np.isfinite(recon.points_world).all(-1)
+        for i in self.hidden_frames:
+            mask[i] = False
+        pos = recon.points_world[mask].astype(np.float32)
+        self._drawn_positions = pos
+        self.drawn_points = len(pos)
+        if len(pos):
+            self.points.set_data(pos, face_color=self.point_colors(mask), size=self.point_size, edge_width=0)
+            self.points.visible = True
+        else:
+            self.points.visible = False
+        for i, mesh in enumerate(self.image_planes):
+            mesh.visible = self.show_images and i not in self.hidden_frames
+        self.canvas.update()
+
+    def set_confidence_percentile(self, p: float) -> None:
+        self.percentile = float(p)
+        self.update_points()
+
+    def set_point_size(self, size: float) -> None:
+        self.point_size = float(size)
+        self.update_points()
+
+    def set_color_mode(self, mode: str) -> None:
+        if mode not in COLOR_MODES:
+            raise ValueError(f"colour mode must be one of {COLOR_MODES}")
+        self.color_mode = mode
+        self.update_points()
+
+    def set_frame_visible(self, index: int, visible: bool) -> None:
+        (self.hidden_frames.discard if visible else self.hidden_frames.add)(index)
+        self.update_points()
+
+    def set_show_images(self, show: bool) -> None:
+        self.show_images = show
+        self.update_points()
+
+    def set_show_guides(self, show: bool) -> None:
+        self.axes.visible = self.grid.visible = show and self.recon is not None
+        self.canvas.update()
+
+    # ---- cameras --------------------------------------------------------------------------------
+    def set_fly_mode(self, fly: bool) -> None:
+        state = self.camera_pose()
+        self.view.camera = scene.FlyCamera(fov=45) if fly else scene.TurntableCamera(fov=45, up="+z")
+        if state is not None and not fly:
+            self.look_from(*state)
+        self.canvas.update()
+
+    def reset_view(self) -> None:
+        """Frames the scene from behind and above the first camera, as the photographer stood."""
+        recon = self.recon
+        if recon is None:
+            return
+        pts = self._drawn_positions if len(self._drawn_positions) else recon.points_world.reshape(-1, 3)
+        centre = np.median(pts, axis=0)
+        c2w = recon.cam_to_world[0]
+        back = c2w[:3, 3] - c2w[:3, 2] * 1.2 * self._scale - c2w[:3, 1] * 0.6 * self._scale
+        self.look_from(back, centre)
+
+    def to_scene(self, p: np.ndarray) -> np.ndarray:
+        return np.asarray(self.world.transform.map(np.asarray(p, np.float32))[..., :3])
+
+    def to_world(self, p: np.ndarray) -> np.ndarray:
+        return np.asarray(self.world.transform.imap(np.asarray(p, np.float32))[..., :3])
+
+    def look_from(self, eye: np.ndarray, target: np.ndarray, fov: float | None = None) -> None:
+        """Turntable camera at `eye` (world) looking at `target` (world)."""
+        cam = self.view.camera
+        if not isinstance(cam, scene.TurntableCamera):
+            self.view.camera = cam = scene.TurntableCamera(fov=45, up="+z")
+        e, t = self.to_scene(eye), self.to_scene(target)
+        d = t - e
+        dist = float(np.linalg.norm(d)) or 1.0
+        f = d / dist
+        elevation = math.degrees(math.asin(np.clip(-f[2], -1, 1)))
+        azimuth = math.degrees(math.atan2(-f[0], f[1])) if abs(f[2]) < 0.9999 else cam.azimuth
+        if fov:
+            cam.fov = float(np.clip(fov, 5, 120))
+        cam.center = tuple(t)
+        cam.distance = dist
+        cam.elevation, cam.azimuth = elevation, azimuth
+        cam.scale_factor = dist
+        self.canvas.update()
+
+    def camera_pose(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(eye, target) of the current view in world coordinates."""
+        cam = self.view.camera
+        tr = cam.transform
+        eye = np.asarray(tr.map([0, 0, 0])[:3])
+        ahead = np.asarray(tr.map([0, 0, -1])[:3])
+        dist = getattr(cam, "distance", None) or 1.0
+        return self.to_world(eye), self.to_world(eye + (ahead - eye) / max(np.linalg.norm(ahead - eye), 1e-9) * dist)
+
+    def view_c2w(self) -> np.ndarray:
+        """The 3D view's own camera as camera-to-world [3, 4] in OpenCV axes."""
+        tr = self.view.camera.transform
+        o = np.asarray(tr.map([0, 0, 0])[:3])
+        fwd = np.asarray(tr.map([0, 0, -1])[:3]) - o
+        up = np.asarray(tr.map([0, 1, 0])[:3]) - o
+        right = np.asarray(tr.map([1, 0, 0])[:3]) - o
+        rot_scene = np.stack([right, -up, fwd], 1)
+        rot_scene /= np.linalg.norm(rot_scene, axis=0, keepdims=True)
+        m = OPENCV_TO_ZUP[:3, :3].astype(np.float64)  # world row-vector -> scene
+        rot_world = m @ rot_scene  # columns back into world coordinates
+        return np.concatenate((rot_world, self.to_world(o)[:, None]), 1).astype(np.float32)
+
+    def look_through(self, index: int) -> None:
+        recon = self.recon
+        if recon is None:
+            return
+        c2w = recon.cam_to_world[index]
+        k = recon.intrinsics[index]
+        fov = math.degrees(2 * math.atan((recon.image_hw[0] / 2) / k[1, 1]))
+        self.look_from(c2w[:3, 3], c2w[:3, 3] + c2w[:3, 2] * self._scale, fov)
+
+    def frame_at(self, canvas_xy: tuple[float, float], radius_px: float = 12) -> int | None:
+        """The input camera whose frustum apex or image plane is nearest the click."""
+        recon = self.recon
+        if recon is None:
+            return None
+        c2w = recon.cam_to_world
+        size = 0.12 * self._scale
+        centres = np.array([frustum_corners(c2w[i], recon.intrinsics[i], recon.image_hw, size).mean(0)
+                            for i in range(recon.num_frames)])
+        screen = self.frusta.get_transform("visual", "canvas").map(centres)
+        screen = screen[:, :2] / screen[:, 3:4]
+        d = np.linalg.norm(screen - np.asarray(canvas_xy), axis=1)
+        i = int(np.argmin(d))
+        return i if d[i] <= radius_px * 3 else None
+
+    def pick_point(self, canvas_xy: tuple[float, float], radius_px: float = 8) -> np.ndarray | None:
+        """The nearest drawn point under the cursor (world coordinates), front-most among ties."""
+        pos = self._drawn_positions
+        if not len(pos):
+            return None
+        tr = self.points.get_transform("visual", "canvas")
+        screen = tr.map(pos)
+        w = screen[:, 3]
+        xy = screen[:, :2] / w[:, None]
+        d = np.linalg.norm(xy - np.asarray(canvas_xy), axis=1)
+        near = np.nonzero((d <= radius_px) & (w > 0))[0]
+        if not len(near):
+            return None
+        eye, _ = self.camera_pose()
+        dist = np.linalg.norm(pos[near] - eye, axis=1)
+        return pos[near[np.argmin(dist)]]
+
+    # ---- virtual cameras -------------------------------------------------------------------------
+    def set_virtual_cameras(self, cams: list[VirtualCamera], selected: int = -1) -> None:
+        self.virtual_cameras = list(cams)
+        self.selected_virtual = selected
+        if not cams:
+            self.virtual.visible = False
+            self.canvas.update()
+            return
+        segs, colors = [], []
+        size = 0.15 * self._scale
+        for i, cam in enumerate(cams):
+            corners = frustum_corners(cam.c2w, cam.intrinsics(), (cam.height, cam.width), size)
+            s = frustum_segments(corners)
+            segs.append(s)
+            colors.append(np.tile(SELECTED_COLOR if i == selected else VIRTUAL_COLOR, (len(s), 1)))
+        self.virtual.set_data(pos=np.concatenate(segs), color=np.concatenate(colors).astype(np.float32), connect="segments")
+        self.virtual.visible = True
+        self.canvas.update()
+
+    # ---- images -----------------------------------------------------------------------------------
+    def render_image(self, scale: float = 1.0) -> np.ndarray:
+        """RGBA uint8 [H, W, 4] of the view; scale > 1 renders offscreen at a larger size."""
+        w, h = self.canvas.size
+        if scale == 1.0:
+            return self.canvas.render(alpha=False)
+        return self.canvas.render(size=(int(round(w * scale)), int(round(h * scale))), alpha=False)

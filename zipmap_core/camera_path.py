@@ -1,0 +1,127 @@
+"""Virtual camera poses and camera paths (orbits, paths through chosen cameras) rendered to
+PNG sequences and MP4 videos, from the scene state or, without a novel-view head, the point cloud."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from scipy.spatial.transform import Rotation, Slerp
+
+from .atomic import atomic_path
+from .geometry import look_at as _look_at
+from .reconstruction import Reconstruction
+
+Progress = Callable[[str, int, int], None]
+WORLD_UP = (0.0, -1.0, 0.0)  # reconstructions use OpenCV axes of frame 0: y points down
+
+
+def look_at(eye: np.ndarray, target: np.ndarray, up: tuple[float, float, float] = WORLD_UP) -> np.ndarray:
+    """Camera-to-world [3, 4] (OpenCV axes) at `eye` looking at `target`."""
+    t = lambda v: torch.as_tensor(np.asarray(v, np.float64))  # noqa: E731
+    return _look_at(t(eye), t(target), t(up)).numpy().astype(np.float32)
+
+
+def scene_centre(recon: Reconstruction) -> np.ndarray:
+    pts = recon.points_world.reshape(-1, 3)
+    return np.median(pts[np.isfinite(pts).all(1)], axis=0)
+
+
+def orbit_path(recon: Reconstruction, frames: int) -> np.ndarray:
+    """`frames` cameras on a circle around the scene centre at the input cameras' mean height and
+    distance, looking at the centre; the circle lies in the plane the input cameras mostly span."""
+    centre = scene_centre(recon)
+    c2w = recon.cam_to_world
+    up = -c2w[:, :3, 1].mean(0)
+    up /= np.linalg.norm(up)
+    rel = c2w[:, :3, 3] - centre
+    height = float((rel @ up).mean())
+    flat = rel - np.outer(rel @ up, up)
+    radius = float(np.linalg.norm(flat, axis=1).mean()) or float(np.linalg.norm(rel, axis=1).mean()) or 1.0
+    a = flat[0] / (np.linalg.norm(flat[0]) or 1.0) if np.linalg.norm(flat[0]) > 1e-9 else np.cross(up, [1.0, 0, 0])
+    b = np.cross(up, a)
+    angles = np.linspace(0, 2 * np.pi, frames, endpoint=False)
+    eyes = centre + height * up + radius * (np.cos(angles)[:, None] * a + np.sin(angles)[:, None] * b)
+    return np.stack([look_at(e, centre, tuple(-up)) for e in eyes])
+
+
+def path_through(c2ws: list[np.ndarray], frames: int) -> np.ndarray:
+    """A smooth path through cameras [K, 3, 4]: positions piecewise linear, rotations slerped."""
+    keys = np.asarray(c2ws, np.float64)[:, :3, :4]
+    if len(keys) < 2:
+        raise ValueError("a camera path needs at least two cameras")
+    times = np.linspace(0, 1, len(keys))
+    slerp = Slerp(times, Rotation.from_matrix(keys[:, :3, :3]))
+    t = np.linspace(0, 1, frames)
+    rot = slerp(t).as_matrix()
+    pos = np.stack([np.interp(t, times, keys[:, i, 3]) for i in range(3)], -1)
+    return np.concatenate((rot, pos[..., None]), -1).astype(np.float32)
+
+
+def render_frames(rec, recon: Reconstruction, poses: np.ndarray, k: np.ndarray, size: tuple[int, int]):
+    """(label, NovelViews) for one batch of poses: scene state when available, else splats."""
+    from .splat import splat_render
+
+    ks = np.broadcast_to(np.asarray(k, np.float32), (len(poses), 3, 3))
+    if rec is not None and rec.model.can_render and recon.state is not None:
+        return "scene state", rec.render_views(recon, poses, ks, size)
+    return "point-cloud fallback", splat_render(recon, poses, ks, size)
+
+
+def render_path(
+    rec,
+    recon: Reconstruction,
+    poses: np.ndarray,
+    k: np.ndarray,
+    size: tuple[int, int],
+    folder: str | Path,
+    fps: float = 24.0,
+    progress: Progress | None = None,
+    cancel=None,
+) -> Path:
+    """Renders each pose into `folder/frames/frame_0000.png` … and `folder/path.mp4`."""
+    import cv2
+    from PIL import Image
+
+    folder = Path(folder)
+    (folder / "frames").mkdir(parents=True, exist_ok=True)
+    h, w = size
+    label = ""
+    with atomic_path(folder / "path.mp4") as tmp_video:
+        writer = cv2.VideoWriter(str(tmp_video), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+        if not writer.isOpened():
+            raise RuntimeError("OpenCV could not open an MP4 writer (mp4v)")
+        try:
+            for i, pose in enumerate(poses):
+                if cancel is not None:
+                    cancel.check()
+                label, views = render_frames(rec, recon, pose[None], k, size)
+                rgb = (np.clip(views.rgb[0], 0, 1) * 255 + 0.5).astype(np.uint8)
+                with atomic_path(folder / "frames" / f"frame_{i:04d}.png") as tmp:
+                    Image.fromarray(rgb).save(tmp, format="PNG")
+                writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+                if progress is not None:
+                    progress("render path", i + 1, len(poses))
+        finally:
+            writer.release()
+    with atomic_path(folder / "path.json") as tmp:
+        tmp.write_text(json.dumps({"source": label, "fps": fps, "intrinsics": np.asarray(k).tolist(),
+                                   "c2w": np.asarray(poses).tolist()}))
+    return folder
+
+
+def read_poses(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """Cameras for `zipmap render --c2w FILE.json`: {"c2w": [[4x4 or 3x4], ...], "intrinsics"?: 3x3}
+    or a bare list of matrices."""
+    data = json.loads(Path(path).read_text())
+    mats = data["c2w"] if isinstance(data, dict) else data
+    poses = np.asarray(mats, np.float32)
+    if poses.ndim == 2:
+        poses = poses[None]
+    if poses.shape[-2:] not in ((3, 4), (4, 4)):
+        raise ValueError(f"{path}: expected camera-to-world matrices of 3x4 or 4x4, got {poses.shape[-2:]}")
+    k = np.asarray(data["intrinsics"], np.float32) if isinstance(data, dict) and "intrinsics" in data else None
+    return poses[:, :3, :4], k
