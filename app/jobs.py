@@ -37,10 +37,11 @@ class Job(QObject):
 
     def start(self) -> "Job":
         self.running = True
-        self._worker = create_worker(self._run, _start_thread=False)
-        self._worker.returned.connect(self._on_returned)
-        self._worker.errored.connect(self._on_error)
-        self._worker.finished.connect(self._on_finished)
+        # passing `errored` here stops superqt from re-raising the error in the event loop
+        self._worker = create_worker(
+            self._run, _start_thread=False,
+            _connect={"returned": self._on_returned, "errored": self._on_error, "finished": self._on_finished},
+        )
         self._worker.start()
         return self
 

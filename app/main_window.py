@@ -50,9 +50,22 @@ def save_png(image: np.ndarray, path: str | Path) -> Path:
     return Path(path)
 
 
+def reserve_gui_core() -> None:
+    """Leaves one core to the GUI thread: with every core in torch's pool the OS scheduler can
+    starve the event loop for hundreds of milliseconds on small machines."""
+    import os
+
+    import torch
+
+    cores = os.cpu_count() or 1
+    if cores > 1 and torch.get_num_threads() >= cores:
+        torch.set_num_threads(cores - 1)
+
+
 class MainWindow(QMainWindow):
     def __init__(self, checkpoint: str | None = None, settings: QSettings | None = None) -> None:
         super().__init__()
+        reserve_gui_core()
         self.setWindowTitle(APP_NAME)
         self.resize(1400, 900)
         self.setAcceptDrops(True)
@@ -195,7 +208,9 @@ class MainWindow(QMainWindow):
 
         def work(progress, cancel):
             loaded = load_checkpoint(path)
-            return Reconstructor(loaded.model, device, loaded.description, loaded.variant)
+            rec = Reconstructor(loaded.model, device, loaded.description, loaded.variant)
+            rec.warm_up()
+            return rec
 
         if not background:
             try:
@@ -321,7 +336,7 @@ class MainWindow(QMainWindow):
     def _job_ended(self) -> None:
         self.model_panel.cancel_button.setEnabled(False)
         self.model_panel.reconstruct_button.setEnabled(True)
-        self.progress.setVisible(False)
+        self.progress.idle()
 
     def reconstruct(self) -> None:
         if self.rec is None:

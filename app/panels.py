@@ -160,10 +160,16 @@ class StageProgress(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.label)
         layout.addWidget(self.bar)
-        self.setVisible(False)
+        self.idle()
+
+    def idle(self) -> None:
+        """Stays shown (empty) between runs: showing a progress bar the first time costs the GUI
+        thread a style and font set-up that would otherwise land in the middle of a run."""
+        self.label.setText("ready")
+        self.bar.setMaximum(1)
+        self.bar.setValue(0)
 
     def update_stage(self, stage: str, done: int, total: int) -> None:
-        self.setVisible(True)
         self.label.setText(stage)
         self.bar.setMaximum(max(total, 1))
         self.bar.setValue(done)

@@ -332,4 +332,11 @@ class SceneView:
         w, h = self.canvas.size
         if scale == 1.0:
             return self.canvas.render(alpha=False)
-        return self.canvas.render(size=(int(round(w * scale)), int(round(h * scale))), alpha=False)
+        # VisPy's ViewBox keeps its on-screen pixel viewport when rendering into a larger
+        # framebuffer, so the canvas itself is laid out at the larger size for this one pass
+        big = (int(round(w * scale)), int(round(h * scale)))
+        self.canvas.size = big
+        try:
+            return self.canvas.render(alpha=False)
+        finally:
+            self.canvas.size = (w, h)

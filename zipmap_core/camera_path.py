@@ -82,7 +82,7 @@ def render_path(
     progress: Progress | None = None,
     cancel=None,
 ) -> Path:
-    """Renders each pose into `folder/frames/frame_0000.png` … and `folder/path.mp4`."""
+    """Renders each pose into `folder/frames/frame_0000.png` (+ `_depth.npy`) … and `folder/path.mp4`."""
     import cv2
     from PIL import Image
 
@@ -102,6 +102,9 @@ def render_path(
                 rgb = (np.clip(views.rgb[0], 0, 1) * 255 + 0.5).astype(np.uint8)
                 with atomic_path(folder / "frames" / f"frame_{i:04d}.png") as tmp:
                     Image.fromarray(rgb).save(tmp, format="PNG")
+                with atomic_path(folder / "frames" / f"frame_{i:04d}_depth.npy") as tmp:
+                    with open(tmp, "wb") as fh:
+                        np.save(fh, views.depth[0].astype(np.float32))
                 writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
                 if progress is not None:
                     progress("render path", i + 1, len(poses))

@@ -107,6 +107,32 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_render(args: argparse.Namespace) -> int:
+    from .camera_path import orbit_path, read_poses, render_path
+    from .geometry import intrinsics_from_fov
+
+    recon = Reconstruction.load(args.scene)
+    rec = None
+    if args.checkpoint or BUNDLED_MODEL.exists():
+        rec = _reconstructor(args)
+        if not rec.model.can_render:
+            print(f"{rec.description} has no novel-view head: rendering the point-cloud fallback", file=sys.stderr)
+    w, h = (int(v) for v in (args.size or f"{recon.image_hw[1]}x{recon.image_hw[0]}").lower().split("x"))
+    k = intrinsics_from_fov(args.fov, (h, w)).numpy()
+    if args.c2w:
+        poses, k_file = read_poses(args.c2w)
+        k = k_file if k_file is not None else k
+    else:
+        poses = orbit_path(recon, args.orbit)
+    bar = StageBar(args.quiet)
+    try:
+        folder = render_path(rec, recon, poses, k, (h, w), args.output, fps=args.fps, progress=bar)
+    finally:
+        bar.close()
+    print(f"rendered {len(poses)} views to {folder} (frames/, path.mp4, path.json)")
+    return 0
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     loaded = convert(args.src, args.dst, args.variant)
     print(f"{Path(args.src).name}: {loaded.description} -> {args.dst}")
@@ -203,6 +229,21 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     x.add_argument("--text", action="store_true", help="COLMAP text files instead of binary")
     x.add_argument("-q", "--quiet", action="store_true")
     x.set_defaults(func=cmd_export)
+
+    rn = sub.add_parser("render", help="render novel views of a .zipmap scene from its scene state")
+    rn.add_argument("scene")
+    src = rn.add_mutually_exclusive_group(required=True)
+    src.add_argument("--c2w", help="JSON with camera-to-world matrices (scene frame, OpenCV axes) and optional intrinsics")
+    src.add_argument("--orbit", type=int, help="render an orbit of N views around the scene")
+    rn.add_argument("-o", "--output", required=True, help="output folder")
+    rn.add_argument("--checkpoint", help="the model that made the scene (default: the bundled model)")
+    rn.add_argument("--variant")
+    rn.add_argument("--device", default="auto")
+    rn.add_argument("--size", help="WxH, multiples of 14 (default: the scene's image size)")
+    rn.add_argument("--fov", type=float, default=60.0, help="vertical field of view in degrees (without intrinsics)")
+    rn.add_argument("--fps", type=float, default=24.0)
+    rn.add_argument("-q", "--quiet", action="store_true")
+    rn.set_defaults(func=cmd_render)
 
     c = sub.add_parser("convert", help="convert an official .pt checkpoint to our safetensors format")
     c.add_argument("src")

@@ -290,8 +290,16 @@ def export_nerfstudio(recon: Reconstruction, folder: str | Path, percentile: flo
     return Path(folder)
 
 
-def export(recon: Reconstruction, fmt: str, path: str | Path, progress: Progress = _noop, **options) -> Path:
-    """Dispatch by format name (the CLI's and the app's single entry point)."""
+def export(recon: Reconstruction, fmt: str, path: str | Path, progress: Progress = _noop, cancel=None, **options) -> Path:
+    """Dispatch by format name (the CLI's and the app's single entry point). A `cancel` token is
+    checked at every progress step; cancelling leaves nothing behind."""
+    if cancel is not None:
+        inner = progress
+
+        def progress(stage: str, done: int, total: int) -> None:
+            cancel.check()
+            inner(stage, done, total)
+
     writers = {"ply": export_ply, "glb": export_glb, "mesh": export_mesh, "colmap": export_colmap,
                "nerfstudio": export_nerfstudio}
     if fmt not in writers:

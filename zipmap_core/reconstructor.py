@@ -107,6 +107,13 @@ class Reconstructor:
         """Our own small model, shipped in resources/ so everything works offline."""
         return cls.from_checkpoint(BUNDLED_MODEL, device)
 
+    def warm_up(self) -> None:
+        """One tiny forward pass, so the first real run does not pay the backend's one-time set-up
+        (kernel selection, allocator growth) while a user waits."""
+        p = self.cfg.patch_size
+        with torch.inference_mode(), self._autocast():
+            self.model(torch.zeros(1, 2, 3, 2 * p, 2 * p, device=self.device), window_size=0)
+
     @property
     def cfg(self):
         return self.model.cfg

@@ -48,7 +48,8 @@ def splat_render(
             inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
             px_all.append(v[inside] * w + u[inside])
             idx_all.append(torch.nonzero(inside)[:, 0])
-            z_all.append(zf[inside])
+            # a point's own pixel beats its neighbours' splats at (nearly) equal depth
+            z_all.append(zf[inside] * (1 + 0.02 * (abs(dx) + abs(dy))))
         px, idx, zz = torch.cat(px_all), torch.cat(idx_all), torch.cat(z_all)
         zbuf.scatter_reduce_(0, px, zz, reduce="amin")
         winner = zz <= zbuf[px]
@@ -56,7 +57,8 @@ def splat_render(
         hit = best >= 0
         rgb = torch.zeros(h * w, 3)
         rgb[hit] = cf[best[hit]]
-        depth = torch.where(hit, zbuf, torch.zeros(()))
+        depth = torch.zeros(h * w)
+        depth[hit] = zf[best[hit]]
         rgbs.append(rgb.reshape(h, w, 3).numpy())
         depths.append(depth.reshape(h, w).numpy())
         covers.append(hit.reshape(h, w).float().numpy())

@@ -1,0 +1,214 @@
+"""The desktop app on a real X server (Xvfb + Mesa): VisPy really renders, pixels are checked."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+if not os.environ.get("DISPLAY") and os.environ.get("QT_QPA_PLATFORM", "") != "offscreen":
+    pytest.skip("the GUI tests need an X server: run them as the README says (xvfb-run)", allow_module_level=True)
+
+import vispy  # noqa: E402
+
+vispy.use("pyside6")
+
+from PIL import Image  # noqa: E402
+from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QTimer, QUrl  # noqa: E402
+from PySide6.QtGui import QDropEvent  # noqa: E402
+
+from app.main_window import MainWindow  # noqa: E402
+from zipmap_core.checkpoints import save_model  # noqa: E402
+from zipmap_core.config import tiny_config  # noqa: E402
+from zipmap_core.model import ZipMap  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = sorted((ROOT / "resources" / "samples" / "images").glob("*.png"))
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    import torch
+
+    torch.manual_seed(1)
+    return save_model(ZipMap(tiny_config()), tmp_path_factory.mktemp("model") / "tiny.safetensors", description="tiny test model")
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, tiny_checkpoint):
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    w = MainWindow(str(tiny_checkpoint), settings=settings)
+    w.ask_video_sampling = False
+    w.resize(1000, 700)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    qtbot.waitUntil(lambda: w.rec is not None, timeout=10000)
+    return w
+
+
+def drop(window, paths) -> None:
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    event = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(event)
+
+
+def load_and_reconstruct(qtbot, window, paths) -> None:
+    drop(window, paths)
+    qtbot.waitUntil(lambda: len(window.frames) > 0 and not window.job.running, timeout=20000)
+    window.reconstruct()
+    qtbot.waitUntil(lambda: window.recon is not None and not window.job.running, timeout=120000)
+
+
+def frame(window) -> np.ndarray:
+    window.view.canvas.update()
+    return window.view.canvas.render(alpha=False)[..., :3].astype(np.int16)
+
+
+def test_drop_reconstruct_and_render(qtbot, window, tmp_path):
+    empty = frame(window)
+    load_and_reconstruct(qtbot, window, SAMPLES[:6])
+    assert len(window.frames) == 6 and window.recon.num_frames == 6
+    shown = frame(window)
+    changed = np.abs(shown - empty).sum(-1) > 30
+    assert changed.mean() > 0.05, "the point cloud did not change the rendered frame"
+    Image.fromarray(shown.astype(np.uint8)).save(tmp_path / "view.png")
+    assert "6 frames" in window.status_info.text() and "points shown" in window.status_info.text()
+
+
+def test_confidence_slider_changes_drawn_points(qtbot, window):
+    load_and_reconstruct(qtbot, window, SAMPLES[:4])
+    total = window.view.drawn_points
+    before = frame(window)
+    window.view_panel.confidence.setValue(60)
+    assert window.view.drawn_points < 0.5 * total
+    assert np.abs(frame(window) - before).sum() > 0
+    window.view_panel.confidence.setValue(0)
+    assert window.view.drawn_points == total
+
+
+def test_colour_modes_and_hiding_frames_change_pixels(qtbot, window):
+    load_and_reconstruct(qtbot, window, SAMPLES[:4])
+    rgb = frame(window)
+    window.view_panel.color_mode.setCurrentText("depth")
+    assert np.abs(frame(window) - rgb).sum() > 0
+    n = window.view.drawn_points
+    window.view.set_frame_visible(0, False)
+    assert window.view.drawn_points < n
+
+
+def test_cancel_keeps_the_previous_scene(qtbot, window):
+    load_and_reconstruct(qtbot, window, SAMPLES[:3])
+    old = window.recon
+    window.reconstruct()
+    window.cancel()
+    qtbot.waitUntil(lambda: not window.job.running, timeout=60000)
+    assert window.recon is old
+    assert any("cancelled" in m for m in window.messages)
+
+
+def test_corrupt_file_is_reported_and_skipped(qtbot, window, tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 20)
+    drop(window, [*SAMPLES[:3], bad])
+    qtbot.waitUntil(lambda: len(window.frames) == 3, timeout=20000)
+    assert any("broken.png" in m for m in window.messages)
+
+
+def test_empty_folder_gives_a_clear_message(qtbot, window, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    drop(window, [empty])
+    qtbot.waitUntil(lambda: bool(window.messages), timeout=10000)
+    assert "no usable images" in window.messages[-1]
+    assert window.frames == []
+
+
+def test_screenshots_at_requested_size(qtbot, window, tmp_path):
+    load_and_reconstruct(qtbot, window, SAMPLES[:3])
+    w, h = window.view.canvas.size
+    shots = {}
+    for scale in (1.0, 2.0):
+        path = window.save_screenshot(tmp_path / f"shot{scale}.png", scale)
+        img = Image.open(path).convert("RGB")
+        assert (img.height, img.width) == (round(h * scale), round(w * scale))
+        shots[scale] = np.asarray(img.resize((w, h), Image.Resampling.BOX)).astype(float)
+    assert shots[1.0].std() > 3
+    # the 2x image is the same view in more pixels, not a crop or a corner of it
+    assert np.abs(shots[2.0] - shots[1.0]).mean() < 0.25 * np.abs(shots[1.0] - shots[1.0].mean()).mean() + 2
+
+
+def test_event_loop_stays_responsive_during_reconstruction(qtbot, window):
+    drop(window, SAMPLES)
+    qtbot.waitUntil(lambda: len(window.frames) == len(SAMPLES) and not window.job.running, timeout=20000)
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start(10)
+    window.reconstruct()
+    # the run ends when the worker reports "done"; drawing the new scene afterwards is not the run
+    window.job.progress.connect(lambda stage, *_: timer.stop() if stage == "done" else None)
+    qtbot.waitUntil(lambda: not window.job.running, timeout=120000)
+    timer.stop()
+    gaps = np.diff(ticks)
+    assert len(gaps) > 10
+    print(f"event-loop latency during reconstruction: max {gaps.max() * 1000:.1f} ms, median {np.median(gaps) * 1000:.1f} ms")
+    assert gaps.max() < 0.1
+
+
+def test_click_places_virtual_camera_and_panel_renders(qtbot, window):
+    load_and_reconstruct(qtbot, window, SAMPLES[:4])
+    assert window.novel.rgb.data is None
+    pos = window.view._drawn_positions
+    screen = window.view.points.get_transform("visual", "canvas").map(pos[len(pos) // 2][None])[0]
+    x, y = screen[:2] / screen[3]
+    qtbot.mouseClick(window.view.widget, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ControlModifier, QPoint(int(x), int(y)))
+    qtbot.waitUntil(lambda: len(window.virtual_cameras) == 1, timeout=5000)
+    qtbot.waitUntil(lambda: window.novel.rgb.data is not None, timeout=30000)
+    first_rgb, first_depth = window.novel.rgb.data.copy(), window.novel.depth.data.copy()
+    assert first_rgb.shape[:2] == first_depth.shape == window.novel.size()
+    before = window.renderer.started_count
+    window.move_virtual(right=4, yaw_deg=20)
+    qtbot.waitUntil(lambda: window.renderer.started_count > before and not window.renderer.busy, timeout=30000)
+    assert np.abs(window.novel.rgb.data - first_rgb).sum() > 0
+    assert np.abs(window.novel.depth.data - first_depth).sum() > 0
+    assert "scene state" in window.novel.status.text()
+
+
+def test_live_rendering_never_queues_more_than_one(qtbot, window):
+    load_and_reconstruct(qtbot, window, SAMPLES[:3])
+    window.add_virtual_from_view()
+    for _ in range(20):
+        window.move_virtual(forward=0.2)
+        assert window.renderer.pending <= 1
+    qtbot.waitUntil(lambda: not window.renderer.busy, timeout=30000)
+    assert window.renderer.started_count <= 3
+
+
+def test_scene_round_trip_and_exports_from_the_window(qtbot, window, tmp_path):
+    load_and_reconstruct(qtbot, window, SAMPLES[:3])
+    window.export_to("ply", str(tmp_path / "points.ply"))
+    qtbot.waitUntil(lambda: not window.job.running, timeout=30000)
+    assert (tmp_path / "points.ply").exists()
+    path = window.recon.save(tmp_path / "scene.zipmap")
+    window.open_scene(str(path))
+    qtbot.waitUntil(lambda: not window.job.running, timeout=30000)
+    assert window.recon.state is not None and window.settings.value("recent")[0] == str(path)
+
+
+def test_cli_screenshot_and_exit(tmp_path, tiny_checkpoint):
+    out = tmp_path / "shot.png"
+    env = {**os.environ, "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "xcb")}
+    proc = subprocess.run([sys.executable, "-m", "app", *map(str, SAMPLES[:4]), "--checkpoint", str(tiny_checkpoint),
+                           "--screenshot", str(out), "--exit", "--size", "640x480"],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    img = np.asarray(Image.open(out).convert("RGB")).astype(float)
+    assert img.shape[0] > 100 and img.std() > 10
