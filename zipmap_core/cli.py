@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Callable
@@ -133,6 +134,48 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench
+
+    out = Path(args.output)
+    if args.which == "scaling":
+        frames = [8, 16, 32, 64, 128, 256] + ([512] if args.full else [])
+        if args.frames:
+            frames = [int(f) for f in args.frames.split(",")]
+        res = bench.scaling(frames, args.size, args.repeats, args.device, args.threads, args.attention_max,
+                            args.stream_frames, out, log=lambda line: print(line, flush=True))
+        print(json.dumps(res["summary"], indent=2))
+        print(f"wrote {out / 'scaling.json'} and {out / 'scaling.png'}")
+    elif args.which == "query":
+        import torch
+
+        torch.set_num_threads(args.threads)
+        rows = [bench.query_latency("small", (84, 112), 8, args.repeats, args.device)]
+        if not args.skip_full:
+            rows.append(bench.query_latency("state_query", (392, 518), 2, max(1, args.repeats // 2), args.device))
+        for r in rows:
+            print(f"{r['config']:>12} {r['size'][1]}x{r['size'][0]}: {r['seconds'] * 1000:.0f} ms per query")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "query.json").write_text(json.dumps(rows, indent=2))
+    else:
+        import time
+
+        import torch
+
+        torch.set_num_threads(args.threads)
+        model = bench.build("aff_inv", "ttt", 518).to(args.device)
+        images = torch.rand(1, 4, 3, 392, 518, device=args.device)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            model(images, window_size=0, chunk_frames=1)
+        dt = time.perf_counter() - t0
+        peak = bench._peak_mb()
+        print(f"full configuration, 4 frames at 518x392 on {args.device}: {dt:.1f} s ({dt / 4:.1f} s/frame), peak RSS {peak / 1024:.1f} GB")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "full_config.json").write_text(json.dumps({"seconds": dt, "per_frame_s": dt / 4, "peak_rss_gb": peak / 1024}))
+    return 0
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     loaded = convert(args.src, args.dst, args.variant)
     print(f"{Path(args.src).name}: {loaded.description} -> {args.dst}")
@@ -244,6 +287,20 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     rn.add_argument("--fps", type=float, default=24.0)
     rn.add_argument("-q", "--quiet", action="store_true")
     rn.set_defaults(func=cmd_render)
+
+    b = sub.add_parser("bench", help="benchmarks: scaling with the number of frames, query latency, full configuration")
+    b.add_argument("which", choices=("scaling", "query", "full-config"))
+    b.add_argument("-o", "--output", default="out/bench")
+    b.add_argument("--device", default="cpu")
+    b.add_argument("--threads", type=int, default=2)
+    b.add_argument("--size", type=int, default=224)
+    b.add_argument("--repeats", type=int, default=3)
+    b.add_argument("--frames", help="comma-separated frame counts (default 8..256)")
+    b.add_argument("--full", action="store_true", help="also N=512")
+    b.add_argument("--attention-max", type=int, default=256, help="largest N for the quadratic baseline")
+    b.add_argument("--stream-frames", type=int, default=500)
+    b.add_argument("--skip-full", action="store_true", help="query: skip the full configuration")
+    b.set_defaults(func=cmd_bench)
 
     c = sub.add_parser("convert", help="convert an official .pt checkpoint to our safetensors format")
     c.add_argument("src")
