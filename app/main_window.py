@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QSettings, Qt, QTimer
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
@@ -29,7 +29,7 @@ from zipmap_core.checkpoints import load_checkpoint
 from zipmap_core.exporters import FORMATS, export
 from zipmap_core.inputs import IMAGE_SUFFIXES, VIDEO_SUFFIXES, Frame, InputSet, VideoSampling, is_video, load_inputs
 from zipmap_core.reconstruction import Reconstruction
-from zipmap_core.reconstructor import BUNDLED_MODEL, Reconstructor
+from zipmap_core.reconstructor import BUNDLED_MODEL, RESOURCES, Reconstructor
 from zipmap_core.splat import splat_render
 
 from .jobs import Job, LatestOnly
@@ -38,6 +38,7 @@ from .panels import InputPanel, ModelPanel, StageProgress, ViewPanel
 from .viewer3d import SceneView, VirtualCamera
 
 APP_NAME = "ZipMap Studio"
+ICON = RESOURCES / "icons" / "zipmap-studio.svg"
 SCENE_FILTER = "ZipMap scene (*.zipmap)"
 
 
@@ -67,6 +68,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         reserve_gui_core()
         self.setWindowTitle(APP_NAME)
+        self.setWindowIcon(QIcon(str(ICON)))
         self.resize(1400, 900)
         self.setAcceptDrops(True)
         self.settings = settings or QSettings("ZipMap", "ZipMap Studio")

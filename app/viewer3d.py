@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from vispy import app as vispy_app
 from vispy import scene
 from vispy.color import get_colormap
 from vispy.visuals.filters import TextureFilter
@@ -23,6 +24,11 @@ COLOR_MODES = ("rgb", "depth", "confidence", "frame")
 FRUSTUM_COLOR = (1.0, 0.55, 0.0, 1.0)
 VIRTUAL_COLOR = (0.9, 0.1, 0.9, 1.0)
 SELECTED_COLOR = (0.1, 0.9, 0.2, 1.0)
+# While the user drags or zooms, at most this many points are drawn (an even random subset);
+# the full cloud returns once the camera has been still for IDLE_S. Software GL costs about a
+# microsecond per point, so 2 M points would otherwise take seconds per frame.
+INTERACTIVE_POINTS = 60_000
+IDLE_S = 0.3
 
 
 @dataclass
@@ -65,6 +71,12 @@ class SceneView:
         self.world.transform = MatrixTransform(OPENCV_TO_ZUP)
         self.points = scene.visuals.Markers(parent=self.world, antialias=0)
         self.points.set_gl_state("translucent", depth_test=True)
+        self.points_lod = scene.visuals.Markers(parent=self.world, antialias=0)
+        self.points_lod.set_gl_state("translucent", depth_test=True)
+        self.points_lod.visible = False
+        self.interactive_points = INTERACTIVE_POINTS
+        self.interacting = False
+        self._idle_timer = vispy_app.Timer(IDLE_S, connect=self._end_interaction, iterations=1, start=False)
         self.frusta = scene.visuals.Line(parent=self.world, connect="segments", color=FRUSTUM_COLOR, width=1.5)
         self.virtual = scene.visuals.Line(parent=self.world, connect="segments", color=VIRTUAL_COLOR, width=2.5)
         self.grid = scene.visuals.Line(parent=self.world, connect="segments", color=(0.5, 0.5, 0.55, 0.5), width=1)
@@ -82,6 +94,8 @@ class SceneView:
         self.selected_virtual = -1
         self._scale = 1.0
         self.frusta.visible = self.virtual.visible = self.grid.visible = False
+        for event in (self.canvas.events.mouse_move, self.canvas.events.mouse_wheel, self.canvas.events.key_press):
+            event.connect(self._on_user_input)
 
     @property
     def widget(self):
@@ -95,7 +109,7 @@ class SceneView:
             mesh.parent = None
         self.image_planes = []
         if recon is None:
-            self.points.visible = self.frusta.visible = self.grid.visible = False
+            self.points.visible = self.points_lod.visible = self.frusta.visible = self.grid.visible = False
             self.drawn_points = 0
             self.canvas.update()
             return
@@ -166,12 +180,47 @@ class SceneView:
         self._drawn_positions = pos
         self.drawn_points = len(pos)
         if len(pos):
-            self.points.set_data(pos, face_color=self.point_colors(mask), size=self.point_size, edge_width=0)
-            self.points.visible = True
-        else:
-            self.points.visible = False
+            colors = self.point_colors(mask)
+            self.points.set_data(pos, face_color=colors, size=self.point_size, edge_width=0)
+            self._set_lod(pos, colors)
+        self._show_cloud()
         for i, mesh in enumerate(self.image_planes):
             mesh.visible = self.show_images and i not in self.hidden_frames
+        self.canvas.update()
+
+    def _set_lod(self, pos: np.ndarray, colors: np.ndarray) -> None:
+        if len(pos) <= self.interactive_points:
+            return
+        pick = np.random.default_rng(0).choice(len(pos), self.interactive_points, replace=False)
+        # the subset's points stand for several each: draw them a little larger
+        size = self.point_size * min(1.5, math.sqrt(len(pos) / self.interactive_points))
+        self.points_lod.set_data(pos[pick], face_color=colors[pick], size=size, edge_width=0)
+
+    @property
+    def uses_lod(self) -> bool:
+        return self.drawn_points > self.interactive_points
+
+    def _show_cloud(self) -> None:
+        lod = self.interacting and self.uses_lod
+        self.points.visible = self.drawn_points > 0 and not lod
+        self.points_lod.visible = self.drawn_points > 0 and lod
+
+    def _on_user_input(self, event) -> None:
+        moving = event.type != "mouse_move" or bool(getattr(event, "buttons", None))
+        if moving:
+            self.begin_interaction()
+
+    def begin_interaction(self) -> None:
+        """Switches to the decimated cloud until the camera has been still for IDLE_S."""
+        if not self.interacting:
+            self.interacting = True
+            self._show_cloud()
+        self._idle_timer.stop()
+        self._idle_timer.start()
+
+    def _end_interaction(self, _event=None) -> None:
+        self.interacting = False
+        self._show_cloud()
         self.canvas.update()
 
     def set_confidence_percentile(self, p: float) -> None:
@@ -329,6 +378,9 @@ class SceneView:
     # ---- images -----------------------------------------------------------------------------------
     def render_image(self, scale: float = 1.0) -> np.ndarray:
         """RGBA uint8 [H, W, 4] of the view; scale > 1 renders offscreen at a larger size."""
+        if self.interacting:  # an image is always of the full cloud
+            self._idle_timer.stop()
+            self._end_interaction()
         w, h = self.canvas.size
         if scale == 1.0:
             return self.canvas.render(alpha=False)

@@ -76,6 +76,7 @@ def test_drop_reconstruct_and_render(qtbot, window, tmp_path):
     empty = frame(window)
     load_and_reconstruct(qtbot, window, SAMPLES[:6])
     assert len(window.frames) == 6 and window.recon.num_frames == 6
+    assert not window.windowIcon().isNull()
     shown = frame(window)
     changed = np.abs(shown - empty).sum(-1) > 30
     assert changed.mean() > 0.05, "the point cloud did not change the rendered frame"
@@ -92,6 +93,25 @@ def test_confidence_slider_changes_drawn_points(qtbot, window):
     assert np.abs(frame(window) - before).sum() > 0
     window.view_panel.confidence.setValue(0)
     assert window.view.drawn_points == total
+
+
+def test_dragging_draws_a_decimated_cloud_then_the_full_one(qtbot, window):
+    load_and_reconstruct(qtbot, window, SAMPLES[:4])
+    view = window.view
+    view.interactive_points = view.drawn_points // 10
+    view.update_points()
+    still = frame(window)
+    assert view.points.visible and not view.points_lod.visible
+    # a drag: mouse moves with the left button held on the canvas
+    view.canvas.events.mouse_move(pos=(300, 200), button=1, buttons=[1], modifiers=())
+    assert view.interacting and view.points_lod.visible and not view.points.visible
+    assert len(view.points_lod._data) == view.interactive_points
+    dragged = frame(window)
+    assert np.abs(dragged - still).sum() > 0
+    # once the camera rests, the full cloud comes back and the frame is the same as before
+    qtbot.waitUntil(lambda: not view.interacting, timeout=3000)
+    assert view.points.visible and not view.points_lod.visible
+    assert np.abs(frame(window) - still).max() == 0
 
 
 def test_colour_modes_and_hiding_frames_change_pixels(qtbot, window):

@@ -5,6 +5,7 @@ warm-up, and each measurement that reports peak memory runs in its own process.
   same network with global softmax attention (quadratic baseline), and ZipMap streaming.
 - `query`: latency of one novel-view query.
 - `full-config`: the full official configuration (random weights) on a few frames.
+- `generator`: scenes per second of the procedural training-data generator.
 """
 
 from __future__ import annotations
@@ -52,15 +53,17 @@ def measure_once(config: str, mixer: str, frames: int, size: int, repeats: int, 
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     with torch.inference_mode(), ctx:
-        for i in range(repeats + 1):  # the first run is the warm-up
+        # warm-up (kernels, allocator) on a few frames: at N=256 a full-size warm-up of the
+        # quadratic baseline alone would take minutes on a laptop CPU
+        model(images[:, : min(frames, 4)], window_size=0, chunk_frames=chunk)
+        for _ in range(repeats):
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
             model(images, window_size=0, chunk_frames=chunk)
             if dev.type == "cuda":
                 torch.cuda.synchronize()
-            if i:
-                times.append(time.perf_counter() - t0)
+            times.append(time.perf_counter() - t0)
     peak = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else _peak_mb() - base
     return {"time_s": float(np.median(times)), "times_s": times, "peak_mb": float(peak)}
 
@@ -163,7 +166,7 @@ def plot_scaling(results: dict, path: Path) -> None:
     for ax in (ax1, ax2):
         ax.legend()
         ax.grid(True, which="both", alpha=0.3)
-    fig.suptitle(f"small config, {results['size']} px, {results['device']}, {results['threads']} threads")
+    fig.suptitle(f"small config, {results['size']} px, {results['device']}, {results['threads']} thread(s)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -191,6 +194,19 @@ def query_latency(config: str, size_hw: tuple[int, int], frames: int, repeats: i
             if i:
                 times.append(time.perf_counter() - t0)
     return {"config": config, "size": [h, w], "seconds": float(np.median(times)), "times": times}
+
+
+def generator_rate(image_hw: tuple[int, int], views: int, scenes: int, threads: int) -> dict:
+    """Scenes per second of the procedural generator (what feeds training)."""
+    from .synthetic import generate
+
+    torch.set_num_threads(threads)
+    generate(1, views, 0, image_hw)  # warm-up
+    t0 = time.perf_counter()
+    for i in range(scenes):
+        generate(1, views, 1000 + i, image_hw)
+    dt = time.perf_counter() - t0
+    return {"size": list(image_hw), "views": views, "scenes": scenes, "threads": threads, "scenes_per_s": scenes / dt}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -146,6 +146,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
                             args.stream_frames, out, log=lambda line: print(line, flush=True))
         print(json.dumps(res["summary"], indent=2))
         print(f"wrote {out / 'scaling.json'} and {out / 'scaling.png'}")
+    elif args.which == "generator":
+        rows = [bench.generator_rate(hw, 8, 10, args.threads) for hw in ((84, 112), (168, 224))]
+        for r in rows:
+            print(f"{r['size'][1]}x{r['size'][0]}, {r['views']} views: {r['scenes_per_s']:.2f} scenes/s on {r['threads']} threads")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "generator.json").write_text(json.dumps(rows, indent=2))
     elif args.which == "query":
         import torch
 
@@ -289,7 +295,7 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     rn.set_defaults(func=cmd_render)
 
     b = sub.add_parser("bench", help="benchmarks: scaling with the number of frames, query latency, full configuration")
-    b.add_argument("which", choices=("scaling", "query", "full-config"))
+    b.add_argument("which", choices=("scaling", "query", "full-config", "generator"))
     b.add_argument("-o", "--output", default="out/bench")
     b.add_argument("--device", default="cpu")
     b.add_argument("--threads", type=int, default=2)
