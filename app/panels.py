@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -147,29 +147,54 @@ class ViewPanel(QGroupBox):
 
 
 class StageProgress(QWidget):
-    """A progress bar per pipeline stage, in one row: stage name and a bar."""
+    """A progress bar per pipeline stage, in one row: stage name and a bar.
+
+    Updates are throttled to ten a second: each repaint of the bar makes Qt re-compose the whole
+    window, GL view included, which costs the GUI thread ~20 ms on software OpenGL; a burst of
+    queued stage reports would otherwise freeze the window for half a second."""
+
+    INTERVAL_MS = 100
 
     def __init__(self) -> None:
         from PySide6.QtWidgets import QProgressBar
 
         super().__init__()
         self.label = QLabel("")
+        self.label.setMinimumWidth(150)  # stage names of any length never re-lay out the status bar
         self.bar = QProgressBar()
         self.bar.setMaximumWidth(220)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.label)
         layout.addWidget(self.bar)
+        self._pending: tuple[str, int, int] | None = None
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(self.INTERVAL_MS)
+        self._timer.timeout.connect(self._flush)
         self.idle()
 
     def idle(self) -> None:
         """Stays shown (empty) between runs: showing a progress bar the first time costs the GUI
         thread a style and font set-up that would otherwise land in the middle of a run."""
-        self.label.setText("ready")
-        self.bar.setMaximum(1)
-        self.bar.setValue(0)
+        self._timer.stop()
+        self._pending = None
+        self._show("ready", 0, 1)
 
     def update_stage(self, stage: str, done: int, total: int) -> None:
+        """The first report shows at once; later ones within INTERVAL_MS are coalesced."""
+        self._pending = (stage, done, total)
+        if not self._timer.isActive():
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending is None:
+            return
+        self._show(*self._pending)
+        self._pending = None
+        self._timer.start()
+
+    def _show(self, stage: str, done: int, total: int) -> None:
         self.label.setText(stage)
         self.bar.setMaximum(max(total, 1))
         self.bar.setValue(done)

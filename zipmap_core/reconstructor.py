@@ -238,7 +238,7 @@ class Reconstructor:
         scale = recon.state_scale
         poses = torch.as_tensor(np.asarray(c2w, np.float32)[..., :3, :4]).clone()
         poses[..., :3, 3] /= scale
-        rays = ray_conditions(poses[None], torch.as_tensor(np.asarray(intrinsics, np.float32))[None], (h, w))
+        rays = ray_conditions(poses[None], torch.tensor(np.asarray(intrinsics, np.float32))[None], (h, w))
         states = [{k: torch.as_tensor(v, device=self.device) for k, v in layer.items()} for layer in recon.state]
         with torch.inference_mode(), self._autocast():
             rgbd, conf = self.model.render(rays.to(self.device), states, chunk_frames=self.chunk_frames, hook=report)
