@@ -98,7 +98,7 @@ class MainWindow(QMainWindow):
         self._connect()
         self.view.canvas.events.mouse_double_click.connect(self._on_double_click)
         self.view.canvas.events.mouse_press.connect(self._on_mouse_press)
-        QTimer.singleShot(0, lambda: self.load_model(checkpoint or self.settings.value("checkpoint", "") or None, background=False))
+        QTimer.singleShot(0, lambda: self.load_model(checkpoint or self._remembered_checkpoint(), background=False))
 
     # ---- layout -----------------------------------------------------------------------------------
     def _build_layout(self) -> None:
@@ -201,7 +201,18 @@ class MainWindow(QMainWindow):
         self.status_info.setText(f"{self.recon.num_frames} frames · {last}{self.view.drawn_points:,} points shown")
 
     # ---- model ------------------------------------------------------------------------------------
-    def load_model(self, path: str | None, background: bool = True) -> None:
+    def _remembered_checkpoint(self) -> str | None:
+        """The checkpoint last chosen in the app, unless it has since been moved or deleted."""
+        path = str(self.settings.value("checkpoint", "") or "")
+        if path and not Path(path).is_file():
+            self.notify(f"The last used checkpoint {path} is gone; using the bundled model.")
+            self.settings.remove("checkpoint")
+            return None
+        return path or None
+
+    def load_model(self, path: str | None, background: bool = True, remember: bool = False) -> None:
+        """Load a checkpoint; `remember` (choices made in the app, not on the command line) keeps it
+        as the default of the next start."""
         path = path or (str(BUNDLED_MODEL) if BUNDLED_MODEL.exists() else None)
         if path is None:
             self.notify("No model: the bundled model is missing. Use File ▸ Load checkpoint…")
@@ -216,22 +227,22 @@ class MainWindow(QMainWindow):
 
         if not background:
             try:
-                self._model_loaded(work(None, None), path)
+                self._model_loaded(work(None, None), path, remember)
             except Exception as exc:  # noqa: BLE001 - shown to the user
                 self.notify(f"Could not load {Path(path).name}:\n{exc}")
             return
         job = Job(work)
-        job.succeeded.connect(lambda rec: self._model_loaded(rec, path))
+        job.succeeded.connect(lambda rec: self._model_loaded(rec, path, remember))
         job.failed.connect(lambda msg: self.notify(f"Could not load {Path(path).name}:\n{msg}"))
         self.status_info.setText(f"loading {Path(path).name}…")
         self._keep = job.start()
 
-    def _model_loaded(self, rec: Reconstructor, path: str) -> None:
+    def _model_loaded(self, rec: Reconstructor, path: str, remember: bool) -> None:
         self.rec = rec
         cfg = rec.cfg
         self.model_panel.show_model(rec.description, rec.variant, cfg.img_size, rec.model.can_render)
         self.status_device.setText(f"device: {rec.device.type}")
-        if Path(path) != BUNDLED_MODEL:
+        if remember:
             self.settings.setValue("checkpoint", str(path))
         self.novel.width_px.setValue(cfg.img_size)
         self.novel.height_px.setValue(max(14, round(cfg.img_size * 0.75 / 14) * 14))
@@ -243,7 +254,7 @@ class MainWindow(QMainWindow):
     def load_checkpoint_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Load checkpoint", "", "Checkpoints (*.pt *.pth *.safetensors);;All files (*)")
         if path:
-            self.load_model(path)
+            self.load_model(path, remember=True)
 
     def download_dialog(self) -> None:
         from zipmap_core.download import download_official
@@ -253,7 +264,7 @@ class MainWindow(QMainWindow):
         if not ok:
             return
         job = Job(lambda progress, cancel: download_official(variant))
-        job.succeeded.connect(lambda path: self.load_model(str(path)))
+        job.succeeded.connect(lambda path: self.load_model(str(path), remember=True))
         job.failed.connect(lambda msg: self.notify(f"Download failed:\n{msg}"))
         job.cancelled.connect(lambda: self.notify("Download cancelled."))
         self._run_job(job, "download")

@@ -11,5 +11,6 @@ OUT="${1:-out/sample}"
 zipmap reconstruct resources/samples/images -o "$OUT" --export ply,glb,colmap
 zipmap eval resources/samples --json "$OUT/eval.json"
 QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1920x1080x24" \
-  zipmap-studio resources/samples/images --screenshot "$OUT/screenshot.png" --exit
+  zipmap-studio resources/samples/images --checkpoint resources/zipmap_small.safetensors \
+    --screenshot "$OUT/screenshot.png" --exit
 echo "results in $OUT"

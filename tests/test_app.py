@@ -27,6 +27,7 @@ from app.main_window import MainWindow  # noqa: E402
 from zipmap_core.checkpoints import save_model  # noqa: E402
 from zipmap_core.config import tiny_config  # noqa: E402
 from zipmap_core.model import ZipMap  # noqa: E402
+from zipmap_core.reconstructor import Reconstructor  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = sorted((ROOT / "resources" / "samples" / "images").glob("*.png"))
@@ -228,10 +229,29 @@ def test_scene_round_trip_and_exports_from_the_window(qtbot, window, tmp_path):
 
 def test_cli_screenshot_and_exit(tmp_path, tiny_checkpoint):
     out = tmp_path / "shot.png"
-    env = {**os.environ, "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "xcb")}
+    config = tmp_path / "config"  # QSettings of this run, away from the user's
+    env = {**os.environ, "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "xcb"), "XDG_CONFIG_HOME": str(config)}
     proc = subprocess.run([sys.executable, "-m", "app", *map(str, SAMPLES[:4]), "--checkpoint", str(tiny_checkpoint),
                            "--screenshot", str(out), "--exit", "--size", "640x480"],
                           capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     img = np.asarray(Image.open(out).convert("RGB")).astype(float)
     assert img.shape[0] > 100 and img.std() > 10
+    # a checkpoint named on the command line is for this run only: the next start is not changed
+    remembered = [line for f in config.rglob("*.conf") for line in f.read_text().splitlines()]
+    assert not any(line.startswith("checkpoint=") for line in remembered), remembered
+
+
+def test_checkpoint_chosen_in_the_app_is_remembered_and_a_vanished_one_is_forgotten(qtbot, window, tmp_path, tiny_checkpoint):
+    assert window.settings.value("checkpoint") is None  # given to the constructor, as on the command line
+    copy = tmp_path / "chosen.safetensors"
+    copy.write_bytes(tiny_checkpoint.read_bytes())
+    window.load_model(str(copy), background=False, remember=True)
+    assert window.settings.value("checkpoint") == str(copy)
+    copy.unlink()
+    again = MainWindow(settings=window.settings)
+    qtbot.addWidget(again)
+    qtbot.waitUntil(lambda: again.rec is not None, timeout=20000)
+    assert any("is gone" in m for m in again.messages)
+    assert again.rec.description == Reconstructor.bundled("cpu").description
+    assert window.settings.value("checkpoint") is None
