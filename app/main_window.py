@@ -359,6 +359,7 @@ class MainWindow(QMainWindow):
             self.notify("Add photos, a folder or a video first (drag them onto the window).")
             return
         rec, frames = self.rec, list(self.frames)
+        rec.fast_cpu_bf16 = self.model_panel.fast_bf16.isChecked()
         mode = self.model_panel.mode.currentText()
         resolution = int(self.model_panel.resolution.value()) // 14 * 14
 

@@ -94,6 +94,11 @@ class ModelPanel(QGroupBox):
         self.resolution.setSingleStep(14)
         self.mode = QComboBox()
         self.mode.addItems(["crop", "pad"])
+        self.fast_bf16 = QCheckBox("Fast bf16 on CPU")
+        self.fast_bf16.setToolTip(
+            "Official checkpoints orthogonalise in bfloat16. CPUs without bf16 units run that ~60x slower;\n"
+            "this computes the products in float32 instead: much faster, outputs within the parity\n"
+            "tolerances but not bit-identical to the authors' code. No effect on GPUs or our models.")
         self.load_button = QPushButton("Load checkpoint…")
         self.reconstruct_button = QPushButton("Reconstruct")
         self.reconstruct_button.setDefault(True)
@@ -105,6 +110,7 @@ class ModelPanel(QGroupBox):
         form.addRow("Device", self.device)
         form.addRow("Resolution", self.resolution)
         form.addRow("Crop / pad", self.mode)
+        form.addRow(self.fast_bf16)
         form.addRow(self.load_button)
         row = QHBoxLayout()
         row.addWidget(self.reconstruct_button)

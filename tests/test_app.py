@@ -125,6 +125,13 @@ def test_colour_modes_and_hiding_frames_change_pixels(qtbot, window):
     assert window.view.drawn_points < n
 
 
+def test_fast_bf16_box_reaches_the_reconstructor(qtbot, window):
+    assert window.rec.fast_cpu_bf16 is False  # parity first
+    window.model_panel.fast_bf16.setChecked(True)
+    load_and_reconstruct(qtbot, window, SAMPLES[:2])
+    assert window.rec.fast_cpu_bf16 is True and window.recon.num_frames == 2
+
+
 def test_cancel_keeps_the_previous_scene(qtbot, window):
     load_and_reconstruct(qtbot, window, SAMPLES[:3])
     old = window.recon

@@ -133,6 +133,29 @@ def test_chunked_ttt_update_equals_unchunked(tiny_model):
             assert rel_rms(b[key], a[key]) < 1e-5, key
 
 
+def test_fast_cpu_bf16_is_opt_in_scoped_and_rounds_like_bf16_hardware():
+    from zipmap_core import ttt
+
+    g = torch.randn(3, 64, 160, generator=torch.Generator().manual_seed(0))
+    exact = ttt.newton_schulz(g, 5)
+    assert exact.dtype == torch.bfloat16
+    with ttt.fast_cpu_bf16():
+        fast = ttt.newton_schulz(g, 5)
+    assert torch.equal(ttt.newton_schulz(g, 5), exact)  # the flag ends with its block
+    assert rel_rms(fast, exact) < 3e-2  # the TTT parity tolerance
+    if not ttt._native_bf16_matmul(g.device):
+        # by hand: bf16 operands, float32 products and sums, one rounding of each product
+        a, b, c = ttt.NS_COEFFICIENTS
+        x = g.to(torch.bfloat16)  # wide: no transpose
+        x = x / (x.norm(dim=(1, 2), keepdim=True) + 1e-7)
+        for _ in range(5):
+            gram = (x.float() @ x.transpose(1, 2).float()).bfloat16()
+            poly = b * gram + ((c * gram).float() @ gram.float()).bfloat16()
+            x = a * x + (poly.float() @ x.float()).bfloat16()
+        assert torch.equal(fast, x)
+        assert not torch.equal(fast, exact)  # the route was taken
+
+
 def test_streaming_session_matches_one_windowed_call(tiny_model, scene_dir):
     rec = Reconstructor(tiny_model, "cpu")
     from zipmap_core.inputs import load_inputs

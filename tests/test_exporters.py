@@ -92,6 +92,7 @@ def test_tsdf_mesh_lies_on_the_true_surface(tmp_path, recon):
     d_truth_to_mesh = cKDTree(mesh.vertices).query(truth[::5])[0]
     chamfer = 0.5 * (d_mesh_to_truth.mean() + d_truth_to_mesh.mean())
     extent = np.linalg.norm(truth.max(0) - truth.min(0))
+    print(f"TSDF mesh: Chamfer {chamfer:.4f}, voxel {voxel:.4f}, scene diagonal {extent:.3f}")
     assert chamfer < 1.5 * voxel and chamfer < 0.01 * extent, (chamfer, voxel, extent)
     assert mesh.visual.vertex_colors[:, :3].std() > 5  # textured, not one flat colour
     for suffix in ("ply", "obj", "glb"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from golden import golden_model, load_case, rel_rms
-from zipmap_core.ttt import bidirectional_order
+from zipmap_core.ttt import bidirectional_order, fast_cpu_bf16
 
 MODULE_TOL = 1e-5
 TTT_TOL = 3e-2
@@ -37,6 +37,12 @@ def _full_forward_case(name: str) -> None:
 
 def test_main_affine_invariant():
     _full_forward_case("main_affine_invariant")
+
+
+def test_fast_cpu_bf16_route_stays_inside_the_tolerances():
+    """The opt-in float32 route of the bf16 Newton-Schulz (CPUs without bf16 units) on one update."""
+    with fast_cpu_bf16():
+        _full_forward_case("main_affine_invariant")
 
 
 def test_main_reference_view():

@@ -31,6 +31,7 @@ from .inputs import Frame, InputSet, VideoSampling, load_inputs
 from .model import ModelOutput, ZipMap
 from .preprocess import Crop, preprocess, stack_images
 from .reconstruction import Reconstruction
+from .ttt import fast_cpu_bf16
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
@@ -90,8 +91,11 @@ class Reconstructor:
         description: str = "",
         variant: str = "custom",
         chunk_frames: int = 8,
+        fast_cpu_bf16: bool = False,
     ) -> None:
         self.device = select_device(device) if isinstance(device, str) else device
+        # official checkpoints orthogonalise in bfloat16; see `ttt.fast_cpu_bf16` for the trade
+        self.fast_cpu_bf16 = fast_cpu_bf16
         self.model = model.to(self.device).eval()
         self.description = description or f"ZipMap '{model.cfg.name}'"
         self.variant = variant
@@ -125,7 +129,7 @@ class Reconstructor:
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return fast_cpu_bf16(self.fast_cpu_bf16)
 
     # ---- reconstruction ---------------------------------------------------------------------------
     def reconstruct(
