@@ -269,3 +269,13 @@ def test_failed_write_leaves_no_partial_file(tmp_path, tiny_model, scene_dir, mo
     with pytest.raises(WriteError, match="No space left"):
         recon.save(target)
     assert os.listdir(tmp_path) == []
+
+
+def test_benchmarks_run_and_report_what_they_measured(tmp_path):
+    """The bench commands are what README figures come from: they must keep running."""
+    from zipmap_core import bench
+
+    ns = bench.newton_schulz_routes((1, 32, 64), threads=1)
+    assert set(ns["seconds"]) == {"bf16_native", "bf16_fast", "float32"} and min(ns["seconds"].values()) > 0
+    q = bench.query_latency("small", (28, 42), 2, 1, "cpu")
+    assert q["config"] == "small" and len(q["times"]) == 1 and q["seconds"] > 0

@@ -5,6 +5,7 @@ warm-up, and each measurement that reports peak memory runs in its own process.
   same network with global softmax attention (quadratic baseline), and ZipMap streaming.
 - `query`: latency of one novel-view query.
 - `full-config`: the full official configuration (random weights) on a few frames.
+- `newton-schulz`: the bf16 orthogonalisation of official-size fast weights, by route.
 - `generator`: scenes per second of the procedural training-data generator.
 """
 
@@ -194,6 +195,25 @@ def query_latency(config: str, size_hw: tuple[int, int], frames: int, repeats: i
             if i:
                 times.append(time.perf_counter() - t0)
     return {"config": config, "size": [h, w], "seconds": float(np.median(times)), "times": times}
+
+
+def newton_schulz_routes(shape: tuple[int, int, int], threads: int) -> dict:
+    """Seconds for one Newton-Schulz of official-size fast weights: bf16 on the backend's own
+    kernel (the parity route), bf16 through float32 products (`ttt.fast_cpu_bf16`), and float32."""
+    from . import ttt
+
+    torch.set_num_threads(threads)
+    g = torch.randn(*shape)
+    ttt.newton_schulz(g[:, :64, :128], 1)  # warm-up
+    routes = {}
+    for name, dtype, fast in (("bf16_native", torch.bfloat16, False), ("bf16_fast", torch.bfloat16, True),
+                              ("float32", torch.float32, False)):
+        with ttt.fast_cpu_bf16(fast):
+            t0 = time.perf_counter()
+            ttt.newton_schulz(g, 5, dtype)
+            routes[name] = time.perf_counter() - t0
+    return {"shape": list(shape), "threads": threads, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "seconds": routes, "native_over_fast": routes["bf16_native"] / routes["bf16_fast"]}
 
 
 def generator_rate(image_hw: tuple[int, int], views: int, scenes: int, threads: int) -> dict:

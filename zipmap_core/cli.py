@@ -154,6 +154,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
             print(f"{r['size'][1]}x{r['size'][0]}, {r['views']} views: {r['scenes_per_s']:.2f} scenes/s on {r['threads']} threads")
         out.mkdir(parents=True, exist_ok=True)
         (out / "generator.json").write_text(json.dumps(rows, indent=2))
+    elif args.which == "newton-schulz":
+        r = bench.newton_schulz_routes((1, 1024, 2048), args.threads)
+        for name, sec in r["seconds"].items():
+            print(f"{name:>12}: {sec:.2f} s per 1024x2048 fast weight ({r['cpu_capability']}, {r['threads']} thread(s))")
+        print(f"bf16 on the backend's kernel / bf16 via float32 products: {r['native_over_fast']:.1f}x")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "newton_schulz.json").write_text(json.dumps(r, indent=2))
     elif args.which == "query":
         import torch
 
@@ -306,7 +313,7 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     rn.set_defaults(func=cmd_render)
 
     b = sub.add_parser("bench", help="benchmarks: scaling with the number of frames, query latency, full configuration")
-    b.add_argument("which", choices=("scaling", "query", "full-config", "generator"))
+    b.add_argument("which", choices=("scaling", "query", "full-config", "generator", "newton-schulz"))
     b.add_argument("-o", "--output", default="out/bench")
     b.add_argument("--device", default="cpu")
     b.add_argument("--threads", type=int, default=2)
