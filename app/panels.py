@@ -96,7 +96,7 @@ class ModelPanel(QGroupBox):
         self.mode.addItems(["crop", "pad"])
         self.fast_bf16 = QCheckBox("Fast bf16 on CPU")
         self.fast_bf16.setToolTip(
-            "Official checkpoints orthogonalise in bfloat16. CPUs without bf16 units run that ~60x slower;\n"
+            "Official checkpoints orthogonalise in bfloat16. CPUs without bf16 units run that ~65x slower;\n"
             "this computes the products in float32 instead: much faster, outputs within the parity\n"
             "tolerances but not bit-identical to the authors' code. No effect on GPUs or our models.")
         self.load_button = QPushButton("Load checkpoint…")

@@ -282,7 +282,7 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     r.add_argument("--no-state", action="store_true", help="do not keep the scene state")
     r.add_argument("--fast-cpu-bf16", action="store_true",
                    help="official checkpoints on a CPU without bf16 units: float32 products for the bf16 "
-                        "Newton-Schulz, ~60x faster there, within the parity tolerances of the outputs")
+                        "Newton-Schulz, ~65x faster there, within the parity tolerances of the outputs")
     r.add_argument("--export", help=f"also export these formats into the output folder ({','.join(FORMATS)})")
     r.add_argument("-q", "--quiet", action="store_true")
     r.set_defaults(func=cmd_reconstruct)

@@ -63,7 +63,7 @@ def inv_softplus(y: float) -> float:
 
 def _native_bf16_matmul(device: torch.device) -> bool:
     """Whether bfloat16 matrix products run on hardware support. CPUs without AVX512-BF16 or AMX
-    emulate them with a kernel about 60x slower than float32 (110 s against 1.7 s for one
+    emulate them with a kernel about 65x slower than float32 (110 s against 1.7 s for one
     Newton-Schulz of the official 1024x2048 fast weights on an AVX2 core)."""
     if device.type != "cpu":
         return True
@@ -77,7 +77,7 @@ _FAST_CPU_BF16: ContextVar[bool] = ContextVar("fast_cpu_bf16", default=False)
 @contextmanager
 def fast_cpu_bf16(enabled: bool = True) -> Iterator[None]:
     """Within this block (and this thread), bfloat16 Newton-Schulz on a CPU without bf16 units
-    takes the float32 route of `_bf16_matmul_via_float32`: ~60x faster, at the price of bit-exact
+    takes the float32 route of `_bf16_matmul_via_float32`: ~65x faster, at the price of bit-exact
     parity with the reference's CPU kernel (outputs stay inside the golden tolerances, fast
     weights move by up to 8 % after many windowed updates). Off by default: parity first."""
     token = _FAST_CPU_BF16.set(enabled)
