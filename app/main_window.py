@@ -180,7 +180,7 @@ class MainWindow(QMainWindow):
         self.novel.remove_requested.connect(self.remove_virtual)
         self.novel.save_requested.connect(self.save_novel_view_dialog)
         self.novel.path_requested.connect(self.render_path_dialog)
-        self.view.canvas.events.mouse_move.connect(lambda e: self._live_update())
+        self.view.canvas.events.mouse_move.connect(self._on_mouse_drag)
 
     # ---- messages ---------------------------------------------------------------------------------
     def notify(self, text: str, modal: bool = False) -> None:
@@ -521,9 +521,6 @@ class MainWindow(QMainWindow):
             self.novel.set_camera_names([c.name for c in self.virtual_cameras], self.selected_virtual)
         self.view.set_virtual_cameras(self.virtual_cameras, self.selected_virtual)
 
-    def _live_update(self) -> None:
-        return None
-
     def request_render(self) -> None:
         if self.recon is None or not (0 <= self.selected_virtual < len(self.virtual_cameras)):
             return
@@ -591,6 +588,20 @@ class MainWindow(QMainWindow):
     def _on_mouse_press(self, event) -> None:
         if event.button == 1 and "Control" in [k.name for k in event.modifiers]:
             self.place_virtual_at(tuple(event.pos[:2]))
+
+    def _on_mouse_drag(self, event) -> None:
+        """Alt+left drag moves the selected virtual camera across its image plane, Alt+right drag
+        forward and back; the turntable ignores modified left and right drags, so the view stays."""
+        last = getattr(event, "last_event", None)
+        buttons = getattr(event, "buttons", None) or []
+        if last is None or not buttons or "Alt" not in [k.name for k in event.modifiers]:
+            return
+        dx, dy = (np.asarray(event.pos[:2], float) - np.asarray(last.pos[:2], float)) / max(self.view.canvas.size[0], 1)
+        # a drag across the whole canvas moves the camera by the scene's scale (20 steps of 5 %)
+        if 1 in buttons:
+            self.move_virtual(right=20 * dx, down=20 * dy)
+        elif 2 in buttons:
+            self.move_virtual(forward=-20 * dy)
 
     def _next_camera(self) -> None:
         if self.recon is not None:

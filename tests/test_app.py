@@ -213,6 +213,33 @@ def test_click_places_virtual_camera_and_panel_renders(qtbot, window):
     assert "scene state" in window.novel.status.text()
 
 
+def test_alt_drag_moves_the_selected_virtual_camera_and_not_the_view(qtbot, window):
+    from vispy.util import keys
+
+    load_and_reconstruct(qtbot, window, SAMPLES[:3])
+    window.add_virtual_from_view()
+    cam = window.virtual_cameras[window.selected_virtual]
+    start, view_before = cam.c2w.copy(), (window.view.view.camera.azimuth, window.view.view.camera.elevation)
+    canvas = window.view.canvas
+    width = canvas.size[0]
+
+    def drag(button: int, dx: float, dy: float) -> None:
+        press = canvas.events.mouse_press(pos=(200, 200), button=button, modifiers=(keys.ALT,))
+        canvas.events.mouse_move(pos=(200 + dx, 200 + dy), button=button, buttons=[button], modifiers=(keys.ALT,),
+                                 press_event=press, last_event=press)
+        canvas.events.mouse_release(pos=(200 + dx, 200 + dy), button=button, modifiers=(keys.ALT,))
+
+    drag(1, width / 4, 0)  # a quarter of the canvas to the right: 5 steps along the camera's x
+    moved = cam.c2w[:, 3] - start[:, 3]
+    step = 0.05 * window.view._scale
+    assert np.allclose(moved, 5 * step * start[:, 0], atol=1e-4 * step), moved
+    assert np.allclose(cam.c2w[:, :3], start[:, :3])
+    drag(2, 0, -width / 4)  # right button upwards: forward along the viewing axis
+    assert np.allclose(cam.c2w[:, 3] - start[:, 3] - moved, 5 * step * start[:, 2], atol=1e-4 * step)
+    assert (window.view.view.camera.azimuth, window.view.view.camera.elevation) == view_before
+    qtbot.waitUntil(lambda: not window.renderer.busy, timeout=30000)
+
+
 def test_live_rendering_never_queues_more_than_one(qtbot, window):
     load_and_reconstruct(qtbot, window, SAMPLES[:3])
     window.add_virtual_from_view()
