@@ -164,6 +164,8 @@ class MainWindow(QMainWindow):
         mp.reconstruct_button.clicked.connect(self.reconstruct)
         mp.cancel_button.clicked.connect(self.cancel)
         mp.load_button.clicked.connect(self.load_checkpoint_dialog)
+        mp.fast_bf16.setChecked(self.settings.value("fast_cpu_bf16", False, type=bool))
+        mp.fast_bf16.toggled.connect(lambda on: self.settings.setValue("fast_cpu_bf16", on))
         vp.confidence.valueChanged.connect(self.view.set_confidence_percentile)
         vp.confidence.valueChanged.connect(lambda *_: self._update_status())
         vp.point_size.valueChanged.connect(self.view.set_point_size)

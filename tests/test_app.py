@@ -130,6 +130,10 @@ def test_fast_bf16_box_reaches_the_reconstructor(qtbot, window):
     window.model_panel.fast_bf16.setChecked(True)
     load_and_reconstruct(qtbot, window, SAMPLES[:2])
     assert window.rec.fast_cpu_bf16 is True and window.recon.num_frames == 2
+    again = MainWindow(settings=window.settings)  # remembered for the next start
+    qtbot.addWidget(again)
+    assert again.model_panel.fast_bf16.isChecked()
+    qtbot.waitUntil(lambda: again.rec is not None, timeout=20000)
 
 
 def test_cancel_keeps_the_previous_scene(qtbot, window):
