@@ -47,6 +47,12 @@ class StageBar:
             self.bar = None
 
 
+def _add_fast_bf16(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--fast-cpu-bf16", action="store_true",
+                        help="official checkpoints on a CPU without bf16 units: float32 products for the bf16 "
+                             "Newton-Schulz, ~65x faster there, within the parity tolerances of the outputs")
+
+
 def _reconstructor(args: argparse.Namespace) -> Reconstructor:
     path = Path(args.checkpoint) if args.checkpoint else BUNDLED_MODEL
     if not path.exists() and not args.checkpoint:
@@ -280,9 +286,7 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     r.add_argument("--video-frames", type=int, help="take this many evenly spaced frames per video instead")
     r.add_argument("--window-size", type=int, help="TTT window in frames (0 = bidirectional)")
     r.add_argument("--no-state", action="store_true", help="do not keep the scene state")
-    r.add_argument("--fast-cpu-bf16", action="store_true",
-                   help="official checkpoints on a CPU without bf16 units: float32 products for the bf16 "
-                        "Newton-Schulz, ~65x faster there, within the parity tolerances of the outputs")
+    _add_fast_bf16(r)
     r.add_argument("--export", help=f"also export these formats into the output folder ({','.join(FORMATS)})")
     r.add_argument("-q", "--quiet", action="store_true")
     r.set_defaults(func=cmd_reconstruct)
@@ -358,6 +362,7 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     e.add_argument("--variant")
     e.add_argument("--device", default="auto")
     e.add_argument("--json", help="also write the full results here")
+    _add_fast_bf16(e)
     e.add_argument("-q", "--quiet", action="store_true")
     e.set_defaults(func=cmd_eval)
 
