@@ -277,5 +277,8 @@ def test_benchmarks_run_and_report_what_they_measured(tmp_path):
 
     ns = bench.newton_schulz_routes((1, 32, 64), threads=1)
     assert set(ns["seconds"]) == {"bf16_native", "bf16_fast", "float32"} and min(ns["seconds"].values()) > 0
-    q = bench.query_latency("small", (28, 42), 2, 1, "cpu")
-    assert q["config"] == "small" and len(q["times"]) == 1 and q["seconds"] > 0
+    full = bench.full_config("tiny", 2, (28, 42), "cpu", threads=1)
+    assert full["per_frame_s"] == pytest.approx(full["seconds"] / 2) and full["peak_rss_gb"] > 0
+    assert cli.main(["bench", "query", "--skip-full", "--repeats", "1", "--threads", "1", "-o", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "query.json").read_text())
+    assert [r["config"] for r in rows] == ["small"] and len(rows[0]["times"]) == 1 and rows[0]["seconds"] > 0

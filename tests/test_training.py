@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from zipmap_core import cli
+from zipmap_core.checkpoints import load_checkpoint
 from zipmap_core.evaluation import evaluate_scene, pose_metrics, umeyama
 from zipmap_core.geometry import camera_to_world, depth_to_camera_points
 from zipmap_core.reconstructor import BUNDLED_MODEL, Reconstructor
@@ -65,6 +66,12 @@ def test_training_a_tiny_model_lowers_the_loss(tmp_path):
     cfg2 = TrainConfig(**{**cfg.__dict__, "steps": 42})
     resumed = Trainer(cfg2, log=lambda *_: None)
     assert resumed.step == 40 and len(resumed.opt.state) > 0
+    # fine-tuning from the saved file counts its steps too
+    tuned = TrainConfig(**{**cfg.__dict__, "init": str(tmp_path / "run" / "model.safetensors"),
+                           "output": str(tmp_path / "tuned"), "steps": 2, "save_every": 2})
+    Trainer(tuned, log=lambda *_: None).run()
+    loaded = load_checkpoint(tmp_path / "tuned" / "model.safetensors")
+    assert loaded.metadata["train_steps"] == "42" and "42 steps (40 before fine-tuning)" in loaded.description
 
 
 def test_pose_metrics_and_umeyama_are_exact_on_known_transforms():

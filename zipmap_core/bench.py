@@ -143,8 +143,7 @@ def scaling(frames: list[int], size: int, repeats: int, device: str, threads: in
     summary["streaming_ratio_end_over_20"] = summary["streaming_window_s_at_end"] / summary["streaming_window_s_at_20"]
     results["summary"] = summary
     out.mkdir(parents=True, exist_ok=True)
-    (out / "scaling.json").write_text(json.dumps(results, indent=2))
-    plot_scaling(results, out / "scaling.png")
+    plot_scaling(results, out / "scaling.png")  # the caller writes the JSON beside it
     return results
 
 
@@ -195,6 +194,20 @@ def query_latency(config: str, size_hw: tuple[int, int], frames: int, repeats: i
             if i:
                 times.append(time.perf_counter() - t0)
     return {"config": config, "size": [h, w], "seconds": float(np.median(times)), "times": times}
+
+
+def full_config(config: str, frames: int, size_hw: tuple[int, int], device: str, threads: int) -> dict:
+    """Seconds and peak RSS of one forward pass of an official configuration (random weights):
+    the check that a CPU user can run the published model size at all."""
+    torch.set_num_threads(threads)
+    model = build(config, "ttt", size_hw[1]).to(device)
+    images = torch.rand(1, frames, 3, *size_hw, device=device)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        model(images, window_size=0, chunk_frames=1)
+    dt = time.perf_counter() - t0
+    return {"config": config, "frames": frames, "size": list(size_hw), "threads": threads, "seconds": dt,
+            "per_frame_s": dt / frames, "peak_rss_gb": _peak_mb() / 1024}
 
 
 def newton_schulz_routes(shape: tuple[int, int, int], threads: int) -> dict:

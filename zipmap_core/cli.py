@@ -144,63 +144,53 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from . import bench
+    from .ttt import fast_cpu_bf16
 
     out = Path(args.output)
+    with fast_cpu_bf16(args.fast_cpu_bf16):
+        name, result = _run_bench(args, bench)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2))
+    print(f"wrote {out / f'{name}.json'}")
+    return 0
+
+
+def _run_bench(args: argparse.Namespace, bench) -> tuple[str, dict | list]:
+    """One benchmark, its table printed; returns (JSON name, results)."""
     if args.which == "scaling":
         frames = [8, 16, 32, 64, 128, 256] + ([512] if args.full else [])
         if args.frames:
             frames = [int(f) for f in args.frames.split(",")]
         res = bench.scaling(frames, args.size, args.repeats, args.device, args.threads, args.attention_max,
-                            args.stream_frames, out, log=lambda line: print(line, flush=True))
+                            args.stream_frames, Path(args.output), log=lambda line: print(line, flush=True))
         print(json.dumps(res["summary"], indent=2))
-        print(f"wrote {out / 'scaling.json'} and {out / 'scaling.png'}")
-    elif args.which == "generator":
+        return "scaling", res
+    if args.which == "generator":
         rows = [bench.generator_rate(hw, 8, 10, args.threads) for hw in ((84, 112), (168, 224))]
         for r in rows:
             print(f"{r['size'][1]}x{r['size'][0]}, {r['views']} views: {r['scenes_per_s']:.2f} scenes/s on {r['threads']} threads")
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "generator.json").write_text(json.dumps(rows, indent=2))
-    elif args.which == "newton-schulz":
+        return "generator", rows
+    if args.which == "newton-schulz":
         r = bench.newton_schulz_routes((1, 1024, 2048), args.threads)
         for name, sec in r["seconds"].items():
             print(f"{name:>12}: {sec:.2f} s per 1024x2048 fast weight ({r['cpu_capability']}, {r['threads']} thread(s))")
         print(f"bf16 on the backend's kernel / bf16 via float32 products: {r['native_over_fast']:.1f}x")
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "newton_schulz.json").write_text(json.dumps(r, indent=2))
-    elif args.which == "query":
+        return "newton_schulz", r
+    if args.which == "query":
         import torch
 
         torch.set_num_threads(args.threads)
         rows = [bench.query_latency("small", (84, 112), 8, args.repeats, args.device)]
         if not args.skip_full:
-            from .ttt import fast_cpu_bf16
-
-            with fast_cpu_bf16(args.fast_cpu_bf16):
-                rows.append(bench.query_latency("state_query", (392, 518), 2, max(1, args.repeats // 2), args.device))
+            rows.append(bench.query_latency("state_query", (392, 518), 2, max(1, args.repeats // 2), args.device))
         for r in rows:
             print(f"{r['config']:>12} {r['size'][1]}x{r['size'][0]}: {r['seconds'] * 1000:.0f} ms per query")
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "query.json").write_text(json.dumps(rows, indent=2))
-    else:
-        import time
-
-        import torch
-
-        torch.set_num_threads(args.threads)
-        from .ttt import fast_cpu_bf16
-
-        model = bench.build("aff_inv", "ttt", 518).to(args.device)
-        images = torch.rand(1, 4, 3, 392, 518, device=args.device)
-        t0 = time.perf_counter()
-        with torch.inference_mode(), fast_cpu_bf16(args.fast_cpu_bf16):
-            model(images, window_size=0, chunk_frames=1)
-        dt = time.perf_counter() - t0
-        peak = bench._peak_mb()
-        print(f"full configuration, 4 frames at 518x392 on {args.device}: {dt:.1f} s ({dt / 4:.1f} s/frame), peak RSS {peak / 1024:.1f} GB")
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "full_config.json").write_text(json.dumps({"seconds": dt, "per_frame_s": dt / 4, "peak_rss_gb": peak / 1024,
-                                                          "threads": args.threads, "fast_cpu_bf16": args.fast_cpu_bf16}))
-    return 0
+        return "query", rows
+    r = bench.full_config("aff_inv", 4, (392, 518), args.device, args.threads)
+    r["fast_cpu_bf16"] = args.fast_cpu_bf16
+    print(f"full configuration, 4 frames at 518x392 on {args.device}: {r['seconds']:.1f} s "
+          f"({r['per_frame_s']:.1f} s/frame), peak RSS {r['peak_rss_gb']:.1f} GB")
+    return "full_config", r
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -328,7 +318,7 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     b.add_argument("--attention-max", type=int, default=256, help="largest N for the quadratic baseline")
     b.add_argument("--stream-frames", type=int, default=500)
     b.add_argument("--skip-full", action="store_true", help="query: skip the full configuration")
-    b.add_argument("--fast-cpu-bf16", action="store_true", help="full-config, query: float32 products for the bf16 Newton-Schulz")
+    b.add_argument("--fast-cpu-bf16", action="store_true", help="float32 products for the bf16 Newton-Schulz (official configurations on CPU)")
     b.set_defaults(func=cmd_bench)
 
     c = sub.add_parser("convert", help="convert an official .pt checkpoint to our safetensors format")

@@ -79,11 +79,14 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def build_model(cfg: TrainConfig) -> ZipMap:
+def build_model(cfg: TrainConfig) -> tuple[ZipMap, int]:
+    """The model to train and the training steps it already has (from an `init` file of ours), so
+    a fine-tuned file reports its whole history."""
     if cfg.init:
-        return load_checkpoint(cfg.init).model.train()
+        loaded = load_checkpoint(cfg.init)
+        return loaded.model.train(), int(loaded.metadata.get("train_steps", 0))
     torch.manual_seed(cfg.seed)
-    return ZipMap(get_config(cfg.model)).train()
+    return ZipMap(get_config(cfg.model)).train(), 0
 
 
 def compute_losses(model: ZipMap, batch_views, inputs: int, weights: dict[str, float]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -123,7 +126,8 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.out = Path(cfg.output)
-        self.model = build_model(cfg).to(self.device)
+        model, self.prior_steps = build_model(cfg)
+        self.model = model.to(self.device)
         decay = [p for n, p in self.model.named_parameters() if p.ndim >= 2 and "token" not in n and "pos_embed" not in n]
         no_decay = [p for n, p in self.model.named_parameters() if not (p.ndim >= 2 and "token" not in n and "pos_embed" not in n)]
         self.opt = torch.optim.AdamW(
@@ -178,8 +182,10 @@ class Trainer:
         with atomic_path(self.state_path) as tmp:
             torch.save({"model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "step": self.step}, tmp)
         dtype = getattr(torch, self.cfg.save_dtype)
+        total = self.prior_steps + self.step
+        history = f" ({self.prior_steps} before fine-tuning)" if self.prior_steps else ""
         save_model(self.model, self.out / "model.safetensors", description=f"ZipMap '{self.model.cfg.name}' trained "
-                   f"{self.step} steps on procedural scenes", extra={"train_steps": str(self.step)}, dtype=dtype)
+                   f"{total} steps{history} on procedural scenes", extra={"train_steps": str(total)}, dtype=dtype)
         with atomic_path(self.out / "train_config.json") as tmp:
             tmp.write_text(json.dumps(asdict(self.cfg), indent=2))
 
