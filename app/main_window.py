@@ -40,6 +40,8 @@ from .viewer3d import SceneView, VirtualCamera
 APP_NAME = "ZipMap Studio"
 ICON = RESOURCES / "icons" / "zipmap-studio.svg"
 SCENE_FILTER = "ZipMap scene (*.zipmap)"
+# a press and release closer than this is a click, not an orbit drag
+CLICK_SLOP_PX = 4
 
 
 def save_png(image: np.ndarray, path: str | Path) -> Path:
@@ -98,6 +100,7 @@ class MainWindow(QMainWindow):
         self._connect()
         self.view.canvas.events.mouse_double_click.connect(self._on_double_click)
         self.view.canvas.events.mouse_press.connect(self._on_mouse_press)
+        self.view.canvas.events.mouse_release.connect(self._on_mouse_release)
         QTimer.singleShot(0, lambda: self.load_model(checkpoint or self._remembered_checkpoint(), background=False))
 
     # ---- layout -----------------------------------------------------------------------------------
@@ -482,10 +485,19 @@ class MainWindow(QMainWindow):
         self.add_virtual_camera(look_at(eye, point))
         return True
 
-    def select_virtual(self, index: int) -> None:
+    def select_virtual(self, index: int, from_list: bool = True) -> None:
         self.selected_virtual = index
-        self._refresh_virtual(names=False)
+        self._refresh_virtual(names=not from_list)
         self.request_render()
+
+    def select_virtual_at(self, canvas_xy: tuple[float, float]) -> bool:
+        """Selects the virtual camera whose frustum was clicked (the list follows)."""
+        index = self.view.virtual_at(canvas_xy)
+        if index is None:
+            return False
+        if index != self.selected_virtual:
+            self.select_virtual(index, from_list=False)
+        return True
 
     def remove_virtual(self, index: int) -> None:
         if 0 <= index < len(self.virtual_cameras):
@@ -590,6 +602,14 @@ class MainWindow(QMainWindow):
     def _on_mouse_press(self, event) -> None:
         if event.button == 1 and "Control" in [k.name for k in event.modifiers]:
             self.place_virtual_at(tuple(event.pos[:2]))
+
+    def _on_mouse_release(self, event) -> None:
+        """A plain left click (no drag) on a virtual camera's frustum selects it; a drag orbits."""
+        press = getattr(event, "press_event", None)
+        if event.button != 1 or press is None or event.modifiers:
+            return
+        if np.linalg.norm(np.asarray(event.pos[:2], float) - np.asarray(press.pos[:2], float)) <= CLICK_SLOP_PX:
+            self.select_virtual_at(tuple(event.pos[:2]))
 
     def _on_mouse_drag(self, event) -> None:
         """Alt+left drag moves the selected virtual camera across its image plane, Alt+right drag

@@ -66,7 +66,7 @@ class NovelViewPanel(QGroupBox):
     path_requested = Signal()
 
     def __init__(self) -> None:
-        super().__init__("Novel views")
+        super().__init__()  # the dock around it carries the title
         self.cameras = QListWidget()
         self.cameras.setMaximumHeight(90)
         self.cameras.currentRowChanged.connect(self.selection_changed.emit)

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from superqt import QLabeledDoubleSlider, QLabeledSlider
+from superqt import QElidingLabel, QLabeledDoubleSlider, QLabeledSlider
 
 from zipmap_core.inputs import Frame
 
@@ -84,8 +84,9 @@ class ModelPanel(QGroupBox):
 
     def __init__(self) -> None:
         super().__init__("Model")
-        self.name = QLabel("—")
-        self.name.setWordWrap(True)
+        # one elided line: a wrapped label in a form row gets one line's height and is cut off;
+        # the whole description is the tooltip (and the status bar's text)
+        self.name = QElidingLabel("—")
         self.variant = QLabel("—")
         self.device = QComboBox()
         self.device.addItems(["auto", "cpu", "cuda", "mps"])
@@ -119,6 +120,7 @@ class ModelPanel(QGroupBox):
 
     def show_model(self, description: str, variant: str, img_size: int, can_render: bool) -> None:
         self.name.setText(description)
+        self.name.setToolTip(description)
         self.variant.setText(f"{variant}{' · novel views' if can_render else ''}")
         self.resolution.setValue(img_size)
 

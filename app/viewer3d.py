@@ -324,20 +324,33 @@ class SceneView:
         fov = math.degrees(2 * math.atan((recon.image_hw[0] / 2) / k[1, 1]))
         self.look_from(c2w[:3, 3], c2w[:3, 3] + c2w[:3, 2] * self._scale, fov)
 
-    def frame_at(self, canvas_xy: tuple[float, float], radius_px: float = 12) -> int | None:
-        """The input camera whose frustum apex or image plane is nearest the click."""
+    def frame_at(self, canvas_xy: tuple[float, float], radius_px: float = 36) -> int | None:
+        """The input camera whose frustum is nearest the click."""
         recon = self.recon
         if recon is None:
             return None
-        c2w = recon.cam_to_world
         size = 0.12 * self._scale
-        centres = np.array([frustum_corners(c2w[i], recon.intrinsics[i], recon.image_hw, size).mean(0)
-                            for i in range(recon.num_frames)])
+        corners = [frustum_corners(c2w, k, recon.image_hw, size) for c2w, k in zip(recon.cam_to_world, recon.intrinsics)]
+        return self._nearest_frustum(corners, canvas_xy, radius_px)
+
+    def virtual_at(self, canvas_xy: tuple[float, float], radius_px: float = 36) -> int | None:
+        """The virtual camera whose frustum is nearest the click."""
+        size = 0.15 * self._scale
+        corners = [frustum_corners(c.c2w, c.intrinsics(), (c.height, c.width), size) for c in self.virtual_cameras]
+        return self._nearest_frustum(corners, canvas_xy, radius_px)
+
+    def _nearest_frustum(self, corners: list[np.ndarray], canvas_xy: tuple[float, float], radius_px: float) -> int | None:
+        """Index of the frustum (apex + image-plane corners, world) whose centre is drawn nearest
+        `canvas_xy`, if within `radius_px`; frusta behind the view never match."""
+        if not corners:
+            return None
+        centres = np.array([c.mean(0) for c in corners])
         screen = self.frusta.get_transform("visual", "canvas").map(centres)
-        screen = screen[:, :2] / screen[:, 3:4]
-        d = np.linalg.norm(screen - np.asarray(canvas_xy), axis=1)
+        xy = screen[:, :2] / screen[:, 3:4]
+        d = np.linalg.norm(xy - np.asarray(canvas_xy), axis=1)
+        d[screen[:, 3] <= 0] = np.inf
         i = int(np.argmin(d))
-        return i if d[i] <= radius_px * 3 else None
+        return i if d[i] <= radius_px else None
 
     def pick_point(self, canvas_xy: tuple[float, float], radius_px: float = 8) -> np.ndarray | None:
         """The nearest drawn point under the cursor (world coordinates), front-most among ties."""

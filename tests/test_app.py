@@ -24,6 +24,7 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QTimer, QU
 from PySide6.QtGui import QDropEvent  # noqa: E402
 
 from app.main_window import MainWindow  # noqa: E402
+from app.viewer3d import SELECTED_COLOR, VIRTUAL_COLOR, frustum_corners  # noqa: E402
 from zipmap_core.checkpoints import save_model  # noqa: E402
 from zipmap_core.config import tiny_config  # noqa: E402
 from zipmap_core.model import ZipMap  # noqa: E402
@@ -241,6 +242,40 @@ def test_alt_drag_moves_the_selected_virtual_camera_and_not_the_view(qtbot, wind
     drag(2, 0, -width / 4)  # right button upwards: forward along the viewing axis
     assert np.allclose(cam.c2w[:, 3] - start[:, 3] - moved, 5 * step * start[:, 2], atol=1e-4 * step)
     assert (window.view.view.camera.azimuth, window.view.view.camera.elevation) == view_before
+    qtbot.waitUntil(lambda: not window.renderer.busy, timeout=30000)
+
+
+def test_clicking_a_virtual_frustum_selects_it_and_a_drag_does_not(qtbot, window):
+    load_and_reconstruct(qtbot, window, SAMPLES[:4])
+    first = window.recon.cam_to_world[0].copy()
+    second = first.copy()
+    second[:, 3] += first[:, 0] * window.view._scale  # one scene depth to the first camera's right
+    window.add_virtual_camera(first)
+    window.add_virtual_camera(second)
+    window.view.reset_view()
+    assert window.selected_virtual == 1
+    size = 0.15 * window.view._scale
+    centre = frustum_corners(first, window.virtual_cameras[0].intrinsics(), (84, 112), size).mean(0)
+    screen = window.view.frusta.get_transform("visual", "canvas").map(centre[None])[0]
+    x, y = (screen[:2] / screen[3]).round().astype(int)
+    other = window.view.frusta.get_transform("visual", "canvas").map(
+        frustum_corners(second, window.virtual_cameras[1].intrinsics(), (84, 112), size).mean(0)[None])[0]
+    assert np.linalg.norm(other[:2] / other[3] - (x, y)) > 72  # the two frusta are apart on screen
+    widget = window.view.widget
+    # a drag that starts on the frustum orbits the view and selects nothing
+    azimuth = window.view.view.camera.azimuth
+    qtbot.mousePress(widget, Qt.MouseButton.LeftButton, pos=QPoint(x, y))
+    qtbot.mouseMove(widget, QPoint(x + 40, y))
+    qtbot.mouseRelease(widget, Qt.MouseButton.LeftButton, pos=QPoint(x + 40, y))
+    assert window.selected_virtual == 1 and window.view.view.camera.azimuth != azimuth
+    window.view.reset_view()
+    # a click on empty canvas keeps the selection, a click on the frustum selects it
+    qtbot.mouseClick(widget, Qt.MouseButton.LeftButton, pos=QPoint(3, 3))
+    assert window.selected_virtual == 1
+    qtbot.mouseClick(widget, Qt.MouseButton.LeftButton, pos=QPoint(x, y))
+    assert window.selected_virtual == 0 and window.novel.cameras.currentRow() == 0
+    colours = np.asarray(window.view.virtual.color)  # the first frustum's 16 segment ends now drawn as selected
+    assert np.allclose(colours[:16], SELECTED_COLOR) and np.allclose(colours[16:], VIRTUAL_COLOR)
     qtbot.waitUntil(lambda: not window.renderer.busy, timeout=30000)
 
 

@@ -185,6 +185,25 @@ def test_reconstruction_geometry_is_consistent(tiny_model, scene_dir):
     assert recon.state is not None and recon.timings["per_frame_s"] > 0
 
 
+def test_point_head_runs_only_when_points_come_from_it(tiny_model, scene_dir):
+    images = torch.rand(1, 3, 3, 56, 112)
+    with torch.no_grad():
+        full = tiny_model(images, window_size=0)
+        lean = tiny_model(images, window_size=0, point_head=False)
+    assert lean.local_points is None and full.local_points is not None
+    for key in ("depth", "depth_conf", "pose_enc"):
+        assert torch.equal(getattr(full, key), getattr(lean, key)), key
+    rec = Reconstructor(tiny_model, "cpu")
+    from_depth = rec.reconstruct(_images(scene_dir))
+    from_head = rec.reconstruct(_images(scene_dir), points_from="point_head")
+    np.testing.assert_allclose(from_head.depth, from_depth.depth, atol=1e-6)
+    assert np.abs(from_head.points_cam - from_depth.points_cam).max() > 1e-3  # the head's own point map
+    ran = []
+    with pytest.raises(ValueError, match="points_from must be one of depth, point_head"):
+        rec.reconstruct(_images(scene_dir), points_from="mesh", progress=lambda *a: ran.append(a))
+    assert not ran  # refused before any work
+
+
 def test_cancel_raises_and_keeps_nothing(tiny_model, scene_dir):
     token = CancelToken()
 

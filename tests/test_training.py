@@ -11,8 +11,10 @@ import torch
 
 from zipmap_core import cli
 from zipmap_core.checkpoints import load_checkpoint
+from zipmap_core.config import tiny_config
 from zipmap_core.evaluation import evaluate_scene, pose_metrics, umeyama
 from zipmap_core.geometry import camera_to_world, depth_to_camera_points
+from zipmap_core.model import ZipMap
 from zipmap_core.reconstructor import BUNDLED_MODEL, Reconstructor
 from zipmap_core.synthetic import generate, normalise, read_ground_truth
 from zipmap_core.training import TrainConfig, Trainer, compute_losses
@@ -72,6 +74,20 @@ def test_training_a_tiny_model_lowers_the_loss(tmp_path):
     Trainer(tuned, log=lambda *_: None).run()
     loaded = load_checkpoint(tmp_path / "tuned" / "model.safetensors")
     assert loaded.metadata["train_steps"] == "42" and "42 steps (40 before fine-tuning)" in loaded.description
+
+
+def test_squared_rgb_term_is_opt_in_and_is_the_mean_squared_error():
+    torch.manual_seed(0)
+    model = ZipMap(tiny_config()).eval()
+    views = generate(1, 4, 77, (56, 112))
+    weights = TrainConfig().loss_weights
+    with torch.no_grad():
+        base_total, base = compute_losses(model, views, 3, weights)
+        torch.manual_seed(0)
+        total, parts = compute_losses(model, views, 3, {**weights, "nvs_rgb_mse": 10.0})
+    assert "nvs_rgb_mse" not in base and weights["nvs_rgb_mse"] == 0.0
+    assert 0 < parts["nvs_rgb_mse"] < parts["nvs_rgb"]  # squared errors of values in [0, 1]
+    assert float(total - base_total) == pytest.approx(10.0 * parts["nvs_rgb_mse"], rel=1e-4)
 
 
 def test_pose_metrics_and_umeyama_are_exact_on_known_transforms():

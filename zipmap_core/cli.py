@@ -16,7 +16,7 @@ from .download import DownloadError, download_official
 from .inputs import NoUsableImagesError, VideoSampling
 from .exporters import FORMATS, default_target, export
 from .reconstruction import Reconstruction, SceneFileError
-from .reconstructor import BUNDLED_MODEL, Cancelled, Reconstructor
+from .reconstructor import BUNDLED_MODEL, POINT_SOURCES, Cancelled, Reconstructor
 
 USER_ERRORS = (CheckpointError, DownloadError, NoUsableImagesError, SceneFileError, WriteError, ValueError, RuntimeError)
 
@@ -70,7 +70,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     try:
         recon = rec.reconstruct(
             args.inputs, mode=args.mode, resolution=args.resolution, max_frames=args.max_frames, sampling=sampling,
-            window_size=args.window_size, keep_state=not args.no_state, progress=bar,
+            window_size=args.window_size, keep_state=not args.no_state, points_from=args.points_from, progress=bar,
         )
     finally:
         bar.close()
@@ -276,6 +276,8 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     r.add_argument("--video-frames", type=int, help="take this many evenly spaced frames per video instead")
     r.add_argument("--window-size", type=int, help="TTT window in frames (0 = bidirectional)")
     r.add_argument("--no-state", action="store_true", help="do not keep the scene state")
+    r.add_argument("--points-from", choices=POINT_SOURCES, default="depth",
+                   help="world points from unprojected depth (default) or the point head (runs one more dense head)")
     _add_fast_bf16(r)
     r.add_argument("--export", help=f"also export these formats into the output folder ({','.join(FORMATS)})")
     r.add_argument("-q", "--quiet", action="store_true")

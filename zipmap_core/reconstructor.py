@@ -36,6 +36,9 @@ from .ttt import fast_cpu_bf16
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 BUNDLED_MODEL = RESOURCES / "zipmap_small.safetensors"
+# where world points come from: unprojected depth (the default, as ZipMap's and VGGT's demos do)
+# or the camera-frame point head
+POINT_SOURCES = ("depth", "point_head")
 
 
 class Cancelled(Exception):
@@ -145,6 +148,7 @@ class Reconstructor:
         progress: Progress | None = None,
         cancel: CancelToken | None = None,
     ) -> Reconstruction:
+        self._check_point_source(points_from)
         cancel = cancel or CancelToken()
         report = _reporter(progress, cancel)
         timings: dict[str, float] = {}
@@ -156,7 +160,7 @@ class Reconstructor:
         images, crops = self._preprocess(inputs.frames, mode, resolution or self.cfg.img_size, report)
         timings["preprocess_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
-        out = self._run_model(images, None, window_size, report)
+        out = self._run_model(images, None, window_size, report, point_head=points_from == "point_head")
         timings["model_s"] = time.perf_counter() - t1
         keep = self.model.can_render if keep_state is None else keep_state
         recon = self._to_reconstruction(inputs.frames, images, crops, out, keep, points_from)
@@ -169,6 +173,13 @@ class Reconstructor:
         report("done", 1, 1)
         return recon
 
+    def _check_point_source(self, points_from: str) -> None:
+        """Fail before the model runs, not after minutes of it."""
+        if points_from not in POINT_SOURCES:
+            raise ValueError(f"points_from must be one of {', '.join(POINT_SOURCES)}, got {points_from!r}")
+        if points_from == "point_head" and not hasattr(self.model, "local_point_head"):
+            raise ValueError(f"{self.description} has no point head; unproject depth instead (points_from='depth')")
+
     def _preprocess(self, frames: list[Frame], mode: str, size: int, report: Progress) -> tuple[torch.Tensor, list[Crop]]:
         tensors, crops = [], []
         for i, frame in enumerate(frames):
@@ -179,7 +190,8 @@ class Reconstructor:
         return stack_images(tensors, crops), crops
 
     def _run_model(
-        self, images: torch.Tensor, states: list | None, window_size: int | None, report: Progress
+        self, images: torch.Tensor, states: list | None, window_size: int | None, report: Progress,
+        point_head: bool = False,
     ) -> ModelOutput:
         with torch.inference_mode(), self._autocast():
             return self.model(
@@ -188,6 +200,7 @@ class Reconstructor:
                 window_size=window_size,
                 chunk_frames=self.chunk_frames,
                 hook=report,
+                point_head=point_head,
             )
 
     def _to_reconstruction(
@@ -323,10 +336,10 @@ def assemble(
     extrinsics = align_to_first(extrinsics)
     if points_from == "point_head" and local_points is not None:
         points_cam = local_points
-    elif points_from in ("depth", "point_head"):
+    elif points_from in POINT_SOURCES:
         points_cam = depth_to_camera_points(depth, intrinsics)
     else:
-        raise ValueError(f"points_from must be 'depth' or 'point_head', got {points_from!r}")
+        raise ValueError(f"points_from must be one of {', '.join(POINT_SOURCES)}, got {points_from!r}")
     points_world = camera_to_world(points_cam, extrinsics)
     c2w = invert_rigid(extrinsics)
     scale = float(c2w[:, :3, 3].abs().max()) if len(names) > 1 else 1.0
