@@ -60,17 +60,6 @@ def frustum_segments(corners: np.ndarray) -> np.ndarray:
     return np.array(segs, np.float32).reshape(-1, 3)
 
 
-def fit_distance(points: np.ndarray, centre: np.ndarray, direction: np.ndarray, fov_deg: float,
-                 keep: float = 98.0, margin: float = 1.1) -> float:
-    """Eye-to-centre distance along `direction` at which `keep` % of the points fall inside a
-    cone of `fov_deg` (the canvas's narrower side), with a margin."""
-    offset = points - centre
-    along = offset @ direction
-    lateral = np.linalg.norm(offset - along[:, None] * direction, axis=1)
-    needed = lateral * margin / math.tan(math.radians(fov_deg) / 2) - along
-    return float(np.percentile(needed, keep)) if len(needed) else 1.0
-
-
 class SceneView:
     """Owns a VisPy SceneCanvas; `widget` goes into the Qt layout."""
 
@@ -269,19 +258,15 @@ class SceneView:
         self.canvas.update()
 
     def reset_view(self) -> None:
-        """Looks from behind and above the first camera, as the photographer stood, far enough
-        back that the cameras and all but the outermost 2 % of the points are in the picture."""
+        """Frames the scene from behind and above the first camera, as the photographer stood."""
         recon = self.recon
         if recon is None:
             return
         pts = self._drawn_positions if len(self._drawn_positions) else recon.points_world.reshape(-1, 3)
-        pts = pts[np.isfinite(pts).all(1)]
-        centre = np.median(pts, axis=0) if len(pts) else recon.cam_to_world[:, :3, 3].mean(0)
+        centre = np.median(pts, axis=0)
         c2w = recon.cam_to_world[0]
         back = c2w[:3, 3] - c2w[:3, 2] * 1.2 * self._scale - c2w[:3, 1] * 0.6 * self._scale
-        direction = (centre - back) / max(float(np.linalg.norm(centre - back)), 1e-9)
-        dist = fit_distance(np.vstack([pts, recon.cam_to_world[:, :3, 3]]), centre, direction, self.view.camera.fov)
-        self.look_from(centre - direction * max(dist, 0.5 * self._scale), centre)
+        self.look_from(back, centre)
 
     def to_scene(self, p: np.ndarray) -> np.ndarray:
         return np.asarray(self.world.transform.map(np.asarray(p, np.float32))[..., :3])
