@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 
 import torch
 
@@ -55,7 +56,7 @@ def probe(path: str, scenes: int, views: int = 6, hw: tuple[int, int] = (84, 112
             rgb_moves.append(float((rgbd_a[..., :3] - rgbd_b[..., :3]).abs().mean()))
             nvs_depth_moves.append(_rel(rgbd_a[..., 3], rgbd_b[..., 3]))
             rgb_spread.append(float(rgbd_a[..., :3].std(dim=(2, 3)).mean()))
-    mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
+    mean = statistics.fmean
     return {
         "checkpoint": str(path),
         "scenes": scenes,
@@ -63,9 +64,9 @@ def probe(path: str, scenes: int, views: int = 6, hw: tuple[int, int] = (84, 112
         "depth_change_when_other_frames_swapped": mean(depth_moves),
         "depth_change_after_median_scaling": mean(shape_moves),
         "pose_encoding_change_when_other_frames_swapped": mean(pose_moves),
-        "novel_rgb_change_between_two_scene_states": mean(rgb_moves),
-        "novel_depth_change_between_two_scene_states": mean(nvs_depth_moves),
-        "novel_rgb_std_within_image": mean(rgb_spread),
+        "novel_rgb_change_between_two_scene_states": mean(rgb_moves) if rgb_moves else None,
+        "novel_depth_change_between_two_scene_states": mean(nvs_depth_moves) if rgb_moves else None,
+        "novel_rgb_std_within_image": mean(rgb_spread) if rgb_moves else None,
     }
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from zipmap_core import cli
-from zipmap_core.checkpoints import load_checkpoint
+from zipmap_core.checkpoints import load_checkpoint, save_model
 from zipmap_core.config import tiny_config
 from zipmap_core.evaluation import evaluate_scene, pose_metrics, umeyama
 from zipmap_core.geometry import camera_to_world, depth_to_camera_points
@@ -74,6 +74,29 @@ def test_training_a_tiny_model_lowers_the_loss(tmp_path):
     Trainer(tuned, log=lambda *_: None).run()
     loaded = load_checkpoint(tmp_path / "tuned" / "model.safetensors")
     assert loaded.metadata["train_steps"] == "42" and "42 steps (40 before fine-tuning)" in loaded.description
+
+
+def test_probe_sees_cross_view_mixing_only_where_the_global_layers_carry_it(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("probe_model", ROOT / "benchmarks" / "probe_model.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    torch.manual_seed(0)
+    model = ZipMap(tiny_config())
+    with torch.no_grad():  # untrained LayerScale is tiny; make the global branch count
+        for block in model.aggregator.global_blocks:
+            block.ls1.gamma.fill_(1.0)
+    mixing = probe.probe(str(save_model(model, tmp_path / "mixing.safetensors")), scenes=1)
+    with torch.no_grad():  # the TTT branch silenced: every frame and every query stands alone
+        for block in model.aggregator.global_blocks:
+            block.ls1.gamma.zero_()
+    alone = probe.probe(str(save_model(model, tmp_path / "alone.safetensors")), scenes=1)
+    # an untrained model mixes a little (about 5e-4 in depth, 1e-4 in novel RGB); none is none
+    assert mixing["depth_change_when_other_frames_swapped"] > 1e-5
+    assert mixing["novel_rgb_change_between_two_scene_states"] > 1e-6
+    assert alone["depth_change_when_other_frames_swapped"] < 1e-7
+    assert alone["novel_rgb_change_between_two_scene_states"] < 1e-7
 
 
 def test_squared_rgb_term_is_opt_in_and_is_the_mean_squared_error():

@@ -175,8 +175,7 @@ class Reconstructor:
 
     def _check_point_source(self, points_from: str) -> None:
         """Fail before the model runs, not after minutes of it."""
-        if points_from not in POINT_SOURCES:
-            raise ValueError(f"points_from must be one of {', '.join(POINT_SOURCES)}, got {points_from!r}")
+        check_point_source(points_from)
         if points_from == "point_head" and not hasattr(self.model, "local_point_head"):
             raise ValueError(f"{self.description} has no point head; unproject depth instead (points_from='depth')")
 
@@ -278,7 +277,7 @@ class StreamingSession:
         self._frames: list[Frame] = []
         self._images: list[torch.Tensor] = []
         self._crops: list[Crop] = []
-        self._raw: dict[str, list[torch.Tensor]] = {"pose_enc": [], "depth": [], "depth_conf": [], "local_points": []}
+        self._raw: dict[str, list[torch.Tensor]] = {"pose_enc": [], "depth": [], "depth_conf": []}
         self.seconds = 0.0
 
     def add(self, frames: list[Frame], progress: Progress | None = None, cancel: CancelToken | None = None) -> Reconstruction:
@@ -296,9 +295,7 @@ class StreamingSession:
         self._images.append(images)
         self._crops += crops
         for key in self._raw:
-            value = getattr(out, key)
-            if value is not None:
-                self._raw[key].append(value[0].float().cpu())
+            self._raw[key].append(getattr(out, key)[0].float().cpu())
         return self.reconstruction()
 
     def reconstruction(self) -> Reconstruction:
@@ -311,13 +308,18 @@ class StreamingSession:
             pose_enc=raw["pose_enc"],
             depth=raw["depth"][..., 0],
             depth_conf=raw["depth_conf"],
-            local_points=raw.get("local_points"),
+            local_points=None,
             points_from="depth",
             original_wh=np.array([c.original_wh for c in self._crops], dtype=np.int32),
         )
         recon.timings = {"model_s": self.seconds, "per_frame_s": self.seconds / len(self._frames)}
         recon.metadata.update({"model": self.rec.description, "streaming": True, "window_size": self.window_size})
         return recon
+
+
+def check_point_source(points_from: str) -> None:
+    if points_from not in POINT_SOURCES:
+        raise ValueError(f"points_from must be one of {', '.join(POINT_SOURCES)}, got {points_from!r}")
 
 
 def assemble(
@@ -334,12 +336,13 @@ def assemble(
     h, w = images.shape[-2:]
     extrinsics, intrinsics = pose_encoding_to_cameras(pose_enc, (h, w))
     extrinsics = align_to_first(extrinsics)
-    if points_from == "point_head" and local_points is not None:
+    check_point_source(points_from)
+    if points_from == "point_head":
+        if local_points is None:
+            raise ValueError("points_from='point_head' needs the point head's output; run the model with point_head=True")
         points_cam = local_points
-    elif points_from in POINT_SOURCES:
-        points_cam = depth_to_camera_points(depth, intrinsics)
     else:
-        raise ValueError(f"points_from must be one of {', '.join(POINT_SOURCES)}, got {points_from!r}")
+        points_cam = depth_to_camera_points(depth, intrinsics)
     points_world = camera_to_world(points_cam, extrinsics)
     c2w = invert_rigid(extrinsics)
     scale = float(c2w[:, :3, 3].abs().max()) if len(names) > 1 else 1.0
