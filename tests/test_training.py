@@ -76,6 +76,23 @@ def test_training_a_tiny_model_lowers_the_loss(tmp_path):
     assert loaded.metadata["train_steps"] == "42" and "42 steps (40 before fine-tuning)" in loaded.description
 
 
+def test_init_scale_rescales_matching_weights_of_the_init_file_only(tmp_path):
+    torch.manual_seed(0)
+    init = save_model(ZipMap(tiny_config()), tmp_path / "init.safetensors")
+    pattern = "aggregator.global_blocks.*.ls1.gamma"
+    cfg = TrainConfig(model="tiny", init=str(init), init_scale={pattern: 10.0}, output=str(tmp_path / "run"), device="cpu")
+    scaled = Trainer(cfg, log=lambda *_: None).model.state_dict()
+    original = load_checkpoint(init).model.state_dict()
+    changed = {name for name in original if not torch.equal(original[name], scaled[name])}
+    assert changed == {f"aggregator.global_blocks.{i}.ls1.gamma" for i in range(len(ZipMap(tiny_config()).aggregator.global_blocks))}
+    name = "aggregator.global_blocks.0.ls1.gamma"
+    assert torch.allclose(scaled[name], 10.0 * original[name])
+    with pytest.raises(ValueError, match="matches no parameter"):
+        Trainer(TrainConfig(**{**cfg.__dict__, "init_scale": {"aggregator.global_block.*.gamma": 2.0}}), log=lambda *_: None)
+    with pytest.raises(ValueError, match="has no init"):
+        Trainer(TrainConfig(**{**cfg.__dict__, "init": None}), log=lambda *_: None)
+
+
 def test_probe_sees_cross_view_mixing_only_where_the_global_layers_carry_it(tmp_path):
     import importlib.util
 

@@ -9,6 +9,7 @@ queries the resulting scene state from held-out cameras, and minimises the paper
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import json
 import math
 import random
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from torch import nn
 
 from .atomic import atomic_path
 from .checkpoints import load_checkpoint, save_model
@@ -33,6 +35,9 @@ from .synthetic import generate, normalise
 class TrainConfig:
     model: str = "small"  # a named configuration (small, tiny, or an official one)
     init: str | None = None  # start from this checkpoint (official .pt or ours) instead of random weights
+    # multiply parameters of the init checkpoint whose names match a glob, e.g. re-open a branch
+    # whose LayerScale training has shrunk towards zero: {"aggregator.global_blocks.*.ls1.gamma": 10}
+    init_scale: dict[str, float] = field(default_factory=dict)
     output: str = "runs/small"
     steps: int = 2000
     batch: int = 4  # scenes per step
@@ -79,12 +84,28 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def scale_parameters(model: nn.Module, factors: dict[str, float]) -> None:
+    """Multiplies in place the parameters whose names match each glob; a glob that matches
+    nothing is an error, since a typo would otherwise train the unchanged model silently."""
+    params = dict(model.named_parameters())
+    for pattern, factor in factors.items():
+        names = [n for n in params if fnmatch.fnmatchcase(n, pattern)]
+        if not names:
+            raise ValueError(f"init_scale pattern {pattern!r} matches no parameter of the model")
+        with torch.no_grad():
+            for name in names:
+                params[name].mul_(factor)
+
+
 def build_model(cfg: TrainConfig) -> tuple[ZipMap, int]:
     """The model to train and the training steps it already has (from an `init` file of ours), so
     a fine-tuned file reports its whole history."""
     if cfg.init:
         loaded = load_checkpoint(cfg.init)
+        scale_parameters(loaded.model, cfg.init_scale)
         return loaded.model.train(), int(loaded.metadata.get("train_steps", 0))
+    if cfg.init_scale:
+        raise ValueError("init_scale rescales the weights of an init checkpoint; this configuration has no init")
     torch.manual_seed(cfg.seed)
     return ZipMap(get_config(cfg.model)).train(), 0
 
