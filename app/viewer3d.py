@@ -60,6 +60,20 @@ def frustum_segments(corners: np.ndarray) -> np.ndarray:
     return np.array(segs, np.float32).reshape(-1, 3)
 
 
+MAX_FIT_STEP_BACK = 1.4
+
+
+def fit_distance(points: np.ndarray, centre: np.ndarray, direction: np.ndarray, fov_deg: float,
+                 keep: float = 98.0, margin: float = 1.1) -> float:
+    """Eye-to-centre distance along `direction` at which `keep` % of the points fall inside a
+    cone of `fov_deg` (the canvas's narrower side), with a margin."""
+    offset = points - centre
+    along = offset @ direction
+    lateral = np.linalg.norm(offset - along[:, None] * direction, axis=1)
+    needed = lateral * margin / math.tan(math.radians(fov_deg) / 2) - along
+    return float(np.percentile(needed, keep)) if len(needed) else 0.0
+
+
 class SceneView:
     """Owns a VisPy SceneCanvas; `widget` goes into the Qt layout."""
 
@@ -258,15 +272,21 @@ class SceneView:
         self.canvas.update()
 
     def reset_view(self) -> None:
-        """Frames the scene from behind and above the first camera, as the photographer stood."""
+        """Frames the scene from behind and above the first camera, as the photographer stood,
+        stepping back (at most MAX_FIT_STEP_BACK times) until the bulk of the cloud is in the
+        picture: a tall scene is not cropped, a scattered cloud does not shrink to a speck."""
         recon = self.recon
         if recon is None:
             return
         pts = self._drawn_positions if len(self._drawn_positions) else recon.points_world.reshape(-1, 3)
-        centre = np.median(pts, axis=0)
+        pts = pts[np.isfinite(pts).all(1)]
+        centre = np.median(pts, axis=0) if len(pts) else recon.cam_to_world[:, :3, 3].mean(0)
         c2w = recon.cam_to_world[0]
         back = c2w[:3, 3] - c2w[:3, 2] * 1.2 * self._scale - c2w[:3, 1] * 0.6 * self._scale
-        self.look_from(back, centre)
+        near = max(float(np.linalg.norm(centre - back)), 1e-9)
+        direction = (centre - back) / near
+        fitted = fit_distance(pts, centre, direction, self.view.camera.fov)
+        self.look_from(centre - direction * float(np.clip(fitted, near, MAX_FIT_STEP_BACK * near)), centre)
 
     def to_scene(self, p: np.ndarray) -> np.ndarray:
         return np.asarray(self.world.transform.map(np.asarray(p, np.float32))[..., :3])

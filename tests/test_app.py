@@ -24,6 +24,7 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QTimer, QU
 from PySide6.QtGui import QDropEvent  # noqa: E402
 
 from app.main_window import MainWindow  # noqa: E402
+from app import viewer3d as view_module  # noqa: E402
 from app.viewer3d import SELECTED_COLOR, VIRTUAL_COLOR, frustum_corners  # noqa: E402
 from zipmap_core.checkpoints import save_model  # noqa: E402
 from zipmap_core.config import tiny_config  # noqa: E402
@@ -81,7 +82,11 @@ def test_drop_reconstruct_and_render(qtbot, window, tmp_path):
     assert not window.windowIcon().isNull()
     shown = frame(window)
     changed = np.abs(shown - empty).sum(-1) > 30
-    assert changed.mean() > 0.05, "the point cloud did not change the rendered frame"
+    window.view.points.visible = False
+    cloud = np.abs(shown - frame(window)).sum(-1) > 30
+    window.view.points.visible = True
+    assert changed.mean() > 0.03, "the reconstruction did not change the rendered frame"
+    assert cloud.mean() > 0.01, "the point cloud itself covers almost no pixels"
     Image.fromarray(shown.astype(np.uint8)).save(tmp_path / "view.png")
     assert "6 frames" in window.status_info.text() and "points shown" in window.status_info.text()
 
@@ -114,6 +119,35 @@ def test_dragging_draws_a_decimated_cloud_then_the_full_one(qtbot, window):
     qtbot.waitUntil(lambda: not view.interacting, timeout=3000)
     assert view.points.visible and not view.points_lod.visible
     assert np.abs(frame(window) - still).max() == 0
+
+
+def _fraction_on_screen(view, where: np.ndarray) -> float:
+    w, h = view.canvas.size
+    screen = view.points.get_transform("visual", "canvas").map(where)
+    xy = screen[:, :2] / screen[:, 3:4]
+    return float(((screen[:, 3] > 0) & (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)).mean())
+
+
+def test_reset_view_steps_back_to_fit_the_cloud_but_not_to_a_speck(qtbot, window):
+    load_and_reconstruct(qtbot, window, SAMPLES[:4])
+    view = window.view
+    view.view.camera.distance = view.view.camera.scale_factor = 0.05 * view._scale  # zoomed right in
+    view.reset_view()
+    fitted = _fraction_on_screen(view, view._drawn_positions)
+    fitted_distance = view.view.camera.distance
+    screen = view.points.get_transform("visual", "canvas").map(view._drawn_positions)
+    lo, hi = np.percentile(screen[:, :2] / screen[:, 3:4], [5, 95], axis=0)
+    spread = (hi - lo) / np.asarray(view.canvas.size)
+    # the photographer's viewpoint without stepping back, as before the fit
+    centre = np.median(view._drawn_positions, axis=0)
+    c2w = window.recon.cam_to_world[0]
+    back = c2w[:3, 3] - c2w[:3, 2] * 1.2 * view._scale - c2w[:3, 1] * 0.6 * view._scale
+    view.look_from(back, centre)
+    near = _fraction_on_screen(view, view._drawn_positions)
+    near_distance = view.view.camera.distance
+    assert near_distance <= fitted_distance <= view_module.MAX_FIT_STEP_BACK * near_distance + 1e-6
+    assert fitted >= near and (fitted >= 0.98 or fitted_distance > 0.99 * view_module.MAX_FIT_STEP_BACK * near_distance)
+    assert spread.max() > 0.4, f"the fitted view shrank the cloud to a speck ({spread})"
 
 
 def test_colour_modes_and_hiding_frames_change_pixels(qtbot, window):
