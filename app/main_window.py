@@ -42,6 +42,7 @@ ICON = RESOURCES / "icons" / "zipmap-studio.svg"
 SCENE_FILTER = "ZipMap scene (*.zipmap)"
 # a press and release closer than this is a click, not an orbit drag
 CLICK_SLOP_PX = 4
+NOVEL_DOCK_MIN_PX = 240  # default height of the novel-view dock when no layout was saved
 
 
 def save_png(image: np.ndarray, path: str | Path) -> Path:
@@ -74,6 +75,7 @@ class MainWindow(QMainWindow):
         self.resize(1400, 900)
         self.setAcceptDrops(True)
         self.settings = settings or QSettings("ZipMap", "ZipMap Studio")
+        self._layout_restored = False
         self.frames: list[Frame] = []
         self.recon: Reconstruction | None = None
         self.rec: Reconstructor | None = None
@@ -112,12 +114,17 @@ class MainWindow(QMainWindow):
         col.addWidget(self.model_panel)
         col.addWidget(self.view_panel)
         dock = QDockWidget("Scene", self)
+        dock.setObjectName("scene_dock")  # saveState() names docks by objectName
         dock.setWidget(left)
         dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
         self.novel_dock = QDockWidget("Novel views", self)
+        self.novel_dock.setObjectName("novel_dock")
         self.novel_dock.setWidget(self.novel)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.novel_dock)
+        # the scene column runs the full height, so the novel views share only the 3D view's
+        # height and can grow (the column's own minimum height would cap them otherwise)
+        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
         bar = self.statusBar()
         bar.addWidget(self.status_info, 1)
         bar.addPermanentWidget(self.progress)
@@ -654,8 +661,28 @@ class MainWindow(QMainWindow):
     def about(self) -> None:
         QMessageBox.about(self, f"About {APP_NAME}", self.about_text())
 
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt API
+        """The first show restores the last session's window and docks; without one the novel
+        views get a third of the height, enough to read RGB, depth and confidence side by side."""
+        super().showEvent(event)
+        if self._layout_restored:
+            return
+        self._layout_restored = True
+        geometry, state = self.settings.value("window_geometry"), self.settings.value("window_state")
+        if geometry is not None and state is not None:
+            self.restoreGeometry(geometry)
+            self.restoreState(state)
+        else:
+            # deferred: the dock area has its size only once the first layout pass has run
+            QTimer.singleShot(0, self._size_novel_dock)
+
+    def _size_novel_dock(self) -> None:
+        self.resizeDocks([self.novel_dock], [max(NOVEL_DOCK_MIN_PX, self.height() // 3)], Qt.Orientation.Vertical)
+
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
         self.cancel()
+        self.settings.setValue("window_geometry", self.saveGeometry())
+        self.settings.setValue("window_state", self.saveState())
         super().closeEvent(event)
 
 

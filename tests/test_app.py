@@ -362,3 +362,21 @@ def test_checkpoint_chosen_in_the_app_is_remembered_and_a_vanished_one_is_forgot
     assert any("is gone" in m for m in again.messages)
     assert again.rec.description == Reconstructor.bundled("cpu").description
     assert window.settings.value("checkpoint") is None
+
+
+def test_novel_views_get_a_third_of_the_height_and_the_layout_is_remembered(qtbot, window, tiny_checkpoint):
+    from app.main_window import NOVEL_DOCK_MIN_PX
+
+    # the window fixture has no saved layout: the novel views are sized to be read
+    qtbot.waitUntil(lambda: window.novel_dock.height() >= max(NOVEL_DOCK_MIN_PX, window.height() // 3) - 8, timeout=3000)
+    assert window.novel.rgb.height() > 120  # it was 88 px at 1280x800, squeezed by the scene column
+    window.resizeDocks([window.novel_dock], [200], Qt.Orientation.Vertical)
+    qtbot.waitUntil(lambda: abs(window.novel_dock.height() - 200) <= 8, timeout=3000)
+    window.close()
+    assert window.settings.value("window_state") is not None
+    again = MainWindow(str(tiny_checkpoint), settings=window.settings)
+    qtbot.addWidget(again)
+    again.show()
+    qtbot.waitExposed(again)
+    qtbot.waitUntil(lambda: again.rec is not None, timeout=10000)
+    assert abs(again.novel_dock.height() - 200) <= 8 and again.size() == window.size()
