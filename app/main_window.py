@@ -314,7 +314,7 @@ class MainWindow(QMainWindow):
             self.add_inputs([path])
 
     def video_sampling(self, paths: list[str]) -> VideoSampling | None:
-        """Asks how to sample videos (default: one frame per second, at most 64)."""
+        """Asks how to sample videos; without asking (tests, scripts) one frame per second."""
         if not any(is_video(Path(p)) for p in paths) or not self.ask_video_sampling:
             return VideoSampling(fps=1.0)
         choice, ok = QInputDialog.getItem(self, "Video sampling", "Take frames:",

@@ -91,6 +91,16 @@ def test_drop_reconstruct_and_render(qtbot, window, tmp_path):
     assert "6 frames" in window.status_info.text() and "points shown" in window.status_info.text()
 
 
+def test_dropping_a_video_adds_its_sampled_frames(qtbot, window, tmp_path):
+    from videos import write_video
+
+    video = write_video(tmp_path / "walk.mp4", 12, fps=4.0)
+    drop(window, [video])  # without asking (fixture): one frame per second
+    qtbot.waitUntil(lambda: len(window.frames) > 0 and not window.job.running, timeout=20000)
+    assert [f.name for f in window.frames] == ["walk.mp4#t=0.00s", "walk.mp4#t=1.00s", "walk.mp4#t=2.00s"]
+    assert window.inputs.list.count() == 3 and "3 images loaded" in window.status_info.text()
+
+
 def test_confidence_slider_changes_drawn_points(qtbot, window):
     load_and_reconstruct(qtbot, window, SAMPLES[:4])
     total = window.view.drawn_points
