@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from zipmap_core import cli
+from golden import golden_model
+from zipmap_core import checkpoints, cli
 from zipmap_core.checkpoints import load_checkpoint, save_model
 from zipmap_core.config import tiny_config
 from zipmap_core.evaluation import evaluate_scene, pose_metrics, umeyama
@@ -74,6 +75,29 @@ def test_training_a_tiny_model_lowers_the_loss(tmp_path):
     Trainer(tuned, log=lambda *_: None).run()
     loaded = load_checkpoint(tmp_path / "tuned" / "model.safetensors")
     assert loaded.metadata["train_steps"] == "42" and "42 steps (40 before fine-tuning)" in loaded.description
+
+
+def test_fine_tuning_an_official_checkpoint_takes_the_same_path_and_keeps_its_origin(tmp_path, monkeypatch):
+    official, _, _ = golden_model("state_query")  # the authors' architecture, at the parity vectors' size
+    pt = tmp_path / "checkpoint_state_query.pt"
+    torch.save({"model": official.state_dict()}, pt)  # their file format
+    monkeypatch.setitem(checkpoints.OFFICIAL_CONFIGS, "state_query", official.cfg)  # the published size, shrunk
+    cfg = TrainConfig(init=str(pt), output=str(tmp_path / "tuned"), steps=3, batch=1, views=(2, 2), held_out=1,
+                      heights=(84,), width=112, lr=1e-4, warmup=1, save_every=3, device="cpu")
+    trainer = Trainer(cfg, log=lambda *_: None)
+    history = trainer.run()
+    assert {"camera", "depth", "points", "nvs_rgb", "nvs_depth"} <= set(history[-1])
+    assert all(np.isfinite(h["loss"]) for h in history)
+    tuned = load_checkpoint(tmp_path / "tuned" / "model.safetensors")
+    assert tuned.variant == "state_query" and tuned.model.cfg == official.cfg and tuned.model.can_render
+    assert tuned.description == "official ZipMap checkpoint (state_query), fine-tuned 3 steps on procedural scenes"
+    moved = [k for k, v in official.state_dict().items() if not torch.equal(v, tuned.model.state_dict()[k])]
+    assert len(moved) > 0.5 * len(official.state_dict())
+    # fine-tuning the fine-tuned file again still names the official origin and counts all steps
+    again = TrainConfig(**{**cfg.__dict__, "init": str(tmp_path / "tuned" / "model.safetensors"),
+                           "output": str(tmp_path / "again"), "steps": 1, "save_every": 1})
+    Trainer(again, log=lambda *_: None).run()
+    assert load_checkpoint(tmp_path / "again" / "model.safetensors").description.endswith("fine-tuned 4 steps on procedural scenes")
 
 
 def test_init_scale_rescales_matching_weights_of_the_init_file_only(tmp_path):

@@ -97,17 +97,29 @@ def scale_parameters(model: nn.Module, factors: dict[str, float]) -> None:
                 params[name].mul_(factor)
 
 
-def build_model(cfg: TrainConfig) -> tuple[ZipMap, int]:
-    """The model to train and the training steps it already has (from an `init` file of ours), so
-    a fine-tuned file reports its whole history."""
+@dataclass
+class StartingPoint:
+    """The model to train and what its saved files must say of its history."""
+
+    model: ZipMap
+    prior_steps: int = 0  # training steps recorded in an init file of ours
+    variant: str = "custom"  # kept from the init file: a fine-tuned official checkpoint stays its variant
+    origin: str | None = None  # what fine-tuning began from when that records no steps (an official checkpoint)
+
+
+def build_model(cfg: TrainConfig) -> StartingPoint:
+    """Random weights of a named configuration, or an init checkpoint (official `.pt` or ours) with
+    its own configuration, so fine-tuning the official architecture is the same code path."""
     if cfg.init:
         loaded = load_checkpoint(cfg.init)
         scale_parameters(loaded.model, cfg.init_scale)
-        return loaded.model.train(), int(loaded.metadata.get("train_steps", 0))
+        steps = loaded.metadata.get("train_steps")
+        origin = loaded.metadata.get("fine_tuned_from") or (None if steps else loaded.description)
+        return StartingPoint(loaded.model.train(), int(steps or 0), loaded.variant, origin)
     if cfg.init_scale:
         raise ValueError("init_scale rescales the weights of an init checkpoint; this configuration has no init")
     torch.manual_seed(cfg.seed)
-    return ZipMap(get_config(cfg.model)).train(), 0
+    return StartingPoint(ZipMap(get_config(cfg.model)).train())
 
 
 def compute_losses(model: ZipMap, batch_views, inputs: int, weights: dict[str, float]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -152,8 +164,8 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.out = Path(cfg.output)
-        model, self.prior_steps = build_model(cfg)
-        self.model = model.to(self.device)
+        self.start = build_model(cfg)
+        self.model = self.start.model.to(self.device)
         decay = [p for n, p in self.model.named_parameters() if p.ndim >= 2 and "token" not in n and "pos_embed" not in n]
         no_decay = [p for n, p in self.model.named_parameters() if not (p.ndim >= 2 and "token" not in n and "pos_embed" not in n)]
         self.opt = torch.optim.AdamW(
@@ -208,12 +220,21 @@ class Trainer:
         with atomic_path(self.state_path) as tmp:
             torch.save({"model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "step": self.step}, tmp)
         dtype = getattr(torch, self.cfg.save_dtype)
-        total = self.prior_steps + self.step
-        history = f" ({self.prior_steps} before fine-tuning)" if self.prior_steps else ""
-        save_model(self.model, self.out / "model.safetensors", description=f"ZipMap '{self.model.cfg.name}' trained "
-                   f"{total} steps{history} on procedural scenes", extra={"train_steps": str(total)}, dtype=dtype)
+        extra = {"train_steps": str(self.start.prior_steps + self.step)}
+        if self.start.origin:
+            extra["fine_tuned_from"] = self.start.origin
+        save_model(self.model, self.out / "model.safetensors", variant=self.start.variant, description=self.description(),
+                   extra=extra, dtype=dtype)
         with atomic_path(self.out / "train_config.json") as tmp:
             tmp.write_text(json.dumps(asdict(self.cfg), indent=2))
+
+    def description(self) -> str:
+        """The saved model's one-line history: its whole step count, and where fine-tuning began."""
+        prior = self.start.prior_steps
+        if self.start.origin:
+            return f"{self.start.origin}, fine-tuned {prior + self.step} steps on procedural scenes"
+        history = f" ({prior} before fine-tuning)" if prior else ""
+        return f"ZipMap '{self.model.cfg.name}' trained {prior + self.step} steps{history} on procedural scenes"
 
     def run(self) -> list[dict]:
         cfg = self.cfg
