@@ -100,6 +100,39 @@ def test_fine_tuning_an_official_checkpoint_takes_the_same_path_and_keeps_its_or
     assert load_checkpoint(tmp_path / "again" / "model.safetensors").description.endswith("fine-tuned 4 steps on procedural scenes")
 
 
+def test_bf16_mixed_precision_path_trains_on_the_cpu_too(tmp_path):
+    cfg = TrainConfig(model="tiny", output=str(tmp_path / "bf16"), steps=3, batch=1, views=(2, 2), held_out=1,
+                      heights=(56,), lr=1e-3, warmup=1, save_every=3, device="cpu", precision="bf16")
+    trainer = Trainer(cfg, log=lambda *_: None)
+    seen = []
+    # the trunk runs in bf16 (the heads in float32, as in the reference)
+    hook = trainer.model.aggregator.frame_blocks[0].attn.qkv.register_forward_hook(lambda m, i, o: seen.append(o.dtype == torch.bfloat16))
+    history = trainer.run()
+    hook.remove()
+    assert seen and all(seen), "the step did not run under bf16 autocast"
+    assert all(np.isfinite(h["loss"]) for h in history)
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # master weights stay float32
+    with pytest.raises(ValueError, match="precision 'fp8'"):
+        Trainer(TrainConfig(**{**cfg.__dict__, "precision": "fp8", "output": str(tmp_path / "x")}), log=lambda *_: None).train_step()
+
+
+def test_train_cli_reads_a_config_file_and_its_overrides(tmp_path, capsys):
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({"model": "tiny", "batch": 1, "views": [2, 2], "held_out": 1, "heights": [56],
+                                  "warmup": 1, "steps": 50, "save_every": 100}))
+    out = tmp_path / "run"
+    assert cli.main(["train", str(config), "-o", str(out), "--steps", "2", "--device", "cpu", "--precision", "bf16"]) == 0
+    saved = json.loads((out / "train_config.json").read_text())
+    assert saved["steps"] == 2 and saved["precision"] == "bf16" and saved["model"] == "tiny"
+    assert load_checkpoint(out / "model.safetensors").metadata["train_steps"] == "2"
+    assert "after 2 steps" in capsys.readouterr().out
+    config.write_text(json.dumps({"modle": "tiny"}))
+    capsys.readouterr()
+    assert cli.main(["train", str(config), "-o", str(out)]) == 2  # a user error: said in one line, no traceback
+    err = capsys.readouterr().err
+    assert "unknown training settings" in err and "modle" in err
+
+
 def test_init_scale_rescales_matching_weights_of_the_init_file_only(tmp_path):
     torch.manual_seed(0)
     init = save_model(ZipMap(tiny_config()), tmp_path / "init.safetensors")

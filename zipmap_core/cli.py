@@ -220,7 +220,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig.from_file(
         args.config, output=args.output, steps=args.steps, device=args.device, init=args.init,
-        time_budget_s=args.time_budget, threads=args.threads,
+        time_budget_s=args.time_budget, threads=args.threads, precision=args.precision,
     )
     trainer = Trainer(cfg, log=lambda line: print(line, flush=True))
     print(f"training '{trainer.model.cfg.name}' on {trainer.device}: "
@@ -345,6 +345,8 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     t.add_argument("--init", help="start from this checkpoint (official .pt or ours)")
     t.add_argument("--device")
     t.add_argument("--threads", type=int)
+    t.add_argument("--precision", choices=("auto", "bf16", "float32"),
+                   help="bf16 autocast or float32 (default auto: bf16 on a GPU, float32 on a CPU)")
     t.add_argument("--time-budget", type=float, help="fit the number of steps to this many seconds")
     t.set_defaults(func=cmd_train)
 

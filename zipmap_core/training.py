@@ -52,6 +52,7 @@ class TrainConfig:
     clip: float = 1.0
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"  # "bf16" (autocast), "float32", or auto: bf16 on a GPU, float32 on a CPU
     threads: int | None = None
     log_every: int = 20
     save_every: int = 500
@@ -190,8 +191,13 @@ class Trainer:
         self.log(f"resumed from {self.state_path} at step {self.step}")
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        """bf16 autocast as on a GPU; on a CPU only when asked (most CPUs emulate bf16 slowly), so the
+        GPU's mixed-precision path can also be run and tested here."""
+        precision = self.cfg.precision
+        if precision not in ("auto", "bf16", "float32"):
+            raise ValueError(f"precision {precision!r}: expected 'auto', 'bf16' or 'float32'")
+        if precision == "bf16" or (precision == "auto" and self.device.type == "cuda"):
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def train_step(self) -> dict[str, float]:
