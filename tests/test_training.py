@@ -113,7 +113,7 @@ def test_bf16_mixed_precision_path_trains_on_the_cpu_too(tmp_path):
     assert all(np.isfinite(h["loss"]) for h in history)
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # master weights stay float32
     with pytest.raises(ValueError, match="precision 'fp8'"):
-        Trainer(TrainConfig(**{**cfg.__dict__, "precision": "fp8", "output": str(tmp_path / "x")}), log=lambda *_: None).train_step()
+        Trainer(TrainConfig(**{**cfg.__dict__, "precision": "fp8", "output": str(tmp_path / "x")}), log=lambda *_: None)
 
 
 def test_train_cli_reads_a_config_file_and_its_overrides(tmp_path, capsys):

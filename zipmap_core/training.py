@@ -31,6 +31,9 @@ from .reconstructor import select_device
 from .synthetic import generate, normalise
 
 
+PRECISIONS = ("auto", "bf16", "float32")
+
+
 @dataclass
 class TrainConfig:
     model: str = "small"  # a named configuration (small, tiny, or an official one)
@@ -161,6 +164,8 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, log: Callable[[str], None] = print) -> None:
         self.cfg = cfg
         self.log = log
+        if cfg.precision not in PRECISIONS:
+            raise ValueError(f"precision {cfg.precision!r}: expected one of {', '.join(PRECISIONS)}")
         self.device = select_device(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -194,8 +199,6 @@ class Trainer:
         """bf16 autocast as on a GPU; on a CPU only when asked (most CPUs emulate bf16 slowly), so the
         GPU's mixed-precision path can also be run and tested here."""
         precision = self.cfg.precision
-        if precision not in ("auto", "bf16", "float32"):
-            raise ValueError(f"precision {precision!r}: expected 'auto', 'bf16' or 'float32'")
         if precision == "bf16" or (precision == "auto" and self.device.type == "cuda"):
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
