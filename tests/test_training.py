@@ -12,7 +12,7 @@ import torch
 from golden import golden_model
 from zipmap_core import checkpoints, cli
 from zipmap_core.checkpoints import load_checkpoint, save_model
-from zipmap_core.config import tiny_config
+from zipmap_core.config import get_config, tiny_config
 from zipmap_core.evaluation import evaluate_scene, pose_metrics, umeyama
 from zipmap_core.geometry import camera_to_world, depth_to_camera_points
 from zipmap_core.model import ZipMap
@@ -131,6 +131,16 @@ def test_train_cli_reads_a_config_file_and_its_overrides(tmp_path, capsys):
     assert cli.main(["train", str(config), "-o", str(out)]) == 2  # a user error: said in one line, no traceback
     err = capsys.readouterr().err
     assert "unknown training settings" in err and "modle" in err
+
+
+@pytest.mark.parametrize("config", sorted((ROOT / "configs").glob("*.json")), ids=lambda p: p.name)
+def test_shipped_training_configs_are_valid(config):
+    cfg = TrainConfig.from_file(config)
+    assert cfg.precision in ("auto", "bf16", "float32") and cfg.views[0] <= cfg.views[1]
+    w = cfg.width or 518
+    assert w % 14 == 0 and all(h % 14 == 0 for h in cfg.heights)
+    if cfg.init is None:
+        get_config(cfg.model)  # a known configuration name
 
 
 def test_init_scale_rescales_matching_weights_of_the_init_file_only(tmp_path):
