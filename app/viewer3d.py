@@ -60,11 +60,11 @@ def frustum_segments(corners: np.ndarray) -> np.ndarray:
     return np.array(segs, np.float32).reshape(-1, 3)
 
 
-MAX_FIT_STEP_BACK = 1.4
+MAX_FIT_STEP_BACK = 1.6
 
 
 def fit_distance(points: np.ndarray, centre: np.ndarray, direction: np.ndarray, fov_deg: float,
-                 keep: float = 98.0, margin: float = 1.1) -> float:
+                 keep: float = 99.5, margin: float = 1.1) -> float:
     """Eye-to-centre distance along `direction` at which `keep` % of the points fall inside a
     cone of `fov_deg` (the canvas's narrower side), with a margin."""
     offset = points - centre
