@@ -160,6 +160,22 @@ def test_init_scale_rescales_matching_weights_of_the_init_file_only(tmp_path):
         Trainer(TrainConfig(**{**cfg.__dict__, "init": None}), log=lambda *_: None)
 
 
+def test_trainable_globs_freeze_everything_else(tmp_path):
+    cfg = TrainConfig(model="tiny", output=str(tmp_path / "part"), steps=2, batch=1, views=(2, 2), held_out=1,
+                      heights=(56,), lr=1e-3, warmup=1, save_every=2, device="cpu",
+                      trainable=["nvs_head.*", "aggregator.global_blocks.*.ttt_block.*"])
+    trainer = Trainer(cfg, log=lambda *_: None)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.run()
+    after = trainer.model.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and all(k.startswith("nvs_head.") or ".ttt_block." in k for k in moved)
+    assert any(k.startswith("nvs_head.") for k in moved) and any(".ttt_block." in k for k in moved)
+    assert trainer.trainable_parameters == sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match="trainable pattern 'nvs_heads.*' matches no parameter"):
+        Trainer(TrainConfig(**{**cfg.__dict__, "trainable": ["nvs_heads.*"]}), log=lambda *_: None)
+
+
 def test_probe_sees_cross_view_mixing_only_where_the_global_layers_carry_it(tmp_path):
     import importlib.util
 

@@ -223,8 +223,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         time_budget_s=args.time_budget, threads=args.threads, precision=args.precision,
     )
     trainer = Trainer(cfg, log=lambda line: print(line, flush=True))
-    print(f"training '{trainer.model.cfg.name}' on {trainer.device}: "
-          f"{sum(p.numel() for p in trainer.model.parameters()) / 1e6:.2f} M parameters -> {cfg.output}", flush=True)
+    total = sum(p.numel() for p in trainer.model.parameters())
+    part = f" ({trainer.trainable_parameters / 1e6:.2f} M trained)" if trainer.trainable_parameters < total else ""
+    print(f"training '{trainer.model.cfg.name}' on {trainer.device}: {total / 1e6:.2f} M parameters{part} -> {cfg.output}",
+          flush=True)
     trainer.run()
     print(f"saved {Path(cfg.output) / 'model.safetensors'} after {trainer.step} steps")
     return 0

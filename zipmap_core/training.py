@@ -41,6 +41,9 @@ class TrainConfig:
     # multiply parameters of the init checkpoint whose names match a glob, e.g. re-open a branch
     # whose LayerScale training has shrunk towards zero: {"aggregator.global_blocks.*.ls1.gamma": 10}
     init_scale: dict[str, float] = field(default_factory=dict)
+    # train only the parameters whose names match one of these globs (empty: all), e.g. the query
+    # path alone: ["nvs_head.*", "aggregator.ray_*", "aggregator.global_blocks.*.ttt_block.*"]
+    trainable: list[str] = field(default_factory=list)
     output: str = "runs/small"
     steps: int = 2000
     batch: int = 4  # scenes per step
@@ -111,6 +114,22 @@ class StartingPoint:
     origin: str | None = None  # what fine-tuning began from when that records no steps (an official checkpoint)
 
 
+def freeze_all_but(model: nn.Module, patterns: list[str]) -> int:
+    """Leaves trainable only the parameters matching a glob (all when none are given) and returns
+    their count; a glob that matches nothing is an error, as in `scale_parameters`."""
+    if not patterns:
+        return sum(p.numel() for p in model.parameters())
+    params = dict(model.named_parameters())
+    for pattern in patterns:
+        if not any(fnmatch.fnmatchcase(n, pattern) for n in params):
+            raise ValueError(f"trainable pattern {pattern!r} matches no parameter of the model")
+    count = 0
+    for name, param in params.items():
+        param.requires_grad_(any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns))
+        count += param.numel() if param.requires_grad else 0
+    return count
+
+
 def build_model(cfg: TrainConfig) -> StartingPoint:
     """Random weights of a named configuration, or an init checkpoint (official `.pt` or ours) with
     its own configuration, so fine-tuning the official architecture is the same code path."""
@@ -172,8 +191,10 @@ class Trainer:
         self.out = Path(cfg.output)
         self.start = build_model(cfg)
         self.model = self.start.model.to(self.device)
-        decay = [p for n, p in self.model.named_parameters() if p.ndim >= 2 and "token" not in n and "pos_embed" not in n]
-        no_decay = [p for n, p in self.model.named_parameters() if not (p.ndim >= 2 and "token" not in n and "pos_embed" not in n)]
+        self.trainable_parameters = freeze_all_but(self.model, cfg.trainable)
+        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        decay = [p for n, p in named if p.ndim >= 2 and "token" not in n and "pos_embed" not in n]
+        no_decay = [p for n, p in named if not (p.ndim >= 2 and "token" not in n and "pos_embed" not in n)]
         self.opt = torch.optim.AdamW(
             [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=cfg.lr, betas=(0.9, 0.95),
