@@ -17,6 +17,7 @@ from .inputs import NoUsableImagesError, VideoSampling
 from .exporters import FORMATS, default_target, export
 from .reconstruction import Reconstruction, SceneFileError
 from .reconstructor import BUNDLED_MODEL, POINT_SOURCES, Cancelled, Reconstructor
+from .training import PRECISIONS, TrainConfig, Trainer
 
 USER_ERRORS = (CheckpointError, DownloadError, NoUsableImagesError, SceneFileError, WriteError, ValueError, RuntimeError)
 
@@ -216,8 +217,6 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .training import TrainConfig, Trainer
-
     cfg = TrainConfig.from_file(
         args.config, output=args.output, steps=args.steps, device=args.device, init=args.init,
         time_budget_s=args.time_budget, threads=args.threads, precision=args.precision,
@@ -347,7 +346,7 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     t.add_argument("--init", help="start from this checkpoint (official .pt or ours)")
     t.add_argument("--device")
     t.add_argument("--threads", type=int)
-    t.add_argument("--precision", choices=("auto", "bf16", "float32"),
+    t.add_argument("--precision", choices=PRECISIONS,
                    help="bf16 autocast or float32 (default auto: bf16 on a GPU, float32 on a CPU)")
     t.add_argument("--time-budget", type=float, help="fit the number of steps to this many seconds")
     t.set_defaults(func=cmd_train)

@@ -91,17 +91,21 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def parameters_matching(model: nn.Module, pattern: str, setting: str) -> list[tuple[str, nn.Parameter]]:
+    """(name, parameter) pairs whose names match a glob; matching nothing is an error naming the
+    setting, since a typo would otherwise train an unchanged model silently."""
+    found = [(n, p) for n, p in model.named_parameters() if fnmatch.fnmatchcase(n, pattern)]
+    if not found:
+        raise ValueError(f"{setting} pattern {pattern!r} matches no parameter of the model")
+    return found
+
+
 def scale_parameters(model: nn.Module, factors: dict[str, float]) -> None:
-    """Multiplies in place the parameters whose names match each glob; a glob that matches
-    nothing is an error, since a typo would otherwise train the unchanged model silently."""
-    params = dict(model.named_parameters())
-    for pattern, factor in factors.items():
-        names = [n for n in params if fnmatch.fnmatchcase(n, pattern)]
-        if not names:
-            raise ValueError(f"init_scale pattern {pattern!r} matches no parameter of the model")
-        with torch.no_grad():
-            for name in names:
-                params[name].mul_(factor)
+    """Multiplies in place the parameters whose names match each glob (`init_scale`)."""
+    with torch.no_grad():
+        for pattern, factor in factors.items():
+            for _, param in parameters_matching(model, pattern, "init_scale"):
+                param.mul_(factor)
 
 
 @dataclass
@@ -116,18 +120,17 @@ class StartingPoint:
 
 def freeze_all_but(model: nn.Module, patterns: list[str]) -> int:
     """Leaves trainable only the parameters matching a glob (all when none are given) and returns
-    their count; a glob that matches nothing is an error, as in `scale_parameters`."""
-    if not patterns:
-        return sum(p.numel() for p in model.parameters())
-    params = dict(model.named_parameters())
-    for pattern in patterns:
-        if not any(fnmatch.fnmatchcase(n, pattern) for n in params):
-            raise ValueError(f"trainable pattern {pattern!r} matches no parameter of the model")
-    count = 0
-    for name, param in params.items():
-        param.requires_grad_(any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns))
-        count += param.numel() if param.requires_grad else 0
-    return count
+    how many numbers that is."""
+    if patterns:
+        chosen = {name for pattern in patterns for name, _ in parameters_matching(model, pattern, "trainable")}
+        for name, param in model.named_parameters():
+            param.requires_grad_(name in chosen)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def decays(name: str, param: nn.Parameter) -> bool:
+    """Weight decay for matrices, not for biases, norms, scales, tokens or position embeddings."""
+    return param.ndim >= 2 and "token" not in name and "pos_embed" not in name
 
 
 def build_model(cfg: TrainConfig) -> StartingPoint:
@@ -193,8 +196,8 @@ class Trainer:
         self.model = self.start.model.to(self.device)
         self.trainable_parameters = freeze_all_but(self.model, cfg.trainable)
         named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
-        decay = [p for n, p in named if p.ndim >= 2 and "token" not in n and "pos_embed" not in n]
-        no_decay = [p for n, p in named if not (p.ndim >= 2 and "token" not in n and "pos_embed" not in n)]
+        decay = [p for n, p in named if decays(n, p)]
+        no_decay = [p for n, p in named if not decays(n, p)]
         self.opt = torch.optim.AdamW(
             [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=cfg.lr, betas=(0.9, 0.95),
