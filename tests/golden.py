@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 from pathlib import Path
@@ -44,3 +45,38 @@ def golden_model(name: str) -> tuple[ZipMap, dict, dict[str, torch.Tensor]]:
     state = {k[len("weight.") :]: v for k, v in weights.items() if k.startswith("weight.")}
     model.load_state_dict(state, strict=True)
     return model.eval(), meta, tensors
+
+
+def state_tolerances(meta: dict) -> dict[str, float]:
+    """Per fast-weight tensor tolerances (2.5x the reference's own noise floor, measured with both
+    AVX2 and AVX-512 kernels). Some golden files store the table as a Python dict literal."""
+    table = meta.get("state_rel_rms_tolerance")
+    if table is None:
+        raise AssertionError("golden file has no state_rel_rms_tolerance table")
+    return {k: float(v) for k, v in (ast.literal_eval(table) if isinstance(table, str) else table).items()}
+
+
+def golden_kernels() -> bool:
+    """Whether this process runs the kernels the golden files were made with (AVX2 for ATen and
+    oneDNN): there our fast weights must equal the reference's bit for bit."""
+    return (os.environ.get("ATEN_CPU_CAPABILITY", "").lower() == "avx2"
+            and os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() == "AVX2")
+
+
+def check_states(meta: dict, states: list[dict[str, torch.Tensor]], tensors: dict[str, torch.Tensor],
+                 exact_route: bool = True) -> None:
+    """Every stored fast weight within its own tolerance, and every tolerance used; with the
+    golden files' own kernels, bit-identical."""
+    tol = state_tolerances(meta)
+    keys = [k for k in tensors if k.startswith("state.")]
+    assert keys, "golden file has no stored state"
+    assert set(keys) == set(tol), f"state tensors without a tolerance or missing: {set(keys) ^ set(tol)}"
+    errors = {}
+    for key in keys:
+        _, layer, name = key.split(".")
+        errors[key] = rel_rms(states[int(layer)][name], tensors[key])
+    bad = {k: (round(e, 5), tol[k]) for k, e in errors.items() if e > tol[k]}
+    assert not bad, f"fast weights outside tolerance (error, tolerance): {bad}"
+    if exact_route and golden_kernels():
+        differ = [k for k, e in errors.items() if e != 0.0]
+        assert not differ, f"with the golden kernels these fast weights differ from the reference: {differ}"

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,17 +136,25 @@ def test_chunked_ttt_update_equals_unchunked(tiny_model):
             assert rel_rms(b[key], a[key]) < 1e-5, key
 
 
-def test_fast_cpu_bf16_is_opt_in_scoped_and_rounds_like_bf16_hardware():
-    from zipmap_core import ttt
+@pytest.mark.parametrize("bf16_units", [False, True], ids=["cpu-without-bf16-units", "cpu-with-bf16-units"])
+def test_fast_cpu_bf16_is_opt_in_scoped_and_rounds_like_bf16_hardware(monkeypatch, bf16_units):
+    from zipmap_core import device, ttt
 
+    calls = []
+    route = ttt._bf16_matmul_via_float32
+    monkeypatch.setattr(ttt, "_bf16_matmul_via_float32", lambda x, y: calls.append(1) or route(x, y))
+    monkeypatch.setattr(device, "cpu_has_bf16_units", lambda: bf16_units)
     g = torch.randn(3, 64, 160, generator=torch.Generator().manual_seed(0))
     exact = ttt.newton_schulz(g, 5)
-    assert exact.dtype == torch.bfloat16
-    with ttt.fast_cpu_bf16():
+    assert exact.dtype == torch.bfloat16 and not calls
+    with device.fast_cpu_bf16():
         fast = ttt.newton_schulz(g, 5)
     assert torch.equal(ttt.newton_schulz(g, 5), exact)  # the flag ends with its block
     assert rel_rms(fast, exact) < 3e-2  # the TTT parity tolerance
-    if not ttt._native_bf16_matmul(g.device):
+    if bf16_units:
+        assert not calls and torch.equal(fast, exact)  # hardware bf16 is fast already: no detour
+    else:
+        assert len(calls) == 15  # three products per step, five steps: the route was taken
         # by hand: bf16 operands, float32 products and sums, one rounding of each product
         a, b, c = ttt.NS_COEFFICIENTS
         x = g.to(torch.bfloat16)  # wide: no transpose
@@ -153,7 +164,35 @@ def test_fast_cpu_bf16_is_opt_in_scoped_and_rounds_like_bf16_hardware():
             poly = b * gram + ((c * gram).float() @ gram.float()).bfloat16()
             x = a * x + (poly.float() @ x.float()).bfloat16()
         assert torch.equal(fast, x)
-        assert not torch.equal(fast, exact)  # the route was taken
+
+
+@pytest.mark.parametrize("flags, isa_cap, expected", [
+    ({"avx2", "fma"}, None, False),  # AVX2 only
+    ({"avx512f", "avx512bw"}, None, False),  # AVX-512 without bf16: torch says "AVX512" here too
+    ({"avx512f", "avx512_bf16"}, None, True),  # Cooper Lake, Zen 4 and later
+    ({"avx512f", "amx_bf16", "amx_tile"}, None, True),  # Sapphire Rapids
+    ({"avx512f", "avx512_bf16"}, "AVX2", False),  # oneDNN capped to AVX2 emulates bf16
+    ({"avx512f", "avx512_bf16"}, "avx512_core", False),
+    ({"avx512f", "avx512_bf16"}, "AVX512_CORE_BF16", True),
+])
+def test_bf16_unit_detection_reads_cpu_flags_and_the_onednn_cap(flags, isa_cap, expected):
+    from zipmap_core.device import bf16_units_from
+
+    assert bf16_units_from(flags, isa_cap) is expected
+
+
+def test_bf16_unit_detection_follows_the_kernel_cap_of_this_process():
+    """The same answer PyTorch's kernels act on: capped to AVX2, no CPU has bf16 units."""
+    from zipmap_core import device
+
+    code = "from zipmap_core.device import cpu_has_bf16_units as f; print(f())"
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    flags = device._cpu_flags()
+    env = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(bool(flags & {"avx512_bf16", "amx_bf16"}))
 
 
 def test_streaming_session_matches_one_windowed_call(tiny_model, scene_dir):

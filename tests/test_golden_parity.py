@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from golden import golden_model, load_case, rel_rms
-from zipmap_core.ttt import bidirectional_order, fast_cpu_bf16
+from golden import check_states, golden_model, load_case, rel_rms
+from zipmap_core.device import fast_cpu_bf16
+from zipmap_core.ttt import bidirectional_order
 
 MODULE_TOL = 1e-5
-TTT_TOL = 3e-2
+TTT_TOL = 3e-2  # modules.json: ttt_block0 to 3e-2 (the reference moves 1.2e-2 under 1e-6 input noise)
 
 
 def _check(meta: dict, pairs: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> None:
@@ -19,7 +20,7 @@ def _check(meta: dict, pairs: dict[str, torch.Tensor], tensors: dict[str, torch.
     assert set(pairs) == set(tol), f"untested outputs: {set(tol) - set(pairs)}"
 
 
-def _full_forward_case(name: str) -> None:
+def _full_forward_case(name: str, exact_route: bool = True) -> None:
     model, meta, t = golden_model(name)
     with torch.no_grad():
         out = model(t["input.images"], window_size=0, keep_tokens=True)
@@ -28,11 +29,7 @@ def _full_forward_case(name: str) -> None:
     pairs.update({"out.pose_enc": out.pose_enc, "out.depth": out.depth, "out.depth_conf": out.depth_conf,
                   "out.local_points": out.local_points})
     _check(meta, pairs, t)
-    states = [k for k in t if k.startswith("state.")]
-    assert states, "golden file has no stored state"
-    for key in states:
-        _, layer, name_w = key.split(".")
-        assert rel_rms(out.states[int(layer)][name_w], t[key]) < TTT_TOL, key
+    check_states(meta, out.states, t, exact_route)
 
 
 def test_main_affine_invariant():
@@ -42,7 +39,7 @@ def test_main_affine_invariant():
 def test_fast_cpu_bf16_route_stays_inside_the_tolerances():
     """The opt-in float32 route of the bf16 Newton-Schulz (CPUs without bf16 units) on one update."""
     with fast_cpu_bf16():
-        _full_forward_case("main_affine_invariant")
+        _full_forward_case("main_affine_invariant", exact_route=False)
 
 
 def test_main_reference_view():
@@ -56,9 +53,7 @@ def test_main_windowed():
     with torch.no_grad():
         out = model(t["input.images"], window_size=window, keep_tokens=True)
     _check(meta, {"out.aggregated.last": out.aggregated[-1]}, t)
-    for key in (k for k in t if k.startswith("state.")):
-        _, layer, w = key.split(".")
-        assert rel_rms(out.states[int(layer)][w], t[key]) < TTT_TOL, key
+    check_states(meta, out.states, t)
 
 
 def test_streaming_state_carried_into_second_call():

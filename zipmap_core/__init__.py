@@ -5,7 +5,8 @@ from .config import OFFICIAL_CONFIGS, ZipMapConfig, get_config
 from .inputs import NoUsableImagesError, VideoSampling, load_inputs
 from .model import ZipMap
 from .reconstruction import Reconstruction, SceneFileError
-from .reconstructor import BUNDLED_MODEL, Cancelled, CancelToken, NovelViews, Reconstructor, select_device
+from .reconstructor import BUNDLED_MODEL, Cancelled, CancelToken, NovelViews, Reconstructor
+from .device import select_device
 
 __version__ = "0.1.0"
 

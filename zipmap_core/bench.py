@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .config import get_config, small_config
+from .device import fast_bf16_active, fast_cpu_bf16, inference_precision, synchronize
 from .model import ZipMap
 
 
@@ -48,7 +49,7 @@ def measure_once(config: str, mixer: str, frames: int, size: int, repeats: int, 
     dev = torch.device(device)
     model = build(config, mixer, size).to(dev)
     images = torch.rand(1, frames, 3, size, size, device=dev)
-    ctx = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
+    ctx = inference_precision(dev, fast_bf16_active())
     times = []
     base = _rss_mb()
     if dev.type == "cuda":
@@ -58,13 +59,11 @@ def measure_once(config: str, mixer: str, frames: int, size: int, repeats: int, 
         # quadratic baseline alone would take minutes on a laptop CPU
         model(images[:, : min(frames, 4)], window_size=0, chunk_frames=chunk, point_head=False)
         for _ in range(repeats):
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
+            synchronize(dev)
             t0 = time.perf_counter()
             # the heads `zipmap reconstruct` runs: cameras, depth and confidence
             model(images, window_size=0, chunk_frames=chunk, point_head=False)
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
+            synchronize(dev)
             times.append(time.perf_counter() - t0)
     peak = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else _peak_mb() - base
     return {"time_s": float(np.median(times)), "times_s": times, "peak_mb": float(peak)}
@@ -83,8 +82,7 @@ def measure_streaming(size: int, total: int, window: int, device: str) -> dict:
             images = torch.rand(1, window, 3, size, size, device=dev)
             t0 = time.perf_counter()
             out = model(images, states=states, window_size=window, point_head=False)
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
+            synchronize(dev)
             per_window.append(time.perf_counter() - t0)
             states = out.states
             frames_seen.append(start + window)
@@ -190,8 +188,7 @@ def query_latency(config: str, size_hw: tuple[int, int], frames: int, repeats: i
         for i in range(repeats + 1):
             t0 = time.perf_counter()
             model.render(rays, out.states)
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
+            synchronize(dev)
             if i:
                 times.append(time.perf_counter() - t0)
     return {"config": config, "size": [h, w], "seconds": float(np.median(times)), "times": times}
@@ -203,9 +200,11 @@ def full_config(config: str, frames: int, size_hw: tuple[int, int], device: str,
     torch.set_num_threads(threads)
     model = build(config, "ttt", size_hw[1]).to(device)
     images = torch.rand(1, frames, 3, *size_hw, device=device)
+    dev = torch.device(device)
     t0 = time.perf_counter()
-    with torch.inference_mode():
+    with torch.inference_mode(), inference_precision(dev, fast_bf16_active()):
         model(images, window_size=0, chunk_frames=1)
+    synchronize(dev)
     dt = time.perf_counter() - t0
     return {"config": config, "frames": frames, "size": list(size_hw), "threads": threads, "seconds": dt,
             "per_frame_s": dt / frames, "peak_rss_gb": _peak_mb() / 1024}
@@ -213,7 +212,7 @@ def full_config(config: str, frames: int, size_hw: tuple[int, int], device: str,
 
 def newton_schulz_routes(shape: tuple[int, int, int], threads: int) -> dict:
     """Seconds for one Newton-Schulz of official-size fast weights: bf16 on the backend's own
-    kernel (the parity route), bf16 through float32 products (`ttt.fast_cpu_bf16`), and float32."""
+    kernel (the parity route), bf16 through float32 products (`device.fast_cpu_bf16`), and float32."""
     from . import ttt
 
     torch.set_num_threads(threads)
@@ -222,7 +221,7 @@ def newton_schulz_routes(shape: tuple[int, int, int], threads: int) -> dict:
     routes = {}
     for name, dtype, fast in (("bf16_native", torch.bfloat16, False), ("bf16_fast", torch.bfloat16, True),
                               ("float32", torch.float32, False)):
-        with ttt.fast_cpu_bf16(fast):
+        with fast_cpu_bf16(fast):
             t0 = time.perf_counter()
             ttt.newton_schulz(g, 5, dtype)
             routes[name] = time.perf_counter() - t0

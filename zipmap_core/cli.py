@@ -17,7 +17,8 @@ from .inputs import NoUsableImagesError, VideoSampling
 from .exporters import FORMATS, default_target, export
 from .reconstruction import Reconstruction, SceneFileError
 from .reconstructor import BUNDLED_MODEL, POINT_SOURCES, Cancelled, Reconstructor
-from .training import PRECISIONS, TrainConfig, Trainer
+from .device import PRECISIONS
+from .training import TrainConfig, Trainer
 
 USER_ERRORS = (CheckpointError, DownloadError, NoUsableImagesError, SceneFileError, WriteError, ValueError, RuntimeError)
 
@@ -145,7 +146,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from . import bench
-    from .ttt import fast_cpu_bf16
+    from .device import fast_cpu_bf16
 
     out = Path(args.output)
     with fast_cpu_bf16(args.fast_cpu_bf16):

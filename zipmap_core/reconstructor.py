@@ -31,7 +31,7 @@ from .inputs import Frame, InputSet, VideoSampling, load_inputs
 from .model import ModelOutput, ZipMap
 from .preprocess import Crop, preprocess, stack_images
 from .reconstruction import Reconstruction
-from .ttt import fast_cpu_bf16
+from .device import inference_precision, select_device
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
@@ -63,22 +63,6 @@ class CancelToken:
             raise Cancelled("reconstruction cancelled")
 
 
-def select_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ValueError(f"unknown device {name!r} (use auto, cpu, cuda or mps)") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("CUDA was requested but no CUDA GPU is available")
-    return device
-
-
 @dataclass
 class NovelViews:
     rgb: np.ndarray  # float32 [N, H, W, 3] in [0, 1]
@@ -97,7 +81,7 @@ class Reconstructor:
         fast_cpu_bf16: bool = False,
     ) -> None:
         self.device = select_device(device) if isinstance(device, str) else device
-        # official checkpoints orthogonalise in bfloat16; see `ttt.fast_cpu_bf16` for the trade
+        # official checkpoints orthogonalise in bfloat16; see `device.fast_cpu_bf16` for the trade
         self.fast_cpu_bf16 = fast_cpu_bf16
         self.model = model.to(self.device).eval()
         self.description = description or f"ZipMap '{model.cfg.name}'"
@@ -130,9 +114,7 @@ class Reconstructor:
         return torch.bfloat16 if self.device.type == "cuda" else torch.float32
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return fast_cpu_bf16(self.fast_cpu_bf16)
+        return inference_precision(self.device, self.fast_cpu_bf16)
 
     # ---- reconstruction ---------------------------------------------------------------------------
     def reconstruct(

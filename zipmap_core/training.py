@@ -27,11 +27,10 @@ from .config import get_config
 from .geometry import cameras_to_pose_encoding, depth_to_camera_points, invert_rigid, ray_conditions
 from .losses import confidence_loss, pose_loss, rgb_loss
 from .model import ZipMap
-from .reconstructor import select_device
+from .device import PRECISIONS, check_precision, select_device, training_precision
 from .synthetic import generate, normalise
 
 
-PRECISIONS = ("auto", "bf16", "float32")
 
 
 @dataclass
@@ -186,8 +185,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, log: Callable[[str], None] = print) -> None:
         self.cfg = cfg
         self.log = log
-        if cfg.precision not in PRECISIONS:
-            raise ValueError(f"precision {cfg.precision!r}: expected one of {', '.join(PRECISIONS)}")
+        check_precision(cfg.precision)
         self.device = select_device(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -220,12 +218,7 @@ class Trainer:
         self.log(f"resumed from {self.state_path} at step {self.step}")
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast as on a GPU; on a CPU only when asked (most CPUs emulate bf16 slowly), so the
-        GPU's mixed-precision path can also be run and tested here."""
-        precision = self.cfg.precision
-        if precision == "bf16" or (precision == "auto" and self.device.type == "cuda"):
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return training_precision(self.device, self.cfg.precision)
 
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg

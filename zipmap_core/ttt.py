@@ -9,15 +9,14 @@ holds an all-pairs (N^2) tensor and intermediate activations stay bounded by the
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
-from contextvars import ContextVar
-from typing import Iterable, Iterator, NamedTuple
+from typing import Iterable, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import TTTConfig
+from .device import emulate_bf16_matmul
 
 FastWeights = dict[str, Tensor]  # {"w0": [B*h, d, dh], "w1": [B*h, dh, d], "w2": [B*h, d, dh]}
 
@@ -61,34 +60,8 @@ def inv_softplus(y: float) -> float:
     return y + math.log(-math.expm1(-y))
 
 
-def _native_bf16_matmul(device: torch.device) -> bool:
-    """Whether bfloat16 matrix products run on hardware support. CPUs without AVX512-BF16 or AMX
-    emulate them with a kernel about 65x slower than float32 (110 s against 1.7 s for one
-    Newton-Schulz of the official 1024x2048 fast weights on an AVX2 core)."""
-    if device.type != "cpu":
-        return True
-    capability = torch.backends.cpu.get_cpu_capability().upper()
-    return "BF16" in capability or "AMX" in capability
-
-
-_FAST_CPU_BF16: ContextVar[bool] = ContextVar("fast_cpu_bf16", default=False)
-
-
-@contextmanager
-def fast_cpu_bf16(enabled: bool = True) -> Iterator[None]:
-    """Within this block (and this thread), bfloat16 Newton-Schulz on a CPU without bf16 units
-    takes the float32 route of `_bf16_matmul_via_float32`: ~65x faster, at the price of bit-exact
-    parity with the reference's CPU kernel (outputs stay inside the golden tolerances, fast
-    weights move by up to 8 % after many windowed updates). Off by default: parity first."""
-    token = _FAST_CPU_BF16.set(enabled)
-    try:
-        yield
-    finally:
-        _FAST_CPU_BF16.reset(token)
-
-
 def _bf16_matmul_via_float32(x: Tensor, y: Tensor) -> Tensor:
-    """A bfloat16 matrix product as bf16 hardware computes it: products of bfloat16 numbers are
+    """The `device.fast_cpu_bf16` route. A bfloat16 matrix product as bf16 hardware computes it: products of bfloat16 numbers are
     exact in float32, sums accumulate in float32, and the result is rounded to bfloat16 once."""
     return (x.float() @ y.float()).to(torch.bfloat16)
 
@@ -98,7 +71,7 @@ def newton_schulz(g: Tensor, steps: int, dtype: torch.dtype = torch.bfloat16) ->
     the authors' code does (its roundings are part of the published behaviour)."""
     a, b, c = NS_COEFFICIENTS
     mm = torch.matmul
-    if dtype == torch.bfloat16 and _FAST_CPU_BF16.get() and not _native_bf16_matmul(g.device):
+    if dtype == torch.bfloat16 and emulate_bf16_matmul(g.device):
         mm = _bf16_matmul_via_float32
     x = g.to(dtype).contiguous()
     tall = g.size(1) > g.size(2)
@@ -188,10 +161,15 @@ class TTTLayer(nn.Module):
         bias = None if self.to_qkv.bias is None else self.to_qkv.bias[rows]
         return F.silu(F.linear(x, self.to_qkv.weight[rows], bias))
 
-    def _keys_values(self, x: Tensor) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor]]:
+    def learning_rates(self, x: Tensor) -> Tensor:
+        """Per-token learning rates [B, L, 3*heads]. Computed over the whole sequence and sliced
+        per window, as the reference does: a product over a slice may differ from the same rows of
+        the whole product by an ULP, which a later bf16 rounding can turn into a visible change."""
+        return F.softplus(self.lr_fc(x).float() + self.base_lr_inv)
+
+    def _keys_values(self, x: Tensor, lr: Tensor) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor]]:
         k, v = (self._split_heads(t) for t in self._project(x, 1, 2).chunk(2, dim=-1))
         k = k / (k.norm(dim=-1, keepdim=True) + 1e-5)
-        lr = F.softplus(self.lr_fc(x).float() + self.base_lr_inv)
         lrs = tuple(self._split_heads(t) for t in lr.chunk(3, dim=-1))
         return k, v, lrs  # type: ignore[return-value]
 
@@ -207,9 +185,10 @@ class TTTLayer(nn.Module):
             o = o * self.gate_fn(x)
         return self.c_proj(o)
 
-    def accumulate(self, x: Tensor, w: FastWeights, grads: FastWeights | None) -> FastWeights:
-        """Adds the update contribution of tokens x to `grads` (one chunk of a larger update)."""
-        k, v, lr = self._keys_values(x)
+    def accumulate(self, x: Tensor, w: FastWeights, grads: FastWeights | None, lr: Tensor | None = None) -> FastWeights:
+        """Adds the update contribution of tokens x to `grads` (one chunk of a larger update);
+        `lr`: their rows of `learning_rates` of the whole sequence (computed from x if absent)."""
+        k, v, lr = self._keys_values(x, self.learning_rates(x) if lr is None else lr)
         g = fast_weight_gradients(w, k, v, lr)
         if grads is None:
             return g
@@ -227,13 +206,15 @@ class TTTLayer(nn.Module):
         col_norms = {name: t.detach().norm(dim=1, keepdim=True) for name, t in w.items()}
         outputs = []
         total = x.shape[1]
+        ops = list(ops)
+        lr = self.learning_rates(x) if any(op.update for op in ops) else None
         for op in ops:
             end = total if op.end == -1 else op.end
             spans = _spans(op.start, end, chunk_tokens)
             if op.update:
                 grads = None
                 for s, e in spans:
-                    grads = self.accumulate(x[:, s:e], w, grads)
+                    grads = self.accumulate(x[:, s:e], w, grads, lr[:, s:e])
                 if grads is not None:
                     w = apply_gradients(w, grads, col_norms, self.steps, self.ns_dtype)
             if op.apply:

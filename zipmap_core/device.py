@@ -1,0 +1,142 @@
+"""The one device-and-precision policy of the engine: which device runs, in which number format,
+and whether this CPU multiplies bfloat16 numbers in hardware.
+
+Inference, training and the benchmarks all take their device and autocast from here, so a GPU
+figure, a training step and a user's reconstruction run the same numerics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from contextvars import ContextVar
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+PRECISIONS = ("auto", "bf16", "float32")
+
+# oneDNN instruction-set caps (ONEDNN_MAX_CPU_ISA) below which bfloat16 products are emulated
+_ISA_WITHOUT_BF16 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"}
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """`auto`: a CUDA GPU, else Apple's MPS, else the CPU; a named device that is absent is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {name!r} (use auto, cpu, cuda or mps)") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("CUDA was requested but no CUDA GPU is available")
+    return device
+
+
+def gpu_half_dtype(device: torch.device) -> torch.dtype:
+    """bfloat16 where the GPU has it (compute capability 8 and up), float16 before that."""
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
+def synchronize(device: torch.device) -> None:
+    """Waits for queued GPU work, so a timer read after it measures the work, not its launch."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ---- bfloat16 on CPUs ------------------------------------------------------------------------------
+def _cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def bf16_units_from(flags: set[str], isa_cap: str | None) -> bool:
+    """Whether bfloat16 products run on hardware, from the CPU's feature flags and oneDNN's
+    instruction-set cap. `torch.backends.cpu.get_cpu_capability()` cannot tell: it says "AVX512"
+    on CPUs with and without AVX512-BF16."""
+    hardware = bool(flags & {"avx512_bf16", "amx_bf16"})
+    if isa_cap and isa_cap.strip().upper() in _ISA_WITHOUT_BF16:
+        return False
+    return hardware
+
+
+@lru_cache(maxsize=1)
+def cpu_has_bf16_units() -> bool:
+    """This CPU's answer to `bf16_units_from`: PyTorch's own feature query where it has one, the
+    kernel's flags otherwise; the oneDNN cap from the environment as PyTorch's kernels read it."""
+    flags = _cpu_flags()
+    query = getattr(torch, "cpu", None)
+    for name, flag in (("_is_avx512_bf16_supported", "avx512_bf16"), ("_is_amx_tile_supported", "amx_bf16")):
+        probe = getattr(query, name, None)
+        if probe is not None:
+            flags = (flags - {flag}) | ({flag} if probe() else set())
+    return bf16_units_from(flags, os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA"))
+
+
+def native_bf16_matmul(device: torch.device) -> bool:
+    """Whether bfloat16 matrix products on `device` run at hardware speed. CPUs without
+    AVX512-BF16 or AMX emulate them with a kernel 45-65x slower than float32 (110 s against
+    1.7 s for one Newton-Schulz of the official 1024x2048 fast weights on an AVX2 core)."""
+    return device.type != "cpu" or cpu_has_bf16_units()
+
+
+_FAST_CPU_BF16: ContextVar[bool] = ContextVar("fast_cpu_bf16", default=False)
+
+
+@contextlib.contextmanager
+def fast_cpu_bf16(enabled: bool = True) -> Iterator[None]:
+    """Within this block (and this thread), bfloat16 Newton-Schulz on a CPU without bf16 units
+    takes a float32 route (bf16 operands, float32 products, one bf16 rounding, as bf16 hardware
+    computes): ~65x faster there, at the price of bit-exact parity with the reference's CPU kernel
+    (outputs stay inside the golden tolerances). Off by default: parity first."""
+    token = _FAST_CPU_BF16.set(enabled)
+    try:
+        yield
+    finally:
+        _FAST_CPU_BF16.reset(token)
+
+
+def fast_bf16_active() -> bool:
+    """Whether the caller is inside a `fast_cpu_bf16()` block (benchmarks carry it into autocast)."""
+    return _FAST_CPU_BF16.get()
+
+
+def emulate_bf16_matmul(device: torch.device) -> bool:
+    """Whether a bfloat16 product on `device` should take the float32 route now."""
+    return _FAST_CPU_BF16.get() and not native_bf16_matmul(device)
+
+
+# ---- autocast ---------------------------------------------------------------------------------------
+def inference_precision(device: torch.device, fast_bf16: bool = False) -> contextlib.AbstractContextManager:
+    """Inference numerics: half-precision autocast on a GPU (as the authors run it); float32 on
+    a CPU or MPS, with the opt-in float32 route for the bf16 Newton-Schulz."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=gpu_half_dtype(device))
+    return fast_cpu_bf16(fast_bf16)
+
+
+def training_precision(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager:
+    """Training numerics: `bf16` autocast (on a GPU by default; on a CPU only when asked, since
+    most CPUs emulate bf16 slowly, which lets the GPU's mixed-precision path run in CPU tests)."""
+    check_precision(precision)
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)  # no loss scaling needed
+    return contextlib.nullcontext()
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
