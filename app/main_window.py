@@ -23,14 +23,28 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from zipmap_core.atomic import atomic_path
-from zipmap_core.camera_path import look_at, orbit_path, path_through, render_path
-from zipmap_core.checkpoints import load_checkpoint
-from zipmap_core.exporters import FORMATS, export
-from zipmap_core.inputs import IMAGE_SUFFIXES, VIDEO_SUFFIXES, Frame, InputSet, VideoSampling, is_video, load_inputs
-from zipmap_core.reconstruction import Reconstruction
-from zipmap_core.reconstructor import BUNDLED_MODEL, RESOURCES, Reconstructor
-from zipmap_core.splat import splat_render
+from zipmap_core.io.atomic import atomic_path
+from zipmap_core.io.checkpoints import load_checkpoint
+from zipmap_core.io.exporters import FORMATS, export
+from zipmap_core.io.inputs import (
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    Frame,
+    InputSet,
+    VideoSampling,
+    is_video,
+    load_inputs,
+)
+from zipmap_core.io.reconstruction import Reconstruction
+from zipmap_core.pipeline.camera_path import (
+    look_at,
+    orbit_path,
+    path_through,
+    render_path,
+)
+from zipmap_core.pipeline.reconstructor import Reconstructor
+from zipmap_core.pipeline.splat import splat_render
+from zipmap_core.resources import BUNDLED_MODEL, RESOURCES
 
 from .jobs import Job, LatestOnly
 from .novel_view import NovelViewPanel
@@ -269,7 +283,7 @@ class MainWindow(QMainWindow):
             self.load_model(path, remember=True)
 
     def download_dialog(self) -> None:
-        from zipmap_core.download import download_official
+        from zipmap_core.io.download import download_official
 
         variant, ok = QInputDialog.getItem(self, "Get official weights", "Checkpoint (≈5.5 GB each):",
                                            ["state_query", "aff_inv", "with_ref_view", "online"], 0, False)

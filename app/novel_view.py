@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from zipmap_core.reconstructor import NovelViews
+from zipmap_core.pipeline.reconstructor import NovelViews
 
 
 class ImagePane(pg.GraphicsLayoutWidget):

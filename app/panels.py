@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 from superqt import QElidingLabel, QLabeledDoubleSlider, QLabeledSlider
 
-from zipmap_core.inputs import Frame
+from zipmap_core.io.inputs import Frame
 
 THUMB = 96
 

@@ -16,7 +16,7 @@ from vispy.color import get_colormap
 from vispy.visuals.filters import TextureFilter
 from vispy.visuals.transforms import MatrixTransform
 
-from zipmap_core.reconstruction import Reconstruction
+from zipmap_core.io.reconstruction import Reconstruction
 
 # row-vector matrix: (x, y, z) -> (x, z, -y)
 OPENCV_TO_ZUP = np.array([[1, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], np.float32)

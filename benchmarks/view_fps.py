@@ -27,7 +27,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
 
 def synthetic_reconstruction(points: int, frames: int = 8):
     """A dome of coloured points seen by `frames` cameras: the layout of a real reconstruction."""
-    from zipmap_core.reconstruction import Reconstruction
+    from zipmap_core.io.reconstruction import Reconstruction
 
     side = int(np.ceil(np.sqrt(points / frames)))
     rng = np.random.default_rng(0)

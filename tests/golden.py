@@ -11,8 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from zipmap_core.config import ZipMapConfig
-from zipmap_core.model import ZipMap
+from zipmap_core.model.config import ZipMapConfig
+from zipmap_core.model.zipmap import ZipMap
 
 GOLDEN_DIR = Path(os.environ.get("ZIPMAP_GOLDEN_DIR", Path(__file__).resolve().parents[1] / ".." / "shared" / "golden"))
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from zipmap_core.geometry import align_to_first, camera_to_world, depth_to_camera_points
-from zipmap_core.reconstruction import Reconstruction
-from zipmap_core.synthetic import generate
+from zipmap_core.io.reconstruction import Reconstruction
+from zipmap_core.model.geometry import (
+    align_to_first,
+    camera_to_world,
+    depth_to_camera_points,
+)
+from zipmap_core.training.synthetic import generate
 
 
 def truth_reconstruction(views: int = 4, seed: int = 7, hw: tuple[int, int] = (84, 112)) -> Reconstruction:

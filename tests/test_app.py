@@ -23,13 +23,13 @@ from PIL import Image  # noqa: E402
 from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QTimer, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
 
-from app.main_window import MainWindow  # noqa: E402
 from app import viewer3d as view_module  # noqa: E402
+from app.main_window import MainWindow  # noqa: E402
 from app.viewer3d import SELECTED_COLOR, VIRTUAL_COLOR, frustum_corners  # noqa: E402
-from zipmap_core.checkpoints import save_model  # noqa: E402
-from zipmap_core.config import tiny_config  # noqa: E402
-from zipmap_core.model import ZipMap  # noqa: E402
-from zipmap_core.reconstructor import Reconstructor  # noqa: E402
+from zipmap_core.io.checkpoints import save_model  # noqa: E402
+from zipmap_core.model.config import tiny_config  # noqa: E402
+from zipmap_core.model.zipmap import ZipMap  # noqa: E402
+from zipmap_core.pipeline.reconstructor import Reconstructor  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = sorted((ROOT / "resources" / "samples" / "images").glob("*.png"))

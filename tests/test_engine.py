@@ -7,22 +7,27 @@ import os
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from golden import golden_model, rel_rms
 from safetensors.torch import save_file
 
-from golden import golden_model, rel_rms
 from zipmap_core import cli
-from zipmap_core.checkpoints import CheckpointError, convert, detect_variant, load_checkpoint, save_model
-from zipmap_core.config import tiny_config
-from zipmap_core.download import DownloadError, download_official
-from zipmap_core.model import ZipMap
-from zipmap_core.reconstruction import Reconstruction, SceneFileError
-from zipmap_core.reconstructor import Cancelled, CancelToken, Reconstructor
-from zipmap_core.synthetic import generate, write_scene
+from zipmap_core.io.checkpoints import (
+    CheckpointError,
+    convert,
+    detect_variant,
+    load_checkpoint,
+    save_model,
+)
+from zipmap_core.io.download import DownloadError, download_official
+from zipmap_core.io.reconstruction import Reconstruction, SceneFileError
+from zipmap_core.model.config import tiny_config
+from zipmap_core.model.zipmap import ZipMap
+from zipmap_core.pipeline.reconstructor import Cancelled, CancelToken, Reconstructor
+from zipmap_core.training.synthetic import generate, write_scene
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +143,8 @@ def test_chunked_ttt_update_equals_unchunked(tiny_model):
 
 @pytest.mark.parametrize("bf16_units", [False, True], ids=["cpu-without-bf16-units", "cpu-with-bf16-units"])
 def test_fast_cpu_bf16_is_opt_in_scoped_and_rounds_like_bf16_hardware(monkeypatch, bf16_units):
-    from zipmap_core import device, ttt
+    from zipmap_core import device
+    from zipmap_core.model import ttt
 
     calls = []
     route = ttt._bf16_matmul_via_float32
@@ -197,7 +203,7 @@ def test_bf16_unit_detection_follows_the_kernel_cap_of_this_process():
 
 def test_streaming_session_matches_one_windowed_call(tiny_model, scene_dir):
     rec = Reconstructor(tiny_model, "cpu")
-    from zipmap_core.inputs import load_inputs
+    from zipmap_core.io.inputs import load_inputs
 
     frames = load_inputs(_images(scene_dir)).frames
     session = rec.stream(window_size=2)
@@ -316,13 +322,13 @@ def test_damaged_and_newer_scene_files(tmp_path, tiny_model, scene_dir):
 def test_failed_write_leaves_no_partial_file(tmp_path, tiny_model, scene_dir, monkeypatch):
     recon = Reconstructor(tiny_model, "cpu").reconstruct(_images(scene_dir)[:2])
     target = tmp_path / "scene.zipmap"
-    import zipmap_core.reconstruction as rmod
+    import zipmap_core.io.reconstruction as rmod
 
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(rmod, "_write_npz", full_disk)
-    from zipmap_core.atomic import WriteError
+    from zipmap_core.io.atomic import WriteError
 
     with pytest.raises(WriteError, match="No space left"):
         recon.save(target)

@@ -8,15 +8,20 @@ import os
 import numpy as np
 import pycolmap
 import pytest
-import torch
 import trimesh
+from scenes import truth_reconstruction
 from scipy.spatial import cKDTree
 
-from scenes import truth_reconstruction
 from zipmap_core import cli
-from zipmap_core.atomic import WriteError
-from zipmap_core.exporters import OPENCV_TO_OPENGL, export, export_mesh, export_ply, fuse_tsdf
-from zipmap_core.reconstruction import Reconstruction
+from zipmap_core.io.atomic import WriteError
+from zipmap_core.io.exporters import (
+    OPENCV_TO_OPENGL,
+    export,
+    export_mesh,
+    export_ply,
+    fuse_tsdf,
+)
+from zipmap_core.io.reconstruction import Reconstruction
 
 
 @pytest.fixture(scope="module")

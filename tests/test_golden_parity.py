@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import torch
+from golden import check_states, golden_model, rel_rms
 
-from golden import check_states, golden_model, load_case, rel_rms
 from zipmap_core.device import fast_cpu_bf16
-from zipmap_core.ttt import bidirectional_order
+from zipmap_core.model.ttt import bidirectional_order
 
 MODULE_TOL = 1e-5
 TTT_TOL = 3e-2  # modules.json: ttt_block0 to 3e-2 (the reference moves 1.2e-2 under 1e-6 input noise)

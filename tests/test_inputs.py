@@ -8,10 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
-from zipmap_core.inputs import NoUsableImagesError, VideoSampling, load_inputs, read_video
-from zipmap_core.preprocess import ImageReadError
 from videos import write_video
+
+from zipmap_core.io.inputs import (
+    NoUsableImagesError,
+    VideoSampling,
+    load_inputs,
+    read_video,
+)
+from zipmap_core.io.preprocess import ImageReadError
 
 REAL_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "data" / "room.mp4"
 
@@ -75,7 +80,7 @@ def test_only_unusable_inputs_is_a_clear_error(tmp_path):
 
 @pytest.mark.skipif(not REAL_VIDEO.exists(), reason=f"the real sample video is not at {REAL_VIDEO} (a user's clone has no ../shared)")
 def test_real_sample_video_reconstructs_with_the_bundled_model():
-    from zipmap_core.reconstructor import Reconstructor
+    from zipmap_core.pipeline.reconstructor import Reconstructor
 
     frames = read_video(REAL_VIDEO, VideoSampling(fps=None, max_frames=8))
     assert len(frames) == 8 and frames[0].image.size == (512, 384)

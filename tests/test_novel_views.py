@@ -9,16 +9,21 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from scenes import truth_reconstruction
+
 from zipmap_core import cli
-from zipmap_core.camera_path import look_at, orbit_path, path_through, scene_centre
-from zipmap_core.checkpoints import save_model
-from zipmap_core.config import tiny_config
-from zipmap_core.evaluation import psnr
-from zipmap_core.model import ZipMap
-from zipmap_core.reconstructor import Reconstructor
-from zipmap_core.splat import splat_render
+from zipmap_core.io.checkpoints import save_model
+from zipmap_core.model.config import tiny_config
+from zipmap_core.model.zipmap import ZipMap
+from zipmap_core.pipeline.camera_path import (
+    look_at,
+    orbit_path,
+    path_through,
+    scene_centre,
+)
+from zipmap_core.pipeline.reconstructor import Reconstructor
+from zipmap_core.pipeline.splat import splat_render
+from zipmap_core.training.evaluation import psnr
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = sorted((ROOT / "resources" / "samples" / "images").glob("*.png"))

@@ -6,10 +6,10 @@ import json
 
 import pytest
 import torch
-
 from golden import GOLDEN_DIR, require_golden
-from zipmap_core.config import OFFICIAL_CONFIGS, OFFICIAL_FILES
-from zipmap_core.model import ZipMap
+
+from zipmap_core.model.config import OFFICIAL_CONFIGS, OFFICIAL_FILES
+from zipmap_core.model.zipmap import ZipMap
 
 
 @pytest.mark.parametrize("variant", sorted(OFFICIAL_CONFIGS))

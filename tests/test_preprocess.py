@@ -5,10 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from golden import GOLDEN_DIR, load_case
 from PIL import Image
 
-from golden import GOLDEN_DIR, load_case
-from zipmap_core.preprocess import ImageReadError, load_images, open_image, preprocess, stack_images
+from zipmap_core.io.preprocess import (
+    ImageReadError,
+    load_images,
+    open_image,
+    preprocess,
+    stack_images,
+)
 
 
 def test_golden_preprocess_every_file_and_mode():
@@ -78,7 +84,7 @@ def test_corrupt_and_bomb_files_are_refused_by_name(tmp_path, monkeypatch):
         open_image(bad)
     big = tmp_path / "big.png"
     Image.new("L", (400, 400)).save(big)
-    monkeypatch.setattr("zipmap_core.preprocess.MAX_PIXELS", 1000)
+    monkeypatch.setattr("zipmap_core.io.preprocess.MAX_PIXELS", 1000)
     with pytest.raises(ImageReadError, match="decompression bomb"):
         open_image(big)
 

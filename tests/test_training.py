@@ -8,17 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from golden import golden_model
-from zipmap_core import checkpoints, cli
-from zipmap_core.checkpoints import load_checkpoint, save_model
-from zipmap_core.config import get_config, tiny_config
-from zipmap_core.evaluation import evaluate_scene, pose_metrics, umeyama
-from zipmap_core.geometry import camera_to_world, depth_to_camera_points
-from zipmap_core.model import ZipMap
-from zipmap_core.reconstructor import BUNDLED_MODEL, Reconstructor
-from zipmap_core.synthetic import generate, normalise, read_ground_truth
-from zipmap_core.training import TrainConfig, Trainer, compute_losses
+
+from zipmap_core import cli
+from zipmap_core.io import checkpoints
+from zipmap_core.io.checkpoints import load_checkpoint, save_model
+from zipmap_core.model.config import get_config, tiny_config
+from zipmap_core.model.geometry import camera_to_world, depth_to_camera_points
+from zipmap_core.model.zipmap import ZipMap
+from zipmap_core.pipeline.reconstructor import BUNDLED_MODEL, Reconstructor
+from zipmap_core.training.evaluation import evaluate_scene, pose_metrics, umeyama
+from zipmap_core.training.synthetic import generate, normalise, read_ground_truth
+from zipmap_core.training.trainer import TrainConfig, Trainer, compute_losses
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "resources" / "samples"

@@ -1,12 +1,18 @@
 """ZipMap engine: a faithful implementation of ZipMap (CVPR 2026) with no GUI dependencies."""
 
-from .checkpoints import CheckpointError, convert, load_checkpoint, save_model
-from .config import OFFICIAL_CONFIGS, ZipMapConfig, get_config
-from .inputs import NoUsableImagesError, VideoSampling, load_inputs
-from .model import ZipMap
-from .reconstruction import Reconstruction, SceneFileError
-from .reconstructor import BUNDLED_MODEL, Cancelled, CancelToken, NovelViews, Reconstructor
 from .device import select_device
+from .io.checkpoints import CheckpointError, convert, load_checkpoint, save_model
+from .io.inputs import NoUsableImagesError, VideoSampling, load_inputs
+from .io.reconstruction import Reconstruction, SceneFileError
+from .model.config import OFFICIAL_CONFIGS, ZipMapConfig, get_config
+from .model.zipmap import ZipMap
+from .pipeline.reconstructor import (
+    BUNDLED_MODEL,
+    Cancelled,
+    CancelToken,
+    NovelViews,
+    Reconstructor,
+)
 
 __version__ = "0.1.0"
 

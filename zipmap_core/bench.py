@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import get_config, small_config
 from .device import fast_bf16_active, fast_cpu_bf16, inference_precision, synchronize
-from .model import ZipMap
+from .model.config import get_config, small_config
+from .model.zipmap import ZipMap
 
 
 def _rss_mb() -> float:
@@ -172,7 +172,7 @@ def plot_scaling(results: dict, path: Path) -> None:
 
 def query_latency(config: str, size_hw: tuple[int, int], frames: int, repeats: int, device: str) -> dict:
     """Seconds for one novel-view query from a stored state (random weights: speed only)."""
-    from .geometry import intrinsics_from_fov, ray_conditions
+    from .model.geometry import intrinsics_from_fov, ray_conditions
 
     dev = torch.device(device)
     torch.manual_seed(0)
@@ -213,7 +213,7 @@ def full_config(config: str, frames: int, size_hw: tuple[int, int], device: str,
 def newton_schulz_routes(shape: tuple[int, int, int], threads: int) -> dict:
     """Seconds for one Newton-Schulz of official-size fast weights: bf16 on the backend's own
     kernel (the parity route), bf16 through float32 products (`device.fast_cpu_bf16`), and float32."""
-    from . import ttt
+    from .model import ttt
 
     torch.set_num_threads(threads)
     g = torch.randn(*shape)
@@ -231,7 +231,7 @@ def newton_schulz_routes(shape: tuple[int, int, int], threads: int) -> dict:
 
 def generator_rate(image_hw: tuple[int, int], views: int, scenes: int, threads: int) -> dict:
     """Scenes per second of the procedural generator (what feeds training)."""
-    from .synthetic import generate
+    from .training.synthetic import generate
 
     torch.set_num_threads(threads)
     generate(1, views, 0, image_hw)  # warm-up

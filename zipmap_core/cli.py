@@ -10,15 +10,20 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from .atomic import WriteError
-from .checkpoints import CheckpointError, convert, load_checkpoint
-from .download import DownloadError, download_official
-from .inputs import NoUsableImagesError, VideoSampling
-from .exporters import FORMATS, default_target, export
-from .reconstruction import Reconstruction, SceneFileError
-from .reconstructor import BUNDLED_MODEL, POINT_SOURCES, Cancelled, Reconstructor
 from .device import PRECISIONS
-from .training import TrainConfig, Trainer
+from .io.atomic import WriteError
+from .io.checkpoints import CheckpointError, convert, load_checkpoint
+from .io.download import DownloadError, download_official
+from .io.exporters import FORMATS, default_target, export
+from .io.inputs import NoUsableImagesError, VideoSampling
+from .io.reconstruction import Reconstruction, SceneFileError
+from .pipeline.reconstructor import (
+    BUNDLED_MODEL,
+    POINT_SOURCES,
+    Cancelled,
+    Reconstructor,
+)
+from .training.trainer import TrainConfig, Trainer
 
 USER_ERRORS = (CheckpointError, DownloadError, NoUsableImagesError, SceneFileError, WriteError, ValueError, RuntimeError)
 
@@ -119,8 +124,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from .camera_path import orbit_path, read_poses, render_path
-    from .geometry import intrinsics_from_fov
+    from .model.geometry import intrinsics_from_fov
+    from .pipeline.camera_path import orbit_path, read_poses, render_path
 
     recon = Reconstruction.load(args.scene)
     rec = None
@@ -233,7 +238,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .synthetic import make_dataset
+    from .training.synthetic import make_dataset
 
     bar = StageBar(args.quiet)
     try:
@@ -246,7 +251,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate, format_table, write_json
+    from .training.evaluation import evaluate, format_table, write_json
 
     rec = _reconstructor(args)
     bar = StageBar(args.quiet)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .geometry import invert_rigid, pixel_grid, to_homogeneous
+from ..model.geometry import invert_rigid, pixel_grid, to_homogeneous
 
 ROOM_FACES = 6
 SLOTS = 3  # per primitive kind

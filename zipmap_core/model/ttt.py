@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..device import emulate_bf16_matmul
 from .config import TTTConfig
-from .device import emulate_bf16_matmul
 
 FastWeights = dict[str, Tensor]  # {"w0": [B*h, d, dh], "w1": [B*h, dh, d], "w2": [B*h, d, dh]}
 

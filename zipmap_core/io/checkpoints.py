@@ -19,9 +19,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from ..model.config import OFFICIAL_CONFIGS, ZipMapConfig
+from ..model.zipmap import ZipMap
 from .atomic import atomic_path
-from .config import OFFICIAL_CONFIGS, ZipMapConfig
-from .model import ZipMap
 
 FORMAT_NAME = "zipmap-studio"
 FORMAT_VERSION = 1

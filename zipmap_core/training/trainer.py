@@ -21,16 +21,19 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .atomic import atomic_path
-from .checkpoints import load_checkpoint, save_model
-from .config import get_config
-from .geometry import cameras_to_pose_encoding, depth_to_camera_points, invert_rigid, ray_conditions
+from ..device import check_precision, select_device, training_precision
+from ..io.atomic import atomic_path
+from ..io.checkpoints import load_checkpoint, save_model
+from ..model.config import get_config
+from ..model.geometry import (
+    cameras_to_pose_encoding,
+    depth_to_camera_points,
+    invert_rigid,
+    ray_conditions,
+)
+from ..model.zipmap import ZipMap
 from .losses import confidence_loss, pose_loss, rgb_loss
-from .model import ZipMap
-from .device import PRECISIONS, check_precision, select_device, training_precision
 from .synthetic import generate, normalise
-
-
 
 
 @dataclass

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import CameraHeadConfig
-from .transformer import Block, Mlp
+from ..config import CameraHeadConfig
+from ..transformer import Block, Mlp
 
 POSE_DIM = 9
 

@@ -20,8 +20,14 @@ import torch
 import torch.nn.functional as F
 from scipy.spatial import cKDTree
 
-from .geometry import align_to_first, camera_to_world, depth_to_camera_points, invert_rigid, to_homogeneous
-from .reconstruction import Reconstruction
+from ..io.reconstruction import Reconstruction
+from ..model.geometry import (
+    align_to_first,
+    camera_to_world,
+    depth_to_camera_points,
+    invert_rigid,
+    to_homogeneous,
+)
 from .synthetic import GroundTruth, read_ground_truth
 
 THRESHOLDS = (5, 15, 30)
@@ -196,7 +202,7 @@ def held_out_metrics(rec, recon: Reconstruction, truth: SceneTruth) -> dict[str,
         "baseline_mean_colour_novel_psnr": float(np.mean([psnr(np.broadcast_to(mean_colour, g.shape), g) for g in truth.held_images])),
         "novel_depth_absrel": depth_metrics(views.depth, truth.held_depth * s)["depth_absrel"],
     }
-    from .splat import splat_render
+    from ..pipeline.splat import splat_render
 
     fallback = splat_render(recon, c2w_pred.astype(np.float32), truth.held_intrinsics.astype(np.float32), recon.image_hw)
     out["baseline_pointcloud_novel_psnr"] = float(np.mean([psnr(v, g) for v, g in zip(fallback.rgb, truth.held_images)]))
@@ -250,7 +256,7 @@ def format_table(result: dict) -> str:
 
 
 def write_json(result: dict, path: str | Path) -> None:
-    from .atomic import atomic_path
+    from ..io.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(result, indent=2))

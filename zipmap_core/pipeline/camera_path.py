@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation, Slerp
 
-from .atomic import atomic_path
-from .geometry import look_at as _look_at
-from .reconstruction import Reconstruction
+from ..io.atomic import atomic_path
+from ..io.reconstruction import Reconstruction
+from ..model.geometry import look_at as _look_at
 
 Progress = Callable[[str, int, int], None]
 WORLD_UP = (0.0, -1.0, 0.0)  # reconstructions use OpenCV axes of frame 0: y points down

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import DPTConfig
+from ..config import DPTConfig
 
 
 def _uv_grid(width: int, height: int, aspect: float, dtype: torch.dtype, device: torch.device) -> Tensor:

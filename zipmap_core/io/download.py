@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import OFFICIAL_FILES
+from ..model.config import OFFICIAL_FILES
 
 REPO_ID = "coast01/ZipMap"
 

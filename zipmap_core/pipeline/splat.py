@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .reconstruction import Reconstruction
+from ..io.reconstruction import Reconstruction
 
 
 def splat_render(

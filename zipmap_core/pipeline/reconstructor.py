@@ -8,59 +8,28 @@ window by window with the state carried across calls.
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from .checkpoints import load_checkpoint
-from .geometry import (
-    align_to_first,
-    camera_to_world,
-    depth_to_camera_points,
-    invert_rigid,
-    pose_encoding_to_cameras,
-    ray_conditions,
-    to_homogeneous,
-)
-from .inputs import Frame, InputSet, VideoSampling, load_inputs
-from .model import ModelOutput, ZipMap
-from .preprocess import Crop, preprocess, stack_images
-from .reconstruction import Reconstruction
-from .device import inference_precision, select_device
+from ..device import inference_precision, select_device
+from ..io.checkpoints import load_checkpoint
+from ..io.inputs import Frame, InputSet, VideoSampling, load_inputs
+from ..io.preprocess import Crop, preprocess, stack_images
+from ..io.reconstruction import Reconstruction
+from ..model.geometry import ray_conditions
+from ..model.zipmap import ModelOutput, ZipMap
+from ..resources import BUNDLED_MODEL
+from .assembly import POINT_SOURCES, assemble, check_point_source
+from .cancel import Cancelled, CancelToken, Progress, reporter
+from .streaming import StreamingSession
 
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
-RESOURCES = Path(__file__).resolve().parent.parent / "resources"
-BUNDLED_MODEL = RESOURCES / "zipmap_small.safetensors"
-# where world points come from: unprojected depth (the default, as ZipMap's and VGGT's demos do)
-# or the camera-frame point head
-POINT_SOURCES = ("depth", "point_head")
-
-
-class Cancelled(Exception):
-    """The run was cancelled; nothing it would have produced was kept."""
-
-
-class CancelToken:
-    """Cooperative cancellation, checked between stages and between network blocks."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def cancel(self) -> None:
-        self._event.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
-
-    def check(self) -> None:
-        if self._event.is_set():
-            raise Cancelled("reconstruction cancelled")
+__all__ = ["BUNDLED_MODEL", "POINT_SOURCES", "Cancelled", "CancelToken", "NovelViews", "Progress", "Reconstructor",
+           "StreamingSession"]
 
 
 @dataclass
@@ -132,7 +101,7 @@ class Reconstructor:
     ) -> Reconstruction:
         self._check_point_source(points_from)
         cancel = cancel or CancelToken()
-        report = _reporter(progress, cancel)
+        report = reporter(progress, cancel)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         if not isinstance(inputs, InputSet):
@@ -232,7 +201,7 @@ class Reconstructor:
         p = self.cfg.patch_size
         if h % p or w % p:
             raise ValueError(f"render size must be a multiple of {p}, got {h}x{w}")
-        report = _reporter(progress, cancel or CancelToken())
+        report = reporter(progress, cancel or CancelToken())
         scale = recon.state_scale
         poses = torch.as_tensor(np.asarray(c2w, np.float32)[..., :3, :4]).clone()
         poses[..., :3, 3] /= scale
@@ -247,117 +216,3 @@ class Reconstructor:
         return StreamingSession(self, window_size, mode, resolution or self.cfg.img_size)
 
 
-class StreamingSession:
-    """Feeds frames window by window; the scene state carries over, so each call costs only the
-    new frames while the reconstruction keeps growing."""
-
-    def __init__(self, rec: Reconstructor, window_size: int | None, mode: str, resolution: int) -> None:
-        self.rec = rec
-        self.window_size = window_size if window_size is not None else (rec.cfg.window_size or 2)
-        self.mode, self.resolution = mode, resolution
-        self.states: list | None = None
-        self._frames: list[Frame] = []
-        self._images: list[torch.Tensor] = []
-        self._crops: list[Crop] = []
-        self._raw: dict[str, list[torch.Tensor]] = {"pose_enc": [], "depth": [], "depth_conf": []}
-        self.seconds = 0.0
-
-    def add(self, frames: list[Frame], progress: Progress | None = None, cancel: CancelToken | None = None) -> Reconstruction:
-        report = _reporter(progress, cancel or CancelToken())
-        images, crops = self.rec._preprocess(frames, self.mode, self.resolution, report)
-        if self._images and images.shape[-2:] != self._images[0].shape[-2:]:
-            raise ValueError(
-                f"frame size {tuple(images.shape[-2:])} differs from the session's {tuple(self._images[0].shape[-2:])}"
-            )
-        t0 = time.perf_counter()
-        out = self.rec._run_model(images, self.states, self.window_size, report)
-        self.seconds += time.perf_counter() - t0
-        self.states = out.states
-        self._frames += frames
-        self._images.append(images)
-        self._crops += crops
-        for key in self._raw:
-            self._raw[key].append(getattr(out, key)[0].float().cpu())
-        return self.reconstruction()
-
-    def reconstruction(self) -> Reconstruction:
-        if not self._frames:
-            raise ValueError("no frames were added to the streaming session yet")
-        raw = {k: torch.cat(v) for k, v in self._raw.items() if v}
-        recon = assemble(
-            names=[f.name for f in self._frames],
-            images=torch.cat(self._images),
-            pose_enc=raw["pose_enc"],
-            depth=raw["depth"][..., 0],
-            depth_conf=raw["depth_conf"],
-            local_points=None,
-            points_from="depth",
-            original_wh=np.array([c.original_wh for c in self._crops], dtype=np.int32),
-        )
-        recon.timings = {"model_s": self.seconds, "per_frame_s": self.seconds / len(self._frames)}
-        recon.metadata.update({"model": self.rec.description, "streaming": True, "window_size": self.window_size})
-        return recon
-
-
-def check_point_source(points_from: str) -> None:
-    if points_from not in POINT_SOURCES:
-        raise ValueError(f"points_from must be one of {', '.join(POINT_SOURCES)}, got {points_from!r}")
-
-
-def assemble(
-    names: list[str],
-    images: torch.Tensor,
-    pose_enc: torch.Tensor,
-    depth: torch.Tensor,
-    depth_conf: torch.Tensor,
-    local_points: torch.Tensor | None,
-    points_from: str,
-    original_wh: np.ndarray,
-) -> Reconstruction:
-    """Raw per-frame predictions -> aligned cameras and world points."""
-    h, w = images.shape[-2:]
-    extrinsics, intrinsics = pose_encoding_to_cameras(pose_enc, (h, w))
-    extrinsics = align_to_first(extrinsics)
-    check_point_source(points_from)
-    if points_from == "point_head":
-        if local_points is None:
-            raise ValueError("points_from='point_head' needs the point head's output; run the model with point_head=True")
-        points_cam = local_points
-    else:
-        points_cam = depth_to_camera_points(depth, intrinsics)
-    points_world = camera_to_world(points_cam, extrinsics)
-    c2w = invert_rigid(extrinsics)
-    scale = float(c2w[:, :3, 3].abs().max()) if len(names) > 1 else 1.0
-    return Reconstruction(
-        names=list(names),
-        images=(images.permute(0, 2, 3, 1).clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy(),
-        extrinsics=extrinsics.numpy().astype(np.float32),
-        intrinsics=intrinsics.numpy().astype(np.float32),
-        depth=depth.numpy().astype(np.float32),
-        depth_conf=depth_conf.numpy().astype(np.float32),
-        points_cam=points_cam.numpy().astype(np.float32),
-        points_world=points_world.numpy().astype(np.float32),
-        original_wh=original_wh,
-        state_scale=scale if scale > 1e-8 else 1.0,
-    )
-
-
-def _reporter(progress: Progress | None, cancel: CancelToken) -> Progress:
-    def report(stage: str, done: int, total: int) -> None:
-        cancel.check()
-        if progress is not None:
-            progress(stage, done, total)
-
-    return report
-
-
-@contextlib.contextmanager
-def threads(n: int | None) -> Iterator[None]:
-    """Temporarily pins torch's intra-op thread count (benchmarks report what they used)."""
-    old = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)

@@ -8,9 +8,9 @@ import torch
 from torch import Tensor, nn
 
 from .aggregator import Aggregator, ProgressHook
-from .camera_head import CameraHead, CameraMLPHead
 from .config import ZipMapConfig
-from .dpt_head import DPTHead
+from .heads.camera_head import CameraHead, CameraMLPHead
+from .heads.dpt_head import DPTHead
 from .ttt import FastWeights, TTTOp, bidirectional_order, render_order, windowed_order
 
 

@@ -1,0 +1,1 @@
+"""Training our own ZipMap: procedural scenes with ground truth, losses, the trainer, evaluation."""
