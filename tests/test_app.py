@@ -229,6 +229,8 @@ def test_event_loop_stays_responsive_during_reconstruction(qtbot, window):
     timer = QTimer()
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
     timer.start(10)
+    # at the model's 112 px a fast CPU finishes in ~0.1 s, too short to sample; 448 px is 16x the work
+    window.model_panel.resolution.setValue(448)
     window.reconstruct()
     # the run ends when the worker reports "done"; drawing the new scene afterwards is not the run
     window.job.progress.connect(lambda stage, *_: timer.stop() if stage == "done" else None)

@@ -322,7 +322,7 @@ def test_damaged_and_newer_scene_files(tmp_path, tiny_model, scene_dir):
 def test_failed_write_leaves_no_partial_file(tmp_path, tiny_model, scene_dir, monkeypatch):
     recon = Reconstructor(tiny_model, "cpu").reconstruct(_images(scene_dir)[:2])
     target = tmp_path / "scene.zipmap"
-    import zipmap_core.io.reconstruction as rmod
+    import zipmap_core.io.scene_file as rmod
 
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .device import fast_bf16_active, fast_cpu_bf16, inference_precision, synchronize
+from .io.atomic import atomic_path
 from .model.config import get_config, small_config
 from .model.zipmap import ZipMap
 
@@ -167,7 +168,8 @@ def plot_scaling(results: dict, path: Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
     fig.suptitle(f"small config, {results['size']} px, {results['device']}, {results['threads']} thread(s)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format=Path(path).suffix.lstrip('.') or 'png')
 
 
 def query_latency(config: str, size_hw: tuple[int, int], frames: int, repeats: int, device: str) -> dict:

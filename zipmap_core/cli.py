@@ -11,10 +11,10 @@ from typing import Callable
 from tqdm import tqdm
 
 from .device import PRECISIONS
-from .io.atomic import WriteError
+from .io.atomic import Publication, WriteError, atomic_path
 from .io.checkpoints import CheckpointError, convert, load_checkpoint
 from .io.download import DownloadError, download_official
-from .io.exporters import FORMATS, default_target, export
+from .io.exporters import DEFAULT_NAMES, FORMATS, check_formats, default_target, export
 from .io.inputs import NoUsableImagesError, VideoSampling
 from .io.reconstruction import Reconstruction, SceneFileError
 from .pipeline.reconstructor import (
@@ -25,7 +25,9 @@ from .pipeline.reconstructor import (
 )
 from .training.trainer import TrainConfig, Trainer
 
-USER_ERRORS = (CheckpointError, DownloadError, NoUsableImagesError, SceneFileError, WriteError, ValueError, RuntimeError)
+# every failure a user can cause or meet (bad files, full disks, missing folders): one line, exit 2
+USER_ERRORS = (CheckpointError, DownloadError, NoUsableImagesError, SceneFileError, WriteError, ValueError, RuntimeError,
+               OSError)
 
 
 class StageBar:
@@ -70,39 +72,36 @@ def _reconstructor(args: argparse.Namespace) -> Reconstructor:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
+    formats = check_formats([f.strip() for f in (args.export or "").split(",") if f.strip()])
     rec = _reconstructor(args)
     print(f"model: {rec.description} on {rec.device}", file=sys.stderr)
     bar = StageBar(args.quiet)
     sampling = VideoSampling(fps=args.fps, max_frames=args.video_frames)
-    try:
-        recon = rec.reconstruct(
-            args.inputs, mode=args.mode, resolution=args.resolution, max_frames=args.max_frames, sampling=sampling,
-            window_size=args.window_size, keep_state=not args.no_state, points_from=args.points_from, progress=bar,
-        )
-    finally:
-        bar.close()
-    for name, reason in recon.metadata.get("skipped", []):
-        print(f"skipped {name}: {reason}", file=sys.stderr)
+    # the scene and its exports are staged and published together: a failure or a cancel keeps
+    # the previous run's outputs, and a second run into the same folder waits for no one
+    with Publication(args.output) as pub:
+        try:
+            recon = rec.reconstruct(
+                args.inputs, mode=args.mode, resolution=args.resolution, max_frames=args.max_frames, sampling=sampling,
+                window_size=args.window_size, keep_state=not args.no_state, points_from=args.points_from, progress=bar,
+            )
+        finally:
+            bar.close()
+        for name, reason in recon.metadata.get("skipped", []):
+            print(f"skipped {name}: {reason}", file=sys.stderr)
+        recon.save(pub.path("scene.zipmap"))
+        for fmt in formats:
+            export(recon, fmt, pub.path(DEFAULT_NAMES[fmt]), progress=bar)
+            bar.close()
     out_dir = Path(args.output)
-    scene = recon.save(out_dir / "scene.zipmap")
-    for fmt in _formats(args.export):
-        target = export(recon, fmt, default_target(out_dir, fmt), progress=bar)
-        bar.close()
-        print(f"exported {fmt}: {target}", file=sys.stderr)
+    for fmt in formats:
+        print(f"exported {fmt}: {default_target(out_dir, fmt)}", file=sys.stderr)
     t = recon.timings
     print(
         f"{recon.num_frames} frames at {recon.image_hw[1]}x{recon.image_hw[0]}: model {t['model_s']:.2f} s "
-        f"({t['per_frame_s']:.3f} s/frame), total {t['total_s']:.2f} s -> {scene}"
+        f"({t['per_frame_s']:.3f} s/frame), total {t['total_s']:.2f} s -> {out_dir / 'scene.zipmap'}"
     )
     return 0
-
-
-def _formats(text: str | None) -> list[str]:
-    formats = [f.strip() for f in (text or "").split(",") if f.strip()]
-    bad = [f for f in formats if f not in FORMATS]
-    if bad:
-        raise ValueError(f"unknown export format(s) {', '.join(bad)}; choose from {', '.join(FORMATS)}")
-    return formats
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -156,8 +155,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     out = Path(args.output)
     with fast_cpu_bf16(args.fast_cpu_bf16):
         name, result = _run_bench(args, bench)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(result, indent=2))
+    with atomic_path(out / f"{name}.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=2))
     print(f"wrote {out / f'{name}.json'}")
     return 0
 

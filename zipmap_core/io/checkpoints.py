@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,29 +56,60 @@ def detect_variant(keys: set[str], filename: str = "") -> str:
 
 
 def _read_torch_file(path: Path) -> Mapping[str, torch.Tensor]:
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path.name} is empty (0 bytes); download or copy it again")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except FileNotFoundError:
         raise
-    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile) as exc:
+    except pickle.UnpicklingError as exc:  # weights_only refused a pickled object that is not a tensor
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        what = f" (it asks to run {found.group(1)})" if found else ""
+        raise CheckpointError(
+            f"{path.name} holds objects other than tensors{what} and was not loaded: it may be unsafe; "
+            f"use the official checkpoint files"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - truncated or foreign files fail in many ways inside torch.load
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise CheckpointError(
             f"{path.name} is not a readable PyTorch checkpoint (it may be truncated or another kind of "
-            f"file): {str(exc).splitlines()[0][:300]}"
+            f"file): {detail}"
         ) from exc
-    except Exception as exc:  # weights_only refuses arbitrary pickled objects with various types
-        raise CheckpointError(f"{path.name} holds objects other than tensors and was not loaded: {exc}") from exc
     if isinstance(obj, dict):
         for entry in ("model", "ema", "state_dict"):
             if isinstance(obj.get(entry), dict):
                 obj = obj[entry]
                 break
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        found = sorted(obj)[:8] if isinstance(obj, dict) else type(obj).__name__
+        found = sorted(map(str, obj))[:8] if isinstance(obj, dict) else type(obj).__name__
         raise CheckpointError(
             f"{path.name} does not contain a ZipMap state_dict (expected a dict of tensors, or one under "
             f"'model' / 'ema'); found: {found}"
         )
+    odd = [k for k in obj if not isinstance(k, str)]
+    if odd:
+        raise CheckpointError(f"{path.name} is not a ZipMap state_dict: its keys {odd[:4]} are not text")
     return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def _safetensors_truncation(path: Path) -> str | None:
+    """Why a safetensors file is shorter than its own header says, or None if it is not."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            return f"{size} bytes, shorter than the 8-byte header length"
+        length = int.from_bytes(head, "little")
+        if 8 + length > size:
+            return f"its header needs {8 + length:,} bytes and the file has {size:,}"
+        try:
+            header = json.loads(fh.read(length))
+            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+            return None
+    if 8 + length + end > size:
+        return f"its tensors need {8 + length + end:,} bytes and the file has {size:,}"
+    return None
 
 
 def _check_layout(model: ZipMap, state: Mapping[str, torch.Tensor], path: Path, what: str) -> None:
@@ -132,6 +165,9 @@ def load_safetensors(path: str | os.PathLike) -> LoadedCheckpoint:
             meta = dict(f.metadata() or {})
             state = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
+        cut = _safetensors_truncation(path)
+        if cut:
+            raise CheckpointError(f"{path.name} is truncated ({cut}); download or copy it again") from None
         raise CheckpointError(f"{path.name} is not a readable safetensors file: {exc}") from exc
     if meta.get("format") != FORMAT_NAME or "config" not in meta:
         raise CheckpointError(
@@ -181,7 +217,10 @@ def save_model(
     state = {k: v.detach().to("cpu", dtype if dtype and v.is_floating_point() else v.dtype).contiguous()
              for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata=meta)
+        try:
+            save_file(state, str(tmp), metadata=meta)
+        except SafetensorError as exc:  # its write errors (a full disk) are not OSErrors
+            raise OSError(str(exc)) from exc
     return Path(path)
 
 

@@ -9,18 +9,14 @@ into place only when complete.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
 import trimesh
 
-from .atomic import WriteError, atomic_path
+from .atomic import atomic_folder, atomic_path
 from .reconstruction import Reconstruction
 
 Progress = Callable[[str, int, int], None]
@@ -171,35 +167,12 @@ def export_mesh(
 
 
 # ---- camera formats ------------------------------------------------------------------------------------
-@contextmanager
-def atomic_folder(target: str | Path) -> Iterator[Path]:
-    """A temporary folder beside `target`, moved into place only when the block succeeds."""
-    target = Path(target)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    except OSError as exc:
-        raise WriteError(f"cannot write {target}: {exc.strerror or exc}") from exc
-    try:
-        yield tmp
-        if target.exists():
-            if any(target.iterdir()):
-                raise WriteError(f"cannot write {target}: the folder exists and is not empty")
-            target.rmdir()
-        os.replace(tmp, target)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise WriteError(f"cannot write {target}: {exc.strerror or exc}") from exc
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def image_file_names(recon: Reconstruction) -> list[str]:
     """Unique PNG names for the reconstruction's frames (video frames share a source name)."""
     names, seen = [], set()
     for i, name in enumerate(recon.names):
-        stem = Path(name).stem or f"frame_{i:04d}"
+        # names decoded from non-UTF-8 bytes carry surrogates that C++ writers (pycolmap) refuse
+        stem = Path(name).stem.encode("utf-8", "surrogateescape").decode("utf-8", "replace") or f"frame_{i:04d}"
         candidate = f"{stem}.png"
         if candidate in seen:
             candidate = f"{stem}_{i:04d}.png"
@@ -231,7 +204,7 @@ def export_colmap(
     `images/` at the model's resolution. Each 3D point has a one-observation track to its pixel."""
     import pycolmap
 
-    with atomic_folder(folder) as tmp:
+    with atomic_folder(folder, {"images", "sparse"}) as tmp:
         names = _write_images(recon, tmp / "images", progress)
         model = pycolmap.Reconstruction()
         h, w = recon.image_hw
@@ -259,7 +232,23 @@ def export_colmap(
         sparse = tmp / "sparse" / "0"
         sparse.mkdir(parents=True)
         (model.write_text if text else model.write_binary)(str(sparse))
+        _verify_colmap(model, sparse)
     return Path(folder)
+
+
+def _verify_colmap(written, sparse: Path) -> None:
+    """pycolmap's writers do not report write errors (a full disk leaves a 0-byte points3D.bin):
+    read the model back and compare it with what was written before it replaces anything."""
+    import pycolmap
+
+    try:
+        back = pycolmap.Reconstruction(str(sparse))
+        same = (back.num_cameras(), back.num_images(), back.num_points3D()) == (
+            written.num_cameras(), written.num_images(), written.num_points3D())
+    except Exception as exc:  # noqa: BLE001 - pycolmap raises its own types for unreadable files
+        raise OSError(f"the COLMAP model does not read back ({str(exc).splitlines()[0][:200]})") from exc
+    if not same:
+        raise OSError("the COLMAP model does not read back whole (the disk may be full)")
 
 
 OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])
@@ -268,7 +257,7 @@ OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])
 def export_nerfstudio(recon: Reconstruction, folder: str | Path, percentile: float = 20.0, progress: Progress = _noop) -> Path:
     """nerfstudio's `transforms.json` (camera-to-world in OpenGL axes, per-frame intrinsics) with
     the images beside it and the confident points as `sparse_pc.ply`, as ns-process-data writes."""
-    with atomic_folder(folder) as tmp:
+    with atomic_folder(folder, {"images", "transforms.json", "sparse_pc.ply"}) as tmp:
         names = _write_images(recon, tmp / "images", progress)
         h, w = recon.image_hw
         frames = []
@@ -302,12 +291,21 @@ def export(recon: Reconstruction, fmt: str, path: str | Path, progress: Progress
 
     writers = {"ply": export_ply, "glb": export_glb, "mesh": export_mesh, "colmap": export_colmap,
                "nerfstudio": export_nerfstudio}
-    if fmt not in writers:
-        raise ValueError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
+    check_formats([fmt])
     return writers[fmt](recon, path, progress=progress, **options)
+
+
+DEFAULT_NAMES = {"ply": "points.ply", "glb": "scene.glb", "mesh": "mesh.ply", "colmap": "colmap", "nerfstudio": "nerfstudio"}
 
 
 def default_target(folder: str | Path, fmt: str) -> Path:
     """Where `zipmap reconstruct --export` puts each format inside its output folder."""
-    names = {"ply": "points.ply", "glb": "scene.glb", "mesh": "mesh.ply", "colmap": "colmap", "nerfstudio": "nerfstudio"}
-    return Path(folder) / names[fmt]
+    return Path(folder) / DEFAULT_NAMES[fmt]
+
+
+def check_formats(formats: list[str]) -> list[str]:
+    """The formats, or a ValueError naming the unknown ones (checked before any work is done)."""
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        raise ValueError(f"unknown export format(s) {', '.join(bad)}; choose from {', '.join(FORMATS)}")
+    return formats

@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from ..cancel import Cancelled
 from .preprocess import ImageReadError, open_image
 
 IMAGE_SUFFIXES = {
@@ -123,6 +124,12 @@ def read_video(path: Path, sampling: VideoSampling, should_stop: Callable[[], bo
     return frames
 
 
+def _check_stop(should_stop: Callable[[], bool] | None) -> None:
+    """A stop asked for while loading is a cancel, not "no usable images"."""
+    if should_stop is not None and should_stop():
+        raise Cancelled("loading cancelled")
+
+
 def load_inputs(
     paths: list[str | Path],
     sampling: VideoSampling | None = None,
@@ -134,8 +141,7 @@ def load_inputs(
     result = InputSet(skipped=skipped)
     sampling = sampling or VideoSampling()
     for path in files:
-        if should_stop is not None and should_stop():
-            break
+        _check_stop(should_stop)
         try:
             if is_video(path):
                 result.frames.extend(read_video(path, sampling, should_stop))
@@ -143,6 +149,7 @@ def load_inputs(
                 result.frames.append(Frame(path.name, open_image(path), path))
         except ImageReadError as exc:
             result.skipped.append((path.name, str(exc).split(": ", 1)[-1]))
+        _check_stop(should_stop)
     if max_frames and len(result.frames) > max_frames:
         keep = np.linspace(0, len(result.frames) - 1, max_frames).round().astype(int)
         result.frames = [result.frames[i] for i in sorted(set(keep.tolist()))]

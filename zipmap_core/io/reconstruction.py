@@ -11,9 +11,6 @@ A `.zipmap` file is a zip archive with no pickled objects:
 
 from __future__ import annotations
 
-import io
-import json
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,14 +18,17 @@ from typing import Any
 import numpy as np
 
 from .atomic import atomic_path
+from .scene_file import (
+    SCENE_FORMAT,
+    SCENE_VERSION,
+    SceneFileError,
+    expected_arrays,
+    read_scene,
+    write_scene,
+)
 
-SCENE_FORMAT = "zipmap-scene"
-SCENE_VERSION = 1
-ARRAY_FIELDS = ("images", "extrinsics", "intrinsics", "depth", "depth_conf", "points_cam", "points_world", "original_wh")
-
-
-class SceneFileError(ValueError):
-    """A scene file that cannot be read, with the reason."""
+ARRAY_FIELDS = tuple(expected_arrays(1, (1, 1)))
+__all__ = ["ARRAY_FIELDS", "Reconstruction", "SceneFileError"]
 
 
 @dataclass
@@ -85,6 +85,7 @@ class Reconstruction:
     def save(self, path: str | Path, include_state: bool = True) -> Path:
         path = Path(path)
         arrays = {name: np.ascontiguousarray(getattr(self, name)) for name in ARRAY_FIELDS}
+        has_state = bool(include_state and self.state is not None)
         manifest = {
             "format": SCENE_FORMAT,
             "version": SCENE_VERSION,
@@ -92,69 +93,25 @@ class Reconstruction:
             "image_hw": list(self.image_hw),
             "num_frames": self.num_frames,
             "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()},
-            "has_state": bool(include_state and self.state is not None),
+            "has_state": has_state,
             "state_scale": self.state_scale,
             "metadata": self.metadata,
             "timings": self.timings,
         }
+        state = {f"layer{i}.{k}": v for i, layer in enumerate(self.state or []) for k, v in layer.items()}
         with atomic_path(path) as tmp:
-            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
-                zf.writestr("manifest.json", json.dumps(manifest, indent=1))
-                _write_npz(zf, "arrays.npz", arrays)
-                if manifest["has_state"]:
-                    flat = {f"layer{i}.{k}": v for i, layer in enumerate(self.state or []) for k, v in layer.items()}
-                    _write_npz(zf, "state.npz", flat)
+            write_scene(tmp, manifest, arrays, state if has_state else None)
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> "Reconstruction":
-        path = Path(path)
-        if not path.is_file():
-            raise SceneFileError(f"scene file not found: {path}")
-        try:
-            with zipfile.ZipFile(path) as zf:
-                manifest = json.loads(zf.read("manifest.json"))
-                _check_manifest(manifest, path)
-                arrays = _read_npz(zf, "arrays.npz")
-                state = None
-                if manifest.get("has_state"):
-                    flat = _read_npz(zf, "state.npz")
-                    layers = 1 + max(int(k.split(".")[0][5:]) for k in flat)
-                    state = [{w: flat[f"layer{i}.{w}"] for w in ("w0", "w1", "w2")} for i in range(layers)]
-        except SceneFileError:
-            raise
-        except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as exc:
-            raise SceneFileError(f"{path.name} is damaged or not a ZipMap scene: {exc}") from exc
-        missing = [name for name in ARRAY_FIELDS if name not in arrays]
-        if missing:
-            raise SceneFileError(f"{path.name} is damaged: missing arrays {missing}")
+        """Opens a `.zipmap`; a malformed or hostile file raises `SceneFileError` (see `scene_file`)."""
+        manifest, arrays, state = read_scene(path)
         return cls(
             names=list(manifest["names"]),
-            **{name: arrays[name] for name in ARRAY_FIELDS},
+            **arrays,
             state=state,
             state_scale=float(manifest.get("state_scale", 1.0)),
             metadata=dict(manifest.get("metadata", {})),
             timings=dict(manifest.get("timings", {})),
         )
-
-
-def _check_manifest(manifest: dict, path: Path) -> None:
-    if manifest.get("format") != SCENE_FORMAT:
-        raise SceneFileError(f"{path.name} is not a ZipMap scene (format {manifest.get('format')!r})")
-    version = int(manifest.get("version", 0))
-    if version > SCENE_VERSION:
-        raise SceneFileError(
-            f"{path.name} was written by a newer ZipMap Studio (scene format {version}; this version reads "
-            f"up to {SCENE_VERSION}). Please update ZipMap Studio."
-        )
-
-
-def _write_npz(zf: zipfile.ZipFile, name: str, arrays: dict[str, np.ndarray]) -> None:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    zf.writestr(name, buf.getvalue())
-
-
-def _read_npz(zf: zipfile.ZipFile, name: str) -> dict[str, np.ndarray]:
-    with np.load(io.BytesIO(zf.read(name)), allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation, Slerp
 
-from ..io.atomic import atomic_path
+from ..io.atomic import Publication
 from ..io.reconstruction import Reconstruction
 from ..model.geometry import look_at as _look_at
 
@@ -82,38 +82,74 @@ def render_path(
     progress: Progress | None = None,
     cancel=None,
 ) -> Path:
-    """Renders each pose into `folder/frames/frame_0000.png` (+ `_depth.npy`) … and `folder/path.mp4`."""
-    import cv2
-    from PIL import Image
-
+    """Renders each pose into `folder/frames/frame_0000.png` (+ `_depth.npy`) …, `folder/path.mp4`
+    and `folder/path.json`. All three are staged and published together once the video reads
+    back whole: a cancel or a full disk leaves the previous render as it was."""
     folder = Path(folder)
-    (folder / "frames").mkdir(parents=True, exist_ok=True)
-    h, w = size
     label = ""
-    with atomic_path(folder / "path.mp4") as tmp_video:
-        writer = cv2.VideoWriter(str(tmp_video), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-        if not writer.isOpened():
-            raise RuntimeError("OpenCV could not open an MP4 writer (mp4v)")
-        try:
+    with Publication(folder) as pub:
+        frames = pub.path("frames")
+        frames.mkdir()
+        video = VideoFile(pub.path("path.mp4"), fps, size)
+        with video:
             for i, pose in enumerate(poses):
                 if cancel is not None:
                     cancel.check()
                 label, views = render_frames(rec, recon, pose[None], k, size)
                 rgb = (np.clip(views.rgb[0], 0, 1) * 255 + 0.5).astype(np.uint8)
-                with atomic_path(folder / "frames" / f"frame_{i:04d}.png") as tmp:
-                    Image.fromarray(rgb).save(tmp, format="PNG")
-                with atomic_path(folder / "frames" / f"frame_{i:04d}_depth.npy") as tmp:
-                    with open(tmp, "wb") as fh:
-                        np.save(fh, views.depth[0].astype(np.float32))
-                writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+                _save_frame(frames, i, rgb, views.depth[0])
+                video.write(rgb)
                 if progress is not None:
                     progress("render path", i + 1, len(poses))
-        finally:
-            writer.release()
-    with atomic_path(folder / "path.json") as tmp:
-        tmp.write_text(json.dumps({"source": label, "fps": fps, "intrinsics": np.asarray(k).tolist(),
-                                   "c2w": np.asarray(poses).tolist()}))
+        video.verify(len(poses))
+        pub.path("path.json").write_text(json.dumps({"source": label, "fps": fps, "intrinsics": np.asarray(k).tolist(),
+                                                     "c2w": np.asarray(poses).tolist()}))
     return folder
+
+
+def _save_frame(frames: Path, i: int, rgb: np.ndarray, depth: np.ndarray) -> None:
+    from PIL import Image
+
+    Image.fromarray(rgb).save(frames / f"frame_{i:04d}.png", format="PNG")
+    with open(frames / f"frame_{i:04d}_depth.npy", "wb") as fh:
+        np.save(fh, depth.astype(np.float32))
+
+
+class VideoFile:
+    """An MP4 written by OpenCV, which reports no write errors: `verify` re-opens it and counts
+    its frames before it may replace anything."""
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
+        import cv2
+
+        self.path, self.size = path, size
+        self.writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size[1], size[0]))
+        if not self.writer.isOpened():
+            raise RuntimeError("OpenCV could not open an MP4 writer (mp4v)")
+
+    def write(self, rgb: np.ndarray) -> None:
+        import cv2
+
+        self.writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+    def __enter__(self) -> "VideoFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.writer.release()
+
+    def verify(self, frames: int) -> None:
+        import cv2
+
+        cap = cv2.VideoCapture(str(self.path))
+        try:
+            count = 0
+            while cap.isOpened() and cap.grab():
+                count += 1
+        finally:
+            cap.release()
+        if count != frames:
+            raise OSError(f"the video does not read back whole ({count} of {frames} frames; the disk may be full)")
 
 
 def read_poses(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:

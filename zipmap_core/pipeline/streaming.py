@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from ..cancel import CancelToken, Progress, reporter
 from ..io.inputs import Frame
 from ..io.preprocess import Crop
 from ..io.reconstruction import Reconstruction
 from .assembly import assemble
-from .cancel import CancelToken, Progress, reporter
 
 if TYPE_CHECKING:
     from .reconstructor import Reconstructor

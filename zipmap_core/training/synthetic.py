@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..io.atomic import atomic_folder
 from ..model.geometry import invert_rigid, pixel_grid, to_homogeneous
 
 ROOM_FACES = 6
@@ -373,7 +374,10 @@ def make_dataset(
     out = []
     for i in range(scenes):
         v = generate(1, views + held_out, seed + i, image_hw, trajectory=trajectory)
-        out.append(write_scene(interleave_held_out(v, held_out), 0, Path(folder) / f"scene_{i:04d}", held_out))
+        target = Path(folder) / f"scene_{i:04d}"
+        with atomic_folder(target, {"images", "held_out", "ground_truth.npz", "cameras.json"}) as tmp:
+            write_scene(interleave_held_out(v, held_out), 0, tmp, held_out)
+        out.append(target)
         if progress is not None:
             progress("generate", i + 1, scenes)
     return out

@@ -1,0 +1,229 @@
+"""The `.zipmap` container, read as an attacker may have written it.
+
+Every size is checked before anything is read: the zip's declared member sizes against what the
+manifest's frame count and image size imply, each `.npy` header's shape and dtype against the
+same, and each array's byte count against the bytes its member really holds. A member is read
+only up to its declared size (zipfile enforces it and checks the CRC), so memory stays about the
+size of the real data whatever a header claims. No pickles: `allow_pickle` is never set.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from typing import Any
+
+import numpy as np
+
+SCENE_FORMAT = "zipmap-scene"
+SCENE_VERSION = 1
+MAX_MANIFEST_BYTES = 64 * 2**20
+MAX_STATE_BYTES = 8 * 2**30  # the official model's state is ~0.6 GB in float32
+NPY_SLACK = 4096  # an .npy header and its zip entry's local header, per array, at most
+
+
+class SceneFileError(ValueError):
+    """A scene file that cannot be read, with the reason."""
+
+
+def expected_arrays(num_frames: int, hw: tuple[int, int]) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Shape and dtype kind ("u" unsigned, "f" float, "i" integer) of every array of a scene."""
+    s, (h, w) = num_frames, hw
+    return {
+        "images": ((s, h, w, 3), "u"),
+        "extrinsics": ((s, 3, 4), "f"),
+        "intrinsics": ((s, 3, 3), "f"),
+        "depth": ((s, h, w), "f"),
+        "depth_conf": ((s, h, w), "f"),
+        "points_cam": ((s, h, w, 3), "f"),
+        "points_world": ((s, h, w, 3), "f"),
+        "original_wh": ((s, 2), "i"),
+    }
+
+
+def available_memory() -> int:
+    """Bytes of physical memory free now (a bound for what one file may make us allocate)."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 2**63
+
+
+# ---- manifest ------------------------------------------------------------------------------------
+def check_manifest(manifest: Any, name: str) -> tuple[int, tuple[int, int]]:
+    """(frame count, (h, w)) of a manifest that is what we write, else a `SceneFileError`."""
+    if not isinstance(manifest, dict):
+        raise SceneFileError(f"{name} is damaged: its manifest is a {type(manifest).__name__}, not an object")
+    if manifest.get("format") != SCENE_FORMAT:
+        raise SceneFileError(f"{name} is not a ZipMap scene (format {manifest.get('format')!r})")
+    version = manifest.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise SceneFileError(f"{name} is damaged: scene format version {version!r} is not a positive whole number")
+    if version > SCENE_VERSION:
+        raise SceneFileError(
+            f"{name} was written by a newer ZipMap Studio (scene format {version}; this version reads "
+            f"up to {SCENE_VERSION}). Please update ZipMap Studio."
+        )
+    names = manifest.get("names")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise SceneFileError(f"{name} is damaged: the manifest has no list of frame names")
+    hw = manifest.get("image_hw")
+    if not (isinstance(hw, list) and len(hw) == 2 and all(isinstance(v, int) and 0 < v <= 16384 for v in hw)):
+        raise SceneFileError(f"{name} is damaged: image size {hw!r} is not [height, width] in pixels")
+    count = manifest.get("num_frames", len(names))
+    if count != len(names):
+        raise SceneFileError(f"{name} is damaged: {count!r} frames declared, {len(names)} names listed")
+    for key in ("metadata", "timings"):
+        if not isinstance(manifest.get(key, {}), dict):
+            raise SceneFileError(f"{name} is damaged: '{key}' is not an object")
+    scale = manifest.get("state_scale", 1.0)
+    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not np.isfinite(scale) or scale <= 0:
+        raise SceneFileError(f"{name} is damaged: state_scale {scale!r} is not a positive number")
+    return len(names), (hw[0], hw[1])
+
+
+def expected_bytes(num_frames: int, hw: tuple[int, int]) -> int:
+    """The most `arrays.npz` may hold for this manifest (float64 allowed, as numpy may write)."""
+    return sum(int(np.prod(shape)) * 8 + NPY_SLACK for shape, _ in expected_arrays(num_frames, hw).values())
+
+
+# ---- members -------------------------------------------------------------------------------------
+def _member(zf: zipfile.ZipFile, member: str, limit: int, name: str, what: str) -> bytes:
+    try:
+        info = zf.getinfo(member)
+    except KeyError:
+        raise SceneFileError(f"{name} is damaged: it has no {member}") from None
+    if info.file_size > limit:
+        raise SceneFileError(
+            f"{name} is damaged or hostile: {member} declares {info.file_size:,} bytes, more than {what} "
+            f"({limit:,} bytes); it was not read"
+        )
+    return zf.read(member)
+
+
+def _read_npy(data: zipfile.ZipFile, member: zipfile.ZipInfo, name: str) -> np.ndarray:
+    """One array, its header checked against the bytes the member really declares."""
+    with data.open(member) as fh:
+        try:
+            version = np.lib.format.read_magic(fh)
+            if version not in ((1, 0), (2, 0)):
+                raise ValueError(f"unsupported .npy version {version}")
+            header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = header(fh, max_header_size=NPY_SLACK)
+        except ValueError as exc:
+            raise SceneFileError(f"{name} is damaged: {member.filename} is not an array ({exc})") from exc
+        if dtype.hasobject or dtype.kind not in "uif" or dtype.itemsize > 8:
+            raise SceneFileError(f"{name} is damaged: {member.filename} holds {dtype}, not numbers")
+        count = int(np.prod(shape, dtype=np.int64))
+        nbytes = count * dtype.itemsize
+        if nbytes != member.file_size - fh.tell():
+            raise SceneFileError(
+                f"{name} is damaged or hostile: {member.filename} declares shape {shape} ({nbytes:,} bytes) but "
+                f"holds {member.file_size - fh.tell():,} bytes; it was not read"
+            )
+        raw = fh.read(nbytes)
+    if len(raw) != nbytes:
+        raise SceneFileError(f"{name} is damaged: {member.filename} is truncated")
+    array = np.frombuffer(raw, dtype=dtype, count=count)
+    return (array.reshape(shape[::-1]).T if fortran else array.reshape(shape)).copy()
+
+
+def read_npz(blob: bytes, name: str, member: str) -> dict[str, np.ndarray]:
+    """Every array of an in-memory `.npz`, each size-checked before it is read."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(blob)) as data:
+            out = {}
+            for info in data.infolist():
+                if not info.filename.endswith(".npy"):
+                    raise SceneFileError(f"{name} is damaged: {member} holds {info.filename!r}, not an array")
+                out[info.filename[:-4]] = _read_npy(data, info, name)
+            return out
+    except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError) as exc:
+        raise SceneFileError(f"{name} is damaged: {member} cannot be read ({exc})") from exc
+
+
+def check_arrays(arrays: dict[str, np.ndarray], num_frames: int, hw: tuple[int, int], name: str) -> dict[str, np.ndarray]:
+    """The scene's arrays, each of the shape the manifest implies, in the dtype we work in."""
+    out = {}
+    for key, (shape, kind) in expected_arrays(num_frames, hw).items():
+        if key not in arrays:
+            raise SceneFileError(f"{name} is damaged: missing arrays ['{key}']")
+        a = arrays[key]
+        if a.shape != shape:
+            raise SceneFileError(
+                f"{name} is damaged: {key} has shape {a.shape}, but the manifest's {num_frames} frames at "
+                f"{hw[1]}x{hw[0]} need {shape}"
+            )
+        if kind == "u" and a.dtype != np.uint8:
+            raise SceneFileError(f"{name} is damaged: {key} is {a.dtype}, not uint8")
+        out[key] = a.astype({"u": np.uint8, "f": np.float32, "i": np.int32}[kind], copy=False)
+    return out
+
+
+def check_state(flat: dict[str, np.ndarray], name: str) -> list[dict[str, np.ndarray]]:
+    """`layer{i}.w0|w1|w2` for i = 0..L-1, each a 3-D float array, into per-layer dicts."""
+    layers: dict[int, dict[str, np.ndarray]] = {}
+    for key, value in flat.items():
+        layer, _, weight = key.partition(".")
+        if not (layer.startswith("layer") and layer[5:].isdigit() and weight in ("w0", "w1", "w2")):
+            raise SceneFileError(f"{name} is damaged: unexpected scene-state entry {key!r}")
+        if value.ndim != 3 or value.dtype.kind != "f":
+            raise SceneFileError(f"{name} is damaged: scene-state entry {key} has shape {value.shape}, {value.dtype}")
+        layers.setdefault(int(layer[5:]), {})[weight] = value.astype(np.float32, copy=False)
+    if not layers or sorted(layers) != list(range(len(layers))) or any(len(v) != 3 for v in layers.values()):
+        raise SceneFileError(f"{name} is damaged: its scene state is incomplete")
+    return [layers[i] for i in range(len(layers))]
+
+
+def read_scene(path: os.PathLike | str) -> tuple[dict, dict[str, np.ndarray], list[dict[str, np.ndarray]] | None]:
+    """(manifest, arrays, state or None) of a `.zipmap` file; `SceneFileError` for anything else."""
+    name = os.path.basename(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            try:
+                manifest = json.loads(_member(zf, "manifest.json", MAX_MANIFEST_BYTES, name, "a manifest needs"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise SceneFileError(f"{name} is damaged: its manifest is not JSON ({exc})") from exc
+            frames, hw = check_manifest(manifest, name)
+            limit = expected_bytes(frames, hw)
+            memory = available_memory()
+            if limit > memory:
+                raise SceneFileError(
+                    f"{name} needs {limit / 2**30:.1f} GB of memory to open and {memory / 2**30:.1f} GB are free"
+                )
+            blob = _member(zf, "arrays.npz", limit, name, f"{frames} frames at {hw[1]}x{hw[0]} need")
+            arrays = check_arrays(read_npz(blob, name, "arrays.npz"), frames, hw, name)
+            del blob
+            state = None
+            if manifest.get("has_state"):
+                blob = _member(zf, "state.npz", min(MAX_STATE_BYTES, memory), name, "a scene state may hold")
+                state = check_state(read_npz(blob, name, "state.npz"), name)
+    except SceneFileError:
+        raise
+    except FileNotFoundError:
+        raise SceneFileError(f"scene file not found: {path}") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, NotImplementedError, ValueError) as exc:
+        raise SceneFileError(f"{name} is damaged or not a ZipMap scene: {exc}") from exc
+    return manifest, arrays, state
+
+
+def write_scene(tmp: os.PathLike | str, manifest: dict, arrays: dict[str, np.ndarray], state: dict[str, np.ndarray] | None) -> None:
+    """Writes the container into `tmp` (the caller's atomic temporary), then reads it back whole:
+    a scene that cannot be reopened never replaces a good one."""
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        zf.writestr("manifest.json", json.dumps(manifest, indent=1))
+        _write_npz(zf, "arrays.npz", arrays)
+        if state is not None:
+            _write_npz(zf, "state.npz", state)
+    with zipfile.ZipFile(tmp) as zf:
+        bad = zf.testzip()
+    if bad is not None:
+        raise OSError(f"the written scene does not read back ({bad} is corrupt)")
+
+
+def _write_npz(zf: zipfile.ZipFile, member: str, arrays: dict[str, np.ndarray]) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    zf.writestr(member, buf.getvalue())
