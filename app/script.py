@@ -13,18 +13,18 @@ class ScriptedRun:
     def __init__(self, window, inputs: list[str], screenshot: str | None, scale: float, quit_after: bool, status: dict) -> None:
         self.window, self.inputs = window, inputs
         self.screenshot, self.scale, self.quit_after, self.status = screenshot, scale, quit_after, status
-        window.ask_video_sampling = False
+        window.loader.ask_video_sampling = False
 
     def start(self) -> None:
         w = self.window
         if len(self.inputs) == 1 and self.inputs[0].endswith(".zipmap"):
-            w.open_scene(self.inputs[0])
-            w.job.succeeded.connect(lambda *_: QTimer.singleShot(200, self.finish))
-            w.job.failed.connect(self.fail)
+            w.scenes.open_scene(self.inputs[0])
+            w.jobs.current.succeeded.connect(lambda *_: QTimer.singleShot(200, self.finish))
+            w.jobs.current.failed.connect(self.fail)
             return
-        w.add_inputs(self.inputs)
-        w.job.succeeded.connect(lambda *_: QTimer.singleShot(0, self.reconstruct))
-        w.job.failed.connect(self.fail)
+        w.loader.add_inputs(self.inputs)
+        w.jobs.current.succeeded.connect(lambda *_: QTimer.singleShot(0, self.reconstruct))
+        w.jobs.current.failed.connect(self.fail)
 
     def reconstruct(self) -> None:
         w = self.window
@@ -32,16 +32,16 @@ class ScriptedRun:
             self.fail("no model could be loaded")
             return
         w.reconstruct()
-        w.job.succeeded.connect(lambda *_: QTimer.singleShot(200, self.finish))
-        w.job.failed.connect(self.fail)
-        w.job.cancelled.connect(lambda: self.fail("cancelled"))
+        w.jobs.current.succeeded.connect(lambda *_: QTimer.singleShot(200, self.finish))
+        w.jobs.current.failed.connect(self.fail)
+        w.jobs.current.cancelled.connect(lambda: self.fail("cancelled"))
 
     def finish(self) -> None:
         w = self.window
         w.view.reset_view()
         QApplication.processEvents()
         if self.screenshot:
-            path = w.save_screenshot(self.screenshot, self.scale)
+            path = w.exports.save_screenshot(self.screenshot, self.scale)
             print(f"saved {path}")
         if self.quit_after:
             QApplication.instance().quit()

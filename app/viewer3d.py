@@ -17,6 +17,11 @@ from vispy.visuals.filters import TextureFilter
 from vispy.visuals.transforms import MatrixTransform
 
 from zipmap_core.io.reconstruction import Reconstruction
+from zipmap_core.model.geometry import (
+    frustum_corners,
+    frustum_segments,
+    intrinsics_from_fov,
+)
 
 # row-vector matrix: (x, y, z) -> (x, z, -y)
 OPENCV_TO_ZUP = np.array([[1, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], np.float32)
@@ -42,22 +47,7 @@ class VirtualCamera:
     name: str = "virtual"
 
     def intrinsics(self) -> np.ndarray:
-        f = (self.height / 2) / math.tan(math.radians(self.fov_y_deg) / 2)
-        return np.array([[f, 0, self.width / 2], [0, f, self.height / 2], [0, 0, 1]], np.float32)
-
-
-def frustum_corners(c2w: np.ndarray, k: np.ndarray, hw: tuple[int, int], size: float) -> np.ndarray:
-    """Apex and the image plane's 4 corners [5, 3] at distance `size` (world coordinates)."""
-    h, w = hw
-    px = np.array([[0, 0, 1], [w, 0, 1], [w, h, 1], [0, h, 1]], np.float64)
-    rays = px @ np.linalg.inv(k).T * size
-    return np.vstack([c2w[:3, 3], rays @ c2w[:3, :3].T + c2w[:3, 3]]).astype(np.float32)
-
-
-def frustum_segments(corners: np.ndarray) -> np.ndarray:
-    apex, c = corners[0], corners[1:]
-    segs = [(apex, c[i]) for i in range(4)] + [(c[i], c[(i + 1) % 4]) for i in range(4)]
-    return np.array(segs, np.float32).reshape(-1, 3)
+        return intrinsics_from_fov(self.fov_y_deg, (self.height, self.width)).numpy()
 
 
 MAX_FIT_STEP_BACK = 1.6
@@ -143,7 +133,7 @@ class SceneView:
         segs = []
         for i in range(recon.num_frames):
             corners = frustum_corners(c2w[i], recon.intrinsics[i], recon.image_hw, size)
-            segs.append(frustum_segments(corners))
+            segs.append(frustum_segments(corners).reshape(-1, 3))
             quad = corners[1:]
             mesh = scene.visuals.Mesh(vertices=quad, faces=np.array([[0, 1, 2], [0, 2, 3]], np.uint32),
                                       color=(1, 1, 1, 1), parent=self.world, shading=None)
@@ -401,7 +391,7 @@ class SceneView:
         size = 0.15 * self._scale
         for i, cam in enumerate(cams):
             corners = frustum_corners(cam.c2w, cam.intrinsics(), (cam.height, cam.width), size)
-            s = frustum_segments(corners)
+            s = frustum_segments(corners).reshape(-1, 3)
             segs.append(s)
             colors.append(np.tile(SELECTED_COLOR if i == selected else VIRTUAL_COLOR, (len(s), 1)))
         self.virtual.set_data(pos=np.concatenate(segs), color=np.concatenate(colors).astype(np.float32), connect="segments")

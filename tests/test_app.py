@@ -25,9 +25,10 @@ from PySide6.QtGui import QDropEvent  # noqa: E402
 
 from app import viewer3d as view_module  # noqa: E402
 from app.main_window import MainWindow  # noqa: E402
-from app.viewer3d import SELECTED_COLOR, VIRTUAL_COLOR, frustum_corners  # noqa: E402
+from app.viewer3d import SELECTED_COLOR, VIRTUAL_COLOR  # noqa: E402
 from zipmap_core.io.checkpoints import save_model  # noqa: E402
 from zipmap_core.model.config import tiny_config  # noqa: E402
+from zipmap_core.model.geometry import frustum_corners  # noqa: E402
 from zipmap_core.model.zipmap import ZipMap  # noqa: E402
 from zipmap_core.pipeline.reconstructor import Reconstructor  # noqa: E402
 
@@ -47,7 +48,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 def window(qtbot, tmp_path, tiny_checkpoint):
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     w = MainWindow(str(tiny_checkpoint), settings=settings)
-    w.ask_video_sampling = False
+    w.loader.ask_video_sampling = False
     w.resize(1000, 700)
     qtbot.addWidget(w)
     w.show()
@@ -65,9 +66,9 @@ def drop(window, paths) -> None:
 
 def load_and_reconstruct(qtbot, window, paths) -> None:
     drop(window, paths)
-    qtbot.waitUntil(lambda: len(window.frames) > 0 and not window.job.running, timeout=20000)
+    qtbot.waitUntil(lambda: len(window.loader.frames) > 0 and not window.jobs.current.running, timeout=20000)
     window.reconstruct()
-    qtbot.waitUntil(lambda: window.recon is not None and not window.job.running, timeout=120000)
+    qtbot.waitUntil(lambda: window.recon is not None and not window.jobs.current.running, timeout=120000)
 
 
 def frame(window) -> np.ndarray:
@@ -78,7 +79,7 @@ def frame(window) -> np.ndarray:
 def test_drop_reconstruct_and_render(qtbot, window, tmp_path):
     empty = frame(window)
     load_and_reconstruct(qtbot, window, SAMPLES[:6])
-    assert len(window.frames) == 6 and window.recon.num_frames == 6
+    assert len(window.loader.frames) == 6 and window.recon.num_frames == 6
     assert not window.windowIcon().isNull()
     shown = frame(window)
     changed = np.abs(shown - empty).sum(-1) > 30
@@ -96,8 +97,8 @@ def test_dropping_a_video_adds_its_sampled_frames(qtbot, window, tmp_path):
 
     video = write_video(tmp_path / "walk.mp4", 12, fps=4.0)
     drop(window, [video])  # without asking (fixture): one frame per second
-    qtbot.waitUntil(lambda: len(window.frames) > 0 and not window.job.running, timeout=20000)
-    assert [f.name for f in window.frames] == ["walk.mp4#t=0.00s", "walk.mp4#t=1.00s", "walk.mp4#t=2.00s"]
+    qtbot.waitUntil(lambda: len(window.loader.frames) > 0 and not window.jobs.current.running, timeout=20000)
+    assert [f.name for f in window.loader.frames] == ["walk.mp4#t=0.00s", "walk.mp4#t=1.00s", "walk.mp4#t=2.00s"]
     assert window.inputs.list.count() == 3 and "3 images loaded" in window.status_info.text()
 
 
@@ -186,7 +187,7 @@ def test_cancel_keeps_the_previous_scene(qtbot, window):
     old = window.recon
     window.reconstruct()
     window.cancel()
-    qtbot.waitUntil(lambda: not window.job.running, timeout=60000)
+    qtbot.waitUntil(lambda: not window.jobs.current.running, timeout=60000)
     assert window.recon is old
     assert any("cancelled" in m for m in window.messages)
 
@@ -195,7 +196,7 @@ def test_corrupt_file_is_reported_and_skipped(qtbot, window, tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 20)
     drop(window, [*SAMPLES[:3], bad])
-    qtbot.waitUntil(lambda: len(window.frames) == 3, timeout=20000)
+    qtbot.waitUntil(lambda: len(window.loader.frames) == 3, timeout=20000)
     assert any("broken.png" in m for m in window.messages)
 
 
@@ -205,7 +206,7 @@ def test_empty_folder_gives_a_clear_message(qtbot, window, tmp_path):
     drop(window, [empty])
     qtbot.waitUntil(lambda: bool(window.messages), timeout=10000)
     assert "no usable images" in window.messages[-1]
-    assert window.frames == []
+    assert window.loader.frames == []
 
 
 def test_screenshots_at_requested_size(qtbot, window, tmp_path):
@@ -213,7 +214,7 @@ def test_screenshots_at_requested_size(qtbot, window, tmp_path):
     w, h = window.view.canvas.size
     shots = {}
     for scale in (1.0, 2.0):
-        path = window.save_screenshot(tmp_path / f"shot{scale}.png", scale)
+        path = window.exports.save_screenshot(tmp_path / f"shot{scale}.png", scale)
         img = Image.open(path).convert("RGB")
         assert (img.height, img.width) == (round(h * scale), round(w * scale))
         shots[scale] = np.asarray(img.resize((w, h), Image.Resampling.BOX)).astype(float)
@@ -224,7 +225,7 @@ def test_screenshots_at_requested_size(qtbot, window, tmp_path):
 
 def test_event_loop_stays_responsive_during_reconstruction(qtbot, window):
     drop(window, SAMPLES)
-    qtbot.waitUntil(lambda: len(window.frames) == len(SAMPLES) and not window.job.running, timeout=20000)
+    qtbot.waitUntil(lambda: len(window.loader.frames) == len(SAMPLES) and not window.jobs.current.running, timeout=20000)
     ticks: list[float] = []
     timer = QTimer()
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
@@ -233,8 +234,8 @@ def test_event_loop_stays_responsive_during_reconstruction(qtbot, window):
     window.model_panel.resolution.setValue(448)
     window.reconstruct()
     # the run ends when the worker reports "done"; drawing the new scene afterwards is not the run
-    window.job.progress.connect(lambda stage, *_: timer.stop() if stage == "done" else None)
-    qtbot.waitUntil(lambda: not window.job.running, timeout=120000)
+    window.jobs.current.progress.connect(lambda stage, *_: timer.stop() if stage == "done" else None)
+    qtbot.waitUntil(lambda: not window.jobs.current.running, timeout=120000)
     timer.stop()
     gaps = np.diff(ticks)
     assert len(gaps) > 10
@@ -252,13 +253,13 @@ def test_click_places_virtual_camera_and_panel_renders(qtbot, window):
     screen = window.view.points.get_transform("visual", "canvas").map(pos[len(pos) // 2][None])[0]
     x, y = screen[:2] / screen[3]
     qtbot.mouseClick(window.view.widget, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ControlModifier, QPoint(int(x), int(y)))
-    qtbot.waitUntil(lambda: len(window.virtual_cameras) == 1, timeout=5000)
+    qtbot.waitUntil(lambda: len(window.cameras.virtual_cameras) == 1, timeout=5000)
     qtbot.waitUntil(lambda: window.novel.rgb.data is not None, timeout=30000)
     first_rgb, first_depth = window.novel.rgb.data.copy(), window.novel.depth.data.copy()
     assert first_rgb.shape[:2] == first_depth.shape == window.novel.size()
-    before = window.renderer.started_count
-    window.move_virtual(right=4, yaw_deg=20)
-    qtbot.waitUntil(lambda: window.renderer.started_count > before and not window.renderer.busy, timeout=30000)
+    before = window.cameras.renderer.started_count
+    window.cameras.move(right=4, yaw_deg=20)
+    qtbot.waitUntil(lambda: window.cameras.renderer.started_count > before and not window.cameras.renderer.busy, timeout=30000)
     assert np.abs(window.novel.rgb.data - first_rgb).sum() > 0
     assert np.abs(window.novel.depth.data - first_depth).sum() > 0
     assert "scene state" in window.novel.status.text()
@@ -268,8 +269,8 @@ def test_alt_drag_moves_the_selected_virtual_camera_and_not_the_view(qtbot, wind
     from vispy.util import keys
 
     load_and_reconstruct(qtbot, window, SAMPLES[:3])
-    window.add_virtual_from_view()
-    cam = window.virtual_cameras[window.selected_virtual]
+    window.cameras.add_from_view()
+    cam = window.cameras.virtual_cameras[window.cameras.selected]
     start, view_before = cam.c2w.copy(), (window.view.view.camera.azimuth, window.view.view.camera.elevation)
     canvas = window.view.canvas
     width = canvas.size[0]
@@ -288,7 +289,7 @@ def test_alt_drag_moves_the_selected_virtual_camera_and_not_the_view(qtbot, wind
     drag(2, 0, -width / 4)  # right button upwards: forward along the viewing axis
     assert np.allclose(cam.c2w[:, 3] - start[:, 3] - moved, 5 * step * start[:, 2], atol=1e-4 * step)
     assert (window.view.view.camera.azimuth, window.view.view.camera.elevation) == view_before
-    qtbot.waitUntil(lambda: not window.renderer.busy, timeout=30000)
+    qtbot.waitUntil(lambda: not window.cameras.renderer.busy, timeout=30000)
 
 
 def test_clicking_a_virtual_frustum_selects_it_and_a_drag_does_not(qtbot, window):
@@ -296,16 +297,16 @@ def test_clicking_a_virtual_frustum_selects_it_and_a_drag_does_not(qtbot, window
     first = window.recon.cam_to_world[0].copy()
     second = first.copy()
     second[:, 3] += first[:, 0] * window.view._scale  # one scene depth to the first camera's right
-    window.add_virtual_camera(first)
-    window.add_virtual_camera(second)
+    window.cameras.add(first)
+    window.cameras.add(second)
     window.view.reset_view()
-    assert window.selected_virtual == 1
+    assert window.cameras.selected == 1
     size = 0.15 * window.view._scale
-    centre = frustum_corners(first, window.virtual_cameras[0].intrinsics(), (84, 112), size).mean(0)
+    centre = frustum_corners(first, window.cameras.virtual_cameras[0].intrinsics(), (84, 112), size).mean(0)
     screen = window.view.frusta.get_transform("visual", "canvas").map(centre[None])[0]
     x, y = (screen[:2] / screen[3]).round().astype(int)
     other = window.view.frusta.get_transform("visual", "canvas").map(
-        frustum_corners(second, window.virtual_cameras[1].intrinsics(), (84, 112), size).mean(0)[None])[0]
+        frustum_corners(second, window.cameras.virtual_cameras[1].intrinsics(), (84, 112), size).mean(0)[None])[0]
     assert np.linalg.norm(other[:2] / other[3] - (x, y)) > 72  # the two frusta are apart on screen
     widget = window.view.widget
     # a drag that starts on the frustum orbits the view and selects nothing
@@ -313,36 +314,36 @@ def test_clicking_a_virtual_frustum_selects_it_and_a_drag_does_not(qtbot, window
     qtbot.mousePress(widget, Qt.MouseButton.LeftButton, pos=QPoint(x, y))
     qtbot.mouseMove(widget, QPoint(x + 40, y))
     qtbot.mouseRelease(widget, Qt.MouseButton.LeftButton, pos=QPoint(x + 40, y))
-    assert window.selected_virtual == 1 and window.view.view.camera.azimuth != azimuth
+    assert window.cameras.selected == 1 and window.view.view.camera.azimuth != azimuth
     window.view.reset_view()
     # a click on empty canvas keeps the selection, a click on the frustum selects it
     qtbot.mouseClick(widget, Qt.MouseButton.LeftButton, pos=QPoint(3, 3))
-    assert window.selected_virtual == 1
+    assert window.cameras.selected == 1
     qtbot.mouseClick(widget, Qt.MouseButton.LeftButton, pos=QPoint(x, y))
-    assert window.selected_virtual == 0 and window.novel.cameras.currentRow() == 0
+    assert window.cameras.selected == 0 and window.novel.cameras.currentRow() == 0
     colours = np.asarray(window.view.virtual.color)  # the first frustum's 16 segment ends now drawn as selected
     assert np.allclose(colours[:16], SELECTED_COLOR) and np.allclose(colours[16:], VIRTUAL_COLOR)
-    qtbot.waitUntil(lambda: not window.renderer.busy, timeout=30000)
+    qtbot.waitUntil(lambda: not window.cameras.renderer.busy, timeout=30000)
 
 
 def test_live_rendering_never_queues_more_than_one(qtbot, window):
     load_and_reconstruct(qtbot, window, SAMPLES[:3])
-    window.add_virtual_from_view()
+    window.cameras.add_from_view()
     for _ in range(20):
-        window.move_virtual(forward=0.2)
-        assert window.renderer.pending <= 1
-    qtbot.waitUntil(lambda: not window.renderer.busy, timeout=30000)
-    assert window.renderer.started_count <= 3
+        window.cameras.move(forward=0.2)
+        assert window.cameras.renderer.pending <= 1
+    qtbot.waitUntil(lambda: not window.cameras.renderer.busy, timeout=30000)
+    assert window.cameras.renderer.started_count <= 3
 
 
 def test_scene_round_trip_and_exports_from_the_window(qtbot, window, tmp_path):
     load_and_reconstruct(qtbot, window, SAMPLES[:3])
-    window.export_to("ply", str(tmp_path / "points.ply"))
-    qtbot.waitUntil(lambda: not window.job.running, timeout=30000)
+    window.exports.export_to("ply", str(tmp_path / "points.ply"))
+    qtbot.waitUntil(lambda: not window.jobs.current.running, timeout=30000)
     assert (tmp_path / "points.ply").exists()
     path = window.recon.save(tmp_path / "scene.zipmap")
-    window.open_scene(str(path))
-    qtbot.waitUntil(lambda: not window.job.running, timeout=30000)
+    window.scenes.open_scene(str(path))
+    qtbot.waitUntil(lambda: not window.jobs.current.running, timeout=30000)
     assert window.recon.state is not None and window.settings.value("recent")[0] == str(path)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import trimesh
 
+from ..model.geometry import frustum_corners, frustum_segments
 from .atomic import atomic_folder, atomic_path
 from .reconstruction import Reconstruction
 
@@ -42,17 +43,6 @@ def export_ply(recon: Reconstruction, path: str | Path, percentile: float = 0.0,
     return Path(path)
 
 
-def frustum_lines(c2w: np.ndarray, k: np.ndarray, hw: tuple[int, int], size: float) -> np.ndarray:
-    """Line segments [8, 2, 3] of one camera's frustum (apex to 4 corners, image rectangle)."""
-    h, w = hw
-    corners_px = np.array([[0, 0, 1], [w, 0, 1], [w, h, 1], [0, h, 1]], np.float64)
-    rays = corners_px @ np.linalg.inv(k).T
-    corners = (rays * size) @ c2w[:3, :3].T + c2w[:3, 3]
-    apex = c2w[:3, 3]
-    segs = [(apex, c) for c in corners] + [(corners[i], corners[(i + 1) % 4]) for i in range(4)]
-    return np.array(segs)
-
-
 def scene_scale(recon: Reconstruction) -> float:
     """A length for drawing and meshing: the median camera-to-point distance."""
     d = recon.depth[np.isfinite(recon.depth)]
@@ -67,7 +57,7 @@ def export_glb(recon: Reconstruction, path: str | Path, percentile: float = 0.0,
     size = 0.15 * scene_scale(recon)
     c2w = recon.cam_to_world
     for i in range(recon.num_frames):
-        segs = frustum_lines(c2w[i], recon.intrinsics[i], recon.image_hw, size)
+        segs = frustum_segments(frustum_corners(c2w[i], recon.intrinsics[i], recon.image_hw, size)).astype(np.float64)
         path3d = trimesh.load_path(segs)
         path3d.colors = np.tile([255, 140, 0, 255], (len(path3d.entities), 1))
         scene.add_geometry(path3d, node_name=f"camera_{i:03d}")

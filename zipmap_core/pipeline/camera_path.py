@@ -68,7 +68,7 @@ def render_frames(rec, recon: Reconstruction, poses: np.ndarray, k: np.ndarray, 
     ks = np.broadcast_to(np.asarray(k, np.float32), (len(poses), 3, 3))
     if rec is not None and rec.model.can_render and recon.state is not None:
         return "scene state", rec.render_views(recon, poses, ks, size)
-    return "point-cloud fallback", splat_render(recon, poses, ks, size)
+    return "point-cloud fallback (no novel-view head or no scene state)", splat_render(recon, poses, ks, size)
 
 
 def render_path(

@@ -1,0 +1,66 @@
+"""Everything the window writes for the user to take elsewhere: exports (PLY, GLB, mesh, COLMAP,
+nerfstudio) and screenshots. The writing is the engine's (atomic, verified); this is the asking."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PySide6.QtWidgets import QFileDialog, QInputDialog
+
+from zipmap_core.io.atomic import atomic_path
+from zipmap_core.io.exporters import export
+
+from .jobs import Job
+
+if TYPE_CHECKING:
+    from .main_window import MainWindow
+
+
+def save_png(image: np.ndarray, path: str | Path) -> Path:
+    """PNG through the engine's atomic writer (8-bit RGB(A) or 16-bit grey)."""
+    from PIL import Image
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format="PNG")
+    return Path(path)
+
+
+class ExportController:
+    def __init__(self, window: "MainWindow") -> None:
+        self.w = window
+
+    def export_dialog(self, fmt: str) -> None:
+        if self.w.recon is None:
+            self.w.notify("There is no scene to export yet.")
+            return
+        if fmt in ("colmap", "nerfstudio"):
+            path = QFileDialog.getExistingDirectory(self.w, f"Export {fmt} into a new folder")
+            path = str(Path(path) / f"{fmt}_export") if path else ""
+        else:
+            suffix = {"ply": "ply", "glb": "glb", "mesh": "ply"}[fmt]
+            path, _ = QFileDialog.getSaveFileName(self.w, f"Export {fmt}", f"scene.{suffix}")
+        if path:
+            self.export_to(fmt, path)
+
+    def export_to(self, fmt: str, path: str) -> Job:
+        recon, pct = self.w.recon, float(self.w.view_panel.confidence.value())
+        job = Job(export, recon, fmt, path, percentile=pct)
+        job.succeeded.connect(lambda p: self.w.status_info.setText(f"exported {fmt}: {p}"))
+        job.failed.connect(lambda msg: self.w.notify(f"Export failed; nothing was written.\n{msg}"))
+        job.cancelled.connect(lambda: self.w.notify("Export cancelled; nothing was written."))
+        self.w.jobs.run(job, f"export {fmt}")
+        return job
+
+    def screenshot_dialog(self) -> None:
+        scale, ok = QInputDialog.getItem(self.w, "Save screenshot", "Size:", ["1x (window)", "2x", "4x"], 0, False)
+        if not ok:
+            return
+        path, _ = QFileDialog.getSaveFileName(self.w, "Save screenshot", "screenshot.png", "PNG (*.png)")
+        if path:
+            self.save_screenshot(path, float(scale[0]))
+
+    def save_screenshot(self, path: str | Path, scale: float = 1.0) -> Path:
+        image = self.w.view.render_image(scale)
+        return save_png(image[..., :3].copy(), path)

@@ -1,0 +1,222 @@
+"""Virtual cameras: placing (Ctrl+click, V), selecting (click, list), moving (Alt+drag, keys),
+their novel views (rendered in the background, newest request only), saving a view, and
+rendering a camera path. The rendering itself is the engine's `camera_path.render_frames`."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFileDialog
+
+from zipmap_core.io.atomic import atomic_path
+from zipmap_core.pipeline.camera_path import (
+    look_at,
+    orbit_path,
+    path_through,
+    render_frames,
+    render_path,
+)
+
+from .exports import save_png
+from .jobs import Job, LatestOnly
+from .viewer3d import VirtualCamera
+
+if TYPE_CHECKING:
+    from .main_window import MainWindow
+
+CLICK_SLOP_PX = 4  # a press and release closer than this is a click, not an orbit drag
+KEY_MOVES = {Qt.Key.Key_I: dict(forward=1), Qt.Key.Key_K: dict(forward=-1), Qt.Key.Key_J: dict(right=-1),
+             Qt.Key.Key_L: dict(right=1), Qt.Key.Key_U: dict(down=-1), Qt.Key.Key_O: dict(down=1),
+             Qt.Key.Key_Comma: dict(yaw_deg=-5), Qt.Key.Key_Period: dict(yaw_deg=5)}
+
+
+class VirtualCameraController:
+    def __init__(self, window: "MainWindow") -> None:
+        self.w = window
+        self.virtual_cameras: list[VirtualCamera] = []
+        self.selected = -1
+        self.renderer = LatestOnly(render_frames)
+        self.renderer.result.connect(self._show_render)
+        self.renderer.failed.connect(lambda msg: window.notify(f"Rendering failed: {msg}"))
+        novel, events = window.novel, window.view.canvas.events
+        novel.add_from_view.connect(self.add_from_view)
+        novel.selection_changed.connect(self.select)
+        novel.settings_changed.connect(self._settings_changed)
+        novel.remove_requested.connect(self.remove)
+        novel.save_requested.connect(self.save_novel_view_dialog)
+        novel.path_requested.connect(self.render_path_dialog)
+        events.mouse_press.connect(self._on_mouse_press)
+        events.mouse_release.connect(self._on_mouse_release)
+        events.mouse_move.connect(self._on_mouse_drag)
+
+    @property
+    def current(self) -> VirtualCamera | None:
+        return self.virtual_cameras[self.selected] if 0 <= self.selected < len(self.virtual_cameras) else None
+
+    def clear(self) -> None:
+        self.virtual_cameras, self.selected = [], -1
+        self._refresh()
+
+    # ---- placing, selecting, moving ------------------------------------------------------------------
+    def add(self, c2w: np.ndarray) -> None:
+        h, w = self.w.novel.size()
+        cam = VirtualCamera(np.asarray(c2w, np.float32)[:3, :4], float(self.w.novel.fov.value()), w, h,
+                            f"virtual {len(self.virtual_cameras) + 1}")
+        self.virtual_cameras.append(cam)
+        self.selected = len(self.virtual_cameras) - 1
+        self._refresh()
+        self.request_render()
+
+    def add_from_view(self) -> None:
+        if self.w.recon is not None:
+            self.add(self.w.view.view_c2w())
+
+    def place_at(self, canvas_xy: tuple[float, float]) -> bool:
+        """Camera at the current viewpoint looking at the point under the cursor."""
+        point = self.w.view.pick_point(canvas_xy)
+        if point is None:
+            return False
+        eye, _ = self.w.view.camera_pose()
+        self.add(look_at(eye, point))
+        return True
+
+    def select(self, index: int, from_list: bool = True) -> None:
+        self.selected = index
+        self._refresh(names=not from_list)
+        self.request_render()
+
+    def select_at(self, canvas_xy: tuple[float, float]) -> bool:
+        """Selects the virtual camera whose frustum was clicked (the list follows)."""
+        index = self.w.view.virtual_at(canvas_xy)
+        if index is None:
+            return False
+        if index != self.selected:
+            self.select(index, from_list=False)
+        return True
+
+    def remove(self, index: int) -> None:
+        if 0 <= index < len(self.virtual_cameras):
+            del self.virtual_cameras[index]
+            self.selected = min(self.selected, len(self.virtual_cameras) - 1)
+            self._refresh()
+
+    def move(self, forward: float = 0, right: float = 0, down: float = 0, yaw_deg: float = 0) -> None:
+        """Moves the selected virtual camera in its own frame (steps of 5% of the scene depth)."""
+        cam = self.current
+        if cam is None:
+            return
+        step = 0.05 * self.w.view._scale
+        c2w = cam.c2w.copy()
+        c2w[:, 3] += step * (forward * c2w[:, 2] + right * c2w[:, 0] + down * c2w[:, 1])
+        if yaw_deg:
+            a = math.radians(yaw_deg)
+            rot = np.array([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]], np.float32)
+            c2w[:, :3] = c2w[:, :3] @ rot
+        cam.c2w = c2w
+        self._refresh(names=False)
+        if self.w.novel.live.isChecked():
+            self.request_render()
+
+    def handle_key(self, key) -> bool:
+        if key not in KEY_MOVES:
+            return False
+        self.move(**KEY_MOVES[key])
+        return True
+
+    def _settings_changed(self) -> None:
+        cam = self.current
+        if cam is not None:
+            cam.fov_y_deg = float(self.w.novel.fov.value())
+            cam.height, cam.width = self.w.novel.size()
+            self._refresh(names=False)
+            self.request_render()
+
+    def _refresh(self, names: bool = True) -> None:
+        if names:
+            self.w.novel.set_camera_names([c.name for c in self.virtual_cameras], self.selected)
+        self.w.view.set_virtual_cameras(self.virtual_cameras, self.selected)
+
+    # ---- novel views ------------------------------------------------------------------------------------
+    def request_render(self) -> None:
+        cam = self.current
+        if self.w.recon is None or cam is None:
+            return
+        key = (self.selected, time.monotonic())
+        self.renderer.request(key, self.w.rec, self.w.recon, cam.c2w[None].copy(), cam.intrinsics(), (cam.height, cam.width))
+
+    def _show_render(self, key, value) -> None:
+        label, views = value
+        self.w.novel.show_views(views, f"{label}: {views.rgb.shape[2]}x{views.rgb.shape[1]}")
+
+    def save_novel_view_dialog(self) -> None:
+        if self.w.novel.last is None:
+            self.w.notify("Place a virtual camera first.")
+            return
+        path, _ = QFileDialog.getSaveFileName(self.w, "Save novel view", "novel_view.png", "PNG (*.png)")
+        if path:
+            self.save_novel_view(path)
+
+    def save_novel_view(self, path: str | Path) -> list[Path]:
+        """RGB PNG, depth as 16-bit PNG (millimetres of scene units, scale in a JSON) and .npy."""
+        views = self.w.novel.last
+        assert views is not None
+        path = Path(path)
+        stem = path.with_suffix("")
+        rgb = (np.clip(views.rgb[0], 0, 1) * 255 + 0.5).astype(np.uint8)
+        depth = views.depth[0]
+        scale = 1000.0 if np.nanmax(depth) * 1000 < 65535 else 65535 / float(np.nanmax(depth))
+        out = [save_png(rgb, path), save_png((np.clip(depth * scale, 0, 65535) + 0.5).astype(np.uint16), f"{stem}_depth.png")]
+        with atomic_path(f"{stem}_depth.npy") as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, depth.astype(np.float32))
+        with atomic_path(f"{stem}_depth.json") as tmp:
+            tmp.write_text(json.dumps({"depth_png_units_per_scene_unit": scale}))
+        return out + [Path(f"{stem}_depth.npy")]
+
+    def render_path_dialog(self) -> None:
+        if self.w.recon is None:
+            return
+        folder = QFileDialog.getExistingDirectory(self.w, "Render camera path into folder")
+        if not folder:
+            return
+        cams = self.virtual_cameras
+        poses = path_through([c.c2w for c in cams], 60) if len(cams) >= 2 else orbit_path(self.w.recon, 60)
+        h, w = self.w.novel.size()
+        k = VirtualCamera(np.eye(4)[:3], float(self.w.novel.fov.value()), w, h).intrinsics()
+        job = Job(render_path, self.w.rec, self.w.recon, poses, k, (h, w), folder)
+        job.succeeded.connect(lambda p: self.w.status_info.setText(f"rendered path to {p}"))
+        job.failed.connect(lambda msg: self.w.notify(f"Path rendering failed:\n{msg}"))
+        self.w.jobs.run(job, "render path")
+
+    # ---- mouse ------------------------------------------------------------------------------------------
+    def _on_mouse_press(self, event) -> None:
+        if event.button == 1 and "Control" in [k.name for k in event.modifiers]:
+            self.place_at(tuple(event.pos[:2]))
+
+    def _on_mouse_release(self, event) -> None:
+        """A plain left click (no drag) on a virtual camera's frustum selects it; a drag orbits."""
+        press = getattr(event, "press_event", None)
+        if event.button != 1 or press is None or event.modifiers:
+            return
+        if np.linalg.norm(np.asarray(event.pos[:2], float) - np.asarray(press.pos[:2], float)) <= CLICK_SLOP_PX:
+            self.select_at(tuple(event.pos[:2]))
+
+    def _on_mouse_drag(self, event) -> None:
+        """Alt+left drag moves the selected virtual camera across its image plane, Alt+right drag
+        forward and back; the turntable ignores modified left and right drags, so the view stays."""
+        last = getattr(event, "last_event", None)
+        buttons = getattr(event, "buttons", None) or []
+        if last is None or not buttons or "Alt" not in [k.name for k in event.modifiers]:
+            return
+        dx, dy = (np.asarray(event.pos[:2], float) - np.asarray(last.pos[:2], float)) / max(self.w.view.canvas.size[0], 1)
+        # a drag across the whole canvas moves the camera by the scene's scale (20 steps of 5 %)
+        if 1 in buttons:
+            self.move(right=20 * dx, down=20 * dy)
+        elif 2 in buttons:
+            self.move(forward=-20 * dy)

@@ -1,0 +1,57 @@
+"""The house rules that keep the layers readable: the engine never imports Qt or the app, every
+import inside the engine points down its floors, and no module grows into a god module."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# ground floor first; a module may import its own floor and those below it
+FLOORS = {"model": 0, "io": 1, "pipeline": 2, "training": 3}
+GROUND = {"device", "cancel", "resources"}  # small shared modules below every floor
+MAX_LINES = 430
+
+
+def _imports(path: Path) -> list[str]:
+    """Absolute dotted names of everything `path` imports (relative imports resolved)."""
+    package = list(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            names += [module] + [f"{module}.{alias.name}" for alias in node.names]
+    return names
+
+
+def _floor(dotted: str) -> int | None:
+    parts = dotted.split(".")
+    if parts[0] != "zipmap_core" or len(parts) < 2:
+        return None
+    if parts[1] in GROUND:
+        return -1
+    return FLOORS.get(parts[1], 9)  # bench, cli: the top
+
+
+def test_engine_never_imports_qt_or_the_app():
+    for path in (ROOT / "zipmap_core").rglob("*.py"):
+        bad = [n for n in _imports(path) if n.split(".")[0] in ("PySide6", "PyQt5", "PyQt6", "app", "vispy", "pyqtgraph", "superqt")]
+        assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+
+
+def test_engine_imports_point_down():
+    for path in (ROOT / "zipmap_core").rglob("*.py"):
+        own = _floor(".".join(path.relative_to(ROOT).with_suffix("").parts))
+        if own is None or path.name == "__init__.py" and path.parent.name == "zipmap_core":
+            continue
+        up = [n for n in _imports(path) if (f := _floor(n)) is not None and f > own]
+        assert not up, f"{path.relative_to(ROOT)} (floor {own}) imports from above: {up}"
+
+
+def test_no_god_modules():
+    long = {str(p.relative_to(ROOT)): n for d in ("zipmap_core", "app") for p in (ROOT / d).rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines: {long}"
