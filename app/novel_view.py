@@ -42,6 +42,10 @@ class ImagePane(pg.GraphicsLayoutWidget):
             self.bar.setImageItem(self.item, insert_in=self.plot)
         self.data: np.ndarray | None = None
 
+    def clear_image(self) -> None:
+        self.data = None
+        self.item.clear()
+
     def show_array(self, data: np.ndarray) -> None:
         self.data = data
         if data.ndim == 3:
@@ -138,6 +142,13 @@ class NovelViewPanel(QGroupBox):
         self.rgb.show_array(views.rgb[0])
         self.depth.show_array(views.depth[0])
         self.confidence.show_array(views.confidence[0])
+        self.status.setText(label)
+
+    def clear_views(self, label: str = "") -> None:
+        """Empties the panes: views of a scene that was replaced must not stay on screen."""
+        self.last = None
+        for pane in (self.rgb, self.depth, self.confidence):
+            pane.clear_image()
         self.status.setText(label)
 
     def size(self) -> tuple[int, int]:  # type: ignore[override]

@@ -41,6 +41,7 @@ class VirtualCameraController:
         self.w = window
         self.virtual_cameras: list[VirtualCamera] = []
         self.selected = -1
+        self._generation = 0  # of the scene; renders requested for an older one are dropped
         self.renderer = LatestOnly(render_frames)
         self.renderer.result.connect(self._show_render)
         self.renderer.failed.connect(lambda msg: window.notify(f"Rendering failed: {msg}"))
@@ -60,8 +61,11 @@ class VirtualCameraController:
         return self.virtual_cameras[self.selected] if 0 <= self.selected < len(self.virtual_cameras) else None
 
     def clear(self) -> None:
+        """A new scene: its virtual cameras and their views go (a render still in flight too)."""
         self.virtual_cameras, self.selected = [], -1
+        self._generation += 1
         self._refresh()
+        self.w.novel.clear_views("new scene: place a virtual camera (Ctrl+click or V)")
 
     # ---- placing, selecting, moving ------------------------------------------------------------------
     def add(self, c2w: np.ndarray) -> None:
@@ -147,10 +151,12 @@ class VirtualCameraController:
         cam = self.current
         if self.w.recon is None or cam is None:
             return
-        key = (self.selected, time.monotonic())
+        key = (self._generation, self.selected, time.monotonic())
         self.renderer.request(key, self.w.rec, self.w.recon, cam.c2w[None].copy(), cam.intrinsics(), (cam.height, cam.width))
 
     def _show_render(self, key, value) -> None:
+        if key[0] != self._generation:
+            return
         label, views = value
         self.w.novel.show_views(views, f"{label}: {views.rgb.shape[2]}x{views.rgb.shape[1]}")
 

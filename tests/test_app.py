@@ -265,6 +265,19 @@ def test_click_places_virtual_camera_and_panel_renders(qtbot, window):
     assert "scene state" in window.novel.status.text()
 
 
+def test_reconstructing_again_clears_the_old_scenes_novel_views(qtbot, window):
+    load_and_reconstruct(qtbot, window, SAMPLES[:3])
+    window.cameras.add_from_view()
+    qtbot.waitUntil(lambda: window.novel.rgb.data is not None and not window.cameras.renderer.busy, timeout=30000)
+    assert window.novel.last is not None
+    window.reconstruct()
+    qtbot.waitUntil(lambda: not window.jobs.current.running, timeout=120000)
+    qtbot.wait(200)  # a render still in flight for the old scene must not come back
+    assert window.cameras.virtual_cameras == [] and window.novel.last is None
+    assert window.novel.rgb.data is None and window.novel.depth.data is None and window.novel.confidence.data is None
+    assert window.novel.rgb.item.image is None and "new scene" in window.novel.status.text()
+
+
 def test_alt_drag_moves_the_selected_virtual_camera_and_not_the_view(qtbot, window):
     from vispy.util import keys
 

@@ -346,3 +346,12 @@ def test_benchmarks_run_and_report_what_they_measured(tmp_path):
     assert cli.main(["bench", "query", "--skip-full", "--repeats", "1", "--threads", "1", "-o", str(tmp_path)]) == 0
     rows = json.loads((tmp_path / "query.json").read_text())
     assert [r["config"] for r in rows] == ["small"] and len(rows[0]["times"]) == 1 and rows[0]["seconds"] > 0
+
+
+def test_progress_bars_show_counts_and_no_made_up_rate(capsys):
+    bar = cli.StageBar()
+    for done in range(5):
+        bar("encoder", done, 4 if done < 4 else 4)
+    bar.close()
+    err = capsys.readouterr().err
+    assert "encoder" in err and "4/4" in err and "/s" not in err and "step" not in err

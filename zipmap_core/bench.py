@@ -78,7 +78,7 @@ def measure_streaming(size: int, total: int, window: int, device: str) -> dict:
     per_window, frames_seen = [], []
     base = _rss_mb()
     rss = []
-    with torch.inference_mode():
+    with torch.inference_mode(), inference_precision(dev, fast_bf16_active()):
         for start in range(0, total, window):
             images = torch.rand(1, window, 3, size, size, device=dev)
             t0 = time.perf_counter()
@@ -182,7 +182,7 @@ def query_latency(config: str, size_hw: tuple[int, int], frames: int, repeats: i
     cfg.enable_nvs = True
     model = ZipMap(cfg).eval().to(dev)
     h, w = size_hw
-    with torch.inference_mode():
+    with torch.inference_mode(), inference_precision(dev, fast_bf16_active()):
         out = model(torch.rand(1, frames, 3, h, w, device=dev), window_size=0, chunk_frames=4)
         c2w = torch.eye(4)[None, :3].to(dev)
         rays = ray_conditions(c2w[None], intrinsics_from_fov(60, (h, w))[None, None].to(dev), (h, w))

@@ -44,7 +44,9 @@ class StageBar:
         if stage != self.stage:
             self.close()
             self.stage = stage
-            self.bar = tqdm(total=total, desc=f"{stage:>11}", unit="step", leave=False, file=sys.stderr)
+            # stages count blocks, frames or files of unequal cost: a rate per "step" would mislead
+            self.bar = tqdm(total=total, desc=f"{stage:>11}", leave=False, file=sys.stderr,
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}]")
         assert self.bar is not None
         self.bar.total = total
         self.bar.n = done
