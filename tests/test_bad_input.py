@@ -405,3 +405,12 @@ def test_generate_publishes_whole_scenes_and_reruns(tmp_path, monkeypatch):
                      "--height", "42", "-q"]) == 2
     assert (out / "scene_0000" / "ground_truth.npz").read_bytes() == first  # the old scene, whole
     assert (out / "scene_0000" / "cameras.json").exists() and sorted(os.listdir(out)) == ["scene_0000", "scene_0001"]
+
+
+def test_a_benchmark_that_fails_while_writing_keeps_the_previous_json(tmp_path, monkeypatch):
+    old = tmp_path / "scaling.json"
+    old.write_text('{"previous": true}')
+    monkeypatch.setattr(cli, "_run_bench", lambda args, bench: ("scaling", {"bad": object()}))
+    with pytest.raises(TypeError):  # not serialisable: fails half-way through the dump
+        cli.main(["bench", "scaling", "-o", str(tmp_path)])
+    assert old.read_text() == '{"previous": true}' and os.listdir(tmp_path) == ["scaling.json"]
