@@ -44,7 +44,14 @@ def expected_arrays(num_frames: int, hw: tuple[int, int]) -> dict[str, tuple[tup
 
 
 def available_memory() -> int:
-    """Bytes of physical memory free now (a bound for what one file may make us allocate)."""
+    """Bytes of memory available now, page cache included (Linux's MemAvailable): a bound for
+    what one file may make us allocate."""
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
@@ -91,6 +98,8 @@ def expected_bytes(num_frames: int, hw: tuple[int, int]) -> int:
 
 # ---- members -------------------------------------------------------------------------------------
 def _member(zf: zipfile.ZipFile, member: str, limit: int, name: str, what: str) -> bytes:
+    """A member's bytes, if its declared size is within `limit` and, read and parsed (about twice
+    its size), within the memory free now."""
     try:
         info = zf.getinfo(member)
     except KeyError:
@@ -100,6 +109,10 @@ def _member(zf: zipfile.ZipFile, member: str, limit: int, name: str, what: str) 
             f"{name} is damaged or hostile: {member} declares {info.file_size:,} bytes, more than {what} "
             f"({limit:,} bytes); it was not read"
         )
+    free = available_memory()
+    if 2 * info.file_size > free:
+        raise SceneFileError(f"{name} needs {2 * info.file_size / 2**30:.1f} GB of memory to open and "
+                             f"{free / 2**30:.1f} GB are free")
     return zf.read(member)
 
 
@@ -187,18 +200,12 @@ def read_scene(path: os.PathLike | str) -> tuple[dict, dict[str, np.ndarray], li
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise SceneFileError(f"{name} is damaged: its manifest is not JSON ({exc})") from exc
             frames, hw = check_manifest(manifest, name)
-            limit = expected_bytes(frames, hw)
-            memory = available_memory()
-            if limit > memory:
-                raise SceneFileError(
-                    f"{name} needs {limit / 2**30:.1f} GB of memory to open and {memory / 2**30:.1f} GB are free"
-                )
-            blob = _member(zf, "arrays.npz", limit, name, f"{frames} frames at {hw[1]}x{hw[0]} need")
+            blob = _member(zf, "arrays.npz", expected_bytes(frames, hw), name, f"{frames} frames at {hw[1]}x{hw[0]} need")
             arrays = check_arrays(read_npz(blob, name, "arrays.npz"), frames, hw, name)
             del blob
             state = None
             if manifest.get("has_state"):
-                blob = _member(zf, "state.npz", min(MAX_STATE_BYTES, memory), name, "a scene state may hold")
+                blob = _member(zf, "state.npz", MAX_STATE_BYTES, name, "a scene state may hold")
                 state = check_state(read_npz(blob, name, "state.npz"), name)
     except SceneFileError:
         raise
