@@ -8,7 +8,7 @@ from typing import Any, Callable
 from PySide6.QtCore import QObject, Signal
 from superqt.utils import create_worker
 
-from zipmap_core.pipeline.reconstructor import Cancelled, CancelToken
+from zipmap_core.cancel import Cancelled, CancelToken
 
 
 class Job(QObject):

@@ -423,3 +423,28 @@ def test_a_scene_larger_than_free_memory_is_refused_with_the_figures(scene, monk
     monkeypatch.setattr(scene_file, "available_memory", lambda: 1000)
     with pytest.raises(SceneFileError, match="GB of memory to open"):
         Reconstruction.load(scene)
+
+
+def test_a_publication_that_fails_half_way_rolls_back_to_the_previous_outputs(tmp_path, monkeypatch):
+    from zipmap_core.io import atomic
+
+    out = tmp_path / "out"
+    with atomic.Publication(out) as pub:
+        pub.path("a.txt").write_text("old a")
+        pub.path("b").mkdir()
+        (pub.path("b") / "x").write_text("old b")
+    real = os.replace
+
+    def fails_on_b(src, dst):
+        if Path(dst) == out / "b" and ".staging." in str(src) and ".old." not in str(src):
+            raise OSError(28, "No space left on device")
+        return real(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", fails_on_b)
+    with pytest.raises(atomic.WriteError, match="No space left"):
+        with atomic.Publication(out) as pub:
+            pub.path("a.txt").write_text("new a")
+            pub.path("b").mkdir()
+            (pub.path("b") / "x").write_text("new b")
+    assert (out / "a.txt").read_text() == "old a" and (out / "b" / "x").read_text() == "old b"
+    assert sorted(p.name for p in out.iterdir()) == [".zipmap.lock", "a.txt", "b"]

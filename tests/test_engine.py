@@ -15,6 +15,7 @@ from golden import golden_model, rel_rms
 from safetensors.torch import save_file
 
 from zipmap_core import cli
+from zipmap_core.cancel import Cancelled, CancelToken
 from zipmap_core.io.checkpoints import (
     CheckpointError,
     convert,
@@ -26,7 +27,7 @@ from zipmap_core.io.download import DownloadError, download_official
 from zipmap_core.io.reconstruction import Reconstruction, SceneFileError
 from zipmap_core.model.config import tiny_config
 from zipmap_core.model.zipmap import ZipMap
-from zipmap_core.pipeline.reconstructor import Cancelled, CancelToken, Reconstructor
+from zipmap_core.pipeline.reconstructor import Reconstructor
 from zipmap_core.training.synthetic import generate, write_scene
 
 

@@ -10,24 +10,21 @@ from typing import Callable
 
 from tqdm import tqdm
 
+from .cancel import Cancelled
 from .device import PRECISIONS
-from .io.atomic import Publication, WriteError, atomic_path
+from .io.atomic import Publication, atomic_path
 from .io.checkpoints import CheckpointError, convert, load_checkpoint
 from .io.download import DownloadError, download_official
-from .io.exporters import DEFAULT_NAMES, FORMATS, check_formats, default_target, export
+from .io.exporters import DEFAULT_NAMES, FORMATS, check_formats, export
 from .io.inputs import NoUsableImagesError, VideoSampling
 from .io.reconstruction import Reconstruction, SceneFileError
-from .pipeline.reconstructor import (
-    BUNDLED_MODEL,
-    POINT_SOURCES,
-    Cancelled,
-    Reconstructor,
-)
+from .pipeline.assembly import POINT_SOURCES
+from .pipeline.reconstructor import Reconstructor
+from .resources import BUNDLED_MODEL
 from .training.trainer import TrainConfig, Trainer
 
 # every failure a user can cause or meet (bad files, full disks, missing folders): one line, exit 2
-USER_ERRORS = (CheckpointError, DownloadError, NoUsableImagesError, SceneFileError, WriteError, ValueError, RuntimeError,
-               OSError)
+USER_ERRORS = (CheckpointError, DownloadError, NoUsableImagesError, SceneFileError, ValueError, RuntimeError, OSError)
 
 
 class StageBar:
@@ -97,7 +94,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
             bar.close()
     out_dir = Path(args.output)
     for fmt in formats:
-        print(f"exported {fmt}: {default_target(out_dir, fmt)}", file=sys.stderr)
+        print(f"exported {fmt}: {out_dir / DEFAULT_NAMES[fmt]}", file=sys.stderr)
     t = recon.timings
     print(
         f"{recon.num_frames} frames at {recon.image_hw[1]}x{recon.image_hw[0]}: model {t['model_s']:.2f} s "

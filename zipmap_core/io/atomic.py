@@ -48,6 +48,41 @@ def _error(target: Path, exc: OSError) -> WriteError:
 
 
 @contextlib.contextmanager
+def _discarded_on_failure(target: Path, discard) -> Iterator[None]:
+    """Runs `discard` if the block fails; an OSError leaves as one `WriteError` naming `target`."""
+    try:
+        yield
+    except BaseException as exc:
+        discard()
+        if isinstance(exc, OSError) and not isinstance(exc, WriteError):
+            raise _error(target, exc) from exc
+        raise
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _put(new: Path, target: Path, aside: Path) -> Path | None:
+    """Moves `new` onto `target`. An old `target` is first moved to `aside` and returned, so the
+    caller decides to delete it or to put it back; if the move fails it is put back at once."""
+    old = None
+    if target.exists() or target.is_symlink():
+        os.replace(target, aside)
+        old = aside
+    try:
+        os.replace(new, target)
+    except OSError:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    return old
+
+
+@contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yields a temporary path beside `target`; renames it onto `target` if the block succeeds."""
     target = Path(target)
@@ -60,19 +95,10 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         raise _error(target, exc) from exc
     os.close(fd)
     tmp = Path(tmp_name)
-    try:
+    with _discarded_on_failure(target, lambda: tmp.unlink(missing_ok=True)):
         yield tmp
         os.chmod(tmp, _mode_for(target, 0o666))  # mkstemp makes 0600 files
         os.replace(tmp, target)
-    except WriteError:
-        tmp.unlink(missing_ok=True)
-        raise
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise _error(target, exc) from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def replaceable(folder: Path, expected: set[str]) -> bool:
@@ -97,35 +123,11 @@ def atomic_folder(target: str | os.PathLike, expected: set[str] = frozenset()) -
         (tmp / MARKER).write_text("written by ZipMap Studio; a re-run replaces this folder\n")
     except OSError as exc:
         raise _error(target, exc) from exc
-    try:
+    with _discarded_on_failure(target, lambda: _remove(tmp)):
         yield tmp
-        swap_in(tmp, target)
-    except WriteError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise _error(target, exc) from exc
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def swap_in(new: Path, target: Path) -> None:
-    """Puts `new` (file or folder) at `target`; an old folder is moved aside first and removed
-    only after the new one is in place, and put back if that fails."""
-    if not (target.is_dir() and not target.is_symlink()):
-        os.replace(new, target)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-    os.rmdir(old)
-    os.replace(target, old)
-    try:
-        os.replace(new, target)
-    except OSError:
-        os.replace(old, target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+        old = _put(tmp, target, tmp.with_suffix(".old"))  # an old export waits beside it until the new one is in
+        if old is not None:
+            _remove(old)
 
 
 class OutputLock:
@@ -181,33 +183,27 @@ class Publication:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         assert self.staging is not None
+        staging = self.staging
         try:
-            if exc_type is None:
+            with _discarded_on_failure(self.folder, lambda: None):  # OSErrors become one WriteError
+                if exc is not None:
+                    raise exc  # the block's own failure: nothing is published
                 self._publish()
         finally:
-            shutil.rmtree(self.staging, ignore_errors=True)
+            shutil.rmtree(staging, ignore_errors=True)
             self.lock.__exit__(None, None, None)
-        if isinstance(exc, OSError) and not isinstance(exc, WriteError):
-            raise _error(self.folder, exc) from exc
 
     def _publish(self) -> None:
+        """Each staged name onto its namesake; on a failure the ones done are rolled back."""
         assert self.staging is not None
         done: list[tuple[Path, Path | None]] = []  # (target, where its old version waits)
         try:
             for item in sorted(self.staging.iterdir()):
                 target = self.folder / item.name
-                old = None
-                if target.exists() or target.is_symlink():
-                    old = self.staging / f".old.{item.name}"
-                    os.replace(target, old)
-                done.append((target, old))
-                os.replace(item, target)
-        except OSError as exc:
+                done.append((target, _put(item, target, self.staging / f".old.{item.name}")))
+        except OSError:
             for target, old in reversed(done):
+                _remove(target)
                 if old is not None:
-                    if target.is_dir() and not target.is_symlink():
-                        shutil.rmtree(target, ignore_errors=True)
                     os.replace(old, target)
-                else:
-                    shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
-            raise _error(self.folder, exc) from exc
+            raise

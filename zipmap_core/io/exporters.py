@@ -285,12 +285,8 @@ def export(recon: Reconstruction, fmt: str, path: str | Path, progress: Progress
     return writers[fmt](recon, path, progress=progress, **options)
 
 
+# where `zipmap reconstruct --export` puts each format inside its output folder
 DEFAULT_NAMES = {"ply": "points.ply", "glb": "scene.glb", "mesh": "mesh.ply", "colmap": "colmap", "nerfstudio": "nerfstudio"}
-
-
-def default_target(folder: str | Path, fmt: str) -> Path:
-    """Where `zipmap reconstruct --export` puts each format inside its output folder."""
-    return Path(folder) / DEFAULT_NAMES[fmt]
 
 
 def check_formats(formats: list[str]) -> list[str]:

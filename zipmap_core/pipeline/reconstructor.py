@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..cancel import Cancelled, CancelToken, Progress, reporter
+from ..cancel import CancelToken, Progress, reporter
 from ..device import inference_precision, select_device
 from ..io.checkpoints import load_checkpoint
 from ..io.inputs import Frame, InputSet, VideoSampling, load_inputs
@@ -25,11 +25,8 @@ from ..io.reconstruction import Reconstruction
 from ..model.geometry import ray_conditions
 from ..model.zipmap import ModelOutput, ZipMap
 from ..resources import BUNDLED_MODEL
-from .assembly import POINT_SOURCES, assemble, check_point_source
+from .assembly import assemble, check_point_source
 from .streaming import StreamingSession
-
-__all__ = ["BUNDLED_MODEL", "POINT_SOURCES", "Cancelled", "CancelToken", "NovelViews", "Progress", "Reconstructor",
-           "StreamingSession"]
 
 
 @dataclass
