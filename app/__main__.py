@@ -10,8 +10,13 @@ import sys
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="zipmap-studio", description="ZipMap Studio: photos or a video in, a 3D scene out.")
     p.add_argument("inputs", nargs="*", help="images, folders, videos, or a .zipmap scene")
-    p.add_argument("--checkpoint", help="official .pt or our .safetensors (default: last used, else the bundled model)")
-    p.add_argument("--screenshot", help="after reconstructing, save the 3D view to this PNG")
+    p.add_argument("--checkpoint", help="official .pt, our .safetensors, or official[:VARIANT] to download the authors' "
+                                        "checkpoint once (default: last used, else the bundled demonstration model)")
+    p.add_argument("--fps", type=float, default=1.0, help="video sampling rate for the inputs given here (frames per second)")
+    p.add_argument("--video-frames", type=int, help="take this many evenly spaced frames per video instead")
+    p.add_argument("--screenshot", help="after reconstructing, save a screenshot to this PNG")
+    p.add_argument("--capture", choices=("view", "window"), default="view",
+                   help="what --screenshot captures: the 3D view (default) or the whole window")
     p.add_argument("--scale", type=float, default=1.0, help="screenshot scale (2 or 4 renders offscreen, larger)")
     p.add_argument("--size", default="1280x800", help="window size WxH")
     p.add_argument("--exit", action="store_true", help="quit when the screenshot is saved (for scripts and CI)")
@@ -26,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
+    from zipmap_core.io.inputs import VideoSampling
+
     from .main_window import MainWindow
     from .script import ScriptedRun
 
@@ -38,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     window.show()
     status = {"code": 0}
     if args.inputs:
-        run = ScriptedRun(window, args.inputs, args.screenshot, args.scale, args.exit, status)
+        sampling = VideoSampling(fps=args.fps, max_frames=args.video_frames)
+        run = ScriptedRun(window, args.inputs, sampling, status, args.screenshot, args.scale, args.capture, args.exit)
         QTimer.singleShot(0, run.start)
     elif args.exit:
         QTimer.singleShot(0, app.quit)

@@ -27,6 +27,15 @@ def save_png(image: np.ndarray, path: str | Path) -> Path:
     return Path(path)
 
 
+def qimage_to_array(image) -> np.ndarray:
+    """QImage -> uint8 RGB [H, W, 3] (copied)."""
+    from PySide6.QtGui import QImage
+
+    rgb = image.convertToFormat(QImage.Format.Format_RGB888)
+    h, w, stride = rgb.height(), rgb.width(), rgb.bytesPerLine()
+    return np.frombuffer(rgb.constBits(), np.uint8, count=h * stride).reshape(h, stride)[:, : 3 * w].reshape(h, w, 3).copy()
+
+
 class ExportController:
     def __init__(self, window: "MainWindow") -> None:
         self.w = window
@@ -64,3 +73,14 @@ class ExportController:
     def save_screenshot(self, path: str | Path, scale: float = 1.0) -> Path:
         image = self.w.view.render_image(scale)
         return save_png(image[..., :3].copy(), path)
+
+    def save_window_screenshot(self, path: str | Path, scale: float = 1.0) -> Path:
+        """The whole window (panels, novel views, status bar) as the user sees it; Qt composes the
+        GL view into the grab. `scale` > 1 is a smooth enlargement, not a re-render."""
+        from PySide6.QtCore import Qt
+
+        image = self.w.grab().toImage()
+        if scale != 1.0:
+            image = image.scaled(round(image.width() * scale), round(image.height() * scale),
+                                 Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+        return save_png(qimage_to_array(image), path)

@@ -1,5 +1,9 @@
-"""The frames the user brings: drops, File > Open dialogs, how videos are sampled, and the
-input list (remove, hide). Decoding runs as a background job."""
+"""The frames the user brings: drops, File > Open and File > Add dialogs, how videos are
+sampled, and the input list (remove, hide). Decoding runs as a background job.
+
+Opening is a new input set (it replaces the frames and the scene made from them); adding is a
+separate, explicit action (File > Add…, or a drop with Ctrl held), as in photo tools where a
+new import is a new project."""
 
 from __future__ import annotations
 
@@ -33,25 +37,28 @@ class InputController:
         self.ask_video_sampling = True
         window.inputs.removed.connect(self.remove_frames)
 
-    def open_images_dialog(self) -> None:
+    # ---- dialogs ---------------------------------------------------------------------------------
+    def images_dialog(self, add: bool = False) -> None:
         pattern = " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES))
-        paths, _ = QFileDialog.getOpenFileNames(self.w, "Open images", "", f"Images ({pattern});;All files (*)")
+        title = "Add images" if add else "Open images"
+        paths, _ = QFileDialog.getOpenFileNames(self.w, title, "", f"Images ({pattern});;All files (*)")
         if paths:
-            self.add_inputs(paths)
+            self.load(paths, add=add)
 
-    def open_folder_dialog(self) -> None:
-        path = QFileDialog.getExistingDirectory(self.w, "Open folder")
+    def folder_dialog(self, add: bool = False) -> None:
+        path = QFileDialog.getExistingDirectory(self.w, "Add folder" if add else "Open folder")
         if path:
-            self.add_inputs([path])
+            self.load([path], add=add)
 
-    def open_video_dialog(self) -> None:
+    def video_dialog(self, add: bool = False) -> None:
         pattern = " ".join(f"*{s}" for s in sorted(VIDEO_SUFFIXES))
-        path, _ = QFileDialog.getOpenFileName(self.w, "Open video", "", f"Videos ({pattern})")
+        path, _ = QFileDialog.getOpenFileName(self.w, "Add video" if add else "Open video", "", f"Videos ({pattern})")
         if path:
-            self.add_inputs([path])
+            self.load([path], add=add)
 
-    def video_sampling(self, paths: list[str]) -> VideoSampling | None:
-        """Asks how to sample videos; without asking (tests, scripts) one frame per second."""
+    def ask_sampling(self, paths: list[str]) -> VideoSampling | None:
+        """Asks how to sample videos (None: the user said no); without asking (tests) one frame a
+        second. Only input sets with a video ask."""
         if not any(is_video(Path(p)) for p in paths) or not self.ask_video_sampling:
             return VideoSampling(fps=1.0)
         choice, ok = QInputDialog.getItem(self.w, "Video sampling", "Take frames:", SAMPLING_CHOICES, 0, False)
@@ -60,22 +67,29 @@ class InputController:
         number = float(choice.split()[0])
         return VideoSampling(fps=number) if "second" in choice else VideoSampling(fps=None, max_frames=int(number))
 
-    def add_inputs(self, paths: list[str]) -> None:
-        sampling = self.video_sampling(paths)
+    # ---- loading ---------------------------------------------------------------------------------
+    def load(self, paths: list[str], add: bool = False, sampling: VideoSampling | None = None) -> Job | None:
+        """Decodes `paths` in the background; `add` appends them to the current frames, otherwise
+        they become the new input set. `sampling` given (a script, the command line) skips the
+        question for this load only."""
+        sampling = sampling or self.ask_sampling(paths)
         if sampling is None:
-            return
+            return None
         job = Job(lambda progress, cancel: load_inputs(paths, sampling, should_stop=lambda: cancel.cancelled))
-        job.succeeded.connect(self._loaded)
-        job.failed.connect(lambda msg: self.w.notify(f"Nothing could be loaded.\n{msg}"))
-        self.w.jobs.run(job, "load")
+        job.succeeded.connect(lambda loaded: self._loaded(loaded, add))
+        job.failed.connect(lambda msg: self.w.notify(f"Nothing could be loaded; the current inputs are kept.\n{msg}"))
+        return job if self.w.jobs.run(job, "load") else None
 
-    def _loaded(self, loaded: InputSet) -> None:
-        self.frames += loaded.frames
+    def _loaded(self, loaded: InputSet, add: bool) -> None:
+        if not add:
+            self.w.set_reconstruction(None)  # a new input set: the old scene was made from other frames
+        self.frames = (self.frames if add else []) + loaded.frames
         self.w.inputs.set_frames(self.frames)
         if loaded.skipped:
             listing = "\n".join(f"• {name}: {reason}" for name, reason in loaded.skipped)
             self.w.notify(f"{len(loaded.skipped)} file(s) could not be used and were skipped:\n{listing}")
-        self.w.status_info.setText(f"{len(self.frames)} images loaded — press Reconstruct (Ctrl+R)")
+        verb = f"{len(loaded.frames)} added, " if add else ""
+        self.w.status_info.setText(f"{verb}{len(self.frames)} images loaded — press Reconstruct (Ctrl+R)")
 
     def remove_frames(self, rows: list[int]) -> None:
         drop = set(rows)

@@ -25,6 +25,9 @@ class JobRunner:
             return False
         self.current = job
         job.progress.connect(self.progress.update_stage)
+        job.succeeded.connect(lambda *_: self.progress.finish(f"{name}: done", complete=True))
+        job.cancelled.connect(lambda: self.progress.finish(f"{name}: cancelled", complete=False))
+        job.failed.connect(lambda *_: self.progress.finish(f"{name}: failed", complete=False))
         job.ended.connect(self._ended)
         self.panel.cancel_button.setEnabled(True)
         self.panel.reconstruct_button.setEnabled(False)
@@ -40,4 +43,3 @@ class JobRunner:
     def _ended(self) -> None:
         self.panel.cancel_button.setEnabled(False)
         self.panel.reconstruct_button.setEnabled(True)
-        self.progress.idle()

@@ -10,22 +10,30 @@ from PySide6.QtGui import QAction, QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
+    QFrame,
     QFileDialog,
     QInputDialog,
     QLabel,
     QMainWindow,
     QMenu,
     QMessageBox,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
 
 from zipmap_core.io.checkpoints import load_checkpoint
+from zipmap_core.io.download import OFFICIAL_PREFIX, resolve_checkpoint
 from zipmap_core.io.exporters import FORMATS
 from zipmap_core.io.inputs import InputSet
 from zipmap_core.io.reconstruction import Reconstruction
 from zipmap_core.pipeline.reconstructor import Reconstructor
-from zipmap_core.resources import BUNDLED_MODEL, RESOURCES
+from zipmap_core.resources import (
+    BUNDLED_MODEL,
+    DEMO_NOTICE,
+    RESOURCES,
+    is_bundled_model,
+)
 
 from .exports import ExportController
 from .input_controller import InputController
@@ -97,9 +105,16 @@ class MainWindow(QMainWindow):
         col.addWidget(self.inputs, 1)
         col.addWidget(self.model_panel)
         col.addWidget(self.view_panel)
+        # scrolls rather than growing the window when a notice or a small screen leaves no room
+        column = QScrollArea()
+        column.setWidget(left)
+        column.setWidgetResizable(True)
+        column.setFrameShape(QFrame.Shape.NoFrame)
+        column.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        column.setMinimumWidth(left.sizeHint().width())
         dock = QDockWidget("Scene", self)
         dock.setObjectName("scene_dock")  # saveState() names docks by objectName
-        dock.setWidget(left)
+        dock.setWidget(column)
         dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
         self.novel_dock = QDockWidget("Novel views", self)
@@ -125,9 +140,13 @@ class MainWindow(QMainWindow):
     def _build_menus(self) -> None:
         bar = self.menuBar()
         f = bar.addMenu("&File")
-        self._action(f, "Open images…", self.loader.open_images_dialog, QKeySequence.StandardKey.Open)
-        self._action(f, "Open folder…", self.loader.open_folder_dialog, "Ctrl+Shift+O")
-        self._action(f, "Open video…", self.loader.open_video_dialog)
+        self._action(f, "Open images…", self.loader.images_dialog, QKeySequence.StandardKey.Open)
+        self._action(f, "Open folder…", self.loader.folder_dialog, "Ctrl+Shift+O")
+        self._action(f, "Open video…", self.loader.video_dialog)
+        add = f.addMenu("Add to inputs")
+        self._action(add, "Images…", lambda: self.loader.images_dialog(add=True))
+        self._action(add, "Folder…", lambda: self.loader.folder_dialog(add=True))
+        self._action(add, "Video…", lambda: self.loader.video_dialog(add=True))
         f.addSeparator()
         self._action(f, "Open scene…", self.scenes.open_scene_dialog, "Ctrl+Alt+O")
         self._action(f, "Save scene…", self.scenes.save_scene_dialog, QKeySequence.StandardKey.Save)
@@ -158,6 +177,7 @@ class MainWindow(QMainWindow):
         mp.reconstruct_button.clicked.connect(self.reconstruct)
         mp.cancel_button.clicked.connect(self.cancel)
         mp.load_button.clicked.connect(self.load_checkpoint_dialog)
+        mp.official_button.clicked.connect(self.download_dialog)
         mp.fast_bf16.setChecked(self.settings.value("fast_cpu_bf16", False, type=bool))
         mp.fast_bf16.toggled.connect(lambda on: self.settings.setValue("fast_cpu_bf16", on))
         vp.confidence.valueChanged.connect(self.view.set_confidence_percentile)
@@ -199,45 +219,51 @@ class MainWindow(QMainWindow):
         return path or None
 
     def load_model(self, path: str | None, background: bool = True, remember: bool = False) -> None:
-        """Load a checkpoint; `remember` (choices made in the app, not on the command line) keeps it
-        as the default of the next start."""
-        path = path or (str(BUNDLED_MODEL) if BUNDLED_MODEL.exists() else None)
-        if path is None:
+        """Load a checkpoint (a path, or `official[:VARIANT]`, downloaded once); `remember`
+        (choices made in the app, not on the command line) keeps it as the next start's default."""
+        spec = path or (str(BUNDLED_MODEL) if BUNDLED_MODEL.exists() else None)
+        if spec is None:
             self.notify("No model: the bundled model is missing. Use File ▸ Load checkpoint…")
             return
         device = self.model_panel.device.currentText()
 
         def work(progress, cancel):
-            loaded = load_checkpoint(path)
+            resolved = resolve_checkpoint(spec)
+            loaded = load_checkpoint(resolved)
             rec = Reconstructor(loaded.model, device, loaded.description, loaded.variant)
             rec.warm_up()
-            return rec
+            return rec, resolved
 
-        if not background:
+        name = Path(spec).name
+        if not background and not spec.startswith(OFFICIAL_PREFIX):  # a download never blocks the window
             try:
-                self._model_loaded(work(None, None), path, remember)
+                self._model_loaded(*work(None, None), remember)
             except Exception as exc:  # noqa: BLE001 - shown to the user
-                self.notify(f"Could not load {Path(path).name}:\n{exc}")
+                self.notify(f"Could not load {name}:\n{exc}")
             return
         job = Job(work)
-        job.succeeded.connect(lambda rec: self._model_loaded(rec, path, remember))
-        job.failed.connect(lambda msg: self.notify(f"Could not load {Path(path).name}:\n{msg}"))
-        self.status_info.setText(f"loading {Path(path).name}…")
+        job.succeeded.connect(lambda result: self._model_loaded(*result, remember))
+        job.failed.connect(lambda msg: self.notify(f"Could not load {name}:\n{msg}"))
+        self.status_info.setText(f"loading {name}…")
         self._keep = job.start()
 
-    def _model_loaded(self, rec: Reconstructor, path: str, remember: bool) -> None:
+    def _model_loaded(self, rec: Reconstructor, path: Path, remember: bool) -> None:
         self.rec = rec
         cfg = rec.cfg
-        self.model_panel.show_model(rec.description, rec.variant, cfg.img_size, rec.model.can_render)
+        demo = is_bundled_model(path)
+        self.model_panel.show_model(rec.description, rec.variant, cfg.img_size, rec.model.can_render, demo)
         self.status_device.setText(f"device: {rec.device.type}")
         if remember:
             self.settings.setValue("checkpoint", str(path))
         self.novel.width_px.setValue(cfg.img_size)
-        self.novel.height_px.setValue(max(14, round(cfg.img_size * 0.75 / 14) * 14))
+        self.novel.match_aspect(self.recon.image_hw if self.recon is not None else (3, 4))
         can = "renders novel views from its scene state" if rec.model.can_render else (
             "has no novel-view head: virtual cameras show the point-cloud fallback; load "
             "checkpoint_state_query.pt or the bundled model for scene-state renders")
         self.status_info.setText(f"model: {rec.description} ({rec.variant}) — {can}")
+        if demo and not self.settings.value("demo_notice_shown", False, type=bool):
+            self.settings.setValue("demo_notice_shown", True)  # the first start says it in a box, once
+            self.notify(DEMO_NOTICE)
 
     def load_checkpoint_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Load checkpoint", "", "Checkpoints (*.pt *.pth *.safetensors);;All files (*)")
@@ -263,13 +289,15 @@ class MainWindow(QMainWindow):
             event.acceptProposedAction()
 
     def dropEvent(self, event) -> None:  # noqa: N802 - Qt API
+        """A drop opens a new input set; with Ctrl held it adds to the current one."""
         paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
         scenes = [p for p in paths if p.endswith(".zipmap")]
         if scenes:
             self.scenes.open_scene(scenes[0])
         others = [p for p in paths if not p.endswith(".zipmap")]
         if others:
-            self.loader.add_inputs(others)
+            add = bool(event.modifiers() & Qt.KeyboardModifier.ControlModifier)
+            self.loader.load(others, add=add)
         event.acceptProposedAction()
 
     # ---- reconstruction --------------------------------------------------------------------------
@@ -297,8 +325,12 @@ class MainWindow(QMainWindow):
     def cancel(self) -> None:
         self.jobs.cancel()
 
-    def set_reconstruction(self, recon: Reconstruction) -> None:
+    def set_reconstruction(self, recon: Reconstruction | None) -> None:
+        """Shows `recon` (None: no scene) and drops what belonged to the previous one."""
         self.recon = recon
+        if recon is not None:
+            self.novel.match_aspect(recon.image_hw)
+        self.view_panel.flat_confidence.setVisible(recon is not None and recon.confidence_is_flat())
         self.view.set_reconstruction(recon)
         self.view.set_show_guides(self.view_panel.show_guides.isChecked())
         self.view.set_confidence_percentile(self.view_panel.confidence.value())

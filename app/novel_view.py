@@ -73,6 +73,7 @@ class NovelViewPanel(QGroupBox):
         super().__init__()  # the dock around it carries the title
         self.cameras = QListWidget()
         self.cameras.setMaximumHeight(90)
+        self.cameras.setMinimumHeight(40)  # the dock may shrink to the buttons beside the list
         self.cameras.currentRowChanged.connect(self.selection_changed.emit)
         self.add_button = QPushButton("Camera from view (V)")
         self.add_button.clicked.connect(self.add_from_view.emit)
@@ -102,30 +103,34 @@ class NovelViewPanel(QGroupBox):
         self.depth = ImagePane("Depth", "viridis")
         self.confidence = ImagePane("Confidence", "inferno")
 
-        controls = QGridLayout()
-        controls.addWidget(self.add_button, 0, 0)
-        controls.addWidget(self.remove_button, 0, 1)
-        controls.addWidget(QLabel("FoV"), 0, 2)
-        controls.addWidget(self.fov, 0, 3)
-        controls.addWidget(QLabel("Size"), 0, 4)
-        controls.addWidget(self.width_px, 0, 5)
-        controls.addWidget(self.height_px, 0, 6)
-        controls.addWidget(self.live, 0, 7)
-        controls.addWidget(self.save_button, 0, 8)
-        controls.addWidget(self.path_button, 0, 9)
+        # camera actions stack beside the list; the render settings sit above the images: the
+        # panel stays narrow enough for a 1000-px-wide window beside the scene column
+        controls = QHBoxLayout()
+        for widget in (QLabel("FoV"), self.fov, QLabel("Size"), self.width_px, QLabel("×"), self.height_px, self.live):
+            controls.addWidget(widget)
+        controls.addStretch(1)
         images = QHBoxLayout()
         for pane in (self.rgb, self.depth, self.confidence):
             images.addWidget(pane)
-        left = QVBoxLayout()
-        left.addWidget(self.cameras)
-        layout = QVBoxLayout(self)
-        layout.addLayout(controls)
-        row = QHBoxLayout()
         side = QWidget()
-        side.setLayout(left)
-        side.setMaximumWidth(180)
+        left = QVBoxLayout(side)
+        left.setContentsMargins(0, 0, 0, 0)
+        left.addWidget(self.cameras)
+        actions = QGridLayout()
+        actions.addWidget(self.add_button, 0, 0, 1, 2)
+        actions.addWidget(self.remove_button, 1, 0)
+        actions.addWidget(self.save_button, 1, 1)
+        actions.addWidget(self.path_button, 2, 0, 1, 2)
+        left.addLayout(actions)
+        left.addStretch(1)
+        side.setMaximumWidth(220)
+        right = QVBoxLayout()
+        right.addLayout(controls)
+        right.addLayout(images, 1)
+        row = QHBoxLayout()
         row.addWidget(side)
-        row.addLayout(images, 1)
+        row.addLayout(right, 1)
+        layout = QVBoxLayout(self)
         layout.addLayout(row, 1)
         layout.addWidget(self.status)
         self.last: NovelViews | None = None
@@ -150,6 +155,12 @@ class NovelViewPanel(QGroupBox):
         for pane in (self.rgb, self.depth, self.confidence):
             pane.clear_image()
         self.status.setText(label)
+
+    def match_aspect(self, image_hw: tuple[int, int]) -> None:
+        """New virtual cameras take the scene's aspect at the current width (multiples of 14,
+        the patch size the state query reads)."""
+        width = int(self.width_px.value())
+        self.height_px.setValue(max(14, round(width * image_hw[0] / image_hw[1] / 14) * 14))
 
     def size(self) -> tuple[int, int]:  # type: ignore[override]
         return int(self.height_px.value()), int(self.width_px.value())

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 from superqt import QElidingLabel, QLabeledDoubleSlider, QLabeledSlider
 
 from zipmap_core.io.inputs import Frame
+from zipmap_core.resources import DEMO_NOTICE
 
 THUMB = 96
 
@@ -101,6 +102,13 @@ class ModelPanel(QGroupBox):
             "this computes the products in float32 instead: much faster, outputs within the parity\n"
             "tolerances but not bit-identical to the authors' code. No effect on GPUs or our models.")
         self.load_button = QPushButton("Load checkpoint…")
+        # the bundled model is a demonstration: said where the user looks, with the way out
+        self.demo_notice = QLabel("Demonstration model: coarse depth, grey novel views. "
+                                  "Use an official checkpoint for real photos.")
+        self.demo_notice.setWordWrap(True)
+        self.demo_notice.setStyleSheet("color: #b26a00;")
+        self.demo_notice.setToolTip(DEMO_NOTICE)
+        self.official_button = QPushButton("Get official weights…")
         self.reconstruct_button = QPushButton("Reconstruct")
         self.reconstruct_button.setDefault(True)
         self.cancel_button = QPushButton("Cancel")
@@ -112,17 +120,25 @@ class ModelPanel(QGroupBox):
         form.addRow("Resolution", self.resolution)
         form.addRow("Crop / pad", self.mode)
         form.addRow(self.fast_bf16)
+        form.addRow(self.demo_notice)
+        form.addRow(self.official_button)
         form.addRow(self.load_button)
+        self.set_demo(False)
         row = QHBoxLayout()
         row.addWidget(self.reconstruct_button)
         row.addWidget(self.cancel_button)
         form.addRow(row)
 
-    def show_model(self, description: str, variant: str, img_size: int, can_render: bool) -> None:
+    def show_model(self, description: str, variant: str, img_size: int, can_render: bool, demo: bool) -> None:
         self.name.setText(description)
         self.name.setToolTip(description)
         self.variant.setText(f"{variant}{' · novel views' if can_render else ''}")
         self.resolution.setValue(img_size)
+        self.set_demo(demo)
+
+    def set_demo(self, demo: bool) -> None:
+        self.demo_notice.setVisible(demo)
+        self.official_button.setVisible(demo)
 
 
 class ViewPanel(QGroupBox):
@@ -133,6 +149,13 @@ class ViewPanel(QGroupBox):
         self.confidence = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
         self.confidence.setRange(0, 99)
         self.confidence.setValue(0)
+        self.confidence.setToolTip("Hides the points whose confidence ranks below this percentile of the points shown;\n"
+                                   "at least one point always stays.")
+        self.flat_confidence = QLabel("This model's confidence is nearly the same everywhere: the filter "
+                                      "ranks noise and may hide good points.")
+        self.flat_confidence.setWordWrap(True)
+        self.flat_confidence.setStyleSheet("color: #b26a00;")
+        self.flat_confidence.setVisible(False)
         self.point_size = QLabeledSlider(Qt.Orientation.Horizontal)
         self.point_size.setRange(1, 15)
         self.point_size.setValue(3)
@@ -146,6 +169,7 @@ class ViewPanel(QGroupBox):
         self.reset = QPushButton("Reset view")
         form = QFormLayout(self)
         form.addRow("Confidence ≥ percentile", self.confidence)
+        form.addRow(self.flat_confidence)
         form.addRow("Point size", self.point_size)
         form.addRow("Colour by", self.color_mode)
         form.addRow(self.show_images)
@@ -185,9 +209,15 @@ class StageProgress(QWidget):
     def idle(self) -> None:
         """Stays shown (empty) between runs: showing a progress bar the first time costs the GUI
         thread a style and font set-up that would otherwise land in the middle of a run."""
+        self.finish("ready", complete=False)
+
+    def finish(self, text: str, complete: bool) -> None:
+        """The end of a run: a full bar for work done; an empty one, without a percentage, when
+        there is nothing to show (ready, cancelled, failed)."""
         self._timer.stop()
         self._pending = None
-        self._show("ready", 0, 1)
+        self._show(text, int(complete), 1)
+        self.bar.setTextVisible(complete)
 
     def update_stage(self, stage: str, done: int, total: int) -> None:
         """The first report shows at once; later ones within INTERVAL_MS are coalesced."""
@@ -203,6 +233,7 @@ class StageProgress(QWidget):
         self._timer.start()
 
     def _show(self, stage: str, done: int, total: int) -> None:
+        self.bar.setTextVisible(True)
         self.label.setText(stage)
         self.bar.setMaximum(max(total, 1))
         self.bar.setValue(done)

@@ -8,12 +8,15 @@ import sys
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
+from zipmap_core.io.inputs import VideoSampling
+
 
 class ScriptedRun:
-    def __init__(self, window, inputs: list[str], screenshot: str | None, scale: float, quit_after: bool, status: dict) -> None:
-        self.window, self.inputs = window, inputs
-        self.screenshot, self.scale, self.quit_after, self.status = screenshot, scale, quit_after, status
-        window.loader.ask_video_sampling = False
+    def __init__(self, window, inputs: list[str], sampling: VideoSampling, status: dict, screenshot: str | None = None,
+                 scale: float = 1.0, capture: str = "view", quit_after: bool = False) -> None:
+        self.window, self.inputs, self.sampling = window, inputs, sampling
+        self.screenshot, self.scale, self.capture = screenshot, scale, capture
+        self.quit_after, self.status = quit_after, status
 
     def start(self) -> None:
         w = self.window
@@ -22,7 +25,7 @@ class ScriptedRun:
             w.jobs.current.succeeded.connect(lambda *_: QTimer.singleShot(200, self.finish))
             w.jobs.current.failed.connect(self.fail)
             return
-        w.loader.add_inputs(self.inputs)
+        w.loader.load(self.inputs, sampling=self.sampling)  # this load only: File > Open still asks
         w.jobs.current.succeeded.connect(lambda *_: QTimer.singleShot(0, self.reconstruct))
         w.jobs.current.failed.connect(self.fail)
 
@@ -41,7 +44,10 @@ class ScriptedRun:
         w.view.reset_view()
         QApplication.processEvents()
         if self.screenshot:
-            path = w.exports.save_screenshot(self.screenshot, self.scale)
+            if self.capture == "window":
+                path = w.exports.save_window_screenshot(self.screenshot, self.scale)
+            else:
+                path = w.exports.save_screenshot(self.screenshot, self.scale)
             print(f"saved {path}")
         if self.quit_after:
             QApplication.instance().quit()

@@ -23,6 +23,8 @@ from zipmap_core.model.geometry import (
     intrinsics_from_fov,
 )
 
+from .framing import MAX_FIT_STEP_BACK, confidence_ranks, fit_distance, fit_fov_deg
+
 # row-vector matrix: (x, y, z) -> (x, z, -y)
 OPENCV_TO_ZUP = np.array([[1, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], np.float32)
 COLOR_MODES = ("rgb", "depth", "confidence", "frame")
@@ -34,6 +36,8 @@ SELECTED_COLOR = (0.1, 0.9, 0.2, 1.0)
 # microsecond per point, so 2 M points would otherwise take seconds per frame.
 INTERACTIVE_POINTS = 60_000
 IDLE_S = 0.3
+# colour by confidence starts above viridis's darkest purple, which vanishes on the dark background
+CONF_COLOR_FLOOR = 0.15
 
 
 @dataclass
@@ -48,20 +52,6 @@ class VirtualCamera:
 
     def intrinsics(self) -> np.ndarray:
         return intrinsics_from_fov(self.fov_y_deg, (self.height, self.width)).numpy()
-
-
-MAX_FIT_STEP_BACK = 1.6
-
-
-def fit_distance(points: np.ndarray, centre: np.ndarray, direction: np.ndarray, fov_deg: float,
-                 keep: float = 99.5, margin: float = 1.1) -> float:
-    """Eye-to-centre distance along `direction` at which `keep` % of the points fall inside a
-    cone of `fov_deg` (the canvas's narrower side), with a margin."""
-    offset = points - centre
-    along = offset @ direction
-    lateral = np.linalg.norm(offset - along[:, None] * direction, axis=1)
-    needed = lateral * margin / math.tan(math.radians(fov_deg) / 2) - along
-    return float(np.percentile(needed, keep)) if len(needed) else 0.0
 
 
 class SceneView:
@@ -104,6 +94,11 @@ class SceneView:
     @property
     def widget(self):
         return self.canvas.native
+
+    @property
+    def scene_scale(self) -> float:
+        """The scene's median depth: the unit for frustum sizes and camera steps."""
+        return self._scale
 
     # ---- content --------------------------------------------------------------------------------
     def set_reconstruction(self, recon: Reconstruction | None) -> None:
@@ -168,7 +163,9 @@ class SceneView:
         if self.color_mode == "frame":
             frame = np.broadcast_to(np.arange(recon.num_frames)[:, None, None], mask.shape)[mask]
             return get_colormap("hsl").map((frame % 12) / 12.0)
-        values = recon.depth[mask] if self.color_mode == "depth" else recon.depth_conf[mask]
+        if self.color_mode == "confidence":
+            return get_colormap("viridis").map(CONF_COLOR_FLOOR + (1 - CONF_COLOR_FLOOR) * confidence_ranks(recon.depth_conf[mask]))
+        values = recon.depth[mask]
         lo, hi = np.percentile(values, [2, 98]) if len(values) else (0, 1)
         return get_colormap("viridis").map(np.clip((values - lo) / max(hi - lo, 1e-9), 0, 1))
 
@@ -176,10 +173,8 @@ class SceneView:
         recon = self.recon
         if recon is None:
             return
-        mask = recon.depth_conf >= recon.confidence_threshold(self.percentile)
-        mask &= np.isfinite(recon.points_world).all(-1)
-        for i in self.hidden_frames:
-            mask[i] = False
+        shown = [i for i in range(recon.num_frames) if i not in self.hidden_frames]
+        mask = recon.confidence_mask(self.percentile, shown)
         pos = recon.points_world[mask].astype(np.float32)
         self._drawn_positions = pos
         self.drawn_points = len(pos)
@@ -326,13 +321,23 @@ class SceneView:
         return np.concatenate((rot_world, self.to_world(o)[:, None]), 1).astype(np.float32)
 
     def look_through(self, index: int) -> None:
+        """Views the scene from input camera `index`, its whole photo in the picture at its own
+        aspect: the view's angle covers the photo's wider side against the canvas's shape."""
         recon = self.recon
         if recon is None:
             return
         c2w = recon.cam_to_world[index]
-        k = recon.intrinsics[index]
-        fov = math.degrees(2 * math.atan((recon.image_hw[0] / 2) / k[1, 1]))
+        fov = fit_fov_deg(recon.intrinsics[index], recon.image_hw, self.canvas.size)
         self.look_from(c2w[:3, 3], c2w[:3, 3] + c2w[:3, 2] * self._scale, fov)
+
+    def step_back(self, distance: float) -> None:
+        """Moves the eye back along its line of sight, looking the same way (what stood at the eye,
+        such as a camera just placed there, comes into the picture)."""
+        cam = self.view.camera
+        if isinstance(cam, scene.TurntableCamera):
+            cam.distance = (cam.distance or cam.scale_factor or 1.0) + distance
+            cam.scale_factor = cam.distance
+            self.canvas.update()
 
     def frame_at(self, canvas_xy: tuple[float, float], radius_px: float = 36) -> int | None:
         """The input camera whose frustum is nearest the click."""

@@ -30,6 +30,7 @@ from .viewer3d import VirtualCamera
 if TYPE_CHECKING:
     from .main_window import MainWindow
 
+STEP_BACK = 0.6  # of the scene depth: a new camera's frustum (0.15 deep) fills part of the view
 CLICK_SLOP_PX = 4  # a press and release closer than this is a click, not an orbit drag
 KEY_MOVES = {Qt.Key.Key_I: dict(forward=1), Qt.Key.Key_K: dict(forward=-1), Qt.Key.Key_J: dict(right=-1),
              Qt.Key.Key_L: dict(right=1), Qt.Key.Key_U: dict(down=-1), Qt.Key.Key_O: dict(down=1),
@@ -78,8 +79,11 @@ class VirtualCameraController:
         self.request_render()
 
     def add_from_view(self) -> None:
+        """A camera where the eye is; the view then steps back so its frustum is in front of the
+        eye, in the picture, not two lines at the edges of it."""
         if self.w.recon is not None:
             self.add(self.w.view.view_c2w())
+            self.w.view.step_back(STEP_BACK * self.w.view.scene_scale)
 
     def place_at(self, canvas_xy: tuple[float, float]) -> bool:
         """Camera at the current viewpoint looking at the point under the cursor."""
@@ -115,7 +119,7 @@ class VirtualCameraController:
         cam = self.current
         if cam is None:
             return
-        step = 0.05 * self.w.view._scale
+        step = 0.05 * self.w.view.scene_scale
         c2w = cam.c2w.copy()
         c2w[:, 3] += step * (forward * c2w[:, 2] + right * c2w[:, 0] + down * c2w[:, 1])
         if yaw_deg:

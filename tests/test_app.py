@@ -6,74 +6,18 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from gui import ROOT, SAMPLES, drop, frame, load_and_reconstruct
+from PIL import Image
+from PySide6.QtCore import QPoint, Qt, QTimer
 
-pytest.importorskip("pytestqt")
-if not os.environ.get("DISPLAY") and os.environ.get("QT_QPA_PLATFORM", "") != "offscreen":
-    pytest.skip("the GUI tests need an X server: run them as the README says (xvfb-run)", allow_module_level=True)
-
-import vispy  # noqa: E402
-
-vispy.use("pyside6")
-
-from PIL import Image  # noqa: E402
-from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QTimer, QUrl  # noqa: E402
-from PySide6.QtGui import QDropEvent  # noqa: E402
-
-from app import viewer3d as view_module  # noqa: E402
-from app.main_window import MainWindow  # noqa: E402
-from app.viewer3d import SELECTED_COLOR, VIRTUAL_COLOR  # noqa: E402
-from zipmap_core.io.checkpoints import save_model  # noqa: E402
-from zipmap_core.model.config import tiny_config  # noqa: E402
-from zipmap_core.model.geometry import frustum_corners  # noqa: E402
-from zipmap_core.model.zipmap import ZipMap  # noqa: E402
-from zipmap_core.pipeline.reconstructor import Reconstructor  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = sorted((ROOT / "resources" / "samples" / "images").glob("*.png"))
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    import torch
-
-    torch.manual_seed(1)
-    return save_model(ZipMap(tiny_config()), tmp_path_factory.mktemp("model") / "tiny.safetensors", description="tiny test model")
-
-
-@pytest.fixture
-def window(qtbot, tmp_path, tiny_checkpoint):
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    w = MainWindow(str(tiny_checkpoint), settings=settings)
-    w.loader.ask_video_sampling = False
-    w.resize(1000, 700)
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitExposed(w)
-    qtbot.waitUntil(lambda: w.rec is not None, timeout=10000)
-    return w
-
-
-def drop(window, paths) -> None:
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
-    event = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
-    window.dropEvent(event)
-
-
-def load_and_reconstruct(qtbot, window, paths) -> None:
-    drop(window, paths)
-    qtbot.waitUntil(lambda: len(window.loader.frames) > 0 and not window.jobs.current.running, timeout=20000)
-    window.reconstruct()
-    qtbot.waitUntil(lambda: window.recon is not None and not window.jobs.current.running, timeout=120000)
-
-
-def frame(window) -> np.ndarray:
-    window.view.canvas.update()
-    return window.view.canvas.render(alpha=False)[..., :3].astype(np.int16)
+from app import viewer3d as view_module
+from app.main_window import MainWindow
+from app.viewer3d import SELECTED_COLOR, VIRTUAL_COLOR
+from zipmap_core.model.geometry import frustum_corners
+from zipmap_core.pipeline.reconstructor import Reconstructor
 
 
 def test_drop_reconstruct_and_render(qtbot, window, tmp_path):
@@ -360,16 +304,21 @@ def test_scene_round_trip_and_exports_from_the_window(qtbot, window, tmp_path):
     assert window.recon.state is not None and window.settings.value("recent")[0] == str(path)
 
 
-def test_cli_screenshot_and_exit(tmp_path, tiny_checkpoint):
+@pytest.mark.parametrize("capture", ["view", "window"])
+def test_cli_screenshot_and_exit(tmp_path, tiny_checkpoint, capture):
     out = tmp_path / "shot.png"
     config = tmp_path / "config"  # QSettings of this run, away from the user's
     env = {**os.environ, "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "xcb"), "XDG_CONFIG_HOME": str(config)}
     proc = subprocess.run([sys.executable, "-m", "app", *map(str, SAMPLES[:4]), "--checkpoint", str(tiny_checkpoint),
-                           "--screenshot", str(out), "--exit", "--size", "640x480"],
+                           "--screenshot", str(out), "--capture", capture, "--exit", "--size", "1000x640"],
                           capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     img = np.asarray(Image.open(out).convert("RGB")).astype(float)
     assert img.shape[0] > 100 and img.std() > 10
+    if capture == "window":  # the whole window: menus, panels and status bar around the view
+        assert img.shape[:2] == (640, 1000)
+    else:
+        assert img.shape[0] < 640 - 40 and img.shape[1] < 1000
     # a checkpoint named on the command line is for this run only: the next start is not changed
     remembered = [line for f in config.rglob("*.conf") for line in f.read_text().splitlines()]
     assert not any(line.startswith("checkpoint=") for line in remembered), remembered

@@ -320,15 +320,13 @@ def test_full_disk_during_colmap_export_keeps_the_previous_export(tmp_path, scen
 
 
 def test_a_video_that_does_not_read_back_never_replaces_the_old_render(tmp_path, recon, monkeypatch):
-    import cv2
-
     from zipmap_core.io.atomic import WriteError
-    from zipmap_core.pipeline.camera_path import orbit_path, render_path
+    from zipmap_core.pipeline.camera_path import VideoFile, orbit_path, render_path
 
     k = recon.intrinsics[0]
     folder = render_path(None, recon, orbit_path(recon, 3), k, recon.image_hw, tmp_path / "render")
     before = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-    monkeypatch.setattr(cv2.VideoWriter, "write", lambda self, frame: None)  # a writer that fails silently
+    monkeypatch.setattr(VideoFile, "write", lambda self, frame: None)  # frames lost without an error
     with pytest.raises(WriteError, match="does not read back"):
         render_path(None, recon, orbit_path(recon, 4), k, recon.image_hw, folder)
     assert {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,11 +24,12 @@ from zipmap_core.io.checkpoints import (
     load_checkpoint,
     save_model,
 )
-from zipmap_core.io.download import DownloadError, download_official
+from zipmap_core.io.download import DownloadError, download_official, resolve_checkpoint
 from zipmap_core.io.reconstruction import Reconstruction, SceneFileError
 from zipmap_core.model.config import tiny_config
 from zipmap_core.model.zipmap import ZipMap
 from zipmap_core.pipeline.reconstructor import Reconstructor
+from zipmap_core.resources import BUNDLED_MODEL, SAMPLE_SCENE
 from zipmap_core.training.synthetic import generate, write_scene
 
 
@@ -128,6 +130,33 @@ def test_download_offline_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True, raising=False)
     with pytest.raises(DownloadError, match="offline"):
         download_official("state_query", cache_dir=tmp_path)
+
+
+def test_an_official_checkpoint_is_one_step_away_and_comes_from_the_cache(tmp_path, monkeypatch):
+    import huggingface_hub.constants as hc
+
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True, raising=False)
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path))
+    repo = tmp_path / "models--coast01--ZipMap"  # the layout huggingface_hub caches a download in
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0123abcd")
+    snapshot = repo / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    (snapshot / "checkpoint_aff_inv.pt").write_bytes(b"weights")
+    assert resolve_checkpoint("official:aff_inv") == snapshot / "checkpoint_aff_inv.pt"
+    with pytest.raises(DownloadError, match="offline"):
+        resolve_checkpoint("official")  # state_query by default; not cached here
+    with pytest.raises(DownloadError, match="unknown variant"):
+        resolve_checkpoint("official:nope")
+    assert resolve_checkpoint(None) == BUNDLED_MODEL and resolve_checkpoint("my.pt") == Path("my.pt")
+
+
+def test_the_cli_says_when_the_bundled_model_is_a_demonstration(tmp_path, capsys):
+    two = sorted((SAMPLE_SCENE / "images").glob("*.png"))[:2]
+    assert cli.main(["reconstruct", *map(str, two), "-o", str(tmp_path / "a"), "--device", "cpu"]) == 0
+    assert "demonstration model" in capsys.readouterr().err
+    assert cli.main(["reconstruct", *map(str, two), "-o", str(tmp_path / "b"), "--device", "cpu", "-q"]) == 0
+    assert "demonstration model" not in capsys.readouterr().err
 
 
 # ---- model behaviour -----------------------------------------------------------------------------

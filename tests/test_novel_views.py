@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -93,6 +94,10 @@ def test_render_cli_orbit_writes_frames_video_and_cameras(tmp_path, tiny_scene):
     while cap.read()[0]:
         count += 1
     assert count == 5
+    with av.open(str(out / "path.mp4")) as video:  # H.264 in yuv420p: what browsers and players play
+        codec = video.streams.video[0].codec_context
+        assert (codec.name, codec.pix_fmt) == ("h264", "yuv420p")
+    assert (out / "path.mp4").read_bytes()[:4096].find(b"moov") >= 0  # index first: plays while it loads
     meta = json.loads((out / "path.json").read_text())
     assert meta["source"] == "scene state" and len(meta["c2w"]) == 5
 
@@ -114,3 +119,18 @@ def test_render_cli_rejects_bad_camera_files(tmp_path, tiny_scene, capsys):
     (tmp_path / "bad.json").write_text(json.dumps({"c2w": [[1, 2], [3, 4]]}))
     code = cli.main(["render", str(scene), "--c2w", str(tmp_path / "bad.json"), "-o", str(tmp_path / "o"), "--checkpoint", str(ckpt)])
     assert code == 2 and "3x4 or 4x4" in capsys.readouterr().err
+
+
+def test_videos_of_odd_sizes_are_h264_that_reads_back(tmp_path):
+    from zipmap_core.pipeline.camera_path import VideoFile, count_video_frames
+
+    path = tmp_path / "odd.mp4"
+    with VideoFile(path, 24.0, (85, 113)) as video:  # yuv420p needs even sizes: padded by its edge
+        for i in range(7):
+            video.write(np.full((85, 113, 3), 30 * i, np.uint8))
+    video.verify(7)
+    assert count_video_frames(path) == 7 and count_video_frames(tmp_path / "missing.mp4") == 0
+    with av.open(str(path)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert frames[0].shape == (86, 114, 3)
+    assert [round(float(f.mean())) for f in frames] == pytest.approx([30 * i for i in range(7)], abs=3)

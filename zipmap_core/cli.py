@@ -14,13 +14,13 @@ from .cancel import Cancelled
 from .device import PRECISIONS
 from .io.atomic import Publication, atomic_path
 from .io.checkpoints import CheckpointError, convert, load_checkpoint
-from .io.download import DownloadError, download_official
+from .io.download import DownloadError, download_official, resolve_checkpoint
 from .io.exporters import DEFAULT_NAMES, FORMATS, check_formats, export
 from .io.inputs import NoUsableImagesError, VideoSampling
 from .io.reconstruction import Reconstruction, SceneFileError
 from .pipeline.assembly import POINT_SOURCES
 from .pipeline.reconstructor import Reconstructor
-from .resources import BUNDLED_MODEL
+from .resources import BUNDLED_MODEL, DEMO_NOTICE, is_bundled_model
 from .training.trainer import TrainConfig, Trainer
 
 # every failure a user can cause or meet (bad files, full disks, missing folders): one line, exit 2
@@ -61,10 +61,17 @@ def _add_fast_bf16(parser: argparse.ArgumentParser) -> None:
                              "Newton-Schulz, ~65x faster there, within the parity tolerances of the outputs")
 
 
-def _reconstructor(args: argparse.Namespace) -> Reconstructor:
-    path = Path(args.checkpoint) if args.checkpoint else BUNDLED_MODEL
+CHECKPOINT_HELP = ("an official .pt, our .safetensors, or 'official[:VARIANT]' to download the authors' "
+                   "checkpoint once (default variant state_query); default: the bundled demonstration model")
+
+
+def _reconstructor(args: argparse.Namespace, notice: bool = False) -> Reconstructor:
+    """The model the user named; `notice`: say so when it is the demonstration model."""
+    path = resolve_checkpoint(args.checkpoint)
     if not path.exists() and not args.checkpoint:
         raise CheckpointError(f"the bundled model is missing ({BUNDLED_MODEL}); pass --checkpoint PATH")
+    if notice and is_bundled_model(path) and not getattr(args, "quiet", False):
+        print(f"note: {DEMO_NOTICE}", file=sys.stderr)
     rec = Reconstructor.from_checkpoint(path, args.device, getattr(args, "variant", None))
     rec.fast_cpu_bf16 = getattr(args, "fast_cpu_bf16", False)
     return rec
@@ -72,7 +79,7 @@ def _reconstructor(args: argparse.Namespace) -> Reconstructor:
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     formats = check_formats([f.strip() for f in (args.export or "").split(",") if f.strip()])
-    rec = _reconstructor(args)
+    rec = _reconstructor(args, notice=True)
     print(f"model: {rec.description} on {rec.device}", file=sys.stderr)
     bar = StageBar(args.quiet)
     sampling = VideoSampling(fps=args.fps, max_frames=args.video_frames)
@@ -128,7 +135,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     recon = Reconstruction.load(args.scene)
     rec = None
     if args.checkpoint or BUNDLED_MODEL.exists():
-        rec = _reconstructor(args)
+        rec = _reconstructor(args, notice=True)
         if not rec.model.can_render:
             print(f"{rec.description} has no novel-view head: rendering the point-cloud fallback", file=sys.stderr)
     w, h = (int(v) for v in (args.size or f"{recon.image_hw[1]}x{recon.image_hw[0]}").lower().split("x"))
@@ -271,7 +278,7 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     r = sub.add_parser("reconstruct", help="reconstruct a scene from images, folders or videos")
     r.add_argument("inputs", nargs="+", help="image files, folders or videos")
     r.add_argument("-o", "--output", required=True, help="output folder (receives scene.zipmap)")
-    r.add_argument("--checkpoint", help="official .pt or our .safetensors (default: the bundled model)")
+    r.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     r.add_argument("--variant", help="force the official variant (aff_inv, with_ref_view, online, state_query)")
     r.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     r.add_argument("--resolution", type=int, help="model image width, a multiple of 14 (default: the model's)")
@@ -304,7 +311,7 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     src.add_argument("--c2w", help="JSON with camera-to-world matrices (scene frame, OpenCV axes) and optional intrinsics")
     src.add_argument("--orbit", type=int, help="render an orbit of N views around the scene")
     rn.add_argument("-o", "--output", required=True, help="output folder")
-    rn.add_argument("--checkpoint", help="the model that made the scene (default: the bundled model)")
+    rn.add_argument("--checkpoint", help="the model that made the scene: " + CHECKPOINT_HELP)
     rn.add_argument("--variant")
     rn.add_argument("--device", default="auto")
     rn.add_argument("--size", help="WxH, multiples of 14 (default: the scene's image size)")
@@ -357,7 +364,7 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
 
     e = sub.add_parser("eval", help="score a model on scene folders with ground truth (see `generate`)")
     e.add_argument("scenes", help="a scene folder, or a folder of them")
-    e.add_argument("--checkpoint", help="default: the bundled model")
+    e.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     e.add_argument("--variant")
     e.add_argument("--device", default="auto")
     e.add_argument("--json", help="also write the full results here")

@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..model.config import OFFICIAL_FILES
+from ..resources import BUNDLED_MODEL
 
 REPO_ID = "coast01/ZipMap"
+OFFICIAL_PREFIX = "official"
+DEFAULT_OFFICIAL = "state_query"  # the variant that also renders novel views from the scene state
 
 
 class DownloadError(RuntimeError):
@@ -34,3 +37,16 @@ def download_official(variant: str, cache_dir: str | Path | None = None, tqdm_cl
     except Exception as exc:  # network, HTTP and disk errors from the hub client
         raise DownloadError(f"cannot download {filename} from {REPO_ID}: {exc}") from exc
     return Path(path)
+
+
+def resolve_checkpoint(spec: str | Path | None, tqdm_class=None) -> Path:
+    """Where a checkpoint named by the user lives: nothing -> the bundled model; `official` or
+    `official:VARIANT` -> the authors' checkpoint, downloaded once into the Hugging Face cache
+    (one step from the demonstration model to real photos); anything else is a path."""
+    if spec is None or str(spec) == "":
+        return BUNDLED_MODEL
+    text = str(spec)
+    if text == OFFICIAL_PREFIX or text.startswith(OFFICIAL_PREFIX + ":"):
+        variant = text.partition(":")[2] or DEFAULT_OFFICIAL
+        return download_official(variant, tqdm_class=tqdm_class)
+    return Path(spec)

@@ -96,7 +96,7 @@ def fuse_tsdf(
     tsdf = torch.zeros(len(centres))
     weight = torch.zeros(len(centres))
     colour = torch.zeros(len(centres), 3)
-    threshold = recon.confidence_threshold(percentile)
+    kept = recon.confidence_mask(percentile)
     h, w = recon.image_hw
     for i in range(recon.num_frames):
         ext = torch.as_tensor(recon.extrinsics[i], dtype=torch.float32)
@@ -110,7 +110,7 @@ def fuse_tsdf(
         idx = torch.nonzero(inside)[:, 0]
         pix = v[idx] * w + u[idx]
         depth = torch.as_tensor(recon.depth[i].reshape(-1))[pix]
-        conf_ok = torch.as_tensor(recon.depth_conf[i].reshape(-1))[pix] >= threshold
+        conf_ok = torch.as_tensor(kept[i].reshape(-1))[pix]
         sdf = depth - z[idx]
         ok = conf_ok & torch.isfinite(depth) & (depth > 0) & (sdf > -trunc)
         idx, pix, sdf = idx[ok], pix[ok], sdf[ok]
@@ -199,14 +199,13 @@ def export_colmap(
         model = pycolmap.Reconstruction()
         h, w = recon.image_hw
         rng = np.random.default_rng(0)
-        threshold = recon.confidence_threshold(percentile)
+        kept = recon.confidence_mask(percentile)
         per_frame = max(1, max_points // recon.num_frames)
         for i in range(recon.num_frames):
             k = recon.intrinsics[i].astype(np.float64)
             cam = pycolmap.Camera(model="PINHOLE", width=w, height=h, params=[k[0, 0], k[1, 1], k[0, 2], k[1, 2]], camera_id=i + 1)
             model.add_camera_with_trivial_rig(cam)
-            mask = (recon.depth_conf[i] >= threshold) & np.isfinite(recon.points_world[i]).all(-1)
-            vs, us = np.nonzero(mask)
+            vs, us = np.nonzero(kept[i])
             pick = rng.choice(len(vs), size=min(per_frame, len(vs)), replace=False) if len(vs) else np.zeros(0, int)
             vs, us = vs[pick], us[pick]
             keypoints = np.stack((us + 0.5, vs + 0.5), -1).astype(np.float64)

@@ -70,16 +70,39 @@ class Reconstruction:
     def has_state(self) -> bool:
         return self.state is not None
 
-    def confidence_threshold(self, percentile: float) -> float:
-        """Confidence value below which `percentile` % of the pixels lie."""
-        return float(np.percentile(self.depth_conf, percentile)) if percentile > 0 else -np.inf
+    def confidence_mask(self, percentile: float = 0.0, frames: list[int] | None = None) -> np.ndarray:
+        """bool [S, H, W]: the finite points of `frames` (default all) whose confidence ranks in
+        the top (100 - percentile) % of those points. The ranking is among the points asked
+        for, so hiding frames never leaves the rest empty, and it never keeps fewer than one
+        point: no threshold hides every point. Points with a missing (NaN) confidence rank
+        last; at 0 every finite point is kept."""
+        mask = np.isfinite(self.points_world).all(-1)
+        if frames is not None:
+            chosen = np.zeros(self.num_frames, bool)
+            chosen[list(frames)] = True
+            mask &= chosen[:, None, None]
+        if percentile <= 0 or not mask.any():
+            return mask
+        conf = np.where(np.isnan(self.depth_conf), -np.inf, self.depth_conf)[mask]
+        keep = max(1, int(np.ceil(conf.size * (1.0 - min(float(percentile), 100.0) / 100.0))))
+        threshold = np.partition(conf, conf.size - keep)[conf.size - keep]
+        mask[mask] = conf >= threshold  # ties at the threshold stay: never fewer than `keep`
+        return mask
+
+    def confidence_is_flat(self, spread: float = 0.01) -> bool:
+        """True when the central 80 % of the confidences (1 + exp(x), so >= 1) lie within
+        `spread` of each other: the model is equally unsure everywhere and a confidence filter
+        ranks noise (the bundled demonstration model's case; an official model spans 1 to tens)."""
+        conf = self.depth_conf[np.isfinite(self.depth_conf)]
+        if conf.size == 0:
+            return True
+        lo, hi = np.percentile(conf, [10, 90])
+        return float(hi - lo) < spread
 
     def point_cloud(self, percentile: float = 0.0, frames: list[int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(points [N,3], colours uint8 [N,3], confidence [N]) above a confidence percentile."""
-        idx = list(range(self.num_frames)) if frames is None else frames
-        conf = self.depth_conf[idx]
-        mask = (conf >= self.confidence_threshold(percentile)) & np.isfinite(self.points_world[idx]).all(-1)
-        return self.points_world[idx][mask], self.images[idx][mask], conf[mask]
+        mask = self.confidence_mask(percentile, frames)
+        return self.points_world[mask], self.images[mask], self.depth_conf[mask]
 
     # ---- scene file -------------------------------------------------------------------------------
     def save(self, path: str | Path, include_state: bool = True) -> Path:

@@ -1,5 +1,5 @@
 """Virtual camera poses and camera paths (orbits, paths through chosen cameras) rendered to
-PNG sequences and MP4 videos, from the scene state or, without a novel-view head, the point cloud."""
+PNG sequences and H.264 MP4 videos, from the scene state or, without a novel-view head, the point cloud."""
 
 from __future__ import annotations
 
@@ -116,40 +116,59 @@ def _save_frame(frames: Path, i: int, rgb: np.ndarray, depth: np.ndarray) -> Non
 
 
 class VideoFile:
-    """An MP4 written by OpenCV, which reports no write errors: `verify` re-opens it and counts
-    its frames before it may replace anything."""
+    """An H.264 MP4 (yuv420p, the profile browsers and players play) written through PyAV's
+    bundled FFmpeg. `verify` re-opens it and counts its frames before it may replace anything:
+    a muxer's late failure (a full disk at the trailer) must not publish a broken video."""
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
-        import cv2
+        from fractions import Fraction
+
+        import av
 
         self.path, self.size = path, size
-        self.writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size[1], size[0]))
-        if not self.writer.isOpened():
-            raise RuntimeError("OpenCV could not open an MP4 writer (mp4v)")
+        # faststart: the index at the front, so a browser plays the file while it loads
+        self.container = av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"})
+        rate = Fraction(fps).limit_denominator(1001)
+        self.stream = self.container.add_stream("libx264", rate=rate)
+        # yuv420p halves chroma: odd sizes are padded by one row or column of their edge
+        self.stream.height, self.stream.width = size[0] + size[0] % 2, size[1] + size[1] % 2
+        self.stream.pix_fmt = "yuv420p"
+        self.stream.options = {"crf": "18", "preset": "medium"}
 
     def write(self, rgb: np.ndarray) -> None:
-        import cv2
+        import av
 
-        self.writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        pad = ((0, self.size[0] % 2), (0, self.size[1] % 2), (0, 0))
+        frame = av.VideoFrame.from_ndarray(np.pad(rgb, pad, mode="edge"), format="rgb24")
+        for packet in self.stream.encode(frame):
+            self.container.mux(packet)
 
     def __enter__(self) -> "VideoFile":
         return self
 
     def __exit__(self, *exc) -> None:
-        self.writer.release()
+        try:
+            if exc[0] is None:
+                for packet in self.stream.encode():  # flush the encoder's delayed frames
+                    self.container.mux(packet)
+        finally:
+            self.container.close()
 
     def verify(self, frames: int) -> None:
-        import cv2
-
-        cap = cv2.VideoCapture(str(self.path))
-        try:
-            count = 0
-            while cap.isOpened() and cap.grab():
-                count += 1
-        finally:
-            cap.release()
+        count = count_video_frames(self.path)
         if count != frames:
             raise OSError(f"the video does not read back whole ({count} of {frames} frames; the disk may be full)")
+
+
+def count_video_frames(path: Path) -> int:
+    """Frames that decode from the video's first stream (0 for a file that does not open)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            return sum(1 for _ in container.decode(video=0))
+    except (av.FFmpegError, OSError, ValueError):
+        return 0
 
 
 def read_poses(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:

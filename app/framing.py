@@ -1,0 +1,40 @@
+"""How the 3D view frames and shades things: how far back to stand to see a cloud, which field of
+view shows a camera's whole photo, where a confidence ranks. Pure functions of numbers, so they
+test without a screen."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+MAX_FIT_STEP_BACK = 1.6
+
+
+def fit_fov_deg(k: np.ndarray, image_hw: tuple[int, int], canvas_wh: tuple[int, int]) -> float:
+    """VisPy's field of view (it spans the canvas's shorter side) at which a camera with
+    intrinsics `k` shows its whole image on a canvas of `canvas_wh`, letterboxed, not cropped."""
+    tx, ty = (image_hw[1] / 2) / float(k[0, 0]), (image_hw[0] / 2) / float(k[1, 1])
+    aspect = canvas_wh[0] / max(canvas_wh[1], 1)
+    half = max(ty, tx / aspect) if aspect >= 1 else max(tx, ty * aspect)
+    return math.degrees(2 * math.atan(half))
+
+
+def fit_distance(points: np.ndarray, centre: np.ndarray, direction: np.ndarray, fov_deg: float,
+                 keep: float = 99.5, margin: float = 1.1) -> float:
+    """Eye-to-centre distance along `direction` at which `keep` % of the points fall inside a
+    cone of `fov_deg` (the canvas's narrower side), with a margin."""
+    offset = points - centre
+    along = offset @ direction
+    lateral = np.linalg.norm(offset - along[:, None] * direction, axis=1)
+    needed = lateral * margin / math.tan(math.radians(fov_deg) / 2) - along
+    return float(np.percentile(needed, keep)) if len(needed) else 0.0
+
+
+def confidence_ranks(conf: np.ndarray) -> np.ndarray:
+    """Each confidence's rank among `conf`, in [0, 1] (ties share one): the scale the confidence
+    slider uses, so the colour says which points a slider value hides, and a model whose
+    confidences bunch up (or are quantised) still spreads over the whole colour map."""
+    values = np.where(np.isnan(conf), -np.inf, conf)
+    order = np.sort(values)
+    return np.searchsorted(order, values, side="left") / max(len(values) - 1, 1)

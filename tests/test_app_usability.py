@@ -1,0 +1,258 @@
+"""What a new user meets in the first hour (issue 20), each with real events on a real X server:
+input sets that replace or add, cameras placed and looked through, progress, screenshots of the
+whole window, the confidence filter, and the demonstration-model notice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gui import ROOT, SAMPLES, drop, frame, load_and_reconstruct, wait_idle
+from PIL import Image
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtWidgets import QFileDialog, QInputDialog
+from videos import write_video
+
+from app.exports import qimage_to_array
+from app.main_window import MainWindow
+from app.script import ScriptedRun
+from app.viewer3d import SELECTED_COLOR
+from zipmap_core.io.inputs import VideoSampling
+from zipmap_core.io.reconstruction import Reconstruction
+from zipmap_core.model.geometry import frustum_corners
+from zipmap_core.resources import BUNDLED_MODEL
+
+BACKGROUND = np.array([0x1E, 0x1E, 0x24])
+
+
+def menu_action(window, *path: str):
+    """The QAction at `path` in the menu bar (for example "File", "Open video…")."""
+    actions = window.menuBar().actions()
+    for name in path:
+        act = next(a for a in actions if a.text().replace("&", "") == name)
+        actions = act.menu().actions() if act.menu() else []
+    return act
+
+
+def press(qtbot, window, key) -> None:
+    """A key pressed in the 3D view of the active window (menu shortcuts need an active window)."""
+    with qtbot.waitActive(window):
+        window.activateWindow()
+    window.view.canvas.native.setFocus()
+    qtbot.keyClick(window.view.canvas.native, key)
+
+
+def wide_scene(frames: int = 1, hw: tuple[int, int] = (56, 112)) -> Reconstruction:
+    """A 2:1 photo seen by `frames` cameras side by side: a red ramp with white side borders."""
+    h, w = hw
+    img = np.zeros((frames, h, w, 3), np.uint8)
+    img[..., 0] = np.linspace(60, 255, w, dtype=np.float32)[None, None, :].astype(np.uint8)
+    img[:, :, :6] = img[:, :, -6:] = 255
+    k = np.array([[80, 0, w / 2], [0, 80, h / 2], [0, 0, 1]], np.float32)
+    ext = np.tile(np.eye(4, dtype=np.float32)[:3], (frames, 1, 1))
+    ext[:, 0, 3] = -0.3 * np.arange(frames)
+    ys, xs = np.mgrid[:h, :w].astype(np.float32)
+    cam = np.stack([(xs - w / 2) / 80 * 2, (ys - h / 2) / 80 * 2, np.full_like(xs, 2.0)], -1)
+    cam = np.broadcast_to(cam, (frames, h, w, 3)).copy()
+    world = cam + np.stack([0.3 * np.arange(frames), np.zeros(frames), np.zeros(frames)], -1)[:, None, None, :].astype(np.float32)
+    conf = np.ones((frames, h, w), np.float32) + np.random.default_rng(0).random((frames, h, w), np.float32)
+    return Reconstruction([f"wide{i}.png" for i in range(frames)], img, ext, np.stack([k] * frames), cam[..., 2].copy(),
+                          conf, cam, world, np.array([[w, h]] * frames))
+
+
+# ---- 2: opening replaces, adding is explicit; the command line does not switch the question off ----
+
+def test_a_command_line_video_keeps_the_sampling_question_and_open_replaces_the_scene(qtbot, window, tmp_path, monkeypatch):
+    window.loader.ask_video_sampling = True  # as in the app (the fixture turns it off)
+    first = write_video(tmp_path / "first.mp4", 12, fps=4.0)
+    second = write_video(tmp_path / "second.mp4", 10, fps=4.0)
+    asked = []
+    monkeypatch.setattr(QInputDialog, "getItem", lambda *a, **k: (asked.append(a[1]), ("2 per second", True))[1])
+    status: dict = {"code": 0}
+    ScriptedRun(window, [str(first)], VideoSampling(fps=2.0), status).start()  # `zipmap-studio first.mp4 --fps 2`
+    qtbot.waitUntil(lambda: window.recon is not None and not window.jobs.running, timeout=60000)
+    assert status["code"] == 0 and not asked, "the command line's sampling must not ask"
+    assert window.recon.num_frames == 6 and window.loader.ask_video_sampling
+
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(second), ""))
+    menu_action(window, "File", "Open video…").trigger()
+    wait_idle(qtbot, window)
+    assert asked == ["Video sampling"], "File > Open video must ask how to sample"
+    assert [f.source.name for f in window.loader.frames] == ["second.mp4"] * 5  # replaced, not 6 + 5
+    assert window.recon is None and window.view.drawn_points == 0, "the old scene was made from other frames"
+    assert window.inputs.list.count() == 5
+
+
+def test_add_to_inputs_and_a_ctrl_drop_append_while_a_plain_drop_replaces(qtbot, window, monkeypatch):
+    drop(window, SAMPLES[:2])
+    wait_idle(qtbot, window)
+    drop(window, SAMPLES[2:4], Qt.KeyboardModifier.ControlModifier)
+    wait_idle(qtbot, window)
+    assert [f.name for f in window.loader.frames] == [p.name for p in SAMPLES[:4]]
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda *a, **k: ([str(SAMPLES[4])], ""))
+    menu_action(window, "File", "Add to inputs", "Images…").trigger()
+    wait_idle(qtbot, window)
+    assert len(window.loader.frames) == 5 and "1 added, 5 images loaded" in window.status_info.text()
+    drop(window, SAMPLES[5:6])
+    wait_idle(qtbot, window)
+    assert [f.name for f in window.loader.frames] == [SAMPLES[5].name]
+
+
+def test_a_load_that_fails_keeps_the_inputs_and_the_scene(qtbot, window, tmp_path):
+    load_and_reconstruct(qtbot, window, SAMPLES[:3])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    drop(window, [empty])
+    wait_idle(qtbot, window)
+    assert len(window.loader.frames) == 3 and window.recon is not None
+    assert "current inputs are kept" in window.messages[-1]
+
+
+# ---- 4: cameras, looking through, novel-view size, progress, whole-window screenshots -------------------
+
+def test_v_puts_the_new_camera_in_the_picture_not_at_the_eye(qtbot, window, tmp_path):
+    load_and_reconstruct(qtbot, window, SAMPLES[:4])
+    press(qtbot, window, Qt.Key.Key_V)  # the View menu's shortcut, as a user presses it
+    assert len(window.cameras.virtual_cameras) == 1
+    cam = window.cameras.virtual_cameras[0]
+    corners = frustum_corners(cam.c2w, cam.intrinsics(), (cam.height, cam.width), 0.15 * window.view.scene_scale)
+    screen = window.view.virtual.get_transform("visual", "canvas").map(corners)
+    xy = screen[:, :2] / screen[:, 3:4]
+    w, h = window.view.canvas.size
+    assert (screen[:, 3] > 0).all(), "the frustum must be in front of the eye"
+    assert (xy[:, 0] > 0.1 * w).all() and (xy[:, 0] < 0.9 * w).all() and (xy[:, 1] > 0.1 * h).all() and (xy[:, 1] < 0.9 * h).all()
+    shot = frame(window)
+    Image.fromarray(shot.astype(np.uint8)).save(tmp_path / "camera_from_view.png")
+    green = np.abs(shot - np.array(SELECTED_COLOR[:3]) * 255).sum(-1) < 60
+    ys, xs = np.nonzero(green)
+    assert len(xs) > 50, "the selected camera's frustum is not drawn"
+    assert xs.min() > 0.05 * w and xs.max() < 0.95 * w and ys.min() > 0.05 * h and ys.max() < 0.95 * h
+
+
+def test_looking_through_a_wide_photo_shows_all_of_it_at_its_aspect(qtbot, window, tmp_path):
+    window.set_reconstruction(wide_scene(1, (42, 126)))  # 3:1, wider than the canvas
+    window.view_panel.show_guides.setChecked(False)
+    press(qtbot, window, Qt.Key.Key_N)  # look through input camera 0
+    shot = frame(window)
+    Image.fromarray(shot.astype(np.uint8)).save(tmp_path / "look_through.png")
+    w, h = window.view.canvas.size
+    assert w / h < 2.8, "the canvas must be narrower than the photo for this test"
+    photo = np.abs(shot - BACKGROUND).sum(-1) > 40
+    ys, xs = np.nonzero(photo)
+    width, height = xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
+    assert abs(width / height - 3.0) < 0.15, f"the 3:1 photo shows at {width / height:.2f}:1"
+    assert width >= 0.95 * w  # fills the canvas's width, letterboxed above and below
+    white = (shot > 235).all(-1)
+    row = (ys.min() + ys.max()) // 2
+    assert white[row, : w // 8].any() and white[row, -w // 8:].any(), "both white side borders must be visible"
+
+
+def test_novel_views_take_the_scenes_aspect(qtbot, window):
+    window.set_reconstruction(wide_scene(2))
+    h, w = window.novel.size()
+    assert w % 14 == 0 and h == max(14, round(w / 2 / 14) * 14)
+    window.cameras.add_from_view()
+    qtbot.waitUntil(lambda: window.novel.last is not None, timeout=20000)
+    assert window.novel.last.rgb.shape[1:3] == (h, w)
+
+
+def test_progress_reads_done_when_a_run_is_done_and_not_after_a_cancel(qtbot, window):
+    load_and_reconstruct(qtbot, window, SAMPLES[:3])
+    bar = window.progress.bar
+    assert bar.value() == bar.maximum() and bar.isTextVisible() and "reconstruct: done" in window.progress.label.text()
+    window.reconstruct()
+    window.cancel()
+    wait_idle(qtbot, window, 60000)
+    assert "cancelled" in window.progress.label.text() and not bar.isTextVisible()
+
+
+def test_whole_window_screenshot_includes_the_3d_view(qtbot, window, tmp_path):
+    load_and_reconstruct(qtbot, window, SAMPLES[:4])
+    path = window.exports.save_window_screenshot(tmp_path / "window.png")
+    shot = np.asarray(Image.open(path).convert("RGB")).astype(np.int16)
+    assert shot.shape[:2] == (window.height(), window.width())
+    origin = window.view.widget.mapTo(window, window.view.widget.rect().topLeft())
+    vh, vw = window.view.widget.height(), window.view.widget.width()
+    inset = shot[origin.y(): origin.y() + vh, origin.x(): origin.x() + vw]
+    view = frame(window)
+    assert inset.shape == view.shape
+    assert np.abs(inset - view).mean() < 12, "the window grab must carry the GL view's pixels"
+    panels = shot[:, : max(origin.x() - 4, 1)]
+    assert panels.std() > 10  # the scene column is there too
+    twice = window.exports.save_window_screenshot(tmp_path / "window2x.png", scale=2)
+    assert Image.open(twice).size == (2 * window.width(), 2 * window.height())
+
+
+def test_qimage_to_array_keeps_rows_and_channels():
+    from PySide6.QtGui import QImage
+
+    image = QImage(5, 3, QImage.Format.Format_RGB32)  # 5 px wide: rows are padded in RGB888
+    image.fill(0)
+    image.setPixelColor(4, 2, Qt.GlobalColor.red)
+    arr = qimage_to_array(image)
+    assert arr.shape == (3, 5, 3) and tuple(arr[2, 4]) == (255, 0, 0) and arr[:2].sum() == 0
+
+
+# ---- 5: the confidence filter ------------------------------------------------------------------------
+
+def test_the_confidence_filter_never_hides_every_shown_point(qtbot, window):
+    scene = wide_scene(2)
+    scene.depth_conf[1] = 1.0 + 1e-3 * scene.depth_conf[1]  # frame 1 is less confident than all of frame 0
+    scene.depth_conf[1, :4, :4] = np.nan
+    window.set_reconstruction(scene)
+    window.view.set_frame_visible(0, False)
+    window.view_panel.confidence.setValue(90)
+    shown = window.view.drawn_points
+    assert abs(shown - 0.1 * 56 * 112) <= 2, f"{shown} points: the filter must rank among the points shown"
+    window.view_panel.confidence.setValue(99)
+    assert window.view.drawn_points >= 1
+
+
+def test_colour_by_confidence_spreads_bunched_confidences_over_the_map(qtbot, window, tmp_path):
+    scene = wide_scene(1)
+    scene.depth_conf[:] = 1.0
+    scene.depth_conf[0, :, ::2] = 1.0000001  # float32-quantised confidences: two values only
+    window.set_reconstruction(scene)
+    window.view_panel.color_mode.setCurrentText("confidence")
+    colours = window.view.point_colors(scene.confidence_mask(0))
+    assert len(np.unique(colours.round(3), axis=0)) == 2
+    lo = colours[np.argmin(colours[:, :3].sum(1)), :3] * 255
+    assert np.abs(lo - BACKGROUND).sum() > 90, "the lowest confidence must stay visible on the background"
+
+
+def test_a_model_with_flat_confidence_says_so_beside_the_slider(qtbot, window):
+    scene = wide_scene(1)
+    window.set_reconstruction(scene)
+    assert window.view_panel.flat_confidence.isHidden()
+    scene = wide_scene(1)
+    scene.depth_conf[:] = 1.00002
+    window.set_reconstruction(scene)
+    assert not window.view_panel.flat_confidence.isHidden()
+
+
+# ---- 8: the demonstration model says what it is --------------------------------------------------------
+
+def test_the_bundled_model_says_it_is_a_demonstration_once_and_in_the_model_panel(qtbot, tmp_path):
+    if not BUNDLED_MODEL.exists():
+        pytest.skip("the bundled model is not in this checkout")
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    first = MainWindow(settings=settings)
+    qtbot.addWidget(first)
+    first.show()
+    qtbot.waitUntil(lambda: first.rec is not None, timeout=20000)
+    assert sum("demonstration model" in m for m in first.messages) == 1
+    panel = first.model_panel
+    assert not panel.demo_notice.isHidden() and not panel.official_button.isHidden()
+    again = MainWindow(settings=settings)
+    qtbot.addWidget(again)
+    qtbot.waitUntil(lambda: again.rec is not None, timeout=20000)
+    assert not any("demonstration model" in m for m in again.messages), "the first start says it, not every start"
+
+
+def test_another_model_hides_the_demonstration_notice(qtbot, window):
+    assert window.model_panel.demo_notice.isHidden() and window.model_panel.official_button.isHidden()
+
+
+def test_readme_says_the_bundled_model_is_a_demonstration_before_the_commands():
+    readme = (ROOT / "README.md").read_text()
+    assert readme.index("demonstration model") < readme.index("bash scripts/run-sample.sh")
+    assert "--checkpoint official" in readme
