@@ -17,6 +17,7 @@ from zipmap_core.io.inputs import (
     VIDEO_SUFFIXES,
     Frame,
     InputSet,
+    Preparation,
     VideoSampling,
     is_video,
     load_inputs,
@@ -27,7 +28,7 @@ from .jobs import Job
 if TYPE_CHECKING:
     from .main_window import MainWindow
 
-SAMPLING_CHOICES = ["1 per second", "2 per second", "32 evenly spaced", "64 evenly spaced"]
+SAMPLING_CHOICES = ["1 per second", "2 per second", "32 evenly spaced", "64 evenly spaced", "every frame"]
 
 
 class InputController:
@@ -64,6 +65,8 @@ class InputController:
         choice, ok = QInputDialog.getItem(self.w, "Video sampling", "Take frames:", SAMPLING_CHOICES, 0, False)
         if not ok:
             return None
+        if choice == "every frame":
+            return VideoSampling(fps=None)
         number = float(choice.split()[0])
         return VideoSampling(fps=number) if "second" in choice else VideoSampling(fps=None, max_frames=int(number))
 
@@ -75,7 +78,10 @@ class InputController:
         sampling = sampling or self.ask_sampling(paths)
         if sampling is None:
             return None
-        job = Job(lambda progress, cancel: load_inputs(paths, sampling, should_stop=lambda: cancel.cancelled))
+        # frames are held at the model's input size (re-read if that size changes before a run)
+        prepare = Preparation(*self.w.model_input())
+        job = Job(lambda progress, cancel: load_inputs(paths, sampling, should_stop=lambda: cancel.cancelled,
+                                                       prepare=prepare))
         job.succeeded.connect(lambda loaded: self._loaded(loaded, add))
         job.failed.connect(lambda msg: self.w.notify(f"Nothing could be loaded; the current inputs are kept.\n{msg}"))
         return job if self.w.jobs.run(job, "load") else None
@@ -88,6 +94,8 @@ class InputController:
         if loaded.skipped:
             listing = "\n".join(f"• {name}: {reason}" for name, reason in loaded.skipped)
             self.w.notify(f"{len(loaded.skipped)} file(s) could not be used and were skipped:\n{listing}")
+        if loaded.notes:  # a video gave fewer frames than asked, or a clip is short for its rate
+            self.w.notify("Video sampling:\n" + "\n".join(f"• {note}" for note in loaded.notes))
         verb = f"{len(loaded.frames)} added, " if add else ""
         self.w.status_info.setText(f"{verb}{len(self.frames)} images loaded — press Reconstruct (Ctrl+R)")
 

@@ -310,8 +310,7 @@ class MainWindow(QMainWindow):
             return
         rec, frames = self.rec, list(self.loader.frames)
         rec.fast_cpu_bf16 = self.model_panel.fast_bf16.isChecked()
-        mode = self.model_panel.mode.currentText()
-        resolution = int(self.model_panel.resolution.value()) // 14 * 14
+        mode, resolution = self.model_input()
 
         def work(progress, cancel):
             return rec.reconstruct(InputSet(frames), mode=mode, resolution=resolution, progress=progress, cancel=cancel)
@@ -321,6 +320,10 @@ class MainWindow(QMainWindow):
         job.failed.connect(lambda msg: self.notify(f"Reconstruction failed; the previous scene is kept.\n{msg}"))
         job.cancelled.connect(lambda: self.notify("Reconstruction cancelled; the previous scene is kept."))
         self.jobs.run(job, "reconstruct")
+
+    def model_input(self) -> tuple[str, int]:
+        """(crop or pad, model image width) as the model panel sets them."""
+        return self.model_panel.mode.currentText(), int(self.model_panel.resolution.value()) // 14 * 14
 
     def cancel(self) -> None:
         self.jobs.cancel()

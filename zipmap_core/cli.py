@@ -95,6 +95,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
             bar.close()
         for name, reason in recon.metadata.get("skipped", []):
             print(f"skipped {name}: {reason}", file=sys.stderr)
+        for note in recon.metadata.get("sampling_notes", []):  # fewer frames than asked: say why
+            print(note, file=sys.stderr)
         recon.save(pub.path("scene.zipmap"))
         for fmt in formats:
             export(recon, fmt, pub.path(DEFAULT_NAMES[fmt]), progress=bar)

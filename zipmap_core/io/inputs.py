@@ -6,16 +6,21 @@ nothing usable remains is it an error.
 
 from __future__ import annotations
 
+import os
 import re
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
+import torch
 from PIL import Image
 
 from ..cancel import Cancelled
-from .preprocess import ImageReadError, open_image
+from .preprocess import PATCH, Crop, ImageReadError, from_resized, open_image, preprocess, target_size
+from .prefetch import prefetch
+from .video import SamplingReport, VideoReadError, decode_video
 
 IMAGE_SUFFIXES = {
     ".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pbm",
@@ -30,23 +35,55 @@ class NoUsableImagesError(ValueError):
 
 @dataclass
 class VideoSampling:
-    """How frames are taken from a video: at `fps` frames per second, or `max_frames` evenly."""
+    """How frames are taken from a video: at `fps` frames per second, or `max_frames` evenly
+    spaced; neither (fps None): every frame."""
 
     fps: float | None = 1.0
     max_frames: int | None = None
 
 
 @dataclass
+class Preparation:
+    """The model input a frame was made ready for while it was decoded (mode, width)."""
+
+    mode: str
+    size: int
+
+    def size_for(self, width: int, height: int) -> tuple[int, int]:
+        w, h = target_size(width, height, self.mode, self.size)
+        return max(w, PATCH), max(h, PATCH)
+
+
+@dataclass
 class Frame:
     name: str  # file name, or "video.mp4#t=12.50s"
-    image: Image.Image
+    image: Image.Image  # as decoded: full size, or already at the model's size (see `prepared`)
     source: Path
+    time_s: float | None = None  # where in a video the frame is; None for a picture
+    original_wh: tuple[int, int] | None = None  # the source picture's size, when `image` is smaller
+    prepared: tuple[Preparation, torch.Tensor, Crop] | None = None
+
+    def model_input(self, mode: str, size: int) -> tuple[torch.Tensor, Crop]:
+        """The model image [3, H, W] and its crop: made at decode time when it was prepared for
+        this input, else from the full picture (re-read when only a reduced copy is held)."""
+        if self.prepared is not None and self.prepared[0] == Preparation(mode, size):
+            tensor, crop = self.prepared[1], self.prepared[2]
+            return tensor, Crop(crop.original_wh, crop.resized_wh, crop.offset_xy)
+        return preprocess(self.full_image(), mode, size)
+
+    def full_image(self) -> Image.Image:
+        if self.original_wh is None or self.original_wh == self.image.size:
+            return self.image
+        if self.time_s is None:
+            return open_image(self.source)
+        return read_video_frame(self.source, self.time_s)
 
 
 @dataclass
 class InputSet:
     frames: list[Frame] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
+    notes: list[str] = field(default_factory=list)  # what sampling took against what was asked
 
     def names(self) -> list[str]:
         return [f.name for f in self.frames]
@@ -82,46 +119,42 @@ def expand_paths(paths: list[str | Path]) -> tuple[list[Path], list[tuple[str, s
     return files, skipped
 
 
-def video_frame_indices(total: int, native_fps: float, sampling: VideoSampling) -> list[int]:
-    if total <= 0:
-        return []
-    if sampling.max_frames:
-        count = min(sampling.max_frames, total)
-        return sorted({int(round(i)) for i in np.linspace(0, total - 1, count)})
-    step = max(1, int(round((native_fps or 30.0) / (sampling.fps or 1.0))))
-    return list(range(0, total, step))
+def _frame(name: str, rgb: np.ndarray, source: Path, time_s: float | None, original_wh: tuple[int, int],
+           prepare: Preparation | None) -> Frame:
+    image = Image.fromarray(rgb)
+    frame = Frame(name, image, source, time_s, original_wh if original_wh != image.size else None)
+    if prepare is not None:
+        tensor, crop = from_resized(rgb, original_wh, prepare.mode, prepare.size)
+        frame.prepared = (prepare, tensor, crop)
+    return frame
 
 
-def read_video(path: Path, sampling: VideoSampling, should_stop: Callable[[], bool] | None = None) -> list[Frame]:
-    import cv2  # headless OpenCV: decoding only
-
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise ImageReadError(f"{path.name}: not a readable video")
-    try:
-        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        wanted = set(video_frame_indices(total, fps, sampling))
-        frames: list[Frame] = []
-        index = 0
-        while wanted and index <= max(wanted):
-            if should_stop is not None and should_stop():
-                break
-            ok = cap.grab()
-            if not ok:
-                break
-            if index in wanted:
-                ok, bgr = cap.retrieve()
-                if ok:
-                    rgb = Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-                    t = index / fps if fps else index
-                    frames.append(Frame(f"{path.name}#t={t:.2f}s", rgb, path))
-            index += 1
-    finally:
-        cap.release()
-    if not frames:
-        raise ImageReadError(f"{path.name}: no frames could be decoded")
+def read_video(path: Path, sampling: VideoSampling, should_stop: Callable[[], bool] | None = None,
+               prepare: Preparation | None = None, notes: list[str] | None = None) -> list[Frame]:
+    """The sampled frames of one video; with `prepare`, each is scaled to the model's size as it is
+    decoded and nothing larger is kept. A sampling that took less than asked adds to `notes`."""
+    skipped: list[tuple[str, str]] = []
+    frames = list(_video_or_skip(path, sampling, prepare, should_stop, skipped, notes))
+    if skipped:
+        raise ImageReadError(f"{path.name}: {skipped[0][1]}")
     return frames
+
+
+def read_video_frame(path: Path, time_s: float) -> Image.Image:
+    """One frame of a video at full size (a frame held at another model size, re-read)."""
+    for _, rgb, _ in decode_video(path, None, None, times=np.array([time_s])):
+        return Image.fromarray(rgb)
+    raise ImageReadError(f"{path.name}: the frame at {time_s:.2f} s no longer decodes")
+
+
+def read_picture(path: Path, prepare: Preparation | None) -> Frame:
+    image = open_image(path)
+    frame = Frame(path.name, image, path)
+    if prepare is not None:  # keep the model image and a picture of that size, not the original
+        tensor, crop = preprocess(image, prepare.mode, prepare.size)
+        small = image.resize(crop.resized_wh, Image.Resampling.BICUBIC)
+        frame = Frame(path.name, small, path, None, image.size, (prepare, tensor, crop))
+    return frame
 
 
 def _check_stop(should_stop: Callable[[], bool] | None) -> None:
@@ -130,26 +163,98 @@ def _check_stop(should_stop: Callable[[], bool] | None) -> None:
         raise Cancelled("loading cancelled")
 
 
+def _picture(path: Path, prepare: Preparation | None) -> tuple[Frame | None, str | None]:
+    try:
+        return read_picture(path, prepare), None
+    except ImageReadError as exc:
+        return None, str(exc).split(": ", 1)[-1]
+
+
+def video_frames(path: Path, sampling: VideoSampling, prepare: Preparation | None = None,
+                 should_stop: Callable[[], bool] | None = None, notes: list[str] | None = None) -> Iterator[Frame]:
+    """The sampled frames of one video as they decode (see `read_video` for the whole list)."""
+    def note(report: SamplingReport) -> None:
+        message = report.message()
+        if message and notes is not None:
+            notes.append(message)
+
+    decoded = decode_video(path, sampling.fps, sampling.max_frames, prepare.size_for if prepare else None,
+                           should_stop, note)
+    for t, rgb, wh in decoded:
+        yield _frame(f"{path.name}#t={t:.2f}s", rgb, path, t, wh, prepare)
+
+
+def iter_inputs(
+    paths: list[str | Path],
+    sampling: VideoSampling | None = None,
+    prepare: Preparation | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    skipped: list[tuple[str, str]] | None = None,
+    notes: list[str] | None = None,
+    workers: int | None = None,
+) -> Iterator[Frame]:
+    """Frames in input order as they decode, ahead of the consumer: pictures on a pool of
+    `workers` threads (decoding and PIL's resize run without the GIL), at most 2 x workers
+    ahead; a video's frames from a decoding thread, at most 8 ahead. Memory stays bounded by
+    what is ahead, whatever the inputs' number and length."""
+    files, missing = expand_paths(paths)
+    skipped = skipped if skipped is not None else []
+    skipped.extend(missing)
+    sampling = sampling or VideoSampling()
+    workers = workers or min(4, os.cpu_count() or 1)
+    with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
+        pending: dict[int, Future] = {}
+        try:
+            for i, path in enumerate(files):
+                for j in range(i, min(len(files), i + 2 * workers)):
+                    if j not in pending and not is_video(files[j]):
+                        pending[j] = pool.submit(_picture, files[j], prepare)
+                _check_stop(should_stop)
+                if is_video(path):
+                    yield from _video_or_skip(path, sampling, prepare, should_stop, skipped, notes)
+                    _check_stop(should_stop)
+                    continue
+                frame, reason = pending.pop(i).result()
+                _check_stop(should_stop)
+                if frame is None:
+                    skipped.append((path.name, reason or "unreadable"))
+                else:
+                    yield frame
+        finally:
+            for future in pending.values():
+                future.cancel()
+
+
+def _video_or_skip(path: Path, sampling: VideoSampling, prepare: Preparation | None,
+                   should_stop: Callable[[], bool] | None, skipped: list, notes: list[str] | None) -> Iterator[Frame]:
+    count = 0
+    try:
+        for frame in prefetch(video_frames(path, sampling, prepare, should_stop, notes), 8, "decode-video"):
+            count += 1
+            yield frame
+    except VideoReadError as exc:
+        skipped.append((path.name, str(exc).split(": ", 1)[-1]))
+        return
+    except Exception as exc:  # noqa: BLE001 - FFmpeg's errors for damaged streams, one per codec
+        if not type(exc).__module__.startswith("av"):
+            raise
+        skipped.append((path.name, f"the video does not decode ({exc})"))
+        return
+    if count == 0 and not (should_stop is not None and should_stop()):
+        skipped.append((path.name, "no frames could be decoded"))
+
+
 def load_inputs(
     paths: list[str | Path],
     sampling: VideoSampling | None = None,
     max_frames: int | None = None,
     should_stop: Callable[[], bool] | None = None,
+    prepare: Preparation | None = None,
 ) -> InputSet:
-    """Decodes every usable input; the rest are listed in `skipped` with the reason."""
-    files, skipped = expand_paths(paths)
-    result = InputSet(skipped=skipped)
-    sampling = sampling or VideoSampling()
-    for path in files:
-        _check_stop(should_stop)
-        try:
-            if is_video(path):
-                result.frames.extend(read_video(path, sampling, should_stop))
-            else:
-                result.frames.append(Frame(path.name, open_image(path), path))
-        except ImageReadError as exc:
-            result.skipped.append((path.name, str(exc).split(": ", 1)[-1]))
-        _check_stop(should_stop)
+    """Decodes every usable input; the rest are listed in `skipped` with the reason. With
+    `prepare`, frames are held at the model's size only."""
+    result = InputSet()
+    result.frames = list(iter_inputs(paths, sampling, prepare, should_stop, result.skipped, result.notes))
     if max_frames and len(result.frames) > max_frames:
         keep = np.linspace(0, len(result.frames) - 1, max_frames).round().astype(int)
         result.frames = [result.frames[i] for i in sorted(set(keep.tolist()))]

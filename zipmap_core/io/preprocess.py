@@ -91,13 +91,23 @@ def target_size(width: int, height: int, mode: str, size: int) -> tuple[int, int
 
 def preprocess(img: Image.Image, mode: str = "crop", size: int = DEFAULT_SIZE) -> tuple[torch.Tensor, Crop]:
     """RGB picture -> model image [3, H, W] in [0, 1] and how it was obtained."""
+    check_mode_and_size(mode, size)
+    new_w, new_h = target_size(img.width, img.height, mode, size)
+    resized = img.resize((max(new_w, PATCH), max(new_h, PATCH)), Image.Resampling.BICUBIC)
+    return from_resized(np.asarray(resized, dtype=np.uint8), (img.width, img.height), mode, size)
+
+
+def check_mode_and_size(mode: str, size: int) -> None:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     check_size(size)
-    new_w, new_h = target_size(img.width, img.height, mode, size)
-    new_w, new_h = max(new_w, PATCH), max(new_h, PATCH)
-    resized = img.resize((new_w, new_h), Image.Resampling.BICUBIC)
-    t = torch.from_numpy(np.array(resized, dtype=np.uint8)).permute(2, 0, 1).float().div(255)
+
+
+def from_resized(rgb: np.ndarray, original_wh: tuple[int, int], mode: str, size: int) -> tuple[torch.Tensor, Crop]:
+    """A picture already scaled to `target_size` (uint8 [h, w, 3]; a video frame scaled while it
+    was decoded) -> the model image, cropped or padded, and its crop."""
+    new_h, new_w = rgb.shape[:2]
+    t = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).float().div(255)
     offset = (0, 0)
     if mode == "crop" and new_h > size:
         top = (new_h - size) // 2
@@ -105,7 +115,7 @@ def preprocess(img: Image.Image, mode: str = "crop", size: int = DEFAULT_SIZE) -
         offset = (0, -top)
     elif mode == "pad":
         t, offset = pad_white(t, size, size)
-    return t, Crop((img.width, img.height), (new_w, new_h), offset)
+    return t, Crop((int(original_wh[0]), int(original_wh[1])), (new_w, new_h), offset)
 
 
 def pad_white(t: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, tuple[int, int]]:

@@ -8,11 +8,11 @@ import torch
 
 from ..io.reconstruction import Reconstruction
 from ..model.geometry import (
-    align_to_first,
     camera_to_world,
     depth_to_camera_points,
     invert_rigid,
     pose_encoding_to_cameras,
+    to_homogeneous,
 )
 
 # where world points come from: unprojected depth (the default, as ZipMap's and VGGT's demos do)
@@ -23,6 +23,52 @@ POINT_SOURCES = ("depth", "point_head")
 def check_point_source(points_from: str) -> None:
     if points_from not in POINT_SOURCES:
         raise ValueError(f"points_from must be one of {', '.join(POINT_SOURCES)}, got {points_from!r}")
+
+
+def assemble_frames(
+    images: torch.Tensor,
+    pose_enc: torch.Tensor,
+    depth: torch.Tensor,
+    depth_conf: torch.Tensor,
+    local_points: torch.Tensor | None,
+    points_from: str,
+    reference: torch.Tensor | None = None,
+) -> tuple[dict[str, np.ndarray], torch.Tensor]:
+    """Per-frame arrays of a run of frames, computed where the network's outputs are (the GPU
+    when there is one) and brought to the host once. Cameras are re-expressed in the frame of
+    `reference` (the first frame's camera-to-world, 4x4); without one, this run's first frame
+    becomes it. Returns (arrays, reference), so a stream can append runs that agree."""
+    check_point_source(points_from)
+    h, w = images.shape[-2:]
+    extrinsics, intrinsics = pose_encoding_to_cameras(pose_enc.float(), (h, w))
+    if reference is None:
+        reference = to_homogeneous(invert_rigid(extrinsics[:1]))[0]
+    extrinsics = (to_homogeneous(extrinsics) @ reference.to(extrinsics))[..., :3, :4]
+    if points_from == "point_head":
+        if local_points is None:
+            raise ValueError("points_from='point_head' needs the point head's output; run the model with point_head=True")
+        points_cam = local_points.float()
+    else:
+        points_cam = depth_to_camera_points(depth.float(), intrinsics)
+    points_world = camera_to_world(points_cam, extrinsics)
+    colours = (images.permute(0, 2, 3, 1).clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+    host = {
+        "images": colours, "extrinsics": extrinsics, "intrinsics": intrinsics, "depth": depth.float(),
+        "depth_conf": depth_conf.float(), "points_cam": points_cam, "points_world": points_world,
+    }
+    return {k: v.cpu().numpy() for k, v in host.items()}, reference
+
+
+def state_scale(cam_translations: np.ndarray, frames: int) -> float:
+    """The largest absolute camera translation component, the unit of the scene state's queries
+    (1 for a single frame, or when every camera sits at the origin)."""
+    scale = float(np.abs(cam_translations).max()) if frames > 1 and cam_translations.size else 1.0
+    return scale if scale > 1e-8 else 1.0
+
+
+def camera_centres(extrinsics: np.ndarray) -> np.ndarray:
+    """Camera centres [S, 3] of world-to-camera poses [S, 3, 4]."""
+    return -np.einsum("sji,sj->si", extrinsics[:, :3, :3], extrinsics[:, :3, 3])
 
 
 def assemble(
@@ -36,28 +82,6 @@ def assemble(
     original_wh: np.ndarray,
 ) -> Reconstruction:
     """Raw per-frame predictions -> aligned cameras and world points."""
-    h, w = images.shape[-2:]
-    extrinsics, intrinsics = pose_encoding_to_cameras(pose_enc, (h, w))
-    extrinsics = align_to_first(extrinsics)
-    check_point_source(points_from)
-    if points_from == "point_head":
-        if local_points is None:
-            raise ValueError("points_from='point_head' needs the point head's output; run the model with point_head=True")
-        points_cam = local_points
-    else:
-        points_cam = depth_to_camera_points(depth, intrinsics)
-    points_world = camera_to_world(points_cam, extrinsics)
-    c2w = invert_rigid(extrinsics)
-    scale = float(c2w[:, :3, 3].abs().max()) if len(names) > 1 else 1.0
-    return Reconstruction(
-        names=list(names),
-        images=(images.permute(0, 2, 3, 1).clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy(),
-        extrinsics=extrinsics.numpy().astype(np.float32),
-        intrinsics=intrinsics.numpy().astype(np.float32),
-        depth=depth.numpy().astype(np.float32),
-        depth_conf=depth_conf.numpy().astype(np.float32),
-        points_cam=points_cam.numpy().astype(np.float32),
-        points_world=points_world.numpy().astype(np.float32),
-        original_wh=original_wh,
-        state_scale=scale if scale > 1e-8 else 1.0,
-    )
+    arrays, _ = assemble_frames(images.to(depth.device), pose_enc, depth, depth_conf, local_points, points_from)
+    return Reconstruction(names=list(names), original_wh=original_wh,
+                          state_scale=state_scale(camera_centres(arrays["extrinsics"]), len(names)), **arrays)

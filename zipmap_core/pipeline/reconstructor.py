@@ -8,7 +8,9 @@ window by window with the state carried across calls.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -19,8 +21,8 @@ import torch
 from ..cancel import CancelToken, Progress, reporter
 from ..device import inference_precision, select_device
 from ..io.checkpoints import load_checkpoint
-from ..io.inputs import Frame, InputSet, VideoSampling, load_inputs
-from ..io.preprocess import Crop, preprocess, stack_images
+from ..io.inputs import Frame, InputSet, Preparation, VideoSampling, load_inputs
+from ..io.preprocess import Crop, check_mode_and_size, stack_images
 from ..io.reconstruction import Reconstruction
 from ..model.geometry import ray_conditions
 from ..model.zipmap import ModelOutput, ZipMap
@@ -101,22 +103,28 @@ class Reconstructor:
         report = reporter(progress, cancel)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
+        size = resolution or self.cfg.img_size
         if not isinstance(inputs, InputSet):
             report("load", 0, 1)
-            inputs = load_inputs(list(inputs), sampling, max_frames, should_stop=lambda: cancel.cancelled)
+            # frames are scaled to the model's size as they decode: nothing larger is held
+            inputs = load_inputs(list(inputs), sampling, max_frames, should_stop=lambda: cancel.cancelled,
+                                 prepare=Preparation(mode, size))
         cancel.check()
-        images, crops = self._preprocess(inputs.frames, mode, resolution or self.cfg.img_size, report)
+        images, crops = self._preprocess(inputs.frames, mode, size, report)
         timings["preprocess_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
         out = self._run_model(images, None, window_size, report, point_head=points_from == "point_head")
         timings["model_s"] = time.perf_counter() - t1
         keep = self.model.can_render if keep_state is None else keep_state
+        t2 = time.perf_counter()
         recon = self._to_reconstruction(inputs.frames, images, crops, out, keep, points_from)
+        timings["assemble_s"] = time.perf_counter() - t2
         timings["total_s"] = time.perf_counter() - t0
         timings["per_frame_s"] = timings["model_s"] / len(inputs.frames)
         recon.timings = timings
         recon.metadata.update(
-            {"mode": mode, "skipped": [list(s) for s in inputs.skipped], "window_size": window_size}
+            {"mode": mode, "skipped": [list(s) for s in inputs.skipped], "window_size": window_size,
+             "sampling_notes": list(inputs.notes)}
         )
         report("done", 1, 1)
         return recon
@@ -128,12 +136,15 @@ class Reconstructor:
             raise ValueError(f"{self.description} has no point head; unproject depth instead (points_from='depth')")
 
     def _preprocess(self, frames: list[Frame], mode: str, size: int, report: Progress) -> tuple[torch.Tensor, list[Crop]]:
+        """Model images of `frames`: ready where they were prepared at decode time, the rest made
+        on a thread pool (PIL's resize runs without the GIL)."""
+        check_mode_and_size(mode, size)
         tensors, crops = [], []
-        for i, frame in enumerate(frames):
-            t, crop = preprocess(frame.image, mode, size)
-            tensors.append(t)
-            crops.append(crop)
-            report("preprocess", i + 1, len(frames))
+        with ThreadPoolExecutor(min(4, os.cpu_count() or 1), thread_name_prefix="preprocess") as pool:
+            for i, (t, crop) in enumerate(pool.map(lambda f: f.model_input(mode, size), frames)):
+                tensors.append(t)
+                crops.append(crop)
+                report("preprocess", i + 1, len(frames))
         return stack_images(tensors, crops), crops
 
     def _run_model(
@@ -163,10 +174,10 @@ class Reconstructor:
         recon = assemble(
             names=[f.name for f in frames],
             images=images,
-            pose_enc=out.pose_enc[0].float().cpu(),
-            depth=out.depth[0, ..., 0].float().cpu(),
-            depth_conf=out.depth_conf[0].float().cpu(),
-            local_points=None if out.local_points is None else out.local_points[0].float().cpu(),
+            pose_enc=out.pose_enc[0],
+            depth=out.depth[0, ..., 0],
+            depth_conf=out.depth_conf[0],
+            local_points=None if out.local_points is None else out.local_points[0],
             points_from=points_from,
             original_wh=np.array([c.original_wh for c in crops], dtype=np.int32).reshape(-1, 2),
         )

@@ -1,21 +1,51 @@
-"""Streaming reconstruction: frames arrive window by window and the scene state carries over."""
+"""Streaming reconstruction: frames arrive window by window, the scene state carries over, and
+the reconstruction grows by appending, so a call costs what its new frames cost, however long
+the stream already is."""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
 import torch
 
 from ..cancel import CancelToken, Progress, reporter
 from ..io.inputs import Frame
-from ..io.preprocess import Crop
 from ..io.reconstruction import Reconstruction
-from .assembly import assemble
+from .assembly import assemble_frames, camera_centres, state_scale
 
 if TYPE_CHECKING:
     from .reconstructor import Reconstructor
+
+
+class GrowingArrays:
+    """Per-frame arrays that grow by appending: capacity doubles when full (amortised O(1) a
+    frame) and a snapshot is a view of the rows filled so far. Later appends write only rows past
+    a snapshot's end, so a snapshot handed out never changes."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, np.ndarray] = {}
+        self.count = 0
+
+    def append(self, arrays: dict[str, np.ndarray]) -> None:
+        n = len(next(iter(arrays.values())))
+        for key, value in arrays.items():
+            buf = self._buffers.get(key)
+            if buf is None:
+                buf = np.empty((max(n, 8),) + value.shape[1:], value.dtype)
+            elif buf.shape[1:] != value.shape[1:]:
+                raise ValueError(f"{key}: shape {value.shape[1:]} differs from the stream's {buf.shape[1:]}")
+            if self.count + n > len(buf):
+                grown = np.empty((max(2 * len(buf), self.count + n),) + buf.shape[1:], buf.dtype)
+                grown[: self.count] = buf[: self.count]
+                buf = grown
+            buf[self.count : self.count + n] = value
+            self._buffers[key] = buf
+        self.count += n
+
+    def view(self) -> dict[str, np.ndarray]:
+        return {key: buf[: self.count] for key, buf in self._buffers.items()}
 
 
 class StreamingSession:
@@ -27,44 +57,65 @@ class StreamingSession:
         self.window_size = window_size if window_size is not None else (rec.cfg.window_size or 2)
         self.mode, self.resolution = mode, resolution
         self.states: list | None = None
-        self._frames: list[Frame] = []
-        self._images: list[torch.Tensor] = []
-        self._crops: list[Crop] = []
-        self._raw: dict[str, list[torch.Tensor]] = {"pose_enc": [], "depth": [], "depth_conf": []}
+        self._names: list[str] = []
+        self._arrays = GrowingArrays()
+        self._reference: torch.Tensor | None = None  # frame 0's camera-to-world: every camera's frame
+        self._max_translation = 0.0
         self.seconds = 0.0
+        self.timings: dict[str, float] = {"preprocess_s": 0.0, "model_s": 0.0, "assemble_s": 0.0}
+
+    @property
+    def num_frames(self) -> int:
+        return len(self._names)
 
     def add(self, frames: list[Frame], progress: Progress | None = None, cancel: CancelToken | None = None) -> Reconstruction:
         report = reporter(progress, cancel or CancelToken())
-        images, crops = self.rec._preprocess(frames, self.mode, self.resolution, report)
-        if self._images and images.shape[-2:] != self._images[0].shape[-2:]:
-            raise ValueError(
-                f"frame size {tuple(images.shape[-2:])} differs from the session's {tuple(self._images[0].shape[-2:])}"
-            )
         t0 = time.perf_counter()
+        images, crops = self.rec._preprocess(frames, self.mode, self.resolution, report)
+        t1 = time.perf_counter()
         out = self.rec._run_model(images, self.states, self.window_size, report)
-        self.seconds += time.perf_counter() - t0
+        t2 = time.perf_counter()
+        arrays, self._reference = assemble_frames(
+            images.to(out.depth.device), out.pose_enc[0], out.depth[0, ..., 0], out.depth_conf[0], None, "depth",
+            self._reference)
+        arrays["original_wh"] = np.array([c.original_wh for c in crops], dtype=np.int32).reshape(-1, 2)
+        self._arrays.append(arrays)  # raises before anything changes when the size differs
         self.states = out.states
-        self._frames += frames
-        self._images.append(images)
-        self._crops += crops
-        for key in self._raw:
-            self._raw[key].append(getattr(out, key)[0].float().cpu())
+        self._names += [f.name for f in frames]
+        self._max_translation = max(self._max_translation, float(np.abs(camera_centres(arrays["extrinsics"])).max()))
+        t3 = time.perf_counter()
+        for key, seconds in (("preprocess_s", t1 - t0), ("model_s", t2 - t1), ("assemble_s", t3 - t2)):
+            self.timings[key] += seconds
+        self.seconds = self.timings["model_s"]
         return self.reconstruction()
 
     def reconstruction(self) -> Reconstruction:
-        if not self._frames:
+        """The reconstruction so far: views of the stream's arrays, plus the current scene state
+        (its size does not depend on the number of frames)."""
+        if not self._names:
             raise ValueError("no frames were added to the streaming session yet")
-        raw = {k: torch.cat(v) for k, v in self._raw.items() if v}
-        recon = assemble(
-            names=[f.name for f in self._frames],
-            images=torch.cat(self._images),
-            pose_enc=raw["pose_enc"],
-            depth=raw["depth"][..., 0],
-            depth_conf=raw["depth_conf"],
-            local_points=None,
-            points_from="depth",
-            original_wh=np.array([c.original_wh for c in self._crops], dtype=np.int32),
-        )
-        recon.timings = {"model_s": self.seconds, "per_frame_s": self.seconds / len(self._frames)}
-        recon.metadata.update({"model": self.rec.description, "streaming": True, "window_size": self.window_size})
+        arrays = self._arrays.view()
+        recon = Reconstruction(names=list(self._names), **arrays,
+                               state_scale=state_scale(np.array([self._max_translation]), self.num_frames))
+        if self.rec.model.can_render and self.states and self.states[0] is not None:
+            recon.state = [{k: v.float().cpu().numpy() for k, v in layer.items()} for layer in self.states]
+        recon.timings = {**self.timings, "per_frame_s": self.seconds / self.num_frames}
+        h, w = recon.image_hw
+        recon.metadata.update({"model": self.rec.description, "variant": self.rec.variant, "config": self.rec.cfg.name,
+                               "image_hw": [h, w], "can_render": bool(self.rec.model.can_render),
+                               "streaming": True, "window_size": self.window_size, "mode": self.mode})
         return recon
+
+    def run(self, frames: Iterable[Frame], window: int | None = None, progress: Progress | None = None,
+            cancel: CancelToken | None = None) -> Iterator[Reconstruction]:
+        """Adds `frames` (any iterable: a prefetching decoder keeps the next window coming while
+        the network runs) `window` at a time, yielding the reconstruction after each call."""
+        step = window or self.window_size
+        batch: list[Frame] = []
+        for frame in frames:
+            batch.append(frame)
+            if len(batch) == step:
+                yield self.add(batch, progress, cancel)
+                batch = []
+        if batch:
+            yield self.add(batch, progress, cancel)

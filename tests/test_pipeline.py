@@ -1,0 +1,215 @@
+"""From file to scene in time linear in the frames (issue 16): videos decode only what is kept,
+scaled to the model's size as they decode, sampling says when it took less than asked, decoding
+runs ahead of its consumer within a bound, and streaming appends without touching what it has."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import av
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from videos import write_video
+
+from zipmap_core import cli
+from zipmap_core.io import video as video_module
+from zipmap_core.io.inputs import Preparation, VideoSampling, iter_inputs, load_inputs, read_video
+from zipmap_core.io.prefetch import prefetch
+from zipmap_core.io.preprocess import preprocess
+from zipmap_core.model.config import tiny_config
+from zipmap_core.model.zipmap import ZipMap
+from zipmap_core.pipeline import streaming as streaming_module
+from zipmap_core.pipeline.reconstructor import Reconstructor
+from zipmap_core.pipeline.streaming import GrowingArrays
+
+
+def index_of(frame) -> int:
+    image = np.asarray(frame.full_image(), np.float32)
+    return int(image.mean(axis=(0, 2)).argmax()) // 2
+
+
+@pytest.fixture(scope="module")
+def tiny_rec() -> Reconstructor:
+    torch.manual_seed(0)
+    return Reconstructor(ZipMap(tiny_config()).eval(), "cpu")
+
+
+# ---- truthful sampling ------------------------------------------------------------------------------
+def test_a_short_clip_at_the_default_rate_says_how_to_get_more(tmp_path, capsys):
+    clip = write_video(tmp_path / "clip.mp4", 30, fps=30.0)  # 1 s
+    loaded = load_inputs([clip], VideoSampling(fps=1.0))
+    assert len(loaded.frames) == 1
+    assert len(loaded.notes) == 1 and "1.0 s clip at 1 frame(s) per second gives 1 frame(s)" in loaded.notes[0]
+    assert "--video-frames 16" in loaded.notes[0]
+    code = cli.main(["reconstruct", str(clip), "-o", str(tmp_path / "out"), "--video-frames", "3", "-q", "--device", "cpu"])
+    assert code == 0 and "gives" not in capsys.readouterr().err  # enough frames: nothing to say
+    cli.main(["reconstruct", str(clip), "-o", str(tmp_path / "out"), "-q", "--device", "cpu"])
+    assert "clip.mp4: a 1.0 s clip" in capsys.readouterr().err
+
+
+def test_asking_for_more_frames_than_a_video_has_says_so(tmp_path):
+    clip = write_video(tmp_path / "ten.mp4", 10, fps=30.0)
+    loaded = load_inputs([clip], VideoSampling(fps=None, max_frames=32))
+    assert [index_of(f) for f in loaded.frames] == list(range(10))
+    assert "took 10 of the 32 frames asked: the video has only 10 frames" in loaded.notes[0]
+
+
+def test_a_video_that_decodes_less_than_its_header_promises_is_reported(tmp_path):
+    whole = tmp_path / "whole.mp4"
+    with av.open(str(whole), "w", format="mp4", options={"movflags": "+faststart"}) as out:  # index first
+        stream = out.add_stream("mpeg4", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for i in range(60):
+            image = np.zeros((64, 96, 3), np.uint8)
+            image[:, 2 * (i % 48): 2 * (i % 48) + 2] = 255
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    cut = tmp_path / "cut.mp4"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) * 6 // 10])  # the header still says 60 frames
+    loaded = load_inputs([cut], VideoSampling(fps=None, max_frames=20))
+    assert 0 < len(loaded.frames) < 20
+    note = loaded.notes[0]
+    assert f"took {len(loaded.frames)} of the 20 frames asked" in note and "header promises 60 frames" in note
+    assert "decoding ends at" in note
+
+
+# ---- decoding only what is kept, at the model's size ---------------------------------------------------
+def test_video_frames_are_scaled_as_they_decode_and_match_the_pictures_path(tmp_path):
+    clip = tmp_path / "smooth.mp4"
+    ys, xs = np.mgrid[:180, :320]
+    with av.open(str(clip), "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 320, 180, "yuv420p"
+        stream.options = {"crf": "12"}
+        for i in range(5):
+            image = np.stack([(xs + 9 * i) % 256, ys * 255 // 180, (xs + ys) // 2 % 256], -1).astype(np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    prepare = Preparation("crop", 112)
+    frames = read_video(clip, VideoSampling(fps=None), prepare=prepare)
+    assert len(frames) == 5
+    first = frames[0]
+    assert first.image.size == (112, 56) and first.original_wh == (320, 180)  # nothing larger is held
+    tensor, crop = first.model_input("crop", 112)
+    full = first.full_image()  # re-read from the video at full size
+    assert full.size == (320, 180)
+    expected, expected_crop = preprocess(full, "crop", 112)  # PIL's bicubic from the full frame
+    assert tensor.shape == expected.shape and crop.resized_wh == expected_crop.resized_wh
+    assert (tensor - expected).abs().mean() < 2.5 / 255  # FFmpeg's bicubic against PIL's
+    other, other_crop = first.model_input("pad", 56)  # another model size: made from the full frame
+    assert other.shape == (3, 56, 56) and other_crop.original_wh == (320, 180)
+
+
+def test_only_kept_frames_are_converted_and_far_frames_are_reached_by_seeking(tmp_path, monkeypatch):
+    clip = write_video(tmp_path / "long.mp4", 300, fps=30.0, size=(640, 48))  # 10 s
+    converted = []
+    real = video_module._convert
+    monkeypatch.setattr(video_module, "_convert", lambda frame, size_for: (converted.append(1), real(frame, size_for))[1])
+    seeks = []
+    real_open = video_module.open_video
+
+    class Counting:  # the container, with its seeks counted
+        def __init__(self, container):
+            self._c = container
+
+        def seek(self, *args, **kwargs):
+            seeks.append(args[0])
+            return self._c.seek(*args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self._c, name)
+
+    monkeypatch.setattr(video_module, "open_video", lambda path: (lambda c, s: (Counting(c), s))(*real_open(path)))
+    frames = read_video(clip, VideoSampling(fps=None, max_frames=4))
+    assert [index_of(f) for f in frames] == [0, 100, 199, 299]  # the right frames, found after seeks
+    assert len(converted) == 4 and len(seeks) == 3
+
+
+def test_iter_inputs_keeps_order_and_bounds_how_far_decoding_runs_ahead(tmp_path):
+    clip = write_video(tmp_path / "a.mp4", 40, fps=30.0)
+    pictures = []
+    for i in range(3):
+        path = tmp_path / f"p{i}.png"
+        Image.new("RGB", (40, 30), (10 * i, 0, 0)).save(path)
+        pictures.append(path)
+    stream = iter_inputs([pictures[0], clip, pictures[1], pictures[2]], VideoSampling(fps=None))
+    names = [f.name for f in stream]
+    assert names[0] == "p0.png" and names[-2:] == ["p1.png", "p2.png"] and len(names) == 43
+    assert names[1].startswith("a.mp4#t=0.00s")
+
+
+def test_prefetch_is_bounded_passes_errors_and_stops_its_producer():
+    produced = []
+
+    def source():
+        for i in range(100):
+            produced.append(i)
+            yield i
+
+    items = prefetch(source(), depth=4)
+    assert next(items) == 0
+    time.sleep(0.2)
+    assert len(produced) <= 4 + 2, "the producer must wait for its consumer"
+    items.close()
+    time.sleep(0.1)
+    assert len(produced) <= 4 + 2 and not any(t.name == "prefetch" for t in threading.enumerate())
+
+    def broken():
+        yield 1
+        raise ValueError("bad frame")
+
+    with pytest.raises(ValueError, match="bad frame"):
+        list(prefetch(broken(), depth=2))
+
+
+# ---- streaming appends --------------------------------------------------------------------------------
+def test_growing_arrays_append_without_changing_snapshots():
+    grow = GrowingArrays()
+    grow.append({"x": np.zeros((3, 2))})
+    first = grow.view()["x"]
+    for i in range(1, 40):
+        grow.append({"x": np.full((2, 2), i)})
+    assert (first == 0).all() and grow.count == 81 and grow.view()["x"].shape == (81, 2)
+    assert len(grow._buffers["x"]) < 2 * 81  # doubling, not one allocation per call
+    with pytest.raises(ValueError, match="differs"):
+        grow.append({"x": np.zeros((1, 3))})
+
+
+def test_each_streaming_call_assembles_only_its_new_frames(tiny_rec, monkeypatch, tmp_path):
+    clip = write_video(tmp_path / "walk.mp4", 12, fps=30.0, size=(112, 84))
+    frames = read_video(clip, VideoSampling(fps=None))
+    sizes = []
+    real = streaming_module.assemble_frames
+    monkeypatch.setattr(streaming_module, "assemble_frames", lambda images, *a: (sizes.append(len(images)), real(images, *a))[1])
+    session = tiny_rec.stream(window_size=2, resolution=56)
+    snapshots = [recon for recon in session.run(iter(frames), window=2)]
+    assert sizes == [2] * 6 and [r.num_frames for r in snapshots] == [2, 4, 6, 8, 10, 12]
+    final = snapshots[-1]
+    np.testing.assert_array_equal(snapshots[0].depth, final.depth[:2])  # earlier snapshots stay as they were
+    np.testing.assert_allclose(final.extrinsics[0], np.eye(4)[:3], atol=1e-5)  # every call in frame 0's frame
+    c2w = final.cam_to_world
+    np.testing.assert_allclose(final.points_cam[7] @ c2w[7, :3, :3].T + c2w[7, :3, 3], final.points_world[7], atol=1e-4)
+    assert final.state is not None and final.state_scale == pytest.approx(
+        max(1e-8, float(np.abs(c2w[:, :3, 3]).max())), rel=1e-5)
+
+
+def test_streaming_equals_the_batch_windowed_reconstruction(tmp_path):
+    torch.manual_seed(3)
+    cfg = tiny_config()
+    cfg.camera_head.kind = "mlp"  # a per-frame camera head, as the online checkpoint's
+    rec = Reconstructor(ZipMap(cfg).eval(), "cpu")
+    clip = write_video(tmp_path / "walk.mp4", 8, fps=30.0, size=(112, 84))
+    frames = read_video(clip, VideoSampling(fps=None), prepare=Preparation("crop", 56))
+    streamed = list(rec.stream(window_size=2, resolution=56).run(iter(frames), window=4))[-1]
+    batch = rec.reconstruct(load_inputs([clip], VideoSampling(fps=None)), resolution=56, window_size=2)
+    np.testing.assert_allclose(streamed.depth, batch.depth, rtol=5e-3, atol=1e-5)
+    np.testing.assert_allclose(streamed.extrinsics, batch.extrinsics, atol=1e-3)
+    np.testing.assert_allclose(streamed.points_world, batch.points_world, rtol=1e-2, atol=1e-3)
