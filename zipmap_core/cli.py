@@ -175,10 +175,22 @@ def _run_bench(args: argparse.Namespace, bench) -> tuple[str, dict | list]:
         frames = [8, 16, 32, 64, 128, 256] + ([512] if args.full else [])
         if args.frames:
             frames = [int(f) for f in args.frames.split(",")]
-        res = bench.scaling(frames, args.size, args.repeats, args.device, args.threads, args.attention_max,
-                            args.stream_frames, Path(args.output), log=lambda line: print(line, flush=True))
+        res = bench.scaling(frames, args.size or 224, args.repeats, args.device, args.threads, args.attention_max,
+                            args.stream_frames or 500, Path(args.output), log=lambda line: print(line, flush=True))
         print(json.dumps(res["summary"], indent=2))
         return "scaling", res
+    if args.which == "pipeline":
+        import torch
+
+        from . import bench_pipeline
+
+        torch.set_num_threads(args.threads)
+        counts = [int(f) for f in (args.frames or "32,128,512,1000").split(",")]
+        res = bench_pipeline.pipeline(counts, args.size or 518, args.stream_frames or 1000,
+                                      Path(args.video) if args.video else None, Path(args.output),
+                                      log=lambda line: print(line, flush=True))
+        print(json.dumps(res["summary"], indent=2))
+        return "pipeline", res
     if args.which == "generator":
         rows = [bench.generator_rate(hw, 8, 10, args.threads) for hw in ((84, 112), (168, 224))]
         for r in rows:
@@ -323,16 +335,17 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     rn.set_defaults(func=cmd_render)
 
     b = sub.add_parser("bench", help="benchmarks: scaling with the number of frames, query latency, full configuration")
-    b.add_argument("which", choices=("scaling", "query", "full-config", "generator", "newton-schulz"))
+    b.add_argument("which", choices=("scaling", "query", "full-config", "generator", "newton-schulz", "pipeline"))
     b.add_argument("-o", "--output", default="out/bench")
     b.add_argument("--device", default="cpu")
     b.add_argument("--threads", type=int, default=2)
-    b.add_argument("--size", type=int, default=224)
+    b.add_argument("--size", type=int, help="model image width (default: 224; pipeline: 518)")
     b.add_argument("--repeats", type=int, default=3)
     b.add_argument("--frames", help="comma-separated frame counts (default 8..256)")
     b.add_argument("--full", action="store_true", help="also N=512")
     b.add_argument("--attention-max", type=int, default=256, help="largest N for the quadratic baseline")
-    b.add_argument("--stream-frames", type=int, default=500)
+    b.add_argument("--stream-frames", type=int, help="frames streamed (default: scaling 500, pipeline 1000)")
+    b.add_argument("--video", help="pipeline: this video instead of a generated 1080p one")
     b.add_argument("--skip-full", action="store_true", help="query: skip the full configuration")
     b.add_argument("--fast-cpu-bf16", action="store_true", help="float32 products for the bf16 Newton-Schulz (official configurations on CPU)")
     b.set_defaults(func=cmd_bench)

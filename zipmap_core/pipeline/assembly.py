@@ -51,7 +51,7 @@ def assemble_frames(
     else:
         points_cam = depth_to_camera_points(depth.float(), intrinsics)
     points_world = camera_to_world(points_cam, extrinsics)
-    colours = (images.permute(0, 2, 3, 1).clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+    colours = images.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
     host = {
         "images": colours, "extrinsics": extrinsics, "intrinsics": intrinsics, "depth": depth.float(),
         "depth_conf": depth_conf.float(), "points_cam": points_cam, "points_world": points_world,

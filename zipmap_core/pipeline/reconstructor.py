@@ -38,6 +38,19 @@ class NovelViews:
     confidence: np.ndarray  # float32 [N, H, W]
 
 
+def model_images(frames: list[Frame], mode: str, size: int, report: Progress) -> tuple[torch.Tensor, list[Crop]]:
+    """Model images of `frames`: ready where they were prepared at decode time, the rest made
+    on a thread pool (PIL's resize runs without the GIL)."""
+    check_mode_and_size(mode, size)
+    tensors, crops = [], []
+    with ThreadPoolExecutor(min(4, os.cpu_count() or 1), thread_name_prefix="preprocess") as pool:
+        for i, (t, crop) in enumerate(pool.map(lambda f: f.model_input(mode, size), frames)):
+            tensors.append(t)
+            crops.append(crop)
+            report("preprocess", i + 1, len(frames))
+    return stack_images(tensors, crops), crops
+
+
 class Reconstructor:
     def __init__(
         self,
@@ -136,16 +149,7 @@ class Reconstructor:
             raise ValueError(f"{self.description} has no point head; unproject depth instead (points_from='depth')")
 
     def _preprocess(self, frames: list[Frame], mode: str, size: int, report: Progress) -> tuple[torch.Tensor, list[Crop]]:
-        """Model images of `frames`: ready where they were prepared at decode time, the rest made
-        on a thread pool (PIL's resize runs without the GIL)."""
-        check_mode_and_size(mode, size)
-        tensors, crops = [], []
-        with ThreadPoolExecutor(min(4, os.cpu_count() or 1), thread_name_prefix="preprocess") as pool:
-            for i, (t, crop) in enumerate(pool.map(lambda f: f.model_input(mode, size), frames)):
-                tensors.append(t)
-                crops.append(crop)
-                report("preprocess", i + 1, len(frames))
-        return stack_images(tensors, crops), crops
+        return model_images(frames, mode, size, report)
 
     def _run_model(
         self, images: torch.Tensor, states: list | None, window_size: int | None, report: Progress,
