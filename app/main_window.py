@@ -37,6 +37,7 @@ from zipmap_core.resources import (
 
 from .exports import ExportController
 from .input_controller import InputController
+from .live import LiveController
 from .job_runner import JobRunner
 from .jobs import Job
 from .novel_view import NovelViewPanel
@@ -87,6 +88,7 @@ class MainWindow(QMainWindow):
         # the window's parts, one job each
         self.jobs = JobRunner(self.progress, self.model_panel, self.notify)
         self.loader = InputController(self)
+        self.live = LiveController(self)
         self.cameras = VirtualCameraController(self)
         self.exports = ExportController(self)
         self.scenes = SceneFileController(self, QMenu("Recent", self))
@@ -143,6 +145,10 @@ class MainWindow(QMainWindow):
         self._action(f, "Open images…", self.loader.images_dialog, QKeySequence.StandardKey.Open)
         self._action(f, "Open folder…", self.loader.folder_dialog, "Ctrl+Shift+O")
         self._action(f, "Open video…", self.loader.video_dialog)
+        self._action(f, "Live from video…", self.live.video_dialog, "Ctrl+L")
+        self._action(f, "Live from camera…", self.live.camera_dialog)
+        self.live_pause = self._action(f, "Pause / resume live", self.live.toggle_pause, "P")
+        self.live_pause.setEnabled(False)
         add = f.addMenu("Add to inputs")
         self._action(add, "Images…", lambda: self.loader.images_dialog(add=True))
         self._action(add, "Folder…", lambda: self.loader.folder_dialog(add=True))
@@ -328,13 +334,14 @@ class MainWindow(QMainWindow):
     def cancel(self) -> None:
         self.jobs.cancel()
 
-    def set_reconstruction(self, recon: Reconstruction | None) -> None:
-        """Shows `recon` (None: no scene) and drops what belonged to the previous one."""
+    def set_reconstruction(self, recon: Reconstruction | None, keep_view: bool = False) -> None:
+        """Shows `recon` (None: no scene) and drops what belonged to the previous one; `keep_view`
+        (a live scene growing) leaves the camera where the user put it."""
         self.recon = recon
         if recon is not None:
             self.novel.match_aspect(recon.image_hw)
         self.view_panel.flat_confidence.setVisible(recon is not None and recon.confidence_is_flat())
-        self.view.set_reconstruction(recon)
+        self.view.set_reconstruction(recon, reset_camera=not keep_view)
         self.view.set_show_guides(self.view_panel.show_guides.isChecked())
         self.view.set_confidence_percentile(self.view_panel.confidence.value())
         self.cameras.clear()

@@ -101,7 +101,7 @@ class SceneView:
         return self._scale
 
     # ---- content --------------------------------------------------------------------------------
-    def set_reconstruction(self, recon: Reconstruction | None) -> None:
+    def set_reconstruction(self, recon: Reconstruction | None, reset_camera: bool = True) -> None:
         self.recon = recon
         self.hidden_frames = set()
         for mesh in self.image_planes:
@@ -118,7 +118,10 @@ class SceneView:
         self._build_grid()
         self.axes.transform = scene.transforms.STTransform(scale=(0.3 * self._scale,) * 3)
         self.update_points()
-        self.reset_view()
+        if reset_camera:
+            self.reset_view()
+        else:
+            self.canvas.update()
 
     def _build_frusta(self) -> None:
         recon = self.recon

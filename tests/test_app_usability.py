@@ -256,3 +256,61 @@ def test_readme_says_the_bundled_model_is_a_demonstration_before_the_commands():
     readme = (ROOT / "README.md").read_text()
     assert readme.index("demonstration model") < readme.index("bash scripts/run-sample.sh")
     assert "--checkpoint official" in readme
+
+
+# ---- live mode (issue 16) --------------------------------------------------------------------------------
+
+def textured_video(path, frames: int):
+    """A pan across a textured wall, so every window adds visible points."""
+    import av
+
+    rng = np.random.default_rng(1)
+    wall = (rng.random((16, 64, 3)) * 255).astype(np.uint8).repeat(8, 0).repeat(8, 1)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 224, 128, "yuv420p"
+        for i in range(frames):
+            image = np.ascontiguousarray(wall[:, 8 * i: 8 * i + 224])
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def test_live_mode_grows_the_cloud_window_by_window_and_ends_as_a_scene(qtbot, window, tmp_path):
+    clip = textured_video(tmp_path / "walk.mp4", 12)
+    shots, sizes = [], []
+
+    def grown(recon):  # runs after the window drew this window's reconstruction
+        sizes.append(recon.num_frames)
+        shots.append(frame(window))
+
+    job = window.live.start(str(clip), 4, VideoSampling(fps=None))
+    job.step.connect(grown)
+    qtbot.waitUntil(lambda: not job.running, timeout=60000)
+    assert sizes == [4, 8, 12] and window.recon.num_frames == 12
+    assert window.view.drawn_points > 0 and "live mode done: 12 frames" in window.status_info.text()
+    Image.fromarray(shots[0].astype(np.uint8)).save(tmp_path / "live_first.png")
+    Image.fromarray(shots[-1].astype(np.uint8)).save(tmp_path / "live_last.png")
+    changed = np.abs(shots[-1] - shots[0]).sum(-1) > 30
+    assert changed.mean() > 0.005, "the view must grow between windows"
+    assert window.recon.state is not None and window.recon.metadata["streaming"]
+    window.cameras.add_from_view()  # the ended stream is an ordinary scene: novel views work
+    qtbot.waitUntil(lambda: window.novel.last is not None, timeout=20000)
+
+
+def test_live_mode_pauses_and_cancels_between_windows_keeping_the_scene_so_far(qtbot, window, tmp_path):
+    clip = textured_video(tmp_path / "walk.mp4", 24)
+    job = window.live.start(str(clip), 2, VideoSampling(fps=None))
+    qtbot.waitUntil(lambda: window.recon is not None, timeout=30000)
+    window.live.toggle_pause()
+    qtbot.waitUntil(lambda: job.paused, timeout=10000)
+    qtbot.wait(300)
+    held = window.recon.num_frames
+    qtbot.wait(700)
+    assert window.recon.num_frames == held, "a paused stream must not grow"
+    window.cancel()
+    qtbot.waitUntil(lambda: not job.running, timeout=30000)
+    assert window.recon is not None and window.recon.num_frames == held and held < 24
+    assert "cancelled" in window.status_info.text()

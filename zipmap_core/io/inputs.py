@@ -140,6 +140,37 @@ def read_video(path: Path, sampling: VideoSampling, should_stop: Callable[[], bo
     return frames
 
 
+def camera_frames(index: int, sampling: VideoSampling, prepare: Preparation | None = None,
+                  should_stop: Callable[[], bool] | None = None, limit: int | None = None) -> Iterator[Frame]:
+    """Frames from a camera OpenCV can open (`index` 0 is the first), taken at `sampling.fps`
+    (every frame when None), until `should_stop`, `limit` frames, or the camera ends."""
+    import time
+
+    import cv2  # headless OpenCV: capture only
+
+    cap = cv2.VideoCapture(index)
+    if not cap.isOpened():
+        raise ImageReadError(f"camera {index}: cannot be opened")
+    try:
+        taken, start, next_t = 0, time.monotonic(), 0.0
+        while (limit is None or taken < limit) and not (should_stop is not None and should_stop()):
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            t = time.monotonic() - start
+            if sampling.fps and t < next_t:
+                continue
+            next_t = t + 1.0 / sampling.fps if sampling.fps else 0.0
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            h, w = rgb.shape[:2]
+            if prepare is not None:
+                rgb = cv2.resize(rgb, prepare.size_for(w, h), interpolation=cv2.INTER_AREA)
+            yield _frame(f"camera{index}#t={t:.2f}s", rgb, Path(f"camera{index}"), t, (w, h), prepare)
+            taken += 1
+    finally:
+        cap.release()
+
+
 def read_video_frame(path: Path, time_s: float) -> Image.Image:
     """One frame of a video at full size (a frame held at another model size, re-read)."""
     for _, rgb, _ in decode_video(path, None, None, times=np.array([time_s])):

@@ -1,0 +1,141 @@
+"""Live mode: a video (or a camera OpenCV can open) reconstructed window by window while it
+decodes; the cloud and the frusta grow on screen. Frames and the network run in a background
+generator job; the GUI thread only draws each grown reconstruction. Pause, resume and cancel
+act between windows; when the stream ends the scene is an ordinary one (save, export, novel
+views)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QFileDialog, QInputDialog
+from superqt.utils import create_worker
+
+from zipmap_core.io.inputs import VIDEO_SUFFIXES, Preparation, VideoSampling, camera_frames, iter_inputs
+from zipmap_core.io.prefetch import prefetch
+from zipmap_core.io.reconstruction import Reconstruction
+
+from .jobs import Job
+
+if TYPE_CHECKING:
+    from .main_window import MainWindow
+
+WINDOW_CHOICES = ["2", "4", "8", "16"]
+
+
+class StreamJob(Job):
+    """A Job whose function is a generator: each yielded value arrives as `step` on the GUI
+    thread, and the last one is the job's result. It can pause between steps."""
+
+    step = Signal(object)
+
+    def _run(self) -> Iterator[Any]:  # a generator: superqt runs it as a GeneratorWorker
+        last = None
+        for value in self._func(*self._args, progress=self._report, cancel=self.token, **self._kwargs):
+            last = value
+            yield value
+            self.token.check()
+        return last
+
+    def start(self) -> "StreamJob":
+        self.running = True
+        self._worker = create_worker(
+            self._run, _start_thread=False,
+            _connect={"yielded": self.step.emit, "returned": self._on_returned, "errored": self._on_error,
+                      "finished": self._on_finished},
+        )
+        self._worker.start()
+        return self
+
+    @property
+    def paused(self) -> bool:
+        return bool(self._worker is not None and self._worker.is_paused)
+
+    def toggle_pause(self) -> None:
+        if self._worker is not None and self.running:
+            self._worker.toggle_pause()
+
+    def cancel(self) -> None:
+        super().cancel()
+        if self._worker is not None and self._worker.is_paused:
+            self._worker.resume()  # a paused generator must run on to see the cancel
+
+
+class LiveController:
+    def __init__(self, window: "MainWindow") -> None:
+        self.w = window
+        self.job: StreamJob | None = None
+        self.windows_shown = 0
+
+    # ---- dialogs -----------------------------------------------------------------------------------
+    def video_dialog(self) -> None:
+        pattern = " ".join(f"*{s}" for s in sorted(VIDEO_SUFFIXES))
+        path, _ = QFileDialog.getOpenFileName(self.w, "Live from video", "", f"Videos ({pattern})")
+        window = self._ask_window() if path else None
+        if path and window:
+            self.start(path, window)
+
+    def camera_dialog(self) -> None:
+        index, ok = QInputDialog.getInt(self.w, "Live from camera", "Camera number (0 is the first):", 0, 0, 16)
+        window = self._ask_window() if ok else None
+        if window:
+            self.start(index, window)
+
+    def _ask_window(self) -> int | None:
+        choice, ok = QInputDialog.getItem(self.w, "Live mode", "Frames per window:", WINDOW_CHOICES, 0, False)
+        return int(choice) if ok else None
+
+    # ---- the stream ----------------------------------------------------------------------------------
+    def start(self, source: str | int, window: int, sampling: VideoSampling | None = None) -> StreamJob | None:
+        """Reconstructs `source` (a video path or a camera number) `window` frames at a time."""
+        rec = self.w.rec
+        if rec is None:
+            self.w.notify("No model is loaded.")
+            return None
+        mode, size = self.w.model_input()
+        sampling = sampling or VideoSampling(fps=2.0)
+
+        def frames(should_stop) -> Iterator:
+            prepare = Preparation(mode, size)
+            if isinstance(source, int):
+                return prefetch(camera_frames(source, sampling, prepare, should_stop), 2 * window, "camera")
+            return iter_inputs([source], sampling, prepare, should_stop)
+
+        def work(progress, cancel) -> Iterator[Reconstruction]:
+            session = rec.stream(window_size=window, mode=mode, resolution=size)
+            for recon in session.run(frames(lambda: cancel.cancelled), window):
+                progress("live", recon.num_frames, 0)
+                yield recon
+            if session.num_frames == 0:
+                raise ValueError(f"{Path(str(source)).name}: no frames could be decoded")
+
+        job = StreamJob(work)
+        job.step.connect(self._grown)
+        job.succeeded.connect(self._ended)
+        job.failed.connect(lambda msg: self.w.notify(f"Live mode stopped; the frames so far are kept.\n{msg}"))
+        job.cancelled.connect(lambda: self.w.status_info.setText(
+            f"live mode cancelled after {self.w.recon.num_frames if self.w.recon else 0} frames; the scene so far is kept"))
+        self.windows_shown = 0
+        if not self.w.jobs.run(job, "live"):
+            return None
+        self.job = job
+        self.w.live_pause.setEnabled(True)
+        job.ended.connect(lambda: self.w.live_pause.setEnabled(False))
+        return job
+
+    def toggle_pause(self) -> None:
+        if self.job is not None and self.job.running:
+            self.job.toggle_pause()
+            self.w.status_info.setText("live mode paused (P resumes)" if not self.job.paused else "live mode resumed")
+
+    def _grown(self, recon: Reconstruction) -> None:
+        self.windows_shown += 1
+        self.w.set_reconstruction(recon, keep_view=self.windows_shown > 1)
+        self.w.status_info.setText(f"live: {recon.num_frames} frames")
+
+    def _ended(self, recon: Reconstruction | None) -> None:
+        if recon is not None:
+            self.w.set_reconstruction(recon, keep_view=True)
+            self.w.status_info.setText(f"live mode done: {recon.num_frames} frames — save or export the scene")
