@@ -319,7 +319,8 @@ class MainWindow(QMainWindow):
         mode, resolution = self.model_input()
 
         def work(progress, cancel):
-            return rec.reconstruct(InputSet(frames), mode=mode, resolution=resolution, progress=progress, cancel=cancel)
+            recon = rec.reconstruct(InputSet(frames), mode=mode, resolution=resolution, progress=progress, cancel=cancel)
+            return recon.ensure_points()  # derived here, not on the GUI thread that draws them
 
         job = Job(work)
         job.succeeded.connect(self.set_reconstruction)

@@ -30,7 +30,7 @@ class SceneFileController:
             self.open_scene(path)
 
     def open_scene(self, path: str) -> None:
-        job = Job(lambda progress, cancel: Reconstruction.load(path))
+        job = Job(lambda progress, cancel: Reconstruction.load(path).ensure_points())
         job.succeeded.connect(lambda recon: (self.w.set_reconstruction(recon), self._add_recent(path)))
         job.failed.connect(lambda msg: self.w.notify(f"Could not open {Path(path).name}:\n{msg}"))
         self.w.jobs.run(job, "open")

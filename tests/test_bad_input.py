@@ -4,6 +4,7 @@ with exit 0, and the previous good outputs intact. Each test builds its own smal
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -183,7 +184,7 @@ def test_arrays_whose_frame_counts_disagree_are_refused(tmp_path, scene, recon, 
     ("state.npz", npz_bytes({"evil": np.zeros(3)}), "unexpected scene-state entry"),
 ])
 def test_damaged_members_are_scene_file_errors(tmp_path, recon, member, data, message):
-    with_state = Reconstruction(**{**recon.__dict__, "state": [{w: np.ones((1, 2, 2), np.float32) for w in ("w0", "w1", "w2")}]})
+    with_state = dataclasses.replace(recon, state=[{w: np.ones((1, 2, 2), np.float32) for w in ("w0", "w1", "w2")}])
     good = with_state.save(tmp_path / "good.zipmap")
     assert Reconstruction.load(good).state is not None
     bad = rewrite(good, tmp_path / "bad.zipmap", {member: data})
@@ -360,7 +361,7 @@ def test_non_utf8_file_names_export_to_colmap(tmp_path, recon):
     from zipmap_core.io.exporters import export
 
     odd = os.fsdecode(b"caf\xe9_\xff.png")  # Latin-1 bytes, as old cameras and zip tools write
-    named = Reconstruction(**{**recon.__dict__, "names": [odd, "b.png", "c.png"]})
+    named = dataclasses.replace(recon, names=[odd, "b.png", "c.png"])
     folder = export(named, "colmap", tmp_path / "colmap")
     back = pycolmap.Reconstruction(str(folder / "sparse" / "0"))
     assert back.num_images() == 3 and all((folder / "images" / im.name).exists() for im in back.images.values())

@@ -213,3 +213,42 @@ def test_streaming_equals_the_batch_windowed_reconstruction(tmp_path):
     np.testing.assert_allclose(streamed.depth, batch.depth, rtol=5e-3, atol=1e-5)
     np.testing.assert_allclose(streamed.extrinsics, batch.extrinsics, atol=1e-3)
     np.testing.assert_allclose(streamed.points_world, batch.points_world, rtol=1e-2, atol=1e-3)
+
+
+# ---- derived point maps ---------------------------------------------------------------------------------
+def test_depth_unprojected_points_are_derived_not_stored(tmp_path, tiny_rec):
+    import json
+    import zipfile
+
+    clip = write_video(tmp_path / "walk.mp4", 4, fps=30.0, size=(112, 84))
+    recon = tiny_rec.reconstruct([clip], sampling=VideoSampling(fps=None), resolution=56)
+    assert recon.points_from_depth and recon.__dict__["_points_world"] is None  # not computed yet
+    derived = recon.points_world  # derived on first read, as the torch unprojection gives them
+    from zipmap_core.model.geometry import depth_to_camera_points  # the batched inverse-K path
+
+    cam = depth_to_camera_points(torch.as_tensor(recon.depth), torch.as_tensor(recon.intrinsics))
+    np.testing.assert_allclose(recon.points_cam, cam.numpy(), rtol=1e-5, atol=1e-6)
+    c2w = recon.cam_to_world
+    np.testing.assert_allclose(derived[2], recon.points_cam[2] @ c2w[2, :3, :3].T + c2w[2, :3, 3], rtol=1e-5, atol=1e-6)
+    path = recon.save(tmp_path / "scene.zipmap")
+    with zipfile.ZipFile(path) as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+        with zipfile.ZipFile(zf.open("arrays.npz")) as arrays:
+            stored = {n[:-4] for n in arrays.namelist()}
+    assert manifest["version"] == 2 and manifest["derived_points"] is True
+    assert "points_world" not in stored and "points_cam" not in stored and "depth" in stored
+    back = type(recon).load(path)
+    np.testing.assert_array_equal(back.points_world, derived)
+
+
+def test_point_head_points_are_stored_in_a_version_1_file(tmp_path, tiny_rec):
+    import json
+    import zipfile
+
+    clip = write_video(tmp_path / "walk.mp4", 3, fps=30.0, size=(112, 84))
+    recon = tiny_rec.reconstruct([clip], sampling=VideoSampling(fps=None), resolution=56, points_from="point_head")
+    assert not recon.points_from_depth
+    path = recon.save(tmp_path / "scene.zipmap")
+    with zipfile.ZipFile(path) as zf:
+        assert json.loads(zf.read("manifest.json"))["version"] == 1
+    np.testing.assert_array_equal(type(recon).load(path).points_cam, recon.points_cam)

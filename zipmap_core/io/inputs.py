@@ -18,7 +18,16 @@ import torch
 from PIL import Image
 
 from ..cancel import Cancelled
-from .preprocess import PATCH, Crop, ImageReadError, from_resized, open_image, preprocess, target_size
+from .preprocess import (
+    PATCH,
+    Crop,
+    ImageReadError,
+    from_resized,
+    open_image,
+    preprocess,
+    target_size,
+    to_model_float,
+)
 from .prefetch import prefetch
 from .video import SamplingReport, VideoReadError, decode_video
 
@@ -61,14 +70,14 @@ class Frame:
     source: Path
     time_s: float | None = None  # where in a video the frame is; None for a picture
     original_wh: tuple[int, int] | None = None  # the source picture's size, when `image` is smaller
-    prepared: tuple[Preparation, torch.Tensor, Crop] | None = None
+    prepared: tuple[Preparation, torch.Tensor, Crop] | None = None  # model image as uint8 bytes
 
     def model_input(self, mode: str, size: int) -> tuple[torch.Tensor, Crop]:
         """The model image [3, H, W] and its crop: made at decode time when it was prepared for
         this input, else from the full picture (re-read when only a reduced copy is held)."""
         if self.prepared is not None and self.prepared[0] == Preparation(mode, size):
             tensor, crop = self.prepared[1], self.prepared[2]
-            return tensor, Crop(crop.original_wh, crop.resized_wh, crop.offset_xy)
+            return to_model_float(tensor), Crop(crop.original_wh, crop.resized_wh, crop.offset_xy)
         return preprocess(self.full_image(), mode, size)
 
     def full_image(self) -> Image.Image:
@@ -124,7 +133,7 @@ def _frame(name: str, rgb: np.ndarray, source: Path, time_s: float | None, origi
     image = Image.fromarray(rgb)
     frame = Frame(name, image, source, time_s, original_wh if original_wh != image.size else None)
     if prepare is not None:
-        tensor, crop = from_resized(rgb, original_wh, prepare.mode, prepare.size)
+        tensor, crop = from_resized(rgb, original_wh, prepare.mode, prepare.size, as_uint8=True)
         frame.prepared = (prepare, tensor, crop)
     return frame
 
@@ -182,8 +191,9 @@ def read_picture(path: Path, prepare: Preparation | None) -> Frame:
     image = open_image(path)
     frame = Frame(path.name, image, path)
     if prepare is not None:  # keep the model image and a picture of that size, not the original
-        tensor, crop = preprocess(image, prepare.mode, prepare.size)
-        small = image.resize(crop.resized_wh, Image.Resampling.BICUBIC)
+        new_w, new_h = prepare.size_for(*image.size)
+        small = image.resize((new_w, new_h), Image.Resampling.BICUBIC)
+        tensor, crop = from_resized(np.asarray(small), image.size, prepare.mode, prepare.size, as_uint8=True)
         frame = Frame(path.name, small, path, None, image.size, (prepare, tensor, crop))
     return frame
 

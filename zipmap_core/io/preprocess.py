@@ -103,11 +103,15 @@ def check_mode_and_size(mode: str, size: int) -> None:
     check_size(size)
 
 
-def from_resized(rgb: np.ndarray, original_wh: tuple[int, int], mode: str, size: int) -> tuple[torch.Tensor, Crop]:
+def from_resized(rgb: np.ndarray, original_wh: tuple[int, int], mode: str, size: int,
+                 as_uint8: bool = False) -> tuple[torch.Tensor, Crop]:
     """A picture already scaled to `target_size` (uint8 [h, w, 3]; a video frame scaled while it
-    was decoded) -> the model image, cropped or padded, and its crop."""
+    was decoded) -> the model image, cropped or padded, and its crop. `as_uint8` keeps the
+    bytes ([3, H, W] uint8, white 255): a quarter of the memory until `to_model_float`."""
     new_h, new_w = rgb.shape[:2]
-    t = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).float().div(255)
+    t = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1)
+    if not as_uint8:
+        t = to_model_float(t)
     offset = (0, 0)
     if mode == "crop" and new_h > size:
         top = (new_h - size) // 2
@@ -118,6 +122,11 @@ def from_resized(rgb: np.ndarray, original_wh: tuple[int, int], mode: str, size:
     return t, Crop((int(original_wh[0]), int(original_wh[1])), (new_w, new_h), offset)
 
 
+def to_model_float(t: torch.Tensor) -> torch.Tensor:
+    """uint8 image bytes -> the model's [0, 1] floats (exactly as PIL bytes / 255)."""
+    return t.float().div_(255) if t.dtype == torch.uint8 else t
+
+
 def pad_white(t: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """Centres `t` [3, h, w] on a white canvas of the given size."""
     dh, dw = height - t.shape[1], width - t.shape[2]
@@ -125,7 +134,8 @@ def pad_white(t: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, t
         return t, (0, 0)
     top, left = max(dh, 0) // 2, max(dw, 0) // 2
     pad = (left, max(dw, 0) - left, top, max(dh, 0) - top)
-    return torch.nn.functional.pad(t, pad, mode="constant", value=1.0), (left, top)
+    white = 255 if t.dtype == torch.uint8 else 1.0
+    return torch.nn.functional.pad(t, pad, mode="constant", value=white), (left, top)
 
 
 def stack_images(images: list[torch.Tensor], crops: list[Crop] | None = None) -> torch.Tensor:

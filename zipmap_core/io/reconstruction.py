@@ -3,8 +3,9 @@
 A `.zipmap` file is a zip archive with no pickled objects:
 - `manifest.json`: format name and version, frame names, image size, metadata, timings;
 - `arrays.npz`: images (uint8 [S,H,W,3]), extrinsics (world-to-camera [S,3,4], frame 0 = identity),
-  intrinsics [S,3,3], depth / depth_conf [S,H,W], points_cam / points_world [S,H,W,3],
-  original_wh [S,2];
+  intrinsics [S,3,3], depth / depth_conf [S,H,W], points_cam / points_world [S,H,W,3] (left out,
+  format version 2, when they are depth unprojected: they are 70 % of the bytes and are derived
+  again on loading), original_wh [S,2];
 - `state.npz` (optional): the per-layer fast weights `layer{i}.w0|w1|w2`, so a reopened scene can
   be queried for novel views without recomputing.
 """
@@ -19,6 +20,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .scene_file import (
+    DERIVED,
     SCENE_FORMAT,
     SCENE_VERSION,
     SceneFileError,
@@ -46,6 +48,32 @@ class Reconstruction:
     state_scale: float = 1.0
     metadata: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    # the point maps are depth unprojected with the cameras: None above means "derive when
+    # first read", and a saved scene leaves them out
+    points_from_depth: bool = False
+
+    def __post_init__(self) -> None:
+        if self.__dict__.get("_points_cam") is None or self.__dict__.get("_points_world") is None:
+            self.points_from_depth = True
+
+    def ensure_points(self) -> "Reconstruction":
+        """Derives the point maps now (a background job calls this, so a viewer on the GUI thread
+        never does the work)."""
+        _ = self.points_cam, self.points_world
+        return self
+
+    def _derive_points(self) -> None:
+        s, h, w = self.depth.shape
+        k = self.intrinsics.astype(np.float32)
+        x = (np.arange(w, dtype=np.float32) + 0.5 - k[:, 0, 2, None]) / k[:, 0, 0, None]
+        y = (np.arange(h, dtype=np.float32) + 0.5 - k[:, 1, 2, None]) / k[:, 1, 1, None]
+        cam = np.empty((s, h, w, 3), np.float32)
+        np.multiply(self.depth, x[:, None, :], out=cam[..., 0])
+        np.multiply(self.depth, y[:, :, None], out=cam[..., 1])
+        cam[..., 2] = self.depth
+        c2w = self.cam_to_world.astype(np.float32)
+        world = np.einsum("sij,shwj->shwi", c2w[:, :, :3], cam, optimize=True) + c2w[:, None, None, :, 3]
+        self.__dict__["_points_cam"], self.__dict__["_points_world"] = cam, world.astype(np.float32, copy=False)
 
     @property
     def num_frames(self) -> int:
@@ -107,11 +135,14 @@ class Reconstruction:
     # ---- scene file -------------------------------------------------------------------------------
     def save(self, path: str | Path, include_state: bool = True) -> Path:
         path = Path(path)
-        arrays = {name: np.ascontiguousarray(getattr(self, name)) for name in ARRAY_FIELDS}
+        derived = self.points_from_depth
+        fields = [name for name in ARRAY_FIELDS if not (derived and name in DERIVED)]
+        arrays = {name: np.ascontiguousarray(getattr(self, name)) for name in fields}
         has_state = bool(include_state and self.state is not None)
         manifest = {
             "format": SCENE_FORMAT,
-            "version": SCENE_VERSION,
+            "version": SCENE_VERSION if derived else 1,  # a file older readers can open when they can
+            "derived_points": derived,
             "names": self.names,
             "image_hw": list(self.image_hw),
             "num_frames": self.num_frames,
@@ -132,9 +163,28 @@ class Reconstruction:
         manifest, arrays, state = read_scene(path)
         return cls(
             names=list(manifest["names"]),
-            **arrays,
+            **{"points_cam": None, "points_world": None, **arrays},
             state=state,
             state_scale=float(manifest.get("state_scale", 1.0)),
             metadata=dict(manifest.get("metadata", {})),
             timings=dict(manifest.get("timings", {})),
         )
+
+
+def _lazy_points(name: str) -> property:
+    """A point map that is derived from depth and cameras the first time it is read."""
+    key = "_" + name
+
+    def get(self: Reconstruction) -> np.ndarray:
+        if self.__dict__.get(key) is None:
+            self._derive_points()
+        return self.__dict__[key]
+
+    def put(self: Reconstruction, value: np.ndarray | None) -> None:
+        self.__dict__[key] = value
+
+    return property(get, put, doc=f"{name} [S, H, W, 3] (derived from depth when not given)")
+
+
+Reconstruction.points_cam = _lazy_points("points_cam")  # type: ignore[assignment]
+Reconstruction.points_world = _lazy_points("points_world")  # type: ignore[assignment]

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 SCENE_FORMAT = "zipmap-scene"
-SCENE_VERSION = 1
+SCENE_VERSION = 2  # 2: points derived from depth may be left out ("derived_points"); 1 is written otherwise
+DERIVED = ("points_cam", "points_world")
 MAX_MANIFEST_BYTES = 64 * 2**20
 MAX_STATE_BYTES = 8 * 2**30  # the official model's state is ~0.6 GB in float32
 NPY_SLACK = 4096  # an .npy header and its zip entry's local header, per array, at most
@@ -28,10 +29,11 @@ class SceneFileError(ValueError):
     """A scene file that cannot be read, with the reason."""
 
 
-def expected_arrays(num_frames: int, hw: tuple[int, int]) -> dict[str, tuple[tuple[int, ...], str]]:
-    """Shape and dtype kind ("u" unsigned, "f" float, "i" integer) of every array of a scene."""
+def expected_arrays(num_frames: int, hw: tuple[int, int], derived: bool = False) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Shape and dtype kind ("u" unsigned, "f" float, "i" integer) of every array of a scene
+    (without the point maps when they are `derived` from depth and cameras on loading)."""
     s, (h, w) = num_frames, hw
-    return {
+    arrays = {
         "images": ((s, h, w, 3), "u"),
         "extrinsics": ((s, 3, 4), "f"),
         "intrinsics": ((s, 3, 3), "f"),
@@ -41,6 +43,7 @@ def expected_arrays(num_frames: int, hw: tuple[int, int]) -> dict[str, tuple[tup
         "points_world": ((s, h, w, 3), "f"),
         "original_wh": ((s, 2), "i"),
     }
+    return {k: v for k, v in arrays.items() if not (derived and k in DERIVED)}
 
 
 def available_memory() -> int:
@@ -59,8 +62,9 @@ def available_memory() -> int:
 
 
 # ---- manifest ------------------------------------------------------------------------------------
-def check_manifest(manifest: Any, name: str) -> tuple[int, tuple[int, int]]:
-    """(frame count, (h, w)) of a manifest that is what we write, else a `SceneFileError`."""
+def check_manifest(manifest: Any, name: str) -> tuple[int, tuple[int, int], bool]:
+    """(frame count, (h, w), points derived) of a manifest that is what we write, else a
+    `SceneFileError`."""
     if not isinstance(manifest, dict):
         raise SceneFileError(f"{name} is damaged: its manifest is a {type(manifest).__name__}, not an object")
     if manifest.get("format") != SCENE_FORMAT:
@@ -88,12 +92,15 @@ def check_manifest(manifest: Any, name: str) -> tuple[int, tuple[int, int]]:
     scale = manifest.get("state_scale", 1.0)
     if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not np.isfinite(scale) or scale <= 0:
         raise SceneFileError(f"{name} is damaged: state_scale {scale!r} is not a positive number")
-    return len(names), (hw[0], hw[1])
+    derived = manifest.get("derived_points", False)
+    if not isinstance(derived, bool):
+        raise SceneFileError(f"{name} is damaged: derived_points {derived!r} is not true or false")
+    return len(names), (hw[0], hw[1]), derived
 
 
-def expected_bytes(num_frames: int, hw: tuple[int, int]) -> int:
+def expected_bytes(num_frames: int, hw: tuple[int, int], derived: bool = False) -> int:
     """The most `arrays.npz` may hold for this manifest (float64 allowed, as numpy may write)."""
-    return sum(int(np.prod(shape)) * 8 + NPY_SLACK for shape, _ in expected_arrays(num_frames, hw).values())
+    return sum(int(np.prod(shape)) * 8 + NPY_SLACK for shape, _ in expected_arrays(num_frames, hw, derived).values())
 
 
 # ---- members -------------------------------------------------------------------------------------
@@ -157,10 +164,11 @@ def read_npz(blob: bytes, name: str, member: str) -> dict[str, np.ndarray]:
         raise SceneFileError(f"{name} is damaged: {member} cannot be read ({exc})") from exc
 
 
-def check_arrays(arrays: dict[str, np.ndarray], num_frames: int, hw: tuple[int, int], name: str) -> dict[str, np.ndarray]:
+def check_arrays(arrays: dict[str, np.ndarray], num_frames: int, hw: tuple[int, int], name: str,
+                 derived: bool = False) -> dict[str, np.ndarray]:
     """The scene's arrays, each of the shape the manifest implies, in the dtype we work in."""
     out = {}
-    for key, (shape, kind) in expected_arrays(num_frames, hw).items():
+    for key, (shape, kind) in expected_arrays(num_frames, hw, derived).items():
         if key not in arrays:
             raise SceneFileError(f"{name} is damaged: missing arrays ['{key}']")
         a = arrays[key]
@@ -199,9 +207,10 @@ def read_scene(path: os.PathLike | str) -> tuple[dict, dict[str, np.ndarray], li
                 manifest = json.loads(_member(zf, "manifest.json", MAX_MANIFEST_BYTES, name, "a manifest needs"))
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise SceneFileError(f"{name} is damaged: its manifest is not JSON ({exc})") from exc
-            frames, hw = check_manifest(manifest, name)
-            blob = _member(zf, "arrays.npz", expected_bytes(frames, hw), name, f"{frames} frames at {hw[1]}x{hw[0]} need")
-            arrays = check_arrays(read_npz(blob, name, "arrays.npz"), frames, hw, name)
+            frames, hw, derived = check_manifest(manifest, name)
+            blob = _member(zf, "arrays.npz", expected_bytes(frames, hw, derived), name,
+                           f"{frames} frames at {hw[1]}x{hw[0]} need")
+            arrays = check_arrays(read_npz(blob, name, "arrays.npz"), frames, hw, name, derived)
             del blob
             state = None
             if manifest.get("has_state"):

@@ -11,6 +11,8 @@ are reached by seeking to the keyframe before them instead of decoding everythin
 from __future__ import annotations
 
 import math
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -120,6 +122,9 @@ def decode_video(
     converted. `report` receives what was taken against what was asked, at the end; `times`
     (seconds) replaces the sampling."""
     container, stream = open_video(path)
+    # conversions (scale + YUV -> RGB) run on a helper thread, pipelined with FFmpeg's decoding
+    converter = ThreadPoolExecutor(1, thread_name_prefix="convert")
+    ready: deque = deque()
     try:
         info = probe(container, stream)
         times = wanted_times(info, fps, count) if times is None else np.sort(np.asarray(times, float))
@@ -127,9 +132,11 @@ def decode_video(
         start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
         taken, last_t, i, can_seek, position = 0, 0.0, 0, True, -math.inf
         frames = container.decode(stream)
+        stopped = False
         while i < len(times):
             if should_stop is not None and should_stop():
-                return
+                stopped = True  # what was decoded so far is still handed over
+                break
             target = times[i]
             if can_seek and target - max(position, 0.0) > SEEK_GAP_S:
                 container.seek(int((target + start) / stream.time_base), stream=stream, backward=True)
@@ -147,11 +154,20 @@ def decode_video(
                 continue
             while i < len(times) and times[i] <= t + tol:
                 i += 1  # one decoded frame answers every wanted time it covers
-            yield t, _convert(frame, size_for), (info.width, info.height)
+            ready.append((t, converter.submit(_convert, frame, size_for)))
             taken += 1
-        if report is not None:
+            while len(ready) > 2:
+                t_ready, rgb = ready.popleft()
+                yield t_ready, rgb.result(), (info.width, info.height)
+        while ready:
+            t_ready, rgb = ready.popleft()
+            yield t_ready, rgb.result(), (info.width, info.height)
+        if report is not None and not stopped:
             report(SamplingReport(path.name, count, None if count else fps, taken, info, last_t))
     finally:
+        for _, pending in ready:
+            pending.cancel()
+        converter.shutdown(wait=True)
         container.close()
 
 

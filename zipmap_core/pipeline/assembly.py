@@ -33,29 +33,31 @@ def assemble_frames(
     local_points: torch.Tensor | None,
     points_from: str,
     reference: torch.Tensor | None = None,
+    with_points: bool = True,
 ) -> tuple[dict[str, np.ndarray], torch.Tensor]:
     """Per-frame arrays of a run of frames, computed where the network's outputs are (the GPU
     when there is one) and brought to the host once. Cameras are re-expressed in the frame of
     `reference` (the first frame's camera-to-world, 4x4); without one, this run's first frame
-    becomes it. Returns (arrays, reference), so a stream can append runs that agree."""
+    becomes it. Returns (arrays, reference), so a stream can append runs that agree. Without
+    `with_points`, depth-unprojected point maps are left for the Reconstruction to derive when
+    (and if) they are read."""
     check_point_source(points_from)
     h, w = images.shape[-2:]
     extrinsics, intrinsics = pose_encoding_to_cameras(pose_enc.float(), (h, w))
     if reference is None:
         reference = to_homogeneous(invert_rigid(extrinsics[:1]))[0]
     extrinsics = (to_homogeneous(extrinsics) @ reference.to(extrinsics))[..., :3, :4]
+    colours = images.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    host = {"images": colours, "extrinsics": extrinsics, "intrinsics": intrinsics, "depth": depth.float(),
+            "depth_conf": depth_conf.float()}
     if points_from == "point_head":
         if local_points is None:
             raise ValueError("points_from='point_head' needs the point head's output; run the model with point_head=True")
-        points_cam = local_points.float()
-    else:
-        points_cam = depth_to_camera_points(depth.float(), intrinsics)
-    points_world = camera_to_world(points_cam, extrinsics)
-    colours = images.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-    host = {
-        "images": colours, "extrinsics": extrinsics, "intrinsics": intrinsics, "depth": depth.float(),
-        "depth_conf": depth_conf.float(), "points_cam": points_cam, "points_world": points_world,
-    }
+        host["points_cam"] = local_points.float()
+    elif with_points:
+        host["points_cam"] = depth_to_camera_points(depth.float(), intrinsics)
+    if "points_cam" in host:
+        host["points_world"] = camera_to_world(host["points_cam"], extrinsics)
     return {k: v.cpu().numpy() for k, v in host.items()}, reference
 
 
@@ -82,6 +84,9 @@ def assemble(
     original_wh: np.ndarray,
 ) -> Reconstruction:
     """Raw per-frame predictions -> aligned cameras and world points."""
-    arrays, _ = assemble_frames(images.to(depth.device), pose_enc, depth, depth_conf, local_points, points_from)
+    arrays, _ = assemble_frames(images.to(depth.device), pose_enc, depth, depth_conf, local_points, points_from,
+                                with_points=False)
     return Reconstruction(names=list(names), original_wh=original_wh,
-                          state_scale=state_scale(camera_centres(arrays["extrinsics"]), len(names)), **arrays)
+                          state_scale=state_scale(camera_centres(arrays["extrinsics"]), len(names)),
+                          **{"points_cam": None, "points_world": None, **arrays},
+                          points_from_depth=points_from == "depth")

@@ -95,7 +95,7 @@ class StreamingSession:
         if not self._names:
             raise ValueError("no frames were added to the streaming session yet")
         arrays = self._arrays.view()
-        recon = Reconstruction(names=list(self._names), **arrays,
+        recon = Reconstruction(names=list(self._names), **arrays, points_from_depth=True,
                                state_scale=state_scale(np.array([self._max_translation]), self.num_frames))
         if self.rec.model.can_render and self.states and self.states[0] is not None:
             recon.state = [{k: v.float().cpu().numpy() for k, v in layer.items()} for layer in self.states]
