@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -16,7 +17,7 @@ from .io.atomic import Publication, atomic_path
 from .io.checkpoints import CheckpointError, convert, load_checkpoint
 from .io.download import DownloadError, download_official, resolve_checkpoint
 from .io.exporters import DEFAULT_NAMES, FORMATS, check_formats, export
-from .io.inputs import NoUsableImagesError, VideoSampling
+from .io.inputs import NoUsableImagesError, Preparation, VideoSampling, load_inputs
 from .io.reconstruction import Reconstruction, SceneFileError
 from .pipeline.assembly import POINT_SOURCES
 from .pipeline.reconstructor import Reconstructor
@@ -78,7 +79,14 @@ def _reconstructor(args: argparse.Namespace, notice: bool = False) -> Reconstruc
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from .pipeline.distributed import Launch
+
     formats = check_formats([f.strip() for f in (args.export or "").split(",") if f.strip()])
+    launch = Launch.from_env()
+    if args.nproc > 1 and launch is None:
+        return _launch_processes(args)
+    if launch is not None:
+        return _reconstruct_as_rank(args, launch, formats)
     rec = _reconstructor(args, notice=True)
     print(f"model: {rec.description} on {rec.device}", file=sys.stderr)
     bar = StageBar(args.quiet)
@@ -93,15 +101,76 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
             )
         finally:
             bar.close()
-        for name, reason in recon.metadata.get("skipped", []):
-            print(f"skipped {name}: {reason}", file=sys.stderr)
-        for note in recon.metadata.get("sampling_notes", []):  # fewer frames than asked: say why
-            print(note, file=sys.stderr)
-        recon.save(pub.path("scene.zipmap"))
-        for fmt in formats:
-            export(recon, fmt, pub.path(DEFAULT_NAMES[fmt]), progress=bar)
-            bar.close()
-    out_dir = Path(args.output)
+        _write_outputs(recon, formats, pub, bar)
+    return _summary(recon, formats, Path(args.output))
+
+
+def _write_outputs(recon: Reconstruction, formats: list[str], pub: Publication, bar: StageBar) -> None:
+    for name, reason in recon.metadata.get("skipped", []):
+        print(f"skipped {name}: {reason}", file=sys.stderr)
+    for note in recon.metadata.get("sampling_notes", []):  # fewer frames than asked: say why
+        print(note, file=sys.stderr)
+    recon.save(pub.path("scene.zipmap"))
+    for fmt in formats:
+        export(recon, fmt, pub.path(DEFAULT_NAMES[fmt]), progress=bar)
+        bar.close()
+
+
+def _launch_processes(args: argparse.Namespace) -> int:
+    """`--nproc N`: the same command in N local processes, one reconstruction split across them."""
+    from .pipeline.distributed import launch_local
+
+    if args.window_size:
+        raise ValueError("--nproc splits bidirectional reconstructions; the windowed (streaming) order runs in one process")
+    argv, skip = [], False
+    for item in args.argv:  # the children get the command without --nproc
+        if skip:
+            skip = False
+        elif item == "--nproc":
+            skip = True
+        elif not item.startswith("--nproc="):
+            argv.append(item)
+    return launch_local(args.nproc, argv, args.dist_timeout)
+
+
+def _reconstruct_as_rank(args: argparse.Namespace, launch, formats: list[str]) -> int:
+    """One process of a split reconstruction (ours or torchrun's): every rank computes its frames;
+    rank 0 gathers, assembles and writes."""
+    import torch.distributed as dist
+
+    from .pipeline.distributed import die_with_parent, init_group, make_shard, reconstruct_split
+
+    if os.environ.get("ZIPMAP_LAUNCHED"):
+        die_with_parent()
+    if args.window_size:
+        raise ValueError("the windowed (streaming) order runs in one process: run without torchrun or --nproc")
+    args.device = str(init_group(launch, float(os.environ.get("ZIPMAP_DIST_TIMEOUT", args.dist_timeout))))
+    root = launch.rank == 0
+    try:
+        rec = _reconstructor(args, notice=root)
+        if root:
+            print(f"model: {rec.description}, split across {launch.world} processes", file=sys.stderr)
+        bar = StageBar(args.quiet or not root)
+        inputs = load_inputs(args.inputs, VideoSampling(fps=args.fps, max_frames=args.video_frames), args.max_frames,
+                             prepare=Preparation(args.mode, args.resolution or rec.cfg.img_size))
+        shard = make_shard(len(inputs.frames), launch)
+        if not root:
+            reconstruct_split(rec, inputs, shard, args.mode, args.resolution, args.points_from, not args.no_state, bar)
+            return 0
+        with Publication(args.output) as pub:
+            try:
+                recon = reconstruct_split(rec, inputs, shard, args.mode, args.resolution, args.points_from,
+                                          not args.no_state, bar)
+            finally:
+                bar.close()
+            assert recon is not None
+            _write_outputs(recon, formats, pub, bar)
+        return _summary(recon, formats, Path(args.output))
+    finally:
+        dist.destroy_process_group()
+
+
+def _summary(recon: Reconstruction, formats: list[str], out_dir: Path) -> int:
     for fmt in formats:
         print(f"exported {fmt}: {out_dir / DEFAULT_NAMES[fmt]}", file=sys.stderr)
     t = recon.timings
@@ -301,6 +370,11 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     r.add_argument("--fps", type=float, default=1.0, help="video sampling rate (frames per second)")
     r.add_argument("--video-frames", type=int, help="take this many evenly spaced frames per video instead")
     r.add_argument("--window-size", type=int, help="TTT window in frames (0 = bidirectional)")
+    r.add_argument("--nproc", type=int, default=1,
+                   help="split the reconstruction across N local processes (gloo on CPU, NCCL with one GPU each); "
+                        "under torchrun the split follows the launcher's processes")
+    r.add_argument("--dist-timeout", type=float, default=300.0,
+                   help="seconds a split run waits for a silent process before it stops with an error")
     r.add_argument("--no-state", action="store_true", help="do not keep the scene state")
     r.add_argument("--points-from", choices=POINT_SOURCES, default="depth",
                    help="world points from unprojected depth (default) or the point head (runs one more dense head)")
@@ -404,7 +478,9 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.func(args)
     except Cancelled:

@@ -138,12 +138,14 @@ def pad_white(t: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, t
     return torch.nn.functional.pad(t, pad, mode="constant", value=white), (left, top)
 
 
-def stack_images(images: list[torch.Tensor], crops: list[Crop] | None = None) -> torch.Tensor:
-    """Stacks model images, padding mixed sizes with white to the largest height and width."""
+def stack_images(images: list[torch.Tensor], crops: list[Crop] | None = None,
+                 pad_to: tuple[int, int] | None = None) -> torch.Tensor:
+    """Stacks model images, padding mixed sizes with white to the largest height and width (or
+    to `pad_to`, at least)."""
     if not images:
         raise ValueError("no images to stack")
-    height = max(t.shape[1] for t in images)
-    width = max(t.shape[2] for t in images)
+    height = max([t.shape[1] for t in images] + ([pad_to[0]] if pad_to else []))
+    width = max([t.shape[2] for t in images] + ([pad_to[1]] if pad_to else []))
     out = []
     for i, t in enumerate(images):
         padded, (left, top) = pad_white(t, height, width)

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from .config import ZipMapConfig
 from .encoder import DinoEncoder, PatchEmbed
 from .rope import RotaryEmbedding2D, patch_positions
+from .shard import FrameShard
 from .transformer import Attention, Block, LayerScale, Mlp
 from .ttt import FastWeights, TTTLayer, TTTOp
 
@@ -52,9 +53,12 @@ class GlobalBlock(nn.Module):
         state: FastWeights | None,
         pos: Tensor | None,
         chunk_tokens: int | None,
+        shard: FrameShard | None = None,
     ) -> tuple[Tensor, FastWeights | None]:
         if self.mixer == "ttt":
-            mixed, new_state = self.ttt_block(self.norm1(x), ops, state, chunk_tokens)
+            mixed, new_state = self.ttt_block(self.norm1(x), ops, state, chunk_tokens, shard)
+        elif shard is not None:
+            raise ValueError("softmax attention cannot be split across processes; use the TTT mixer")
         else:
             mixed, new_state = self.attn(self.norm1(x), pos), None
         x = x + self.ls1(mixed)
@@ -134,8 +138,10 @@ class Aggregator(nn.Module):
         states: list[FastWeights] | None = None,
         chunk_frames: int | None = None,
         hook: ProgressHook | None = None,
+        shard: FrameShard | None = None,
     ) -> AggregatorOutput:
-        """tokens [B, S, P, C]; `ops` index the flattened S*P token axis of the global blocks."""
+        """tokens [B, S, P, C]; `ops` index the flattened S*P token axis of the global blocks
+        (with a `shard`: this process's frames, the TTT updates summed over the processes)."""
         b, s, p, c = tokens.shape
         pos = patch_positions(b * s, grid_hw[0], grid_hw[1], self.patch_start_idx, tokens.device)
         global_pos = pos.reshape(b, s * p, 2)
@@ -151,7 +157,7 @@ class Aggregator(nn.Module):
             x = torch.cat([frame_block(x[j : j + step], pos[j : j + step]) for j in range(0, b * s, step)])
             frame_out = x.reshape(b, s, p, c)
             state = states[i] if states is not None else None
-            g, new_state = self.global_blocks[i](x.reshape(b, s * p, c), ops, state, global_pos, chunk_tokens)
+            g, new_state = self.global_blocks[i](x.reshape(b, s * p, c), ops, state, global_pos, chunk_tokens, shard)
             new_states.append(new_state)
             x = g.reshape(b * s, p, c)
             if i in keep:

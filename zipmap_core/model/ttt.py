@@ -9,7 +9,7 @@ holds an all-pairs (N^2) tensor and intermediate activations stay bounded by the
 from __future__ import annotations
 
 import math
-from typing import Iterable, NamedTuple
+from typing import TYPE_CHECKING, Iterable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +17,9 @@ from torch import Tensor, nn
 
 from ..device import emulate_bf16_matmul
 from .config import TTTConfig
+
+if TYPE_CHECKING:
+    from .shard import FrameShard
 
 FastWeights = dict[str, Tensor]  # {"w0": [B*h, d, dh], "w1": [B*h, dh, d], "w2": [B*h, d, dh]}
 
@@ -200,8 +203,12 @@ class TTTLayer(nn.Module):
         ops: Iterable[TTTOp],
         state: FastWeights | None = None,
         chunk_tokens: int | None = None,
+        shard: FrameShard | None = None,
     ) -> tuple[Tensor, FastWeights]:
-        """x: [B, L, dim] (already normalised by the block). Returns (output, final fast weights)."""
+        """x: [B, L, dim] (already normalised by the block). Returns (output, final fast weights).
+
+        With a `shard`, x holds this process's frames only: each update's gradients are summed
+        here and then over the processes, so every process applies the same new weights."""
         w = state if state is not None else self.initial_state(x.shape[0])
         col_norms = {name: t.detach().norm(dim=1, keepdim=True) for name, t in w.items()}
         outputs = []
@@ -215,6 +222,9 @@ class TTTLayer(nn.Module):
                 grads = None
                 for s, e in spans:
                     grads = self.accumulate(x[:, s:e], w, grads, lr[:, s:e])
+                if shard is not None:
+                    grads = grads or {name: torch.zeros_like(t) for name, t in w.items()}  # a rank with no tokens
+                    shard.all_reduce_([grads["w0"], grads["w1"], grads["w2"]])
                 if grads is not None:
                     w = apply_gradients(w, grads, col_norms, self.steps, self.ns_dtype)
             if op.apply:

@@ -11,6 +11,7 @@ from .aggregator import Aggregator, ProgressHook
 from .config import ZipMapConfig
 from .heads.camera_head import CameraHead, CameraMLPHead
 from .heads.dpt_head import DPTHead
+from .shard import FrameShard
 from .ttt import FastWeights, TTTOp, bidirectional_order, render_order, windowed_order
 
 
@@ -66,25 +67,33 @@ class ZipMap(nn.Module):
         hook: ProgressHook | None = None,
         keep_tokens: bool = False,
         point_head: bool = True,
+        shard: FrameShard | None = None,
     ) -> ModelOutput:
         """images [B, S, 3, H, W] (or [S, 3, H, W]) in [0, 1].
 
         `states` continues a scene (streaming); `window_size` 0 forces bidirectional order, None
         takes the configuration's default. `point_head=False` skips the camera-frame point map:
         a reconstruction that unprojects depth never reads it, and it is a full-resolution DPT head
-        (about a quarter of the forward pass at 224 px on a CPU)."""
+        (about a quarter of the forward pass at 224 px on a CPU).
+
+        With a `shard`, `images` are this process's frames of a reconstruction split across
+        processes (bidirectional order only): the outputs are this process's frames, except the
+        cameras, which every process gets for all frames."""
         if images.dim() == 4:
             images = images.unsqueeze(0)
         b, s, _, h, w = images.shape
         p = self.cfg.patch_size
-        tokens = self.aggregator.tokenize_images(images, first_is_reference=states is None, chunk_frames=chunk_frames)
+        if shard is not None and (states is not None or (window_size if window_size is not None else self.cfg.window_size)):
+            raise ValueError("the windowed (streaming) order runs in one process: split only bidirectional reconstructions")
+        reference = states is None and (shard is None or shard.rank == 0)  # the reference view is global frame 0
+        tokens = self.aggregator.tokenize_images(images, first_is_reference=reference, chunk_frames=chunk_frames)
         if hook is not None:
             hook("encoder", 1, 1)
         ops = self.ops_for(s, tokens.shape[2], window_size)
-        agg = self.aggregator.run_blocks(tokens, (h // p, w // p), ops, states, chunk_frames, hook)
+        agg = self.aggregator.run_blocks(tokens, (h // p, w // p), ops, states, chunk_frames, hook, shard)
         del tokens
         out = ModelOutput(states=agg.states, aggregated=agg.tokens if keep_tokens else [])
-        self._run_heads(out, agg.tokens, (h, w), agg.patch_start_idx, chunk_frames, hook, point_head)
+        self._run_heads(out, agg.tokens, (h, w), agg.patch_start_idx, chunk_frames, hook, point_head, shard)
         return out
 
     def _run_heads(
@@ -96,6 +105,7 @@ class ZipMap(nn.Module):
         chunk_frames: int | None,
         hook: ProgressHook | None,
         point_head: bool = True,
+        shard: FrameShard | None = None,
     ) -> None:
         chunk = chunk_frames or 8
         names = ("camera_head", "camera_mlp_head", "depth_head") + (("local_point_head",) if point_head else ())
@@ -104,7 +114,9 @@ class ZipMap(nn.Module):
             tokens = [t.float() for t in tokens]
             for i, name in enumerate(heads):
                 if name in ("camera_head", "camera_mlp_head"):
-                    out.pose_enc_list = getattr(self, name)(tokens[-1])
+                    # the camera head reads each frame's camera token; split, it needs all frames'
+                    cam = tokens[-1][:, :, :1] if shard is None else shard.all_gather_frames(tokens[-1][:, :, :1])
+                    out.pose_enc_list = getattr(self, name)(cam)
                     out.pose_enc = out.pose_enc_list[-1]
                 elif name == "depth_head":
                     depth, conf = self.depth_head(tokens, image_hw, start, chunk)

@@ -38,9 +38,11 @@ class NovelViews:
     confidence: np.ndarray  # float32 [N, H, W]
 
 
-def model_images(frames: list[Frame], mode: str, size: int, report: Progress) -> tuple[torch.Tensor, list[Crop]]:
+def model_images(frames: list[Frame], mode: str, size: int, report: Progress,
+                 pad_to: tuple[int, int] | None = None) -> tuple[torch.Tensor, list[Crop]]:
     """Model images of `frames`: ready where they were prepared at decode time, the rest made
-    on a thread pool (PIL's resize runs without the GIL)."""
+    on a thread pool (PIL's resize runs without the GIL). `pad_to` (h, w): the size of a larger
+    set these frames belong to (a reconstruction split across processes)."""
     check_mode_and_size(mode, size)
     tensors, crops = [], []
     with ThreadPoolExecutor(min(4, os.cpu_count() or 1), thread_name_prefix="preprocess") as pool:
@@ -48,7 +50,7 @@ def model_images(frames: list[Frame], mode: str, size: int, report: Progress) ->
             tensors.append(t)
             crops.append(crop)
             report("preprocess", i + 1, len(frames))
-    return stack_images(tensors, crops), crops
+    return stack_images(tensors, crops, pad_to), crops
 
 
 class Reconstructor:

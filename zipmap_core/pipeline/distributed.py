@@ -1,0 +1,178 @@
+"""One reconstruction across processes or machines (torch.distributed): frames split
+contiguously, TTT updates all-reduced, rank 0 gathering the outputs and writing the scene.
+
+The same worker runs under `torchrun` (one process per GPU, any number of machines) and under
+`zipmap reconstruct --nproc N`, whose launcher starts N local processes, watches them, and ends
+the run with a clear message when one dies or hangs: the others then fail at their next
+collective or at the group's timeout, nothing is published, and no process outlives the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+import numpy as np
+import torch
+
+from ..cancel import CancelToken, Progress, reporter
+from ..io.inputs import InputSet
+from ..io.reconstruction import Reconstruction
+from ..model.shard import FrameShard, split_counts
+from .assembly import assemble, check_point_source
+from .reconstructor import Reconstructor, model_images
+
+DEFAULT_TIMEOUT_S = 300
+
+
+class DistributedError(RuntimeError):
+    """A split run that could not finish: which process, and why."""
+
+
+@dataclass
+class Launch:
+    """This process's place in a launch (from torchrun's or our launcher's environment)."""
+
+    rank: int
+    world: int
+    local_rank: int
+    local_world: int
+
+    @classmethod
+    def from_env(cls) -> "Launch | None":
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return None
+        return cls(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")),
+                   int(os.environ.get("LOCAL_WORLD_SIZE", str(world))))
+
+
+def init_group(launch: Launch, timeout_s: float) -> torch.device:
+    """Joins the process group: NCCL with one CUDA device per process where there are GPUs,
+    gloo on CPUs. Returns this process's device."""
+    import torch.distributed as dist
+
+    if torch.cuda.is_available():
+        device = torch.device("cuda", launch.local_rank % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+        backend = "nccl"
+    else:
+        device, backend = torch.device("cpu"), "gloo"
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // launch.local_world))
+    dist.init_process_group(backend, rank=launch.rank, world_size=launch.world,
+                            timeout=timedelta(seconds=timeout_s))
+    return device
+
+
+def reconstruct_split(
+    rec: Reconstructor,
+    inputs: InputSet,
+    shard: FrameShard,
+    mode: str = "crop",
+    resolution: int | None = None,
+    points_from: str = "depth",
+    keep_state: bool | None = None,
+    progress: Progress | None = None,
+    cancel: CancelToken | None = None,
+) -> Reconstruction | None:
+    """This process's part of a reconstruction of `inputs` (every process lists the same
+    frames); rank 0 returns the whole Reconstruction, the others None."""
+    check_point_source(points_from)
+    report = reporter(progress, cancel or CancelToken())
+    size = resolution or rec.cfg.img_size
+    t0 = time.perf_counter()
+    mine = inputs.frames[shard.first : shard.first + shard.local]
+    pad_to = _common_size(inputs, mode, size)
+    images, _ = model_images(mine, mode, size, report, pad_to=pad_to)
+    t1 = time.perf_counter()
+    with torch.inference_mode(), rec._autocast():
+        out = rec.model(images.to(rec.device)[None], window_size=0, chunk_frames=rec.chunk_frames, hook=report,
+                        point_head=points_from == "point_head", shard=shard)
+    t2 = time.perf_counter()
+    gathered = {
+        "images": shard.gather_frames_to_root((images * 255).round().to(torch.uint8).to(rec.device)),
+        "depth": shard.gather_frames_to_root(out.depth[0, ..., 0].float()),
+        "depth_conf": shard.gather_frames_to_root(out.depth_conf[0].float()),
+        "local_points": None if out.local_points is None else shard.gather_frames_to_root(out.local_points[0].float()),
+    }
+    if shard.rank != 0:
+        return None
+    original_wh = np.array([f.original_wh or f.image.size for f in inputs.frames], dtype=np.int32).reshape(-1, 2)
+    recon = assemble(inputs.names(), gathered["images"].float().div_(255), out.pose_enc[0], gathered["depth"],
+                     gathered["depth_conf"], gathered["local_points"], points_from, original_wh)
+    keep = rec.model.can_render if keep_state is None else keep_state
+    if keep and out.states and out.states[0] is not None:
+        recon.state = [{k: v.float().cpu().numpy() for k, v in layer.items()} for layer in out.states]
+    h, w = recon.image_hw
+    recon.metadata.update({"model": rec.description, "variant": rec.variant, "config": rec.cfg.name,
+                           "image_hw": [h, w], "can_render": bool(rec.model.can_render), "mode": mode,
+                           "processes": shard.world, "frames_per_process": shard.counts,
+                           "skipped": [list(s) for s in inputs.skipped], "sampling_notes": list(inputs.notes)})
+    recon.timings = {"preprocess_s": t1 - t0, "model_s": t2 - t1, "total_s": time.perf_counter() - t0,
+                     "per_frame_s": (t2 - t1) / recon.num_frames}
+    return recon
+
+
+def _common_size(inputs: InputSet, mode: str, size: int) -> tuple[int, int]:
+    """The padded model image size of the whole set, the same on every rank."""
+    shapes = [f.prepared[1].shape[-2:] if f.prepared is not None else f.model_input(mode, size)[0].shape[-2:]
+              for f in inputs.frames]
+    return max(s[0] for s in shapes), max(s[1] for s in shapes)
+
+
+def make_shard(frames: int, launch: Launch) -> FrameShard:
+    if frames < launch.world:
+        raise DistributedError(f"{frames} frames cannot be split across {launch.world} processes")
+    return FrameShard(launch.rank, launch.world, split_counts(frames, launch.world))
+
+
+# ---- the local launcher ------------------------------------------------------------------------------
+def die_with_parent() -> None:
+    """Linux: this process is killed when its launcher dies, so no worker is ever orphaned."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def launch_local(nproc: int, argv: list[str], timeout_s: float, poll_s: float = 0.1) -> int:
+    """Runs `zipmap ARGV` in `nproc` processes on this machine and waits for them. When one
+    fails, the others are stopped and the failure is raised as a DistributedError."""
+    port = free_port()
+    procs = []
+    try:
+        for rank in range(nproc):
+            env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": str(nproc), "LOCAL_RANK": str(rank),
+                   "LOCAL_WORLD_SIZE": str(nproc), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+                   "ZIPMAP_LAUNCHED": "1", "ZIPMAP_DIST_TIMEOUT": str(timeout_s)}
+            procs.append(subprocess.Popen([sys.executable, "-m", "zipmap_core.cli", *argv], env=env))
+        while True:
+            codes = [p.poll() for p in procs]
+            failed = [(r, c) for r, c in enumerate(codes) if c not in (None, 0)]
+            if failed:
+                rank, code = failed[0]
+                why = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+                raise DistributedError(f"process {rank} of {nproc} failed ({why}); the run was stopped and "
+                                       "nothing was written")
+            if all(c == 0 for c in codes):
+                return 0
+            time.sleep(poll_s)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()  # also ends a stopped (hung) process
+        for p in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(timeout=10)
