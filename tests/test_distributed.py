@@ -150,3 +150,18 @@ def test_a_worker_that_dies_or_hangs_ends_the_run_cleanly(tmp_path, fault):
     assert not (out / "scene.zipmap").exists()
     time.sleep(0.5)
     assert not any(_alive(pid) for pid in workers.values()), "no worker may outlive the run"
+
+
+def test_bench_distributed_measures_both_and_projects(tmp_path):
+    import json
+
+    out = _cli("bench", "distributed", "--frames", "4", "--size", "56", "-o", str(tmp_path))
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads((tmp_path / "distributed.json").read_text())
+    assert [(r["frames"], r["processes"]) for r in result["rows"]] == [(4, 1), (4, 2)]
+    assert len(result["rows"][1]["peak_mb_per_process"]) == 2
+    proj = result["projection"]
+    # official size: 24 layers x 3 gradients of 1024 x 2048 in bf16
+    assert proj["allreduce_mb_per_forward"] == pytest.approx(24 * 3 * 1024 * 2048 * 2 / 2**20)
+    rows = {r["processes"]: r for r in proj["per_process_count"]}
+    assert rows[8]["token_gb_per_process"] == pytest.approx(rows[1]["token_gb_per_process"] / 8, rel=0.02)

@@ -252,3 +252,16 @@ def test_point_head_points_are_stored_in_a_version_1_file(tmp_path, tiny_rec):
     with zipfile.ZipFile(path) as zf:
         assert json.loads(zf.read("manifest.json"))["version"] == 1
     np.testing.assert_array_equal(type(recon).load(path).points_cam, recon.points_cam)
+
+
+def test_bench_pipeline_writes_its_figures(tmp_path):
+    import json
+
+    clip = write_video(tmp_path / "clip.mp4", 12, fps=30.0, size=(160, 96))
+    code = cli.main(["bench", "pipeline", "--frames", "4,8", "--stream-frames", "6", "--size", "56",
+                     "--video", str(clip), "-o", str(tmp_path / "out")])
+    result = json.loads((tmp_path / "out" / "pipeline.json").read_text())
+    assert code == 0 and (tmp_path / "out" / "pipeline.png").stat().st_size > 1000
+    assert [row["frames"] for row in result["batch"]] == [4, 8]
+    assert set(result["batch"][0]["seconds_per_frame"]) == {"decode", "preprocess", "assemble", "save"}
+    assert result["streaming"]["frames"] == [2, 4, 6] and result["summary"]["streaming_ratio_end_over_20"] > 0

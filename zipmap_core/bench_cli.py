@@ -1,0 +1,101 @@
+"""`zipmap bench ...`: the benchmarks' command line (each benchmark lives in its own module);
+results are written atomically as JSON beside the plots the benchmarks draw."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .io.atomic import atomic_path
+
+
+def add_bench_parser(sub: argparse._SubParsersAction) -> None:
+    b = sub.add_parser("bench", help="benchmarks: scaling with the number of frames, query latency, full configuration, "
+                                           "the pipeline around the network, processes")
+    b.add_argument("which", choices=("scaling", "query", "full-config", "generator", "newton-schulz", "pipeline", "distributed"))
+    b.add_argument("-o", "--output", default="out/bench")
+    b.add_argument("--device", default="cpu")
+    b.add_argument("--threads", type=int, default=2)
+    b.add_argument("--size", type=int, help="model image width (default: 224; pipeline: 518)")
+    b.add_argument("--repeats", type=int, default=3)
+    b.add_argument("--frames", help="comma-separated frame counts (default: scaling 8..256, pipeline 32..1000, distributed 64..256)")
+    b.add_argument("--full", action="store_true", help="also N=512")
+    b.add_argument("--attention-max", type=int, default=256, help="largest N for the quadratic baseline")
+    b.add_argument("--stream-frames", type=int, help="frames streamed (default: scaling 500, pipeline 1000)")
+    b.add_argument("--video", help="pipeline: this video instead of a generated 1080p one")
+    b.add_argument("--skip-full", action="store_true", help="query: skip the full configuration")
+    b.add_argument("--fast-cpu-bf16", action="store_true", help="float32 products for the bf16 Newton-Schulz (official configurations on CPU)")
+    b.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench
+    from .device import fast_cpu_bf16
+
+    out = Path(args.output)
+    with fast_cpu_bf16(args.fast_cpu_bf16):
+        name, result = _run_bench(args, bench)
+    with atomic_path(out / f"{name}.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out / f'{name}.json'}")
+    return 0
+
+
+def _run_bench(args: argparse.Namespace, bench) -> tuple[str, dict | list]:
+    """One benchmark, its table printed; returns (JSON name, results)."""
+    if args.which == "scaling":
+        frames = [8, 16, 32, 64, 128, 256] + ([512] if args.full else [])
+        if args.frames:
+            frames = [int(f) for f in args.frames.split(",")]
+        res = bench.scaling(frames, args.size or 224, args.repeats, args.device, args.threads, args.attention_max,
+                            args.stream_frames or 500, Path(args.output), log=lambda line: print(line, flush=True))
+        print(json.dumps(res["summary"], indent=2))
+        return "scaling", res
+    if args.which == "pipeline":
+        import torch
+
+        from . import bench_pipeline
+
+        torch.set_num_threads(args.threads)
+        counts = [int(f) for f in (args.frames or "32,128,512,1000").split(",")]
+        res = bench_pipeline.pipeline(counts, args.size or 518, args.stream_frames or 1000,
+                                      Path(args.video) if args.video else None, Path(args.output),
+                                      log=lambda line: print(line, flush=True))
+        print(json.dumps(res["summary"], indent=2))
+        return "pipeline", res
+    if args.which == "distributed":
+        from . import bench_distributed
+
+        counts = [int(f) for f in (args.frames or "64,128,256").split(",")]
+        res = bench_distributed.distributed(counts, args.size or 224, args.threads, log=lambda line: print(line, flush=True))
+        print(json.dumps(res["summary"], indent=2))
+        return "distributed", res
+    if args.which == "generator":
+        rows = [bench.generator_rate(hw, 8, 10, args.threads) for hw in ((84, 112), (168, 224))]
+        for r in rows:
+            print(f"{r['size'][1]}x{r['size'][0]}, {r['views']} views: {r['scenes_per_s']:.2f} scenes/s on {r['threads']} threads")
+        return "generator", rows
+    if args.which == "newton-schulz":
+        r = bench.newton_schulz_routes((1, 1024, 2048), args.threads)
+        for name, sec in r["seconds"].items():
+            print(f"{name:>12}: {sec:.2f} s per 1024x2048 fast weight ({r['cpu_capability']}, {r['threads']} thread(s))")
+        print(f"bf16 on the backend's kernel / bf16 via float32 products: {r['native_over_fast']:.1f}x")
+        return "newton_schulz", r
+    if args.which == "query":
+        import torch
+
+        torch.set_num_threads(args.threads)
+        rows = [bench.query_latency("small", (84, 112), 8, args.repeats, args.device)]
+        if not args.skip_full:
+            rows.append(bench.query_latency("state_query", (392, 518), 2, max(1, args.repeats // 2), args.device))
+        for r in rows:
+            print(f"{r['config']:>12} {r['size'][1]}x{r['size'][0]}: {r['seconds'] * 1000:.0f} ms per query")
+        return "query", rows
+    r = bench.full_config("aff_inv", 4, (392, 518), args.device, args.threads)
+    r["fast_cpu_bf16"] = args.fast_cpu_bf16
+    print(f"full configuration, 4 frames at 518x392 on {args.device}: {r['seconds']:.1f} s "
+          f"({r['per_frame_s']:.1f} s/frame), peak RSS {r['peak_rss_gb']:.1f} GB")
+    return "full_config", r
+
+
