@@ -409,7 +409,9 @@ def test_generate_publishes_whole_scenes_and_reruns(tmp_path, monkeypatch):
 def test_a_benchmark_that_fails_while_writing_keeps_the_previous_json(tmp_path, monkeypatch):
     old = tmp_path / "scaling.json"
     old.write_text('{"previous": true}')
-    monkeypatch.setattr(cli, "_run_bench", lambda args, bench: ("scaling", {"bad": object()}))
+    from zipmap_core import bench_cli
+
+    monkeypatch.setattr(bench_cli, "_run_bench", lambda args, bench: ("scaling", {"bad": object()}))
     with pytest.raises(TypeError):  # not serialisable: fails half-way through the dump
         cli.main(["bench", "scaling", "-o", str(tmp_path)])
     assert old.read_text() == '{"previous": true}' and os.listdir(tmp_path) == ["scaling.json"]
