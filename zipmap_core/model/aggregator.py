@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from .config import ZipMapConfig
 from .encoder import DinoEncoder, PatchEmbed
-from .rope import RotaryEmbedding2D, patch_positions
+from .rope import RotaryEmbedding2D, patch_positions, position_limit
 from .shard import FrameShard
 from .transformer import Attention, Block, LayerScale, Mlp
 from .ttt import FastWeights, TTTLayer, TTTOp
@@ -144,6 +144,7 @@ class Aggregator(nn.Module):
         (with a `shard`: this process's frames, the TTT updates summed over the processes)."""
         b, s, p, c = tokens.shape
         pos = patch_positions(b * s, grid_hw[0], grid_hw[1], self.patch_start_idx, tokens.device)
+        limit = position_limit(*grid_hw)  # known here: RoPE never reads it back from the device
         global_pos = pos.reshape(b, s * p, 2)
         step = chunk_frames or s
         chunk_tokens = step * p if chunk_frames else None
@@ -154,7 +155,7 @@ class Aggregator(nn.Module):
         depth = len(self.frame_blocks)
         for i in range(depth):
             frame_block = self.frame_blocks[i]
-            x = torch.cat([frame_block(x[j : j + step], pos[j : j + step]) for j in range(0, b * s, step)])
+            x = torch.cat([frame_block(x[j : j + step], pos[j : j + step], limit) for j in range(0, b * s, step)])
             frame_out = x.reshape(b, s, p, c)
             state = states[i] if states is not None else None
             g, new_state = self.global_blocks[i](x.reshape(b, s * p, c), ops, state, global_pos, chunk_tokens, shard)

@@ -36,15 +36,22 @@ class RotaryEmbedding2D(nn.Module):
         s = sin[positions][:, None]
         return x * c + self._rotate_half(x) * s
 
-    def forward(self, x: Tensor, pos: Tensor) -> Tensor:
-        """x: [B, heads, N, head_dim]; pos: [B, N, 2] integer (row, col)."""
+    def forward(self, x: Tensor, pos: Tensor, length: int | None = None) -> Tensor:
+        """x: [B, heads, N, head_dim]; pos: [B, N, 2] integer (row, col), each below `length`.
+        Give `length` (the caller knows its grid): reading it off `pos` is a device-to-host
+        copy that stalls a GPU, once per chunk and layer."""
         dim = x.shape[-1] // 2
-        cos, sin = self._tables(dim, int(pos.max()) + 1, x.device, x.dtype)
+        cos, sin = self._tables(dim, length if length is not None else int(pos.max()) + 1, x.device, x.dtype)
         rows, cols = x.chunk(2, dim=-1)
         pos = pos.long()
         return torch.cat(
             (self._rotate(rows, pos[..., 0], cos, sin), self._rotate(cols, pos[..., 1], cos, sin)), dim=-1
         )
+
+
+def position_limit(grid_h: int, grid_w: int) -> int:
+    """One more than the largest position `patch_positions` gives (patches sit at index + 1)."""
+    return max(grid_h, grid_w) + 1
 
 
 def patch_positions(batch: int, grid_h: int, grid_w: int, num_special: int, device: torch.device) -> Tensor:

@@ -58,14 +58,14 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.rope = rope
 
-    def forward(self, x: Tensor, pos: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, pos: Tensor | None = None, pos_limit: int | None = None) -> Tensor:
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
         q, k = self.q_norm(q), self.k_norm(k)
         if self.rope is not None and pos is not None:
-            q = self.rope(q, pos)
-            k = self.rope(k, pos)
+            q = self.rope(q, pos, pos_limit)
+            k = self.rope(k, pos, pos_limit)
         out = F.scaled_dot_product_attention(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
@@ -91,6 +91,6 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.ls2 = LayerScale(dim, init_values) if init_values else nn.Identity()
 
-    def forward(self, x: Tensor, pos: Tensor | None = None) -> Tensor:
-        x = x + self.ls1(self.attn(self.norm1(x), pos))
+    def forward(self, x: Tensor, pos: Tensor | None = None, pos_limit: int | None = None) -> Tensor:
+        x = x + self.ls1(self.attn(self.norm1(x), pos, pos_limit))
         return x + self.ls2(self.mlp(self.norm2(x)))

@@ -61,6 +61,9 @@ def path_through(c2ws: list[np.ndarray], frames: int) -> np.ndarray:
     return np.concatenate((rot, pos[..., None]), -1).astype(np.float32)
 
 
+RENDER_BATCH = 8  # views rendered per model call along a path
+
+
 def render_frames(rec, recon: Reconstruction, poses: np.ndarray, k: np.ndarray, size: tuple[int, int]):
     """(label, NovelViews) for one batch of poses: scene state when available, else splats."""
     from .splat import splat_render
@@ -92,15 +95,18 @@ def render_path(
         frames.mkdir()
         video = VideoFile(pub.path("path.mp4"), fps, size)
         with video:
-            for i, pose in enumerate(poses):
+            # poses go to the model a batch at a time: one pass of the frame blocks and heads
+            # for several views instead of one call, and one state upload, per view
+            for start in range(0, len(poses), RENDER_BATCH):
                 if cancel is not None:
                     cancel.check()
-                label, views = render_frames(rec, recon, pose[None], k, size)
-                rgb = (np.clip(views.rgb[0], 0, 1) * 255 + 0.5).astype(np.uint8)
-                _save_frame(frames, i, rgb, views.depth[0])
-                video.write(rgb)
+                label, views = render_frames(rec, recon, poses[start : start + RENDER_BATCH], k, size)
+                for j in range(len(views.rgb)):
+                    rgb = (np.clip(views.rgb[j], 0, 1) * 255 + 0.5).astype(np.uint8)
+                    _save_frame(frames, start + j, rgb, views.depth[j])
+                    video.write(rgb)
                 if progress is not None:
-                    progress("render path", i + 1, len(poses))
+                    progress("render path", min(start + RENDER_BATCH, len(poses)), len(poses))
         video.verify(len(poses))
         pub.path("path.json").write_text(json.dumps({"source": label, "fps": fps, "intrinsics": np.asarray(k).tolist(),
                                                      "c2w": np.asarray(poses).tolist()}))

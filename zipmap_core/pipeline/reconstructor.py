@@ -70,6 +70,7 @@ class Reconstructor:
         self.description = description or f"ZipMap '{model.cfg.name}'"
         self.variant = variant
         self.chunk_frames = chunk_frames
+        self._resident: tuple[int, object, list] | None = None  # (id, the state it mirrors, device tensors)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto", variant: str | None = None) -> "Reconstructor":
@@ -220,11 +221,20 @@ class Reconstructor:
         poses = torch.as_tensor(np.asarray(c2w, np.float32)[..., :3, :4]).clone()
         poses[..., :3, 3] /= scale
         rays = ray_conditions(poses[None], torch.tensor(np.asarray(intrinsics, np.float32))[None], (h, w))
-        states = [{k: torch.as_tensor(v, device=self.device) for k, v in layer.items()} for layer in recon.state]
+        states = self._resident_state(recon)
         with torch.inference_mode(), self._autocast():
             rgbd, conf = self.model.render(rays.to(self.device), states, chunk_frames=self.chunk_frames, hook=report)
         rgbd = rgbd[0].float().cpu().numpy()
         return NovelViews(rgbd[..., :3], rgbd[..., 3] * scale, conf[0].float().cpu().numpy())
+
+    def _resident_state(self, recon: Reconstruction) -> list[dict[str, torch.Tensor]]:
+        """The scene state on the model's device, uploaded once per scene and kept there between
+        renders (the official state is ~0.6 GB: one upload per query would dominate it)."""
+        key = id(recon.state)
+        if self._resident is None or self._resident[0] != key or self._resident[1] is not recon.state:
+            tensors = [{k: torch.as_tensor(v, device=self.device) for k, v in layer.items()} for layer in recon.state]
+            self._resident = (key, recon.state, tensors)
+        return self._resident[2]
 
     def stream(self, window_size: int | None = None, mode: str = "crop", resolution: int | None = None) -> "StreamingSession":
         return StreamingSession(self, window_size, mode, resolution or self.cfg.img_size)

@@ -26,9 +26,16 @@ def _uv_grid(width: int, height: int, aspect: float, dtype: torch.dtype, device:
     return torch.stack((u, v), dim=-1)
 
 
+def wide_float(device: torch.device) -> torch.dtype:
+    """float64 for the position tables, as the reference computes them; Apple's MPS has no
+    float64, so there float32 (the tables differ by ~1e-7, far inside every tolerance)."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
 def _sincos(values: Tensor, dim: int, omega0: float = 100.0) -> Tensor:
-    omega = torch.arange(dim // 2, dtype=torch.float64, device=values.device) / (dim / 2.0)
-    angles = values.reshape(-1, 1).double() * (1.0 / omega0**omega)
+    wide = wide_float(values.device)
+    omega = torch.arange(dim // 2, dtype=wide, device=values.device) / (dim / 2.0)
+    angles = values.reshape(-1, 1).to(wide) * (1.0 / omega0**omega)
     return torch.cat((angles.sin(), angles.cos()), dim=1).float()
 
 
