@@ -94,3 +94,67 @@ def test_no_float64_on_apples_mps(monkeypatch):
     monkeypatch.setattr(dpt_head, "wide_float", lambda device: torch.float32)
     narrow = dpt_head._sincos(values, 64)
     torch.testing.assert_close(narrow, wide, rtol=0, atol=2e-6)
+
+
+# ---- training that fits: activation checkpointing, fp16 with loss scaling ------------------------------
+def test_activation_checkpointing_gives_the_same_gradients():
+    from zipmap_core.training.trainer import compute_losses
+    from zipmap_core.training.synthetic import generate
+
+    torch.manual_seed(0)
+    model = ZipMap(tiny_config())
+    views = generate(2, 4, 7, (28, 56), torch.device("cpu"))
+    grads = []
+    for remat in (False, True):
+        model.set_activation_checkpointing(remat)
+        model.zero_grad(set_to_none=True)
+        total, _ = compute_losses(model, views, 3, {})
+        total.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 50
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_checkpointing_recomputes_blocks_in_the_backward_pass(monkeypatch):
+    from zipmap_core.model import transformer
+
+    calls = []
+    real = transformer.checkpointed
+    monkeypatch.setattr(transformer, "checkpointed", lambda block, *a: (calls.append(type(block).__name__), real(block, *a))[1])
+    from zipmap_core.model import aggregator, encoder
+
+    monkeypatch.setattr(aggregator, "checkpointed", transformer.checkpointed)
+    monkeypatch.setattr(encoder, "checkpointed", transformer.checkpointed)
+    model = ZipMap(tiny_config())
+    model.set_activation_checkpointing(True)
+    model(torch.rand(1, 2, 3, 28, 28), window_size=0).depth.sum().backward()
+    assert {"Block", "GlobalBlock"} <= set(calls)
+    calls.clear()
+    with torch.no_grad():  # inference never pays for it
+        model(torch.rand(1, 2, 3, 28, 28), window_size=0)
+    assert calls == []
+
+
+def test_fp16_training_scales_the_loss_and_gpus_without_bf16_get_it(tmp_path, monkeypatch):
+    from zipmap_core import device as device_module
+    from zipmap_core.training.trainer import TrainConfig, Trainer
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)  # a pre-sm80 GPU
+    assert device_module.training_half(torch.device("cuda"), "auto") == torch.float16
+    assert device_module.needs_loss_scaling(torch.device("cuda"), "auto")
+    assert device_module.training_half(torch.device("cpu"), "auto") is None
+    cfg = TrainConfig(model="tiny", output=str(tmp_path / "run"), steps=2, batch=1, views=(2, 2), held_out=1,
+                      heights=(28,), width=56, device="cpu", precision="fp16", activation_checkpointing=True,
+                      log_every=1, save_every=100)
+    trainer = Trainer(cfg, log=lambda line: None)
+    assert trainer.scaler.is_enabled() and trainer.model.aggregator.checkpointing
+    first = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    scale = trainer.scaler.get_scale()
+    stats = []
+    while len(stats) < 30 and all(torch.equal(first[n], p) for n, p in trainer.model.named_parameters()):
+        stats.append(trainer.train_step())  # steps whose scaled gradients overflow are skipped...
+    assert all(np.isfinite(s["loss"]) for s in stats)
+    moved = sum(not torch.equal(first[n], p) for n, p in trainer.model.named_parameters())
+    assert moved > 10, "the fp16 steps must update the weights"
+    assert trainer.scaler.get_scale() <= scale  # ...and lower the scale until they do not

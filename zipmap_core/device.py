@@ -16,7 +16,7 @@ from typing import Iterator
 
 import torch
 
-PRECISIONS = ("auto", "bf16", "float32")
+PRECISIONS = ("auto", "bf16", "fp16", "float32")
 
 # oneDNN instruction-set caps (ONEDNN_MAX_CPU_ISA) below which bfloat16 products are emulated
 _ISA_WITHOUT_BF16 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"}
@@ -128,13 +128,29 @@ def inference_precision(device: torch.device, fast_bf16: bool = False) -> contex
     return fast_cpu_bf16(fast_bf16)
 
 
-def training_precision(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager:
-    """Training numerics: `bf16` autocast (on a GPU by default; on a CPU only when asked, since
-    most CPUs emulate bf16 slowly, which lets the GPU's mixed-precision path run in CPU tests)."""
+def training_half(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+    """The autocast type of training, or None for float32: `auto` is bfloat16 on a GPU that has
+    it and float16 on one before compute capability 8 (then the loss is scaled, see
+    `needs_loss_scaling`); on a CPU only what is asked (most CPUs emulate bf16 slowly)."""
     check_precision(precision)
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
-        return torch.autocast(device.type, dtype=torch.bfloat16)  # no loss scaling needed
-    return contextlib.nullcontext()
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        return torch.float16
+    if precision == "auto" and device.type == "cuda":
+        return gpu_half_dtype(device)
+    return None
+
+
+def needs_loss_scaling(device: torch.device, precision: str = "auto") -> bool:
+    """float16 gradients underflow without a loss scale; bfloat16 has float32's range."""
+    return training_half(device, precision) == torch.float16
+
+
+def training_precision(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager:
+    """Training numerics: autocast in `training_half`'s type, or none (float32)."""
+    half = training_half(device, precision)
+    return torch.autocast(device.type, dtype=half) if half is not None else contextlib.nullcontext()
 
 
 def check_precision(precision: str) -> None:

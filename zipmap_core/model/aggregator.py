@@ -17,7 +17,7 @@ from .config import ZipMapConfig
 from .encoder import DinoEncoder, PatchEmbed
 from .rope import RotaryEmbedding2D, patch_positions, position_limit
 from .shard import FrameShard
-from .transformer import Attention, Block, LayerScale, Mlp
+from .transformer import Attention, Block, LayerScale, Mlp, checkpointed
 from .ttt import FastWeights, TTTLayer, TTTOp
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -90,6 +90,7 @@ class Aggregator(nn.Module):
             for _ in range(agg.depth)
         )
         self.global_blocks = nn.ModuleList(GlobalBlock(cfg, self.rope) for _ in range(agg.depth))
+        self.checkpointing = False  # see ZipMap.set_activation_checkpointing
         self.camera_token = nn.Parameter(torch.randn(1, 2, 1, dim) * 1e-6)
         self.register_token = nn.Parameter(torch.randn(1, 2, agg.num_register_tokens, dim) * 1e-6)
         if cfg.enable_nvs:
@@ -155,10 +156,11 @@ class Aggregator(nn.Module):
         depth = len(self.frame_blocks)
         for i in range(depth):
             frame_block = self.frame_blocks[i]
-            x = torch.cat([frame_block(x[j : j + step], pos[j : j + step], limit) for j in range(0, b * s, step)])
+            x = torch.cat([self._call(frame_block, x[j : j + step], pos[j : j + step], limit) for j in range(0, b * s, step)])
             frame_out = x.reshape(b, s, p, c)
             state = states[i] if states is not None else None
-            g, new_state = self.global_blocks[i](x.reshape(b, s * p, c), ops, state, global_pos, chunk_tokens, shard)
+            g, new_state = self._call(self.global_blocks[i], x.reshape(b, s * p, c), ops, state, global_pos, chunk_tokens,
+                                      shard)
             new_states.append(new_state)
             x = g.reshape(b * s, p, c)
             if i in keep:
@@ -166,3 +168,7 @@ class Aggregator(nn.Module):
             if hook is not None:
                 hook("aggregator", i + 1, depth)
         return AggregatorOutput(outputs, new_states, self.patch_start_idx)
+
+    def _call(self, block: nn.Module, *args):
+        return checkpointed(block, *args) if self.checkpointing and torch.is_grad_enabled() else block(*args)
+

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import EncoderConfig
-from .transformer import Block
+from .transformer import Block, checkpointed
 
 
 class PatchEmbed(nn.Module):
@@ -47,6 +47,7 @@ class DinoEncoder(nn.Module):
             Block(dim, cfg.num_heads, cfg.mlp_ratio, init_values=cfg.init_values, norm_eps=1e-6)
             for _ in range(cfg.depth)
         )
+        self.checkpointing = False  # see ZipMap.set_activation_checkpointing
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.normal_(self.cls_token, std=1e-6)
@@ -77,6 +78,7 @@ class DinoEncoder(nn.Module):
         x = torch.cat((self.cls_token.expand(x.shape[0], -1, -1), x), dim=1)
         x = x + self.position_table(h // self.patch_size, w // self.patch_size)
         x = torch.cat((x[:, :1], self.register_tokens.expand(x.shape[0], -1, -1), x[:, 1:]), dim=1)
+        remat = self.checkpointing and torch.is_grad_enabled()
         for block in self.blocks:
-            x = block(x)
+            x = checkpointed(block, x) if remat else block(x)
         return self.norm(x)[:, 1 + self.cfg.num_register_tokens :]

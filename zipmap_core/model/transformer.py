@@ -94,3 +94,11 @@ class Block(nn.Module):
     def forward(self, x: Tensor, pos: Tensor | None = None, pos_limit: int | None = None) -> Tensor:
         x = x + self.ls1(self.attn(self.norm1(x), pos, pos_limit))
         return x + self.ls2(self.mlp(self.norm2(x)))
+
+
+def checkpointed(block: nn.Module, *args):
+    """`block(*args)`, its activations recomputed in the backward pass (non-reentrant: works with
+    any inputs and outputs, the TTT state's dicts included)."""
+    from torch.utils.checkpoint import checkpoint
+
+    return checkpoint(block, *args, use_reentrant=False)

@@ -48,6 +48,12 @@ class ZipMap(nn.Module):
         if cfg.enable_nvs:
             self.nvs_head = DPTHead(dim2, cfg.dpt, 5, "sigmoid_exp", True, cfg.patch_size)
 
+    def set_activation_checkpointing(self, enabled: bool) -> None:
+        """Training only: the encoder's and the trunk's blocks recompute their activations in the
+        backward pass instead of keeping them."""
+        self.aggregator.checkpointing = enabled
+        self.aggregator.patch_embed.checkpointing = enabled
+
     @property
     def can_render(self) -> bool:
         return self.cfg.enable_nvs
