@@ -158,3 +158,59 @@ def test_fp16_training_scales_the_loss_and_gpus_without_bf16_get_it(tmp_path, mo
     moved = sum(not torch.equal(first[n], p) for n, p in trainer.model.named_parameters())
     assert moved > 10, "the fp16 steps must update the weights"
     assert trainer.scaler.get_scale() <= scale  # ...and lower the scale until they do not
+
+
+# ---- the GPU benchmark's harness, on a small configuration ---------------------------------------------
+FAKE_REFERENCE = """
+import torch
+from torch import nn
+
+
+class ZipMap(nn.Module):  # stands in for the authors' class: same constructor and call
+    def __init__(self, img_size=518, patch_size=14, embed_dim=1024, **kwargs):
+        super().__init__()
+        assert kwargs["ttt_config"]["params"]["head_dim"] == 1024 and kwargs["other_config"]["affine_invariant"]
+        self.proj = nn.Linear(3, 8)
+
+    def forward(self, images, query_info=None, store_state=False):
+        return {"depth": self.proj(images.mean(dim=(-1, -2)))}
+"""
+
+
+def test_bench_gpu_times_ours_and_a_reference_the_same_way(tmp_path):
+    import json
+
+    from zipmap_core import cli
+
+    package = tmp_path / "reference" / "zipmap" / "models"
+    package.mkdir(parents=True)
+    for folder in (package.parent, package):
+        (folder / "__init__.py").write_text("")
+    (package / "ZipMap.py").write_text(FAKE_REFERENCE)
+    code = cli.main(["bench", "gpu", "--config", "small", "--frames", "2,3", "--size", "56", "--height", "42",
+                     "--repeats", "1", "--device", "cpu", "--reference", str(tmp_path / "reference"), "-o", str(tmp_path)])
+    result = json.loads((tmp_path / "gpu_benchmark.json").read_text())
+    assert code == 0 and result["device_name"] == "cpu" and [r["frames"] for r in result["rows"]] == [2, 3]
+    row = result["rows"][-1]
+    assert row["ours"]["fps"] > 0 and row["reference"]["fps"] > 0 and result["query_ms"] > 0
+    assert result["ratio_vs_reference"] == pytest.approx(row["ours"]["fps"] / row["reference"]["fps"])
+    assert cli.main(["bench", "gpu", "--config", "small", "--frames", "2", "--size", "56", "--height", "42",
+                     "--reference", str(tmp_path), "-o", str(tmp_path)]) == 2  # not the authors' folder: one line
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on a lent H100/H200: pytest -m gpu)")
+def test_full_size_bf16_on_the_gpu_matches_float32_on_the_cpu():
+    """The official layout with random weights: bf16 autocast on CUDA against float32 on the CPU."""
+    from zipmap_core.model.config import get_config
+
+    torch.manual_seed(0)
+    model = ZipMap(get_config("aff_inv")).eval()
+    images = torch.rand(1, 4, 3, 294, 518)
+    with torch.inference_mode():
+        cpu = model(images, window_size=0, point_head=False)
+        gpu_model = model.cuda()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            gpu = gpu_model(images.cuda(), window_size=0, point_head=False)
+    rel = ((gpu.depth.float().cpu() - cpu.depth).norm() / cpu.depth.norm()).item()
+    assert rel < 2e-2, f"bf16 depth differs from float32 by {rel:.3g} (relative)"

@@ -13,17 +13,20 @@ from .io.atomic import atomic_path
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("bench", help="benchmarks: scaling with the number of frames, query latency, full configuration, "
                                            "the pipeline around the network, processes")
-    b.add_argument("which", choices=("scaling", "query", "full-config", "generator", "newton-schulz", "pipeline", "distributed"))
+    b.add_argument("which", choices=("scaling", "query", "full-config", "generator", "newton-schulz", "pipeline", "distributed", "gpu"))
     b.add_argument("-o", "--output", default="out/bench")
-    b.add_argument("--device", default="cpu")
+    b.add_argument("--device", help="default: cpu (gpu: cuda where there is one)")
     b.add_argument("--threads", type=int, default=2)
     b.add_argument("--size", type=int, help="model image width (default: 224; pipeline: 518)")
-    b.add_argument("--repeats", type=int, default=3)
+    b.add_argument("--repeats", type=int, help="default: 3 (gpu: 10, as the authors time)")
     b.add_argument("--frames", help="comma-separated frame counts (default: scaling 8..256, pipeline 32..1000, distributed 64..256)")
     b.add_argument("--full", action="store_true", help="also N=512")
     b.add_argument("--attention-max", type=int, default=256, help="largest N for the quadratic baseline")
     b.add_argument("--stream-frames", type=int, help="frames streamed (default: scaling 500, pipeline 1000)")
     b.add_argument("--video", help="pipeline: this video instead of a generated 1080p one")
+    b.add_argument("--config", default="aff_inv", help="gpu: the configuration timed (an official one, or small)")
+    b.add_argument("--height", type=int, default=392, help="gpu: image height (width: --size, default 518)")
+    b.add_argument("--reference", help="gpu: a folder with the authors' code (kept outside this repository), timed beside ours")
     b.add_argument("--skip-full", action="store_true", help="query: skip the full configuration")
     b.add_argument("--fast-cpu-bf16", action="store_true", help="float32 products for the bf16 Newton-Schulz (official configurations on CPU)")
     b.set_defaults(func=cmd_bench)
@@ -44,6 +47,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def _run_bench(args: argparse.Namespace, bench) -> tuple[str, dict | list]:
     """One benchmark, its table printed; returns (JSON name, results)."""
+    if args.which != "gpu":
+        args.device, args.repeats = args.device or "cpu", args.repeats or 3
     if args.which == "scaling":
         frames = [8, 16, 32, 64, 128, 256] + ([512] if args.full else [])
         if args.frames:
@@ -64,6 +69,15 @@ def _run_bench(args: argparse.Namespace, bench) -> tuple[str, dict | list]:
                                       log=lambda line: print(line, flush=True))
         print(json.dumps(res["summary"], indent=2))
         return "pipeline", res
+    if args.which == "gpu":
+        from . import bench_gpu
+
+        counts = [int(f) for f in args.frames.split(",")] if args.frames else list(bench_gpu.PAPER_FRAMES)
+        device = args.device or ("cuda" if _cuda() else "cpu")
+        res = bench_gpu.gpu(counts, args.config, (args.height, args.size or 518), device,
+                            Path(args.reference) if args.reference else None, repeats=args.repeats or 10,
+                            log=lambda line: print(line, flush=True))
+        return "gpu_benchmark", res
     if args.which == "distributed":
         from . import bench_distributed
 
@@ -99,3 +113,7 @@ def _run_bench(args: argparse.Namespace, bench) -> tuple[str, dict | list]:
     return "full_config", r
 
 
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
