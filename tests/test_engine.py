@@ -385,3 +385,19 @@ def test_progress_bars_show_counts_and_no_made_up_rate(capsys):
     bar.close()
     err = capsys.readouterr().err
     assert "encoder" in err and "4/4" in err and "/s" not in err and "step" not in err
+
+
+# ---- quiet runs (issue 20, item 7) ----------------------------------------------------------------------
+def test_progress_bars_count_stages_without_a_made_up_rate(tmp_path, capsys):
+    two = sorted((SAMPLE_SCENE / "images").glob("*.png"))[:2]
+    assert cli.main(["reconstruct", *map(str, two), "-o", str(tmp_path / "a"), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "%|" in err, "the stage bars are shown"
+    assert "/s]" not in err and "step/s" not in err and "it/s" not in err
+
+
+def test_the_licence_is_an_spdx_string_so_setuptools_does_not_warn():
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    assert isinstance(project["license"], str) and project["license"] == "Apache-2.0"
