@@ -214,3 +214,74 @@ def test_full_size_bf16_on_the_gpu_matches_float32_on_the_cpu():
             gpu = gpu_model(images.cuda(), window_size=0, point_head=False)
     rel = ((gpu.depth.float().cpu() - cpu.depth).norm() / cpu.depth.norm()).item()
     assert rel < 2e-2, f"bf16 depth differs from float32 by {rel:.3g} (relative)"
+
+
+def test_chunks_follow_the_free_memory_of_a_gpu_and_stay_small_on_a_cpu(rec_and_scene):
+    from zipmap_core.device import chunk_frames_for
+
+    cuda = torch.device("cuda")  # only its type is read when the free memory is given
+    full = dict(frames=750, tokens_per_frame=28 * 37 + 5, dim=1024)
+    big = chunk_frames_for(cuda, free_bytes=60 * 2**30, **full)
+    small = chunk_frames_for(cuda, free_bytes=2 * 2**30, **full)
+    assert 500 < big <= 750 and 10 < small < 30 and chunk_frames_for(cuda, free_bytes=1, **full) == 1
+    assert chunk_frames_for(cuda, free_bytes=2**40, **full) == 750
+    assert chunk_frames_for(torch.device("cpu"), **full) == 8
+    rec, _ = rec_and_scene
+    assert rec.chunk_for(torch.zeros(20, 3, 56, 56)) == 8 and rec.chunk_for(torch.zeros(3, 3, 56, 56)) == 3
+
+
+GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on a lent H100/H200: pytest -m gpu)")
+
+
+@pytest.mark.gpu
+@GPU
+def test_full_size_state_query_render_on_the_gpu_matches_the_cpu():
+    from zipmap_core.model.config import get_config
+    from zipmap_core.model.geometry import intrinsics_from_fov, ray_conditions
+
+    torch.manual_seed(0)
+    model = ZipMap(get_config("state_query")).eval()
+    images = torch.rand(1, 2, 3, 168, 224)
+    rays = ray_conditions(torch.eye(4)[None, None, :3], intrinsics_from_fov(60, (168, 224))[None, None], (168, 224))
+    with torch.inference_mode():
+        cpu_states = model(images, window_size=0, point_head=False).states
+        cpu_rgbd, _ = model.render(rays, cpu_states)
+        gpu_model = model.cuda()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            states = gpu_model(images.cuda(), window_size=0, point_head=False).states
+            rgbd, _ = gpu_model.render(rays.cuda(), states)
+    rel = ((rgbd.float().cpu() - cpu_rgbd).norm() / cpu_rgbd.norm()).item()
+    assert rel < 3e-2, f"bf16 render differs from float32 by {rel:.3g}"
+
+
+@pytest.mark.gpu
+@GPU
+def test_streaming_on_the_gpu_equals_its_windowed_batch():
+    from zipmap_core.model.config import get_config
+
+    torch.manual_seed(0)
+    model = ZipMap(get_config("online")).eval().cuda()
+    images = torch.rand(1, 4, 3, 168, 224, device="cuda")
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
+        batch = model(images, window_size=2, point_head=False)
+        first = model(images[:, :2], window_size=2, point_head=False)
+        second = model(images[:, 2:], states=first.states, window_size=2, point_head=False)
+    streamed = torch.cat((first.depth, second.depth), dim=1).float()
+    rel = ((streamed - batch.depth.float()).norm() / batch.depth.float().norm()).item()
+    assert rel < 3e-2, f"streamed depth differs from the windowed batch by {rel:.3g}"
+
+
+@pytest.mark.gpu
+@GPU
+def test_one_fine_tuning_step_of_the_full_model_at_518_px_fits_80_gb(tmp_path):
+    from zipmap_core.training.trainer import TrainConfig, Trainer
+
+    torch.cuda.reset_peak_memory_stats()
+    cfg = TrainConfig(model="state_query", output=str(tmp_path / "run"), steps=1, batch=2, views=(8, 8), held_out=2,
+                      heights=(294,), width=518, device="cuda", precision="auto", activation_checkpointing=True,
+                      log_every=1, save_every=100)
+    trainer = Trainer(cfg, log=lambda line: None)
+    stats = trainer.train_step()
+    peak = torch.cuda.max_memory_allocated() / 2**30
+    assert np.isfinite(stats["loss"]) and np.isfinite(stats["grad_norm"])
+    assert peak < 80, f"peak {peak:.1f} GB: does not fit one 80 GB GPU"

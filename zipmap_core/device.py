@@ -46,6 +46,29 @@ def gpu_half_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16
 
 
+CPU_CHUNK_FRAMES = 8  # frames per chunk on a CPU: small working sets stay in cache
+
+
+def free_device_bytes(device: torch.device) -> int | None:
+    """Free memory on a GPU now (None on a CPU, where chunks are sized for the cache)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    return None
+
+
+def chunk_frames_for(device: torch.device, frames: int, tokens_per_frame: int, dim: int,
+                     free_bytes: int | None = None, share: float = 0.5) -> int:
+    """Frames per chunk of the frame blocks and the TTT accumulation: on a GPU as many as half
+    the free memory holds (about 24 activations of [tokens, dim] in half precision per frame in a
+    block: q, k, v, the MLP's 4x hidden, the TTT's SwiGLU hidden and their gradients), so large
+    GPUs run few big kernels instead of hundreds of small ones; 8 on a CPU."""
+    free = free_device_bytes(device) if free_bytes is None else free_bytes
+    if free is None:
+        return min(CPU_CHUNK_FRAMES, max(frames, 1))
+    per_frame = 24 * tokens_per_frame * dim * 2
+    return int(max(1, min(frames, free * share // per_frame)))
+
+
 def synchronize(device: torch.device) -> None:
     """Waits for queued GPU work, so a timer read after it measures the work, not its launch."""
     if device.type == "cuda":

@@ -94,7 +94,7 @@ def reconstruct_split(
     images, _ = model_images(mine, mode, size, report, pad_to=pad_to)
     t1 = time.perf_counter()
     with torch.inference_mode(), rec._autocast():
-        out = rec.model(images.to(rec.device)[None], window_size=0, chunk_frames=rec.chunk_frames, hook=report,
+        out = rec.model(images.to(rec.device)[None], window_size=0, chunk_frames=rec.chunk_for(images), hook=report,
                         point_head=points_from == "point_head", shard=shard)
     t2 = time.perf_counter()
     gathered = {

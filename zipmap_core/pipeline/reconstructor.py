@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..cancel import CancelToken, Progress, reporter
-from ..device import inference_precision, select_device
+from ..device import chunk_frames_for, inference_precision, select_device
 from ..io.checkpoints import load_checkpoint
 from ..io.inputs import Frame, InputSet, Preparation, VideoSampling, load_inputs
 from ..io.preprocess import Crop, check_mode_and_size, stack_images
@@ -60,7 +60,7 @@ class Reconstructor:
         device: str | torch.device = "auto",
         description: str = "",
         variant: str = "custom",
-        chunk_frames: int = 8,
+        chunk_frames: int | None = None,
         fast_cpu_bf16: bool = False,
     ) -> None:
         self.device = select_device(device) if isinstance(device, str) else device
@@ -69,7 +69,7 @@ class Reconstructor:
         self.model = model.to(self.device).eval()
         self.description = description or f"ZipMap '{model.cfg.name}'"
         self.variant = variant
-        self.chunk_frames = chunk_frames
+        self.chunk_frames = chunk_frames  # None: chosen per run from the device's free memory
         self._resident: tuple[int, object, list] | None = None  # (id, the state it mirrors, device tensors)
 
     @classmethod
@@ -163,10 +163,18 @@ class Reconstructor:
                 images.to(self.device)[None],
                 states=states,
                 window_size=window_size,
-                chunk_frames=self.chunk_frames,
+                chunk_frames=self.chunk_for(images),
                 hook=report,
                 point_head=point_head,
             )
+
+    def chunk_for(self, images: torch.Tensor) -> int:
+        """The chunk size of a run over `images` [S, 3, H, W]."""
+        if self.chunk_frames is not None:
+            return self.chunk_frames
+        p = self.cfg.patch_size
+        tokens = (images.shape[-2] // p) * (images.shape[-1] // p) + self.cfg.patch_start_idx
+        return chunk_frames_for(self.device, images.shape[0], tokens, self.cfg.embed_dim)
 
     def _to_reconstruction(
         self,
@@ -223,7 +231,7 @@ class Reconstructor:
         rays = ray_conditions(poses[None], torch.tensor(np.asarray(intrinsics, np.float32))[None], (h, w))
         states = self._resident_state(recon)
         with torch.inference_mode(), self._autocast():
-            rgbd, conf = self.model.render(rays.to(self.device), states, chunk_frames=self.chunk_frames, hook=report)
+            rgbd, conf = self.model.render(rays.to(self.device), states, chunk_frames=self.chunk_for(rays[0]), hook=report)
         rgbd = rgbd[0].float().cpu().numpy()
         return NovelViews(rgbd[..., :3], rgbd[..., 3] * scale, conf[0].float().cpu().numpy())
 
