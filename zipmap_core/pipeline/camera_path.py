@@ -107,6 +107,8 @@ def render_path(
                     video.write(rgb)
                 if progress is not None:
                     progress("render path", min(start + RENDER_BATCH, len(poses)), len(poses))
+            if cancel is not None:
+                cancel.check()  # a cancel during the last batch still publishes nothing
         video.verify(len(poses))
         pub.path("path.json").write_text(json.dumps({"source": label, "fps": fps, "intrinsics": np.asarray(k).tolist(),
                                                      "c2w": np.asarray(poses).tolist()}))
