@@ -165,3 +165,11 @@ def test_bench_distributed_measures_both_and_projects(tmp_path):
     assert proj["allreduce_mb_per_forward"] == pytest.approx(24 * 3 * 1024 * 2048 * 2 / 2**20)
     rows = {r["processes"]: r for r in proj["per_process_count"]}
     assert rows[8]["token_gb_per_process"] == pytest.approx(rows[1]["token_gb_per_process"] / 8, rel=0.02)
+
+
+def test_the_single_process_path_imports_nothing_distributed_beyond_torch():
+    code = ("import sys, torch; before = {m for m in sys.modules if m.startswith('torch.distributed')}; "
+            "import zipmap_core.cli, zipmap_core.pipeline.reconstructor, zipmap_core.pipeline.distributed; "
+            "print(sorted({m for m in sys.modules if m.startswith('torch.distributed')} - before))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "[]"

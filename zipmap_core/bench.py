@@ -231,17 +231,24 @@ def newton_schulz_routes(shape: tuple[int, int, int], threads: int) -> dict:
             "seconds": routes, "native_over_fast": routes["bf16_native"] / routes["bf16_fast"]}
 
 
-def generator_rate(image_hw: tuple[int, int], views: int, scenes: int, threads: int) -> dict:
-    """Scenes per second of the procedural generator (what feeds training)."""
+def generator_rate(image_hw: tuple[int, int], views: int, scenes: int, threads: int, device: str = "cpu",
+                   batch: int = 1) -> dict:
+    """Scenes per second of the procedural generator (what feeds training), `batch` scenes a call
+    on `device` (a GPU renders thousands of scenes a call)."""
     from .training.synthetic import generate
 
     torch.set_num_threads(threads)
-    generate(1, views, 0, image_hw)  # warm-up
+    dev = torch.device(device)
+    generate(batch, views, 0, image_hw, dev)  # warm-up
+    synchronize(dev)
+    calls = max(1, scenes // batch)
     t0 = time.perf_counter()
-    for i in range(scenes):
-        generate(1, views, 1000 + i, image_hw)
+    for i in range(calls):
+        generate(batch, views, 1000 + i, image_hw, dev)
+    synchronize(dev)
     dt = time.perf_counter() - t0
-    return {"size": list(image_hw), "views": views, "scenes": scenes, "threads": threads, "scenes_per_s": scenes / dt}
+    return {"size": list(image_hw), "views": views, "scenes": calls * batch, "batch": batch, "device": device,
+            "threads": threads, "scenes_per_s": calls * batch / dt}
 
 
 def main(argv: list[str] | None = None) -> int:

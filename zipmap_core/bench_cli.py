@@ -24,6 +24,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--attention-max", type=int, default=256, help="largest N for the quadratic baseline")
     b.add_argument("--stream-frames", type=int, help="frames streamed (default: scaling 500, pipeline 1000)")
     b.add_argument("--video", help="pipeline: this video instead of a generated 1080p one")
+    b.add_argument("--batch", type=int, help="generator: scenes per call (default: 1 on a CPU, 1024 on a GPU)")
     b.add_argument("--config", default="aff_inv", help="gpu: the configuration timed (an official one, or small)")
     b.add_argument("--height", type=int, default=392, help="gpu: image height (width: --size, default 518)")
     b.add_argument("--reference", help="gpu: a folder with the authors' code (kept outside this repository), timed beside ours")
@@ -86,9 +87,12 @@ def _run_bench(args: argparse.Namespace, bench) -> tuple[str, dict | list]:
         print(json.dumps(res["summary"], indent=2))
         return "distributed", res
     if args.which == "generator":
-        rows = [bench.generator_rate(hw, 8, 10, args.threads) for hw in ((84, 112), (168, 224))]
+        batch = args.batch or (1024 if args.device.startswith("cuda") else 1)
+        rows = [bench.generator_rate(hw, 8, max(10, 4 * batch), args.threads, args.device, batch)
+                for hw in ((84, 112), (168, 224))]
         for r in rows:
-            print(f"{r['size'][1]}x{r['size'][0]}, {r['views']} views: {r['scenes_per_s']:.2f} scenes/s on {r['threads']} threads")
+            print(f"{r['size'][1]}x{r['size'][0]}, {r['views']} views: {r['scenes_per_s']:.2f} scenes/s on {r['device']}, "
+                  f"{r['batch']} a call")
         return "generator", rows
     if args.which == "newton-schulz":
         r = bench.newton_schulz_routes((1, 1024, 2048), args.threads)

@@ -64,6 +64,12 @@ class TrainConfig:
     # recompute each trunk block's activations in the backward pass instead of keeping them: the
     # official model at 518 px fits one 80 GB GPU this way (about a third more compute)
     activation_checkpointing: bool = False
+    # the first steps see pairs of views only: relative pose between two frames is the easiest
+    # signal for the camera head, and the global blocks learn to mix views from it
+    two_view_steps: int = 0
+    # the LayerScale start of the trunk's blocks in a model trained from scratch (the configs'
+    # 0.01 leaves the global blocks near silent in a small model trained briefly)
+    layerscale_init: float | None = None
     threads: int | None = None
     log_every: int = 20
     save_every: int = 500
@@ -142,6 +148,8 @@ def build_model(cfg: TrainConfig) -> StartingPoint:
     """Random weights of a named configuration, or an init checkpoint (official `.pt` or ours) with
     its own configuration, so fine-tuning the official architecture is the same code path."""
     if cfg.init:
+        if cfg.layerscale_init is not None:
+            raise ValueError("layerscale_init starts a model from scratch; rescale an init checkpoint with init_scale")
         loaded = load_checkpoint(cfg.init)
         scale_parameters(loaded.model, cfg.init_scale)
         steps = loaded.metadata.get("train_steps")
@@ -150,7 +158,10 @@ def build_model(cfg: TrainConfig) -> StartingPoint:
     if cfg.init_scale:
         raise ValueError("init_scale rescales the weights of an init checkpoint; this configuration has no init")
     torch.manual_seed(cfg.seed)
-    return StartingPoint(ZipMap(get_config(cfg.model)).train())
+    config = get_config(cfg.model)
+    if cfg.layerscale_init is not None:
+        config.aggregator.init_values = float(cfg.layerscale_init)
+    return StartingPoint(ZipMap(config).train())
 
 
 def compute_losses(model: ZipMap, batch_views, inputs: int, weights: dict[str, float]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -231,7 +242,7 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg
         rng = random.Random(cfg.seed * 1_000_003 + self.step)
-        inputs = rng.randint(cfg.views[0], cfg.views[1])
+        inputs = 2 if self.step < cfg.two_view_steps else rng.randint(cfg.views[0], cfg.views[1])
         h = rng.choice(cfg.heights)
         w = cfg.width or self.model.cfg.img_size
         with torch.no_grad():
