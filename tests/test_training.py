@@ -283,3 +283,24 @@ def test_bench_generator_renders_batches_on_the_device(tmp_path):
 
     r = generator_rate((28, 56), 4, 4, 1, "cpu", batch=2)
     assert r["scenes"] == 4 and r["batch"] == 2 and r["scenes_per_s"] > 0
+
+
+def test_a_model_saved_in_shards_of_16_mib_opens_from_any_shard(tmp_path):
+    from zipmap_core.io.checkpoints import CheckpointError
+
+    torch.manual_seed(0)
+    model = ZipMap(get_config("small"))
+    limit = 4 * 2**20  # small enough to split this model as 16 MiB splits a 50 MB one
+    first = save_model(model, tmp_path / "model.safetensors", description="sharded", max_shard_bytes=limit)
+    files = sorted(tmp_path.glob("model-*-of-*.safetensors"))
+    assert first == files[0] and len(files) >= 3 and all(f.stat().st_size <= limit for f in files)
+    images = torch.rand(1, 2, 3, 56, 56)
+    with torch.no_grad():
+        expected = model.eval()(images, window_size=0).depth
+        for shard in (files[0], files[-1]):
+            loaded = load_checkpoint(shard)
+            assert loaded.description == "sharded"
+            torch.testing.assert_close(loaded.model.eval()(images, window_size=0).depth, expected, rtol=0, atol=0)
+    files[1].unlink()
+    with pytest.raises(CheckpointError, match=f"{files[1].name} is missing"):
+        load_checkpoint(files[0])

@@ -259,7 +259,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"training '{trainer.model.cfg.name}' on {trainer.device}: {total / 1e6:.2f} M parameters{part} -> {cfg.output}",
           flush=True)
     trainer.run()
-    print(f"saved {Path(cfg.output) / 'model.safetensors'} after {trainer.step} steps")
+    print(f"saved {trainer.model_path} after {trainer.step} steps")
     return 0
 
 

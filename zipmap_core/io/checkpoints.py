@@ -25,6 +25,7 @@ from ..model.config import OFFICIAL_CONFIGS, ZipMapConfig
 from ..model.zipmap import ZipMap
 from .atomic import atomic_path
 
+SHARD_NAME = re.compile(r"-\d{5}-of-\d{5}$")
 FORMAT_NAME = "zipmap-studio"
 FORMAT_VERSION = 1
 
@@ -156,19 +157,38 @@ def load_official(path: str | os.PathLike, variant: str | None = None, config: Z
     return LoadedCheckpoint(model, variant, path, f"official ZipMap checkpoint ({variant})", {})
 
 
-def load_safetensors(path: str | os.PathLike) -> LoadedCheckpoint:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+def _read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     try:
         with safe_open(str(path), framework="pt") as f:
-            meta = dict(f.metadata() or {})
-            state = {k: f.get_tensor(k) for k in f.keys()}
+            return dict(f.metadata() or {}), {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
         cut = _safetensors_truncation(path)
         if cut:
             raise CheckpointError(f"{path.name} is truncated ({cut}); download or copy it again") from None
         raise CheckpointError(f"{path.name} is not a readable safetensors file: {exc}") from exc
+
+
+def shard_paths(path: Path, count: int) -> list[Path]:
+    """The files of a model saved in `count` shards, named after the first (`m-00001-of-00003`)."""
+    base = SHARD_NAME.sub("", path.stem)
+    return [path.with_name(f"{base}-{i:05d}-of-{count:05d}{path.suffix}") for i in range(1, count + 1)]
+
+
+def load_safetensors(path: str | os.PathLike) -> LoadedCheckpoint:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    meta, state = _read_safetensors(path)
+    count = int(meta.get("shards", "1") or 1)
+    if count > 1:  # one shard of several: read them all
+        state = {}
+        for shard in shard_paths(path, count):
+            if not shard.is_file():
+                raise CheckpointError(f"{path.name} is one of {count} shards and {shard.name} is missing")
+            shard_meta, part = _read_safetensors(shard)
+            if shard_meta.get("config") != meta.get("config"):
+                raise CheckpointError(f"{shard.name} belongs to another model than {path.name}")
+            state.update(part)
     if meta.get("format") != FORMAT_NAME or "config" not in meta:
         raise CheckpointError(
             f"{path.name} is a safetensors file but not a ZipMap Studio model (its metadata lacks "
@@ -204,8 +224,12 @@ def save_model(
     description: str = "",
     extra: dict[str, str] | None = None,
     dtype: torch.dtype | None = None,
+    max_shard_bytes: int | None = None,
 ) -> Path:
-    """Writes our format: the state_dict (official names) with the config in the metadata."""
+    """Writes our format: the state_dict (official names) with the config in the metadata. With
+    `max_shard_bytes`, a larger model goes into shards of at most that size (each a complete
+    safetensors file with the metadata, `NAME-00001-of-0000K.safetensors`; any one opens the set).
+    Returns the path to open."""
     meta = {
         "format": FORMAT_NAME,
         "format_version": str(FORMAT_VERSION),
@@ -216,12 +240,41 @@ def save_model(
     }
     state = {k: v.detach().to("cpu", dtype if dtype and v.is_floating_point() else v.dtype).contiguous()
              for k, v in model.state_dict().items()}
+    parts = _shards(state, max_shard_bytes)
+    if len(parts) == 1:
+        _write(Path(path), state, meta)
+        return Path(path)
+    files = shard_paths(Path(path), len(parts))
+    for file, part in zip(files, parts):
+        _write(file, part, {**meta, "shards": str(len(parts))})
+    return files[0]
+
+
+def _shards(state: dict[str, torch.Tensor], limit: int | None) -> list[dict[str, torch.Tensor]]:
+    """Tensors grouped in order into parts of at most `limit` bytes (a header's worth kept free)."""
+    if not limit:
+        return [state]
+    parts: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    budget = limit - 256 * 1024  # the header: names, shapes, offsets and the metadata
+    for name, t in state.items():
+        nbytes = t.numel() * t.element_size()
+        if nbytes > budget:
+            raise ValueError(f"{name} alone ({nbytes / 2**20:.1f} MiB) exceeds the shard size ({limit / 2**20:.1f} MiB)")
+        if size + nbytes > budget and parts[-1]:
+            parts.append({})
+            size = 0
+        parts[-1][name] = t
+        size += nbytes
+    return parts
+
+
+def _write(path: Path, state: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
     with atomic_path(path) as tmp:
         try:
             save_file(state, str(tmp), metadata=meta)
         except SafetensorError as exc:  # its write errors (a full disk) are not OSErrors
             raise OSError(str(exc)) from exc
-    return Path(path)
 
 
 def convert(

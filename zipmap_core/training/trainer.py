@@ -76,6 +76,9 @@ class TrainConfig:
     time_limit_s: float | None = None  # stop (and save) after this much wall time
     time_budget_s: float | None = None  # fit `steps` to this wall time, measured over the first 30 steps
     save_dtype: str = "float32"
+    # the model is written in shards of at most this many MiB (files a rented GPU's result
+    # channel carries, e.g. 16); None: one file
+    max_file_mib: float | None = None
     loss_weights: dict[str, float] = field(
         default_factory=lambda: {"camera": 5.0, "depth": 1.0, "points": 1.0, "nvs_rgb": 2.0, "nvs_rgb_mse": 0.0, "nvs_depth": 0.5}
     )
@@ -220,6 +223,7 @@ class Trainer:
             lr=cfg.lr, betas=(0.9, 0.95),
         )
         self.step = 0
+        self.model_path = self.out / "model.safetensors"  # the first shard when saved in shards
         self.history: list[dict] = []
         self._resume()
 
@@ -272,8 +276,9 @@ class Trainer:
         extra = {"train_steps": str(self.start.prior_steps + self.step)}
         if self.start.origin:
             extra["fine_tuned_from"] = self.start.origin
-        save_model(self.model, self.out / "model.safetensors", variant=self.start.variant, description=self.description(),
-                   extra=extra, dtype=dtype)
+        limit = int(self.cfg.max_file_mib * 2**20) if self.cfg.max_file_mib else None
+        self.model_path = save_model(self.model, self.out / "model.safetensors", variant=self.start.variant,
+                                     description=self.description(), extra=extra, dtype=dtype, max_shard_bytes=limit)
         with atomic_path(self.out / "train_config.json") as tmp:
             tmp.write_text(json.dumps(asdict(self.cfg), indent=2))
 
