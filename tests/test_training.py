@@ -304,3 +304,46 @@ def test_a_model_saved_in_shards_of_16_mib_opens_from_any_shard(tmp_path):
     files[1].unlink()
     with pytest.raises(CheckpointError, match=f"{files[1].name} is missing"):
         load_checkpoint(files[0])
+
+
+# ---- capture-like scenes (issue 18) ----------------------------------------------------------------------
+def _centres(views):
+    bottom = torch.tensor([0.0, 0.0, 0.0, 1.0]).expand(*views.extrinsics.shape[:2], 1, 4)
+    return torch.linalg.inv(torch.cat([views.extrinsics, bottom], 2))[..., :3, 3]
+
+
+def test_capture_scenes_have_handheld_paths_small_objects_and_shadows():
+    from zipmap_core.training.captures import generate_captures, handheld_cameras
+    from zipmap_core.training.synthetic import render_views, sample_scenes
+
+    walk = generate_captures(2, 6, 11, (42, 56), kind="walk")
+    pan = generate_captures(2, 6, 11, (42, 56), kind="pan")
+    step = lambda v: (_centres(v)[:, 1:] - _centres(v)[:, :-1]).norm(dim=-1)  # noqa: E731
+    assert (step(walk) < 0.25).all() and (step(walk).sum(1) > 0.05).all()  # small steps forward
+    assert (step(pan) < 0.12).all()  # the hand barely moves...
+    rot = walk.extrinsics[:, 0, :3, :3] @ pan.extrinsics[:, -1, :3, :3].transpose(-1, -2)
+    first_last = pan.extrinsics[:, 0, :3, :3] @ pan.extrinsics[:, -1, :3, :3].transpose(-1, -2)
+    angle = torch.rad2deg(torch.arccos(((first_last.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1, 1)))
+    assert (angle > 20).all() and rot.shape == (2, 3, 3)  # ...while the view turns
+    for views in (walk, pan):
+        assert torch.isfinite(views.depth).all() and (views.depth > 0.2).all()
+        assert views.images.min() >= 0 and views.images.max() <= 1
+    params = sample_scenes(2, 11, slots=6, size=0.6, freq_hi=30.0)
+    assert params.spheres.shape[1] == 6 and params.spheres[..., 3].max() <= 0.55 * 0.6 + 1e-6
+    c2w, k = handheld_cameras(params, 3, 11, (42, 56), "orbit")
+    lit = render_views(params, c2w, k, (42, 56), shadows=False)
+    shadowed = render_views(params, c2w, k, (42, 56), shadows=True)
+    assert (shadowed.images <= lit.images + 1e-6).all(), "a shadow only darkens"
+    assert (shadowed.images < lit.images - 0.02).float().mean() > 0.01, "some floor lies in a shadow"
+    torch.testing.assert_close(shadowed.depth, lit.depth)
+
+
+def test_the_classic_family_is_unchanged_and_training_takes_either(tmp_path):
+    views = generate(1, 3, 123, (28, 56))
+    again = generate(1, 3, 123, (28, 56))
+    torch.testing.assert_close(views.images, again.images, rtol=0, atol=0)
+    cfg = TrainConfig(model="tiny", output=str(tmp_path / "run"), steps=1, batch=1, views=(2, 2), held_out=1,
+                      heights=(28,), width=56, device="cpu", scenes="captures", log_every=1, save_every=100)
+    assert np.isfinite(Trainer(cfg, log=lambda line: None).train_step()["loss"])
+    with pytest.raises(ValueError, match="scenes must be one of"):
+        Trainer(TrainConfig(model="tiny", output=str(tmp_path / "x"), scenes="photos"), log=lambda line: None)

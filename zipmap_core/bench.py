@@ -232,11 +232,14 @@ def newton_schulz_routes(shape: tuple[int, int, int], threads: int) -> dict:
 
 
 def generator_rate(image_hw: tuple[int, int], views: int, scenes: int, threads: int, device: str = "cpu",
-                   batch: int = 1) -> dict:
+                   batch: int = 1, family: str = "classic") -> dict:
     """Scenes per second of the procedural generator (what feeds training), `batch` scenes a call
     on `device` (a GPU renders thousands of scenes a call)."""
+    from .training.captures import generate_captures
     from .training.synthetic import generate
 
+    if family == "captures":
+        generate = generate_captures  # noqa: F811 - the family measured
     torch.set_num_threads(threads)
     dev = torch.device(device)
     generate(batch, views, 0, image_hw, dev)  # warm-up
@@ -248,6 +251,7 @@ def generator_rate(image_hw: tuple[int, int], views: int, scenes: int, threads: 
     synchronize(dev)
     dt = time.perf_counter() - t0
     return {"size": list(image_hw), "views": views, "scenes": calls * batch, "batch": batch, "device": device,
+            "family": family,
             "threads": threads, "scenes_per_s": calls * batch / dt}
 
 

@@ -88,10 +88,10 @@ def _run_bench(args: argparse.Namespace, bench) -> tuple[str, dict | list]:
         return "distributed", res
     if args.which == "generator":
         batch = args.batch or (1024 if args.device.startswith("cuda") else 1)
-        rows = [bench.generator_rate(hw, 8, max(10, 4 * batch), args.threads, args.device, batch)
-                for hw in ((84, 112), (168, 224))]
+        rows = [bench.generator_rate(hw, 8, max(10, 4 * batch), args.threads, args.device, batch, family)
+                for family in ("classic", "captures") for hw in ((84, 112), (168, 224))]
         for r in rows:
-            print(f"{r['size'][1]}x{r['size'][0]}, {r['views']} views: {r['scenes_per_s']:.2f} scenes/s on {r['device']}, "
+            print(f"{r['family']:>8} {r['size'][1]}x{r['size'][0]}, {r['views']} views: {r['scenes_per_s']:.2f} scenes/s on {r['device']}, "
                   f"{r['batch']} a call")
         return "generator", rows
     if args.which == "newton-schulz":

@@ -61,8 +61,11 @@ def _u(g: torch.Generator, *shape: int, lo: float = 0.0, hi: float = 1.0, device
     return lo + (hi - lo) * torch.rand(*shape, generator=g, device="cpu").to(device)
 
 
-def sample_scenes(batch: int, seed: int, device: torch.device | str = "cpu") -> SceneParams:
-    """Random scene layouts; objects stay inside 0.55x the camera radius so cameras never sit inside one."""
+def sample_scenes(batch: int, seed: int, device: torch.device | str = "cpu", slots: int = SLOTS, size: float = 1.0,
+                  freq_hi: float = 9.0) -> SceneParams:
+    """Random scene layouts; objects stay inside 0.55x the camera radius so cameras never sit inside
+    one. `slots` objects of each kind at `size` times the usual size, textures up to `freq_hi`
+    cycles per metre (the defaults are the classic family the shipped model was trained on)."""
     device = torch.device(device)
     g = torch.Generator().manual_seed(seed)
     u = lambda *s, lo=0.0, hi=1.0: _u(g, *s, lo=lo, hi=hi, device=device)  # noqa: E731
@@ -74,24 +77,25 @@ def sample_scenes(batch: int, seed: int, device: torch.device | str = "cpu") -> 
         ang, rad = u(batch, k, hi=2 * math.pi), reach * u(batch, k).sqrt()
         return rad * torch.cos(ang), rad * torch.sin(ang)
 
-    sx, sz = place(SLOTS)
-    sr = u(batch, SLOTS, lo=0.2, hi=0.55)
-    sy = torch.where(u(batch, SLOTS) < 0.7, sr, sr + u(batch, SLOTS, lo=0.2, hi=1.2))
-    spheres = torch.stack((sx, sy, sz, sr, (u(batch, SLOTS) < 0.6).float()), -1)
-    bx, bz = place(SLOTS)
-    bh = torch.stack((u(batch, SLOTS, lo=0.15, hi=0.5), u(batch, SLOTS, lo=0.15, hi=0.8), u(batch, SLOTS, lo=0.15, hi=0.5)), -1)
+    k = slots
+    sx, sz = place(k)
+    sr = u(batch, k, lo=0.2, hi=0.55) * size
+    sy = torch.where(u(batch, k) < 0.7, sr, sr + u(batch, k, lo=0.2, hi=1.2))
+    spheres = torch.stack((sx, sy, sz, sr, (u(batch, k) < 0.6).float()), -1)
+    bx, bz = place(k)
+    bh = torch.stack((u(batch, k, lo=0.15, hi=0.5), u(batch, k, lo=0.15, hi=0.8), u(batch, k, lo=0.15, hi=0.5)), -1) * size
     boxes = torch.cat(
-        (bx[..., None], bh[..., 1:2], bz[..., None], bh, u(batch, SLOTS, 1, hi=math.pi), (u(batch, SLOTS, 1) < 0.6).float()), -1
+        (bx[..., None], bh[..., 1:2], bz[..., None], bh, u(batch, k, 1, hi=math.pi), (u(batch, k, 1) < 0.6).float()), -1
     )
-    cx, cz = place(SLOTS)
-    cr = u(batch, SLOTS, lo=0.1, hi=0.4)
-    cylinders = torch.stack((cx, cz, cr, torch.zeros_like(cr), u(batch, SLOTS, lo=0.4, hi=2.0), (u(batch, SLOTS) < 0.5).float()), -1)
-    m = ROOM_FACES + 3 * SLOTS
+    cx, cz = place(k)
+    cr = u(batch, k, lo=0.1, hi=0.4) * size
+    cylinders = torch.stack((cx, cz, cr, torch.zeros_like(cr), u(batch, k, lo=0.4, hi=2.0), (u(batch, k) < 0.5).float()), -1)
+    m = ROOM_FACES + 3 * k
     tex_kind = (u(batch, m) * 4).long().clamp(max=3)
     base = u(batch, m, 1, 3)
     tex_colors = torch.cat((base, (base + u(batch, m, 1, 3, lo=-0.6, hi=0.6)).clamp(0, 1)), 2)
     direction = F.normalize(torch.randn(batch, m, 4, 3, generator=g).to(device), dim=-1)
-    tex_freq = direction * u(batch, m, 4, 1, lo=1.5, hi=9.0)
+    tex_freq = direction * u(batch, m, 4, 1, lo=1.5, hi=freq_hi)
     tex_phase = u(batch, m, 4, hi=2 * math.pi)
     light = torch.stack((u(batch, lo=-1, hi=1) * room[:, 0] * 0.6, room[:, 1] * 0.9, u(batch, lo=-1, hi=1) * room[:, 2] * 0.6), -1)
     return SceneParams(room, spheres, boxes, cylinders, tex_kind, tex_colors, tex_freq, tex_phase, light,
@@ -238,8 +242,19 @@ def _texture(p: Tensor, surface: Tensor, params: SceneParams) -> Tensor:
     return colors[..., 0, :] * (1 - mix) + colors[..., 1, :] * mix
 
 
-def cast(params: SceneParams, origins: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
-    """Rays [B, R, 3] -> (linear RGB [B, R, 3], hit parameter t [B, R]); dirs need not be unit."""
+def _occluded(params: SceneParams, points: Tensor, to_light: Tensor) -> Tensor:
+    """Whether an object stands between each point [B, R, 3] and the light (a shadow ray)."""
+    start = points + 1e-3 * to_light
+    nearest = torch.full(points.shape[:2], torch.inf, device=points.device)
+    for t_obj, _ in (_spheres(start, to_light, params.spheres), _boxes(start, to_light, params.boxes),
+                     _cylinders(start, to_light, params.cylinders)):
+        nearest = torch.minimum(nearest, t_obj.min(-1).values)
+    return nearest < 1.0  # to_light spans point -> light: t in (0, 1) lies between
+
+
+def cast(params: SceneParams, origins: Tensor, dirs: Tensor, shadows: bool = False) -> tuple[Tensor, Tensor]:
+    """Rays [B, R, 3] -> (linear RGB [B, R, 3], hit parameter t [B, R]); dirs need not be unit.
+    `shadows` traces a second ray to the light from every hit."""
     t, normal, surface = _room(origins, dirs, params.room)
     candidates = [(_spheres(origins, dirs, params.spheres), "sphere"), (_boxes(origins, dirs, params.boxes), "box"),
                   (_cylinders(origins, dirs, params.cylinders), "cyl")]
@@ -256,18 +271,21 @@ def cast(params: SceneParams, origins: Tensor, dirs: Tensor) -> tuple[Tensor, Te
         else:
             n = torch.gather(extra, 2, slot[..., None, None].expand(*slot.shape, 1, 3))[:, :, 0]
         normal = torch.where(closer[..., None], n, normal)
-        offset += SLOTS
+        offset += t_obj.shape[-1]
     points = origins + t[..., None] * dirs
     albedo = _texture(points, surface, params)
     to_light = params.light[:, None] - points
     dist = to_light.norm(dim=-1, keepdim=True)
     lambert = ((normal * to_light).sum(-1, keepdim=True) / dist).clamp(min=0)
+    if shadows:
+        lambert = torch.where(_occluded(params, points, to_light)[..., None], 0.0, lambert)
     falloff = 6.0 / (3.0 + dist * dist)
     shade = params.ambient[:, None, None] + (1 - params.ambient[:, None, None]) * lambert * falloff.clamp(max=1.5)
     return albedo * shade, t
 
 
-def render_views(params: SceneParams, c2w: Tensor, intrinsics: Tensor, image_hw: tuple[int, int]) -> SceneViews:
+def render_views(params: SceneParams, c2w: Tensor, intrinsics: Tensor, image_hw: tuple[int, int],
+                 shadows: bool = False) -> SceneViews:
     """Renders cameras [B,V,3,4] (camera-to-world) into images and z-depth."""
     b, v = c2w.shape[:2]
     h, w = image_hw
@@ -275,7 +293,7 @@ def render_views(params: SceneParams, c2w: Tensor, intrinsics: Tensor, image_hw:
     cam_dirs = pix @ torch.linalg.inv(intrinsics).transpose(-1, -2)  # z = 1, so t is z-depth
     dirs = cam_dirs @ c2w[..., :3, :3].transpose(-1, -2)
     origins = c2w[..., None, :3, 3].expand_as(dirs)
-    rgb, t = cast(params, origins.reshape(b, -1, 3), dirs.reshape(b, -1, 3))
+    rgb, t = cast(params, origins.reshape(b, -1, 3), dirs.reshape(b, -1, 3), shadows)
     srgb = rgb.clamp(0, 1) ** (1 / 2.2)
     images = srgb.reshape(b, v, h, w, 3).permute(0, 1, 4, 2, 3).contiguous()
     return SceneViews(images, t.reshape(b, v, h, w), invert_rigid(c2w), intrinsics)

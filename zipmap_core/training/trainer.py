@@ -33,7 +33,11 @@ from ..model.geometry import (
 )
 from ..model.zipmap import ZipMap
 from .losses import confidence_loss, pose_loss, rgb_loss
+from .captures import generate_captures
 from .synthetic import generate, normalise
+
+
+SCENE_FAMILIES = ("classic", "captures")
 
 
 @dataclass
@@ -67,6 +71,9 @@ class TrainConfig:
     # the first steps see pairs of views only: relative pose between two frames is the easiest
     # signal for the camera head, and the global blocks learn to mix views from it
     two_view_steps: int = 0
+    # the scene family: "classic" (what the shipped model learnt on) or "captures" (handheld paths,
+    # more and smaller objects, fine textures, shadows: closer to real videos)
+    scenes: str = "classic"
     # the LayerScale start of the trunk's blocks in a model trained from scratch (the configs'
     # 0.01 leaves the global blocks near silent in a small model trained briefly)
     layerscale_init: float | None = None
@@ -206,6 +213,8 @@ class Trainer:
         self.cfg = cfg
         self.log = log
         check_precision(cfg.precision)
+        if cfg.scenes not in SCENE_FAMILIES:
+            raise ValueError(f"scenes must be one of {', '.join(SCENE_FAMILIES)}, got {cfg.scenes!r}")
         self.device = select_device(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -249,8 +258,9 @@ class Trainer:
         inputs = 2 if self.step < cfg.two_view_steps else rng.randint(cfg.views[0], cfg.views[1])
         h = rng.choice(cfg.heights)
         w = cfg.width or self.model.cfg.img_size
+        make = generate_captures if cfg.scenes == "captures" else generate
         with torch.no_grad():
-            views = generate(cfg.batch, inputs + cfg.held_out, 10_000_000 + cfg.seed * 100_000 + self.step, (h, w), self.device)
+            views = make(cfg.batch, inputs + cfg.held_out, 10_000_000 + cfg.seed * 100_000 + self.step, (h, w), self.device)
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.step, cfg)
         with self._autocast():
