@@ -10,7 +10,16 @@ import math
 import torch
 from torch import Tensor
 
-from .synthetic import SceneParams, SceneViews, _u, look_at_batch, render_views, sample_cameras, sample_scenes
+from .synthetic import (
+    SceneParams,
+    SceneViews,
+    _u,
+    centred_intrinsics,
+    look_at_batch,
+    render_views,
+    sample_cameras,
+    sample_scenes,
+)
 
 HANDHELD = ("walk", "pan", "orbit")
 
@@ -50,19 +59,8 @@ def handheld_cameras(params: SceneParams, views: int, seed: int, image_hw: tuple
     c2w = look_at_batch(forward_eye, forward_eye + forward_dir)
     orbit_c2w, _ = sample_cameras(params, views, seed, image_hw, "orbit")
     c2w = torch.where(kinds[:, None, None, None] == 2, orbit_c2w, c2w)
-    return c2w, _intrinsics(u, b, views, image_hw, device)
-
-
-def _intrinsics(u, b: int, views: int, image_hw: tuple[int, int], device: torch.device) -> Tensor:
-    """A phone-like field of view, 40-80 degrees vertically, one per path; the principal point at
-    the centre, as ZipMap's pose encoding assumes."""
-    h, w = image_hw
-    fov_y = torch.deg2rad(u(b, 1, lo=40.0, hi=80.0)).expand(b, views)
-    f = (h / 2) / torch.tan(fov_y / 2)
-    k = torch.zeros(b, views, 3, 3, device=device)
-    k[..., 0, 0], k[..., 1, 1] = f, f
-    k[..., 0, 2], k[..., 1, 2], k[..., 2, 2] = w / 2, h / 2, 1.0
-    return k
+    # a phone-like field of view, 40-80 degrees vertically, one per path
+    return c2w, centred_intrinsics(torch.deg2rad(u(b, 1, lo=40.0, hi=80.0)).expand(b, views), image_hw)
 
 
 def generate_captures(batch: int, views: int, seed: int, image_hw: tuple[int, int], device: torch.device | str = "cpu",

@@ -143,13 +143,18 @@ def sample_cameras(
         torch.stack((u(b, views, lo=-0.4, hi=0.4), u(b, views, lo=0.2, hi=1.0), u(b, views, lo=-0.4, hi=0.4)), -1),
     )
     c2w = look_at_batch(eye, target)
+    return c2w, centred_intrinsics(torch.deg2rad(u(b, 1, lo=45.0, hi=75.0)).expand(b, views), image_hw)
+
+
+def centred_intrinsics(fov_y: Tensor, image_hw: tuple[int, int]) -> Tensor:
+    """K [..., 3, 3] of square pixels with the principal point at the centre (as ZipMap's pose
+    encoding assumes) for vertical fields of view `fov_y` (radians)."""
     h, w = image_hw
-    fov_y = torch.deg2rad(u(b, 1, lo=45.0, hi=75.0)).expand(b, views)
-    fy = (h / 2) / torch.tan(fov_y / 2)
-    k = torch.zeros(b, views, 3, 3, device=device)
-    k[..., 0, 0], k[..., 1, 1] = fy, fy
+    f = (h / 2) / torch.tan(fov_y / 2)
+    k = torch.zeros(fov_y.shape + (3, 3), device=fov_y.device)
+    k[..., 0, 0], k[..., 1, 1] = f, f
     k[..., 0, 2], k[..., 1, 2], k[..., 2, 2] = w / 2, h / 2, 1.0
-    return c2w, k
+    return k
 
 
 # ---- ray casting ----------------------------------------------------------------------------------
