@@ -36,6 +36,7 @@ SELECTED_COLOR = (0.1, 0.9, 0.2, 1.0)
 # microsecond per point, so 2 M points would otherwise take seconds per frame.
 INTERACTIVE_POINTS = 60_000
 IDLE_S = 0.3
+MAX_IMAGE_PLANES = 96
 # colour by confidence starts above viridis's darkest purple, which vanishes on the dark background
 CONF_COLOR_FLOOR = 0.15
 
@@ -75,7 +76,7 @@ class SceneView:
         self.virtual = scene.visuals.Line(parent=self.world, connect="segments", color=VIRTUAL_COLOR, width=2.5)
         self.grid = scene.visuals.Line(parent=self.world, connect="segments", color=(0.5, 0.5, 0.55, 0.5), width=1)
         self.axes = scene.visuals.XYZAxis(parent=self.world, width=2)
-        self.image_planes: list[scene.visuals.Mesh] = []
+        self.image_planes: dict[int, scene.visuals.Mesh] = {}  # frame -> its photo
         self.recon: Reconstruction | None = None
         self.percentile = 0.0
         self.point_size = 3.0
@@ -104,9 +105,9 @@ class SceneView:
     def set_reconstruction(self, recon: Reconstruction | None, reset_camera: bool = True) -> None:
         self.recon = recon
         self.hidden_frames = set()
-        for mesh in self.image_planes:
+        for mesh in self.image_planes.values():
             mesh.parent = None
-        self.image_planes = []
+        self.image_planes = {}
         if recon is None:
             self.points.visible = self.points_lod.visible = self.frusta.visible = self.grid.visible = False
             self.drawn_points = 0
@@ -129,16 +130,20 @@ class SceneView:
         size = 0.12 * self._scale
         c2w = recon.cam_to_world
         segs = []
+        # photos on at most MAX_IMAGE_PLANES frusta, evenly spread: a long (live) video stays cheap to draw
+        shown = set(np.linspace(0, recon.num_frames - 1, min(recon.num_frames, MAX_IMAGE_PLANES)).round().astype(int).tolist())
         for i in range(recon.num_frames):
             corners = frustum_corners(c2w[i], recon.intrinsics[i], recon.image_hw, size)
             segs.append(frustum_segments(corners).reshape(-1, 3))
+            if i not in shown:
+                continue
             quad = corners[1:]
             mesh = scene.visuals.Mesh(vertices=quad, faces=np.array([[0, 1, 2], [0, 2, 3]], np.uint32),
                                       color=(1, 1, 1, 1), parent=self.world, shading=None)
             texcoords = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32)
             mesh.attach(TextureFilter(recon.images[i], texcoords))
             mesh.visible = self.show_images
-            self.image_planes.append(mesh)
+            self.image_planes[i] = mesh
         self.frusta.set_data(pos=np.concatenate(segs), connect="segments", color=FRUSTUM_COLOR)
         self.frusta.visible = True
 
@@ -186,7 +191,7 @@ class SceneView:
             self.points.set_data(pos, face_color=colors, size=self.point_size, edge_width=0)
             self._set_lod(pos, colors)
         self._show_cloud()
-        for i, mesh in enumerate(self.image_planes):
+        for i, mesh in self.image_planes.items():
             mesh.visible = self.show_images and i not in self.hidden_frames
         self.canvas.update()
 

@@ -314,3 +314,14 @@ def test_live_mode_pauses_and_cancels_between_windows_keeping_the_scene_so_far(q
     qtbot.waitUntil(lambda: not job.running, timeout=30000)
     assert window.recon is not None and window.recon.num_frames == held and held < 24
     assert "cancelled" in window.status_info.text()
+
+
+def test_a_long_stream_draws_photos_on_a_bounded_number_of_frusta(qtbot, window):
+    from app.viewer3d import MAX_IMAGE_PLANES
+
+    window.set_reconstruction(wide_scene(3 * MAX_IMAGE_PLANES // 2, (14, 28)))
+    planes = window.view.image_planes
+    frames = sorted(planes)
+    assert len(planes) == MAX_IMAGE_PLANES and frames[0] == 0 and frames[-1] == 3 * MAX_IMAGE_PLANES // 2 - 1
+    window.view.set_frame_visible(frames[1], False)
+    assert not planes[frames[1]].visible and planes[frames[2]].visible == window.view.show_images
