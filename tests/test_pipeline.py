@@ -265,3 +265,36 @@ def test_bench_pipeline_writes_its_figures(tmp_path):
     assert [row["frames"] for row in result["batch"]] == [4, 8]
     assert set(result["batch"][0]["seconds_per_frame"]) == {"decode", "preprocess", "assemble", "save"}
     assert result["streaming"]["frames"] == [2, 4, 6] and result["summary"]["streaming_ratio_end_over_20"] > 0
+
+
+def test_camera_frames_are_taken_at_the_rate_and_prepared(monkeypatch):
+    import cv2
+
+    from zipmap_core.io.inputs import camera_frames
+
+    class FakeCamera:  # a camera that delivers 640x360 frames, numbered by a bar, 100 per second
+        def __init__(self, index):
+            self.count, self.released = 0, False
+
+        def isOpened(self):  # noqa: N802 - OpenCV's API
+            return True
+
+        def read(self):
+            time.sleep(0.01)
+            self.count += 1
+            image = np.zeros((360, 640, 3), np.uint8)
+            image[:, self.count % 640] = 255
+            return self.count <= 80, image
+
+        def release(self):
+            self.released = True
+
+    monkeypatch.setattr(cv2, "VideoCapture", FakeCamera)
+    every = list(camera_frames(0, VideoSampling(fps=None), Preparation("crop", 112), limit=5))
+    assert len(every) == 5 and every[0].image.size == Preparation("crop", 112).size_for(640, 360)
+    tensor, crop = every[0].model_input("crop", 112)
+    assert tensor.shape[0] == 3 and tensor.shape[2] == 112 and crop.original_wh == (640, 360)
+    slow = list(camera_frames(0, VideoSampling(fps=20.0), None))  # 0.8 s of frames at 20 per second
+    times = [f.time_s for f in slow]
+    assert 10 <= len(slow) <= 20 and min(np.diff(times)) >= 0.045
+    assert slow[0].image.size == (640, 360) and slow[0].name.startswith("camera0#t=")
