@@ -296,5 +296,6 @@ def test_camera_frames_are_taken_at_the_rate_and_prepared(monkeypatch):
     assert tensor.shape[0] == 3 and tensor.shape[2] == 112 and crop.original_wh == (640, 360)
     slow = list(camera_frames(0, VideoSampling(fps=20.0), None))  # 0.8 s of frames at 20 per second
     times = [f.time_s for f in slow]
-    assert 10 <= len(slow) <= 20 and min(np.diff(times)) >= 0.045
+    assert len(slow) >= 10 and min(np.diff(times)) >= 0.045  # never faster than asked, however slow the camera
+    assert len(slow) <= times[-1] * 20 + 2
     assert slow[0].image.size == (640, 360) and slow[0].name.startswith("camera0#t=")
