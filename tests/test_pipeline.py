@@ -299,3 +299,27 @@ def test_camera_frames_are_taken_at_the_rate_and_prepared(monkeypatch):
     assert len(slow) >= 10 and min(np.diff(times)) >= 0.045  # never faster than asked, however slow the camera
     assert len(slow) <= times[-1] * 20 + 2
     assert slow[0].image.size == (640, 360) and slow[0].name.startswith("camera0#t=")
+
+
+def test_a_phone_video_frame_comes_out_upright():
+    """PyAV reports the display matrix's rotation as degrees to turn the picture counterclockwise;
+    a portrait phone video stores landscape frames with -90 (one turn clockwise to stand up)."""
+
+    class StoredFrame:  # a decoded frame: 4 wide, 2 high, its top-left pixel white
+        width, height, rotation = 4, 2, -90
+
+        def to_ndarray(self, format):  # noqa: A002 - PyAV's keyword
+            rgb = np.zeros((2, 4, 3), np.uint8)
+            rgb[0, 0] = 255
+            return rgb
+
+        def reformat(self, width, height, format, interpolation):  # noqa: A002
+            assert (width, height) == (8, 4), "scaled in the stored orientation"
+            frame = StoredFrame()
+            frame.to_ndarray = lambda: np.kron(StoredFrame().to_ndarray("rgb24"), np.ones((2, 2, 1), np.uint8))
+            return frame
+
+    upright = video_module._convert(StoredFrame(), None)
+    assert upright.shape == (4, 2, 3) and upright[0, -1].max() == 255 and upright.sum() == 255 * 3  # top-left -> top-right
+    scaled = video_module._convert(StoredFrame(), lambda w, h: (w * 2, h * 2))  # asked for the upright size (4 x 8)
+    assert scaled.shape == (8, 4, 3) and scaled[0, -1].max() == 255

@@ -15,7 +15,6 @@ import torch
 
 from .io.atomic import atomic_path
 from .io.inputs import Preparation, VideoSampling, iter_inputs, load_inputs
-from .io.reconstruction import Reconstruction
 from .pipeline.assembly import assemble
 from .pipeline.reconstructor import Reconstructor, model_images
 
@@ -77,7 +76,7 @@ def host_stages(video: Path, frames: int, size: int, folder: Path) -> dict:
 def network_per_frame(rec: Reconstructor, video: Path, frames: int, size: int) -> float:
     """The bundled network's seconds per frame on `frames` frames at `size` px (after a warm-up)."""
     loaded = load_inputs([video], VideoSampling(fps=None, max_frames=frames), prepare=Preparation("crop", size))
-    images, _ = rec._preprocess(loaded.frames, "crop", size, lambda *a: None)
+    images, _ = model_images(loaded.frames, "crop", size, lambda *a: None)
     rec._run_model(images[:2], None, None, lambda *a: None)
     t0 = time.perf_counter()
     rec._run_model(images, None, None, lambda *a: None)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ from tqdm import tqdm
 from .bench_cli import add_bench_parser
 from .cancel import Cancelled
 from .device import PRECISIONS
-from .io.atomic import Publication, atomic_path
+from .io.atomic import Publication
 from .io.checkpoints import CheckpointError, convert, load_checkpoint
 from .io.download import DownloadError, download_official, resolve_checkpoint
 from .io.exporters import DEFAULT_NAMES, FORMATS, check_formats, export

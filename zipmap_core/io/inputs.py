@@ -97,6 +97,10 @@ class InputSet:
     def names(self) -> list[str]:
         return [f.name for f in self.frames]
 
+    def report(self) -> dict:
+        """What a reconstruction records of its inputs: the files skipped and the sampling notes."""
+        return {"skipped": [list(s) for s in self.skipped], "sampling_notes": list(self.notes)}
+
 
 def natural_key(path: Path) -> list:
     """frame2 before frame10."""

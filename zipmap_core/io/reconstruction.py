@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from ..model.geometry import camera_to_world, depth_to_camera_points
 from .atomic import atomic_path
 from .scene_file import (
     DERIVED,
@@ -63,17 +65,11 @@ class Reconstruction:
         return self
 
     def _derive_points(self) -> None:
-        s, h, w = self.depth.shape
-        k = self.intrinsics.astype(np.float32)
-        x = (np.arange(w, dtype=np.float32) + 0.5 - k[:, 0, 2, None]) / k[:, 0, 0, None]
-        y = (np.arange(h, dtype=np.float32) + 0.5 - k[:, 1, 2, None]) / k[:, 1, 1, None]
-        cam = np.empty((s, h, w, 3), np.float32)
-        np.multiply(self.depth, x[:, None, :], out=cam[..., 0])
-        np.multiply(self.depth, y[:, :, None], out=cam[..., 1])
-        cam[..., 2] = self.depth
-        c2w = self.cam_to_world.astype(np.float32)
-        world = np.einsum("sij,shwj->shwi", c2w[:, :, :3], cam, optimize=True) + c2w[:, None, None, :, 3]
-        self.__dict__["_points_cam"], self.__dict__["_points_world"] = cam, world.astype(np.float32, copy=False)
+        """Depth unprojected with the cameras: the assembly's own functions, on the host."""
+        depth = torch.from_numpy(np.ascontiguousarray(self.depth, np.float32))
+        cam = depth_to_camera_points(depth, torch.from_numpy(self.intrinsics.astype(np.float32)))
+        world = camera_to_world(cam, torch.from_numpy(self.extrinsics.astype(np.float32)))
+        self.__dict__["_points_cam"], self.__dict__["_points_world"] = cam.numpy(), world.numpy()
 
     @property
     def num_frames(self) -> int:

@@ -61,16 +61,22 @@ def assemble_frames(
     return {k: v.cpu().numpy() for k, v in host.items()}, reference
 
 
-def state_scale(cam_translations: np.ndarray, frames: int) -> float:
-    """The largest absolute camera translation component, the unit of the scene state's queries
+def max_translation(extrinsics: np.ndarray) -> float:
+    """The largest absolute camera-to-world translation component of world-to-camera poses."""
+    return float(invert_rigid(torch.from_numpy(extrinsics))[..., 3].abs().max()) if len(extrinsics) else 0.0
+
+
+def state_scale(largest_translation: float, frames: int) -> float:
+    """The unit of the scene state's queries: the largest absolute camera translation component
     (1 for a single frame, or when every camera sits at the origin)."""
-    scale = float(np.abs(cam_translations).max()) if frames > 1 and cam_translations.size else 1.0
-    return scale if scale > 1e-8 else 1.0
+    return largest_translation if frames > 1 and largest_translation > 1e-8 else 1.0
 
 
-def camera_centres(extrinsics: np.ndarray) -> np.ndarray:
-    """Camera centres [S, 3] of world-to-camera poses [S, 3, 4]."""
-    return -np.einsum("sji,sj->si", extrinsics[:, :3, :3], extrinsics[:, :3, 3])
+def host_states(states: list | None) -> list[dict[str, np.ndarray]] | None:
+    """The network's per-layer fast weights as host arrays (None when it kept no state)."""
+    if not states or states[0] is None:
+        return None
+    return [{k: v.float().cpu().numpy() for k, v in layer.items()} for layer in states]
 
 
 def assemble(
@@ -87,6 +93,6 @@ def assemble(
     arrays, _ = assemble_frames(images.to(depth.device), pose_enc, depth, depth_conf, local_points, points_from,
                                 with_points=False)
     return Reconstruction(names=list(names), original_wh=original_wh,
-                          state_scale=state_scale(camera_centres(arrays["extrinsics"]), len(names)),
+                          state_scale=state_scale(max_translation(arrays["extrinsics"]), len(names)),
                           **{"points_cam": None, "points_world": None, **arrays},
                           points_from_depth=points_from == "depth")

@@ -27,7 +27,7 @@ from ..cancel import CancelToken, Progress, reporter
 from ..io.inputs import InputSet
 from ..io.reconstruction import Reconstruction
 from ..model.shard import FrameShard, split_counts
-from .assembly import assemble, check_point_source
+from .assembly import assemble, check_point_source, host_states
 from .reconstructor import Reconstructor, model_images
 
 DEFAULT_TIMEOUT_S = 300
@@ -108,14 +108,10 @@ def reconstruct_split(
     original_wh = np.array([f.original_wh or f.image.size for f in inputs.frames], dtype=np.int32).reshape(-1, 2)
     recon = assemble(inputs.names(), gathered["images"].float().div_(255), out.pose_enc[0], gathered["depth"],
                      gathered["depth_conf"], gathered["local_points"], points_from, original_wh)
-    keep = rec.model.can_render if keep_state is None else keep_state
-    if keep and out.states and out.states[0] is not None:
-        recon.state = [{k: v.float().cpu().numpy() for k, v in layer.items()} for layer in out.states]
-    h, w = recon.image_hw
-    recon.metadata.update({"model": rec.description, "variant": rec.variant, "config": rec.cfg.name,
-                           "image_hw": [h, w], "can_render": bool(rec.model.can_render), "mode": mode,
-                           "processes": shard.world, "frames_per_process": shard.counts,
-                           "skipped": [list(s) for s in inputs.skipped], "sampling_notes": list(inputs.notes)})
+    if rec.model.can_render if keep_state is None else keep_state:
+        recon.state = host_states(out.states)
+    recon.metadata.update({**rec.model_metadata(recon.image_hw), "mode": mode, "processes": shard.world,
+                           "frames_per_process": shard.counts, **inputs.report()})
     recon.timings = {"preprocess_s": t1 - t0, "model_s": t2 - t1, "total_s": time.perf_counter() - t0,
                      "per_frame_s": (t2 - t1) / recon.num_frames}
     return recon

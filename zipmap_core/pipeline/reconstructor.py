@@ -27,7 +27,7 @@ from ..io.reconstruction import Reconstruction
 from ..model.geometry import ray_conditions
 from ..model.zipmap import ModelOutput, ZipMap
 from ..resources import BUNDLED_MODEL
-from .assembly import assemble, check_point_source
+from .assembly import assemble, check_point_source, host_states
 from .streaming import StreamingSession
 
 
@@ -70,7 +70,7 @@ class Reconstructor:
         self.description = description or f"ZipMap '{model.cfg.name}'"
         self.variant = variant
         self.chunk_frames = chunk_frames  # None: chosen per run from the device's free memory
-        self._resident: tuple[int, object, list] | None = None  # (id, the state it mirrors, device tensors)
+        self._resident: tuple[list, list] | None = None  # (the scene state mirrored, its device tensors)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto", variant: str | None = None) -> "Reconstructor":
@@ -139,8 +139,7 @@ class Reconstructor:
         timings["per_frame_s"] = timings["model_s"] / len(inputs.frames)
         recon.timings = timings
         recon.metadata.update(
-            {"mode": mode, "skipped": [list(s) for s in inputs.skipped], "window_size": window_size,
-             "sampling_notes": list(inputs.notes)}
+            {"mode": mode, "window_size": window_size, **inputs.report()}
         )
         report("done", 1, 1)
         return recon
@@ -185,7 +184,6 @@ class Reconstructor:
         keep_state: bool,
         points_from: str,
     ) -> Reconstruction:
-        h, w = images.shape[-2:]
         recon = assemble(
             names=[f.name for f in frames],
             images=images,
@@ -196,11 +194,15 @@ class Reconstructor:
             points_from=points_from,
             original_wh=np.array([c.original_wh for c in crops], dtype=np.int32).reshape(-1, 2),
         )
-        if keep_state and out.states and out.states[0] is not None:
-            recon.state = [{k: v.float().cpu().numpy() for k, v in layer.items()} for layer in out.states]
-        recon.metadata.update({"model": self.description, "variant": self.variant, "config": self.cfg.name,
-                               "image_hw": [int(h), int(w)], "can_render": bool(self.model.can_render)})
+        if keep_state:
+            recon.state = host_states(out.states)
+        recon.metadata.update(self.model_metadata(recon.image_hw))
         return recon
+
+    def model_metadata(self, image_hw: tuple[int, int]) -> dict:
+        """What a reconstruction records of the model that made it."""
+        return {"model": self.description, "variant": self.variant, "config": self.cfg.name,
+                "image_hw": [int(image_hw[0]), int(image_hw[1])], "can_render": bool(self.model.can_render)}
 
     # ---- novel views --------------------------------------------------------------------------------
     def render_views(
@@ -238,11 +240,10 @@ class Reconstructor:
     def _resident_state(self, recon: Reconstruction) -> list[dict[str, torch.Tensor]]:
         """The scene state on the model's device, uploaded once per scene and kept there between
         renders (the official state is ~0.6 GB: one upload per query would dominate it)."""
-        key = id(recon.state)
-        if self._resident is None or self._resident[0] != key or self._resident[1] is not recon.state:
+        if self._resident is None or self._resident[0] is not recon.state:
             tensors = [{k: torch.as_tensor(v, device=self.device) for k, v in layer.items()} for layer in recon.state]
-            self._resident = (key, recon.state, tensors)
-        return self._resident[2]
+            self._resident = (recon.state, tensors)
+        return self._resident[1]
 
     def stream(self, window_size: int | None = None, mode: str = "crop", resolution: int | None = None) -> "StreamingSession":
         return StreamingSession(self, window_size, mode, resolution or self.cfg.img_size)

@@ -13,7 +13,7 @@ import torch
 from ..cancel import CancelToken, Progress, reporter
 from ..io.inputs import Frame
 from ..io.reconstruction import Reconstruction
-from .assembly import assemble_frames, camera_centres, state_scale
+from .assembly import assemble_frames, host_states, max_translation, state_scale
 
 if TYPE_CHECKING:
     from .reconstructor import Reconstructor
@@ -82,7 +82,7 @@ class StreamingSession:
         self._arrays.append(arrays)  # raises before anything changes when the size differs
         self.states = out.states
         self._names += [f.name for f in frames]
-        self._max_translation = max(self._max_translation, float(np.abs(camera_centres(arrays["extrinsics"])).max()))
+        self._max_translation = max(self._max_translation, max_translation(arrays["extrinsics"]))
         t3 = time.perf_counter()
         for key, seconds in (("preprocess_s", t1 - t0), ("model_s", t2 - t1), ("assemble_s", t3 - t2)):
             self.timings[key] += seconds
@@ -96,14 +96,12 @@ class StreamingSession:
             raise ValueError("no frames were added to the streaming session yet")
         arrays = self._arrays.view()
         recon = Reconstruction(names=list(self._names), **arrays, points_from_depth=True,
-                               state_scale=state_scale(np.array([self._max_translation]), self.num_frames))
-        if self.rec.model.can_render and self.states and self.states[0] is not None:
-            recon.state = [{k: v.float().cpu().numpy() for k, v in layer.items()} for layer in self.states]
+                               state_scale=state_scale(self._max_translation, self.num_frames))
+        if self.rec.model.can_render:
+            recon.state = host_states(self.states)
         recon.timings = {**self.timings, "per_frame_s": self.seconds / self.num_frames}
-        h, w = recon.image_hw
-        recon.metadata.update({"model": self.rec.description, "variant": self.rec.variant, "config": self.rec.cfg.name,
-                               "image_hw": [h, w], "can_render": bool(self.rec.model.can_render),
-                               "streaming": True, "window_size": self.window_size, "mode": self.mode})
+        recon.metadata.update({**self.rec.model_metadata(recon.image_hw), "streaming": True,
+                               "window_size": self.window_size, "mode": self.mode})
         return recon
 
     def run(self, frames: Iterable[Frame], window: int | None = None, progress: Progress | None = None,
