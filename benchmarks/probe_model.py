@@ -22,7 +22,8 @@ import torch
 from zipmap_core.io.checkpoints import load_checkpoint
 from zipmap_core.model.geometry import invert_rigid, ray_conditions
 from zipmap_core.resources import BUNDLED_MODEL
-from zipmap_core.training.synthetic import generate, normalise
+from zipmap_core.training.normalisation import normalise
+from zipmap_core.training.synthetic import generate
 
 SEED = 40_000_000  # beyond the training and evaluation seeds
 

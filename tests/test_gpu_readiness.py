@@ -198,6 +198,39 @@ def test_bench_gpu_times_ours_and_a_reference_the_same_way(tmp_path):
                      "--reference", str(tmp_path), "-o", str(tmp_path)]) == 2  # not the authors' folder: one line
 
 
+def test_compiled_ttt_kernels_give_the_eager_outputs_and_fall_back_where_compiling_fails(monkeypatch):
+    """torch.compile'd gradient and apply chains (inductor, here on the CPU's C++ compiler):
+    the same outputs as eager within float32 reordering; a compiler that fails leaves the eager
+    code running, with one warning."""
+    from zipmap_core.model import ttt
+
+    monkeypatch.setattr(ttt, "COMPILED", ttt._Compiled())
+    torch.manual_seed(0)
+    model = ZipMap(tiny_config()).eval()
+    images = torch.rand(1, 3, 3, 28, 42)
+    with torch.no_grad():
+        eager = model(images, window_size=0, chunk_frames=2)
+        model.set_compiled_kernels(True)
+        compiled = model(images, window_size=0, chunk_frames=2)
+        again = model(images[:, :2], window_size=0)  # another token count: no recompilation needed (dynamic)
+    assert set(ttt.COMPILED.functions) == {"fast_weight_gradients", "swiglu"} and ttt.COMPILED.failed is None
+    for key in ("depth", "pose_enc"):
+        torch.testing.assert_close(getattr(compiled, key), getattr(eager, key), rtol=1e-4, atol=1e-5)
+    assert again.depth.shape[1] == 2
+
+    def broken(fn, **kwargs):
+        def call(*args):
+            raise RuntimeError("no compiler here")
+        return call
+
+    monkeypatch.setattr(ttt, "COMPILED", ttt._Compiled())
+    monkeypatch.setattr(torch, "compile", broken)
+    with torch.no_grad(), pytest.warns(UserWarning, match="running them eagerly"):
+        fallback = model(images, window_size=0, chunk_frames=2)
+    assert "no compiler here" in ttt.COMPILED.failed
+    torch.testing.assert_close(fallback.depth, eager.depth, rtol=0, atol=0)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on a lent H100/H200: pytest -m gpu)")
 def test_full_size_bf16_on_the_gpu_matches_float32_on_the_cpu():

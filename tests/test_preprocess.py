@@ -95,3 +95,25 @@ def test_mixed_sizes_padded_white_and_offsets_tracked():
     batch = stack_images([a, b], [ca, cb])
     assert batch.shape == (2, 3, 56, 56)
     assert batch[1, :, 0].min() == 1.0 and cb.offset_xy == (0, 14)
+
+
+def test_byte_batch_is_the_float_batch_and_its_colours():
+    """The pipeline's uint8 batch: the same pixels as the float batch once converted (bit for
+    bit), padded white, laid out [N, H, W, 3] so the colours need no copy."""
+    from zipmap_core.model.aggregator import unit_float
+    from zipmap_core.pipeline.assembly import to_colours
+
+    rng = np.random.default_rng(0)
+    a, ca = preprocess(Image.fromarray(rng.integers(0, 256, (100, 100, 3), dtype=np.uint8)), "crop", 56, as_uint8=True)
+    b, cb = preprocess(Image.fromarray(rng.integers(0, 256, (100, 200, 3), dtype=np.uint8)), "crop", 56, as_uint8=True)
+    assert a.dtype == torch.uint8
+    floats = stack_images([unit_float(a), unit_float(b)], [ca, cb])
+    _, ca2 = preprocess(Image.new("RGB", (100, 100)), "crop", 56)
+    _, cb2 = preprocess(Image.new("RGB", (200, 100)), "crop", 56)
+    raw = stack_images([a, b], [ca2, cb2], as_bytes=True)
+    assert raw.dtype == torch.uint8 and raw.shape == floats.shape == (2, 3, 56, 56)
+    assert torch.equal(unit_float(raw.contiguous()), floats)  # exactly the model's floats
+    assert raw[1, :, 0].min() == 255 and cb2.offset_xy == cb.offset_xy == (0, 14)  # white padding, offsets kept
+    colours = to_colours(raw)
+    assert colours.data_ptr() == raw.data_ptr() and colours.shape == (2, 56, 56, 3)  # no copy
+    assert torch.equal(colours, to_colours(floats))  # the floats rounded give the same colours

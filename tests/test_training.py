@@ -19,7 +19,8 @@ from zipmap_core.model.zipmap import ZipMap
 from zipmap_core.pipeline.reconstructor import Reconstructor
 from zipmap_core.resources import BUNDLED_MODEL
 from zipmap_core.training.evaluation import evaluate_scene, pose_metrics, umeyama
-from zipmap_core.training.synthetic import generate, normalise, read_ground_truth
+from zipmap_core.training.normalisation import normalise
+from zipmap_core.training.synthetic import SceneViews, generate, read_ground_truth
 from zipmap_core.training.trainer import TrainConfig, Trainer, build_model, compute_losses
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -347,3 +348,39 @@ def test_the_classic_family_is_unchanged_and_training_takes_either(tmp_path):
     assert np.isfinite(Trainer(cfg, log=lambda line: None).train_step()["loss"])
     with pytest.raises(ValueError, match="scenes must be one of"):
         Trainer(TrainConfig(model="tiny", output=str(tmp_path / "x"), scenes="photos"), log=lambda line: None)
+
+
+def test_capture_scenes_are_normalised_by_their_points_and_pans_skip_the_novel_views():
+    """Normalised by the camera extent, a pan on the spot would be a hundred units deep; by the
+    points' mean distance every path is about one unit. The novel-view term keeps the state-query
+    convention and leaves out scenes whose cameras barely moved, scene by scene."""
+    from zipmap_core.training.captures import generate_captures
+    from zipmap_core.training.normalisation import mean_point_distance, query_unit
+    from zipmap_core.training.trainer import MIN_QUERY_UNIT, novel_view_losses
+
+    pan = generate_captures(2, 5, 31, (28, 56), kind="pan")
+    orbit = generate_captures(2, 5, 31, (28, 56), kind="orbit")
+    assert normalise(pan, 3)[0].depth.median() > 20  # the camera convention: far too deep
+    for views in (pan, orbit):
+        normed, scale = normalise(views, 3, by="points")
+        again = mean_point_distance(normed.depth[:, :3], normed.extrinsics[:, :3], normed.intrinsics[:, :3])
+        torch.testing.assert_close(again, torch.ones(2), rtol=1e-4, atol=0)  # the points' mean distance is 1
+        assert 0.2 < float(normed.depth.median()) < 2.0
+        np.testing.assert_allclose(normed.extrinsics[:, 0].numpy(), np.tile(np.eye(4)[:3], (2, 1, 1)), atol=1e-4)
+    with pytest.raises(ValueError, match="normalise by one of"):
+        normalise(pan, 3, by="metres")
+
+    torch.manual_seed(0)
+    model = ZipMap(tiny_config()).eval()
+    mixed = SceneViews(*(torch.cat((getattr(pan, k)[:1], getattr(orbit, k)[:1])) for k in ("images", "depth", "extrinsics", "intrinsics")))
+    views, _ = normalise(mixed, 3, by="points")
+    unit = query_unit(views, 3)
+    assert unit[0] < MIN_QUERY_UNIT <= unit[1]
+    only_orbit = SceneViews(views.images[1:], views.depth[1:], views.extrinsics[1:], views.intrinsics[1:])
+    with torch.no_grad():
+        both = novel_view_losses(model, views, 3, model(views.images[:, :3], window_size=0).states, {}, unit)
+        alone = novel_view_losses(model, only_orbit, 3, model(only_orbit.images[:, :3], window_size=0).states, {}, unit[1:])
+        none = novel_view_losses(model, views, 3, model(views.images[:, :3], window_size=0).states, {}, torch.zeros(2))
+    assert none == {}
+    for key in ("nvs_rgb", "nvs_depth"):
+        torch.testing.assert_close(both[key], alone[key], rtol=1e-4, atol=1e-6)

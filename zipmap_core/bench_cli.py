@@ -30,6 +30,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--reference", help="gpu: a folder with the authors' code (kept outside this repository), timed beside ours")
     b.add_argument("--skip-full", action="store_true", help="query: skip the full configuration")
     b.add_argument("--fast-cpu-bf16", action="store_true", help="float32 products for the bf16 Newton-Schulz (official configurations on CPU)")
+    b.add_argument("--compile", action="store_true", help="gpu: also time ours with compiled TTT kernels")
     b.set_defaults(func=cmd_bench)
 
 
@@ -77,7 +78,7 @@ def _run_bench(args: argparse.Namespace, bench) -> tuple[str, dict | list]:
         device = args.device or ("cuda" if _cuda() else "cpu")
         res = bench_gpu.gpu(counts, args.config, (args.height, args.size or 518), device,
                             Path(args.reference) if args.reference else None, repeats=args.repeats or 10,
-                            log=lambda line: print(line, flush=True))
+                            compiled=args.compile, log=lambda line: print(line, flush=True))
         return "gpu_benchmark", res
     if args.which == "distributed":
         from . import bench_distributed

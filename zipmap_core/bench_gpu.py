@@ -60,10 +60,11 @@ def time_forward(run: Callable[[torch.Tensor], object], frames: int, size_hw: tu
     return {"frames": frames, "seconds": seconds, "fps": frames / seconds, "peak_gb": _peak_bytes(device) / 2**30}
 
 
-def ours(config: str, size: int, device: torch.device, chunk: int | None) -> Callable[[torch.Tensor], object]:
+def ours(config: str, size: int, device: torch.device, chunk: int | None, compiled: bool = False) -> Callable[[torch.Tensor], object]:
     torch.manual_seed(0)
     cfg = small_config(size) if config == "small" else get_config(config)
     model = ZipMap(cfg).eval().to(device)
+    model.set_compiled_kernels(compiled)
 
     def run(images: torch.Tensor):
         with inference_precision(device):
@@ -118,10 +119,12 @@ def query_ms(config: str, size_hw: tuple[int, int], device: torch.device, frames
 
 
 def gpu(frames: list[int], config: str, size_hw: tuple[int, int], device_name: str, reference_dir: Path | None,
-        repeats: int = 10, chunk: int | None = None, log=print) -> dict:
+        repeats: int = 10, chunk: int | None = None, compiled: bool = False, log=print) -> dict:
     device = torch.device(device_name)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     runs = {"ours": ours(config, size_hw[1], device, chunk)}
+    if compiled:  # the warm-up runs compile, outside the timing
+        runs["ours_compiled"] = ours(config, size_hw[1], device, chunk, compiled=True)
     if reference_dir is not None:
         runs["reference"] = reference(Path(reference_dir), device)
     rows = []
@@ -144,6 +147,8 @@ def gpu(frames: list[int], config: str, size_hw: tuple[int, int], device_name: s
               "query_ms": query_ms(config, size_hw, device)}
     if last["frames"] == 750:
         result["fps_at_750"] = last["ours"].get("fps")
+    if "ours_compiled" in last and "fps" in last["ours_compiled"] and "fps" in last["ours"]:
+        result["compiled_over_eager"] = last["ours_compiled"]["fps"] / last["ours"]["fps"]
     if "reference" in last and "fps" in last["reference"] and "fps" in last["ours"]:
         result["ratio_vs_reference"] = last["ours"]["fps"] / last["reference"]["fps"]
         result["peak_ratio_vs_reference"] = last["ours"]["peak_gb"] / max(last["reference"]["peak_gb"], 1e-9)

@@ -49,7 +49,9 @@ def make_video(path: Path, frames: int, size: tuple[int, int] = (1920, 1080), fp
 def host_stages(video: Path, frames: int, size: int, folder: Path) -> dict:
     """Seconds per frame of each stage outside the network for `frames` frames at `size` px:
     decode (with scaling), preprocess (stacking the model images), assemble and save. The
-    network's outputs are stand-ins of the real shapes; assembly's cost does not depend on them."""
+    network's outputs are stand-ins of the real shapes; assembly's cost does not depend on them.
+    The page cache is flushed first, so the save is not charged for an earlier run's write-back."""
+    os.sync()
     t0 = time.perf_counter()
     loaded = load_inputs([video], VideoSampling(fps=None, max_frames=frames), prepare=Preparation("crop", size))
     t1 = time.perf_counter()
@@ -84,22 +86,25 @@ def network_per_frame(rec: Reconstructor, video: Path, frames: int, size: int) -
 
 
 def streaming_calls(rec: Reconstructor, video: Path, frames: int, window: int) -> dict:
-    """Per-call seconds (network plus assembly) of a stream fed `window` frames at a time from a
-    prefetching decoder, until `frames` frames."""
+    """Per-call seconds (network plus assembly, and each part) of a stream fed `window` frames
+    at a time from a prefetching decoder, until `frames` frames."""
     session = rec.stream(window_size=window)
     source = iter_inputs([video], VideoSampling(fps=None, max_frames=frames), Preparation("crop", rec.cfg.img_size))
-    calls, seen = [], []
+    calls, seen, parts = [], [], {"model_s": [], "assemble_s": []}
     batch = []
     for frame in source:
         batch.append(frame)
         if len(batch) < window:
             continue
+        before = dict(session.timings)
         t0 = time.perf_counter()
         session.add(batch)
         calls.append(time.perf_counter() - t0)
+        for key in parts:
+            parts[key].append(session.timings[key] - before[key])
         seen.append(session.num_frames)
         batch = []
-    return {"frames": seen, "seconds_per_call": calls, "window": window, "size": rec.cfg.img_size}
+    return {"frames": seen, "seconds_per_call": calls, "parts_per_call": parts, "window": window, "size": rec.cfg.img_size}
 
 
 def near(stream: dict, frame: int, spread: int = 5) -> float:
@@ -108,6 +113,19 @@ def near(stream: dict, frame: int, spread: int = 5) -> float:
     i = int(np.argmin(np.abs(seen - frame)))
     lo, hi = max(0, i - spread), min(len(seen), i + spread + 1)
     return float(np.median(stream["seconds_per_call"][lo:hi]))
+
+
+def fitted(stream: dict, frames: list[int], key: str | None = None) -> list[float]:
+    """Per-call seconds at `frames` on a straight line fitted to every call but the first (the
+    warm-up) and those over twice the median: on a shared machine single calls vary by +-40 %,
+    and a growth with the stream's length shows as the line's slope whatever the noise."""
+    seen = np.asarray(stream["frames"], float)[1:]
+    t = np.asarray(stream["seconds_per_call"] if key is None else stream["parts_per_call"][key])[1:]
+    if len(t) < 2:
+        return [float(np.median(t))] * len(frames)
+    keep = t <= 2 * np.median(t)
+    slope, intercept = np.polyfit(seen[keep], t[keep], 1)
+    return [float(intercept + slope * f) for f in frames]
 
 
 def pipeline(counts: list[int], size: int, stream_frames: int, video: Path | None, out: Path, log=print) -> dict:
@@ -127,13 +145,19 @@ def pipeline(counts: list[int], size: int, stream_frames: int, video: Path | Non
         net = network_per_frame(rec, video, min(counts[0], 32), size)
         log(f"network (bundled model, {size} px): {1000 * net:.0f} ms/frame")
         stream = streaming_calls(rec, video, stream_frames, 2)
-    start, end = near(stream, 20), near(stream, stream["frames"][-1])
-    log(f"streaming: {1000 * start:.0f} ms per call at frame 20, {1000 * end:.0f} ms at frame {stream['frames'][-1]}")
+    first, last = min(20, stream["frames"][-1]), stream["frames"][-1]
+    start, end = fitted(stream, [first, last])
+    parts = {key: fitted(stream, [first, last], key) for key in stream["parts_per_call"]}
+    log(f"streaming (fitted line): {1000 * start:.0f} ms per call at frame {first}, {1000 * end:.0f} ms at frame {last}; "
+        + ", ".join(f"{k[:-2]} {1000 * a:.0f} -> {1000 * b:.0f}" for k, (a, b) in parts.items())
+        + f" (medians of 11 calls: {1000 * near(stream, first):.0f} and {1000 * near(stream, last):.0f} ms)")
     results = {"size": size, "threads": threads, "cpus": os.cpu_count(), "video": str(video), "batch": rows,
                "network_s_per_frame": net, "streaming": stream,
                "summary": {"host_ms_per_frame_at_largest_n": 1000 * rows[-1]["host_s_per_frame"],
                            "network_ms_per_frame": 1000 * net, "streaming_call_s_at_20": start,
-                           "streaming_call_s_at_end": end, "streaming_ratio_end_over_20": end / start}}
+                           "streaming_call_s_at_end": end, "streaming_ratio_end_over_20": end / start,
+                           "streaming_parts_s_at_20_and_end": parts,
+                           "streaming_median_of_11_calls_s_at_20_and_end": [near(stream, first), near(stream, last)]}}
     out.mkdir(parents=True, exist_ok=True)
     plot(results, out / "pipeline.png")
     return results
@@ -158,7 +182,11 @@ def plot(results: dict, path: Path) -> None:
             title=f"batch, {results['size']} px (network: {1000 * results['network_s_per_frame']:.0f} ms/frame on CPU)")
     ax1.legend(fontsize=8)
     s = results["streaming"]
-    ax2.plot(s["frames"], np.array(s["seconds_per_call"]) * 1000, ".", ms=3)
+    ax2.plot(s["frames"], np.array(s["seconds_per_call"]) * 1000, ".", ms=3, label="per call")
+    ends = [s["frames"][0], s["frames"][-1]]
+    ax2.plot(ends, np.array(fitted(s, ends)) * 1000, "k-", lw=1, label="fitted line")
+    ax2.plot(s["frames"], np.array(s["parts_per_call"]["assemble_s"]) * 1000, ".", ms=2, label="assembly")
+    ax2.legend(fontsize=8)
     ax2.set(xlabel="frames so far", ylabel="ms per call (network + assembly)",
             title=f"streaming, {s['window']} frames a call, {s['size']} px", ylim=(0, None))
     fig.tight_layout()

@@ -60,6 +60,9 @@ def _add_fast_bf16(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fast-cpu-bf16", action="store_true",
                         help="official checkpoints on a CPU without bf16 units: float32 products for the bf16 "
                              "Newton-Schulz, ~65x faster there, within the parity tolerances of the outputs")
+    parser.add_argument("--compile", action="store_true",
+                        help="compile the TTT layers' elementwise work (torch.compile; for a GPU; the first run "
+                             "compiles, and where compiling fails the eager code runs, with a warning)")
 
 
 CHECKPOINT_HELP = ("an official .pt, our .safetensors, or 'official[:VARIANT]' to download the authors' "
@@ -75,6 +78,7 @@ def _reconstructor(args: argparse.Namespace, notice: bool = False) -> Reconstruc
         print(f"note: {DEMO_NOTICE}", file=sys.stderr)
     rec = Reconstructor.from_checkpoint(path, args.device, getattr(args, "variant", None))
     rec.fast_cpu_bf16 = getattr(args, "fast_cpu_bf16", False)
+    rec.model.set_compiled_kernels(getattr(args, "compile", False))
     return rec
 
 

@@ -26,7 +26,7 @@ from .preprocess import (
     open_image,
     preprocess,
     target_size,
-    to_model_float,
+    unit_float,
 )
 from .prefetch import prefetch
 from .video import SamplingReport, VideoReadError, decode_video
@@ -72,13 +72,14 @@ class Frame:
     original_wh: tuple[int, int] | None = None  # the source picture's size, when `image` is smaller
     prepared: tuple[Preparation, torch.Tensor, Crop] | None = None  # model image as uint8 bytes
 
-    def model_input(self, mode: str, size: int) -> tuple[torch.Tensor, Crop]:
-        """The model image [3, H, W] and its crop: made at decode time when it was prepared for
-        this input, else from the full picture (re-read when only a reduced copy is held)."""
+    def model_input(self, mode: str, size: int, as_uint8: bool = False) -> tuple[torch.Tensor, Crop]:
+        """The model image [3, H, W] (float, or its bytes `as_uint8` for `stack_images` to
+        convert in place) and its crop: made at decode time when it was prepared for this input,
+        else from the full picture (re-read when only a reduced copy is held)."""
         if self.prepared is not None and self.prepared[0] == Preparation(mode, size):
             tensor, crop = self.prepared[1], self.prepared[2]
-            return to_model_float(tensor), Crop(crop.original_wh, crop.resized_wh, crop.offset_xy)
-        return preprocess(self.full_image(), mode, size)
+            return (tensor if as_uint8 else unit_float(tensor)), Crop(crop.original_wh, crop.resized_wh, crop.offset_xy)
+        return preprocess(self.full_image(), mode, size, as_uint8)
 
     def full_image(self) -> Image.Image:
         if self.original_wh is None or self.original_wh == self.image.size:

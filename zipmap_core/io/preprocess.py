@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from ..model.aggregator import unit_float
+
 MODES = ("crop", "pad")
 DEFAULT_SIZE = 518
 PATCH = 14
@@ -89,12 +91,14 @@ def target_size(width: int, height: int, mode: str, size: int) -> tuple[int, int
     return size, round(height * (size / width) / PATCH) * PATCH
 
 
-def preprocess(img: Image.Image, mode: str = "crop", size: int = DEFAULT_SIZE) -> tuple[torch.Tensor, Crop]:
-    """RGB picture -> model image [3, H, W] in [0, 1] and how it was obtained."""
+def preprocess(img: Image.Image, mode: str = "crop", size: int = DEFAULT_SIZE,
+               as_uint8: bool = False) -> tuple[torch.Tensor, Crop]:
+    """RGB picture -> model image [3, H, W] in [0, 1] (or its bytes, `as_uint8`) and how it was
+    obtained."""
     check_mode_and_size(mode, size)
     new_w, new_h = target_size(img.width, img.height, mode, size)
     resized = img.resize((max(new_w, PATCH), max(new_h, PATCH)), Image.Resampling.BICUBIC)
-    return from_resized(np.asarray(resized, dtype=np.uint8), (img.width, img.height), mode, size)
+    return from_resized(np.asarray(resized, dtype=np.uint8), (img.width, img.height), mode, size, as_uint8)
 
 
 def check_mode_and_size(mode: str, size: int) -> None:
@@ -107,11 +111,11 @@ def from_resized(rgb: np.ndarray, original_wh: tuple[int, int], mode: str, size:
                  as_uint8: bool = False) -> tuple[torch.Tensor, Crop]:
     """A picture already scaled to `target_size` (uint8 [h, w, 3]; a video frame scaled while it
     was decoded) -> the model image, cropped or padded, and its crop. `as_uint8` keeps the
-    bytes ([3, H, W] uint8, white 255): a quarter of the memory until `to_model_float`."""
+    bytes ([3, H, W] uint8, white 255): a quarter of the memory until `unit_float`."""
     new_h, new_w = rgb.shape[:2]
     t = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1)
     if not as_uint8:
-        t = to_model_float(t)
+        t = unit_float(t)
     offset = (0, 0)
     if mode == "crop" and new_h > size:
         top = (new_h - size) // 2
@@ -120,11 +124,6 @@ def from_resized(rgb: np.ndarray, original_wh: tuple[int, int], mode: str, size:
     elif mode == "pad":
         t, offset = pad_white(t, size, size)
     return t, Crop((int(original_wh[0]), int(original_wh[1])), (new_w, new_h), offset)
-
-
-def to_model_float(t: torch.Tensor) -> torch.Tensor:
-    """uint8 image bytes -> the model's [0, 1] floats (exactly as PIL bytes / 255)."""
-    return t.float().div_(255) if t.dtype == torch.uint8 else t
 
 
 def pad_white(t: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -139,21 +138,37 @@ def pad_white(t: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, t
 
 
 def stack_images(images: list[torch.Tensor], crops: list[Crop] | None = None,
-                 pad_to: tuple[int, int] | None = None) -> torch.Tensor:
-    """Stacks model images, padding mixed sizes with white to the largest height and width (or
-    to `pad_to`, at least)."""
+                 pad_to: tuple[int, int] | None = None, as_bytes: bool = False) -> torch.Tensor:
+    """Model images [3, h, w] (floats, or uint8 bytes as prepared at decode time) -> one batch
+    [N, 3, H, W], mixed sizes padded with white to the largest height and width (or to `pad_to`,
+    at least). Each image goes straight into its slot: one pass over memory instead of three
+    (convert, pad, stack). `as_bytes`: a uint8 batch laid out [N, H, W, 3] in memory, so the
+    same bytes are the reconstruction's colours and, converted a chunk at a time where the
+    network runs, its input (`unit_float`)."""
     if not images:
         raise ValueError("no images to stack")
     height = max([t.shape[1] for t in images] + ([pad_to[0]] if pad_to else []))
     width = max([t.shape[2] for t in images] + ([pad_to[1]] if pad_to else []))
-    out = []
+    if as_bytes:
+        out = torch.empty((len(images), height, width, 3), dtype=torch.uint8).permute(0, 3, 1, 2)
+    else:
+        out = torch.empty((len(images), 3, height, width))
     for i, t in enumerate(images):
-        padded, (left, top) = pad_white(t, height, width)
-        if crops is not None and (left or top):
-            ox, oy = crops[i].offset_xy
-            crops[i].offset_xy = (ox + left, oy + top)
-        out.append(padded)
-    return torch.stack(out)
+        h, w = t.shape[1:]
+        top, left = (height - h) // 2, (width - w) // 2
+        if h != height or w != width:
+            out[i].fill_(255 if as_bytes else 1.0)
+            if crops is not None:
+                ox, oy = crops[i].offset_xy
+                crops[i].offset_xy = (ox + left, oy + top)
+        slot = out[i, :, top : top + h, left : left + w]
+        if t.dtype == out.dtype:
+            slot.copy_(t)
+        elif as_bytes:
+            slot.copy_(t.mul(255).add_(0.5).clamp_(0, 255))
+        else:
+            torch.div(t, 255, out=slot)  # as `unit_float`, bit for bit
+    return out
 
 
 def load_images(paths: list[str | Path], mode: str = "crop", size: int = DEFAULT_SIZE, exif: bool = True) -> torch.Tensor:

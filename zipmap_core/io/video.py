@@ -117,7 +117,7 @@ def decode_video(
     times: np.ndarray | None = None,
 ) -> Iterator[tuple[float, np.ndarray, tuple[int, int]]]:
     """Yields (time s, RGB uint8 [h, w, 3], original (width, height)) for the sampled frames,
-    each scaled to `size_for(width, height)` while it is converted from YUV (FFmpeg's bicubic).
+    each scaled to `size_for(width, height)` while it is converted from YUV (see `interpolation`).
     Frames that are not kept are decoded (a video's frames depend on each other) but never
     converted. `report` receives what was taken against what was asked, at the end; `times`
     (seconds) replaces the sampling."""
@@ -171,6 +171,15 @@ def decode_video(
         container.close()
 
 
+def interpolation(w: int, h: int, tw: int, th: int) -> str:
+    """FFmpeg's filter for scaling (w, h) to (tw, th). Shrinking by 2x or more, area averaging
+    is as close to PIL's bicubic (which widens its kernel by the ratio) as FFmpeg's bicubic is,
+    1.18 against 1.14 grey levels on a 1080p video at 518 px, at half the cost: the conversion
+    is a third of a 1080p frame's decoding work (`zipmap bench pipeline`). Near 1:1 or up,
+    bicubic (area is bilinear there, 2x further from PIL)."""
+    return "AREA" if w >= 2 * tw and h >= 2 * th else "BICUBIC"
+
+
 def _convert(frame, size_for: SizeFor | None) -> np.ndarray:
     """The frame as RGB, at the model's size when asked, upright (phone videos carry a rotation)."""
     rotation = int(getattr(frame, "rotation", 0) or 0) % 360
@@ -182,7 +191,7 @@ def _convert(frame, size_for: SizeFor | None) -> np.ndarray:
         tw, th = size_for(*upright_wh)
         if rotation in (90, 270):
             tw, th = th, tw
-        rgb = frame.reformat(width=tw, height=th, format="rgb24", interpolation="BICUBIC").to_ndarray()
+        rgb = frame.reformat(width=tw, height=th, format="rgb24", interpolation=interpolation(w, h, tw, th)).to_ndarray()
     if rotation:
         rgb = np.ascontiguousarray(np.rot90(rgb, k=rotation // 90))
     return rgb

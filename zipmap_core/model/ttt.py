@@ -126,6 +126,42 @@ def apply_gradients(
     return out
 
 
+class _Compiled:
+    """`torch.compile`d versions of the elementwise chains around the fast-weight products (the
+    gradient's gate/SiLU/sigmoid algebra and the SwiGLU apply: about 15 passes over [tokens,
+    head_dim] per layer when eager), built once and shared by every layer. Newton-Schulz stays
+    eager: its bfloat16 roundings are part of the published behaviour, and fusion would move
+    them. Where compiling fails (no C++ compiler for a CPU, an unsupported device), the eager
+    functions serve, with one warning."""
+
+    def __init__(self) -> None:
+        self.functions: dict[str, object] = {}
+        self.failed: str | None = None
+
+    def get(self, fn):
+        if self.failed is not None:
+            return fn
+        if fn.__name__ not in self.functions:
+            self.functions[fn.__name__] = torch.compile(fn, dynamic=True)
+        return self.functions[fn.__name__]
+
+    def call(self, fn, *args):
+        compiled = self.get(fn)
+        if compiled is fn:
+            return fn(*args)
+        try:
+            return compiled(*args)
+        except Exception as exc:  # noqa: BLE001 - any compiler failure: fall back, say so once
+            import warnings
+
+            self.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            warnings.warn(f"compiled TTT kernels are unavailable here ({self.failed}); running them eagerly", stacklevel=2)
+            return fn(*args)
+
+
+COMPILED = _Compiled()
+
+
 class TTTLayer(nn.Module):
     """Fast-weight SwiGLU layer with per-token learning rates, gated RMS-normalised output."""
 
@@ -150,6 +186,10 @@ class TTTLayer(nn.Module):
         self.base_lr_inv = inv_softplus(cfg.base_lr)
         self.gate_fn = nn.Sequential(nn.Linear(dim, dim, bias=cfg.bias), nn.SiLU()) if cfg.use_gate_fn else None
         self.o_norm = nn.RMSNorm(cfg.head_dim, eps=1e-5)
+        self.compiled = False  # run the elementwise chains compiled (see `_Compiled`)
+
+    def _kernel(self, fn, *args):
+        return COMPILED.call(fn, *args) if self.compiled else fn(*args)
 
     def initial_state(self, batch: int) -> FastWeights:
         return {name: getattr(self, name).repeat(batch, 1, 1) for name in ("w0", "w1", "w2")}
@@ -182,7 +222,7 @@ class TTTLayer(nn.Module):
 
     def _output(self, x: Tensor, w: FastWeights) -> Tensor:
         b, l, _ = x.shape
-        o = self.o_norm(swiglu(w["w0"], w["w1"], w["w2"], self._queries(x)))
+        o = self.o_norm(self._kernel(swiglu, w["w0"], w["w1"], w["w2"], self._queries(x)))
         o = o.reshape(b, self.num_heads, l, self.head_dim).transpose(1, 2).reshape(b, l, self.dim)
         if self.gate_fn is not None:
             o = o * self.gate_fn(x)
@@ -192,7 +232,7 @@ class TTTLayer(nn.Module):
         """Adds the update contribution of tokens x to `grads` (one chunk of a larger update);
         `lr`: their rows of `learning_rates` of the whole sequence (computed from x if absent)."""
         k, v, lr = self._keys_values(x, self.learning_rates(x) if lr is None else lr)
-        g = fast_weight_gradients(w, k, v, lr)
+        g = self._kernel(fast_weight_gradients, w, k, v, lr)
         if grads is None:
             return g
         return {name: grads[name] + g[name] for name in g}

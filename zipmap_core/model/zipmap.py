@@ -12,7 +12,7 @@ from .config import ZipMapConfig
 from .heads.camera_head import CameraHead, CameraMLPHead
 from .heads.dpt_head import DPTHead
 from .shard import FrameShard
-from .ttt import FastWeights, TTTOp, bidirectional_order, render_order, windowed_order
+from .ttt import FastWeights, TTTLayer, TTTOp, bidirectional_order, render_order, windowed_order
 
 
 @dataclass
@@ -53,6 +53,13 @@ class ZipMap(nn.Module):
         backward pass instead of keeping them."""
         self.aggregator.checkpointing = enabled
         self.aggregator.patch_embed.checkpointing = enabled
+
+    def set_compiled_kernels(self, enabled: bool) -> None:
+        """Compile the TTT layers' elementwise chains (`ttt._Compiled`): pays on a GPU, where the
+        eager chains are separate kernel launches and memory passes; the first call compiles."""
+        for module in self.modules():
+            if isinstance(module, TTTLayer):
+                module.compiled = enabled
 
     @property
     def can_render(self) -> bool:

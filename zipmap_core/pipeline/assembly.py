@@ -25,6 +25,19 @@ def check_point_source(points_from: str) -> None:
         raise ValueError(f"points_from must be one of {', '.join(POINT_SOURCES)}, got {points_from!r}")
 
 
+def to_colours(images: torch.Tensor, chunk: int = 8) -> torch.Tensor:
+    """Model images [N, 3, H, W] -> contiguous uint8 colours [N, H, W, 3]: the bytes themselves
+    when the pipeline's uint8 batch is given (laid out that way, so no copy), else the floats
+    rounded a few frames at a time (the temporaries stay in cache)."""
+    if images.dtype == torch.uint8:
+        return images.permute(0, 2, 3, 1).contiguous()
+    n, _, h, w = images.shape
+    out = torch.empty((n, h, w, 3), dtype=torch.uint8, device=images.device)
+    for a in range(0, n, chunk):
+        out[a : a + chunk].copy_(images[a : a + chunk].permute(0, 2, 3, 1).mul(255).add_(0.5).clamp_(0, 255))
+    return out
+
+
 def assemble_frames(
     images: torch.Tensor,
     pose_enc: torch.Tensor,
@@ -47,7 +60,7 @@ def assemble_frames(
     if reference is None:
         reference = to_homogeneous(invert_rigid(extrinsics[:1]))[0]
     extrinsics = (to_homogeneous(extrinsics) @ reference.to(extrinsics))[..., :3, :4]
-    colours = images.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    colours = to_colours(images)
     host = {"images": colours, "extrinsics": extrinsics, "intrinsics": intrinsics, "depth": depth.float(),
             "depth_conf": depth_conf.float()}
     if points_from == "point_head":

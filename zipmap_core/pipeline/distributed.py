@@ -98,7 +98,7 @@ def reconstruct_split(
                         point_head=points_from == "point_head", shard=shard)
     t2 = time.perf_counter()
     gathered = {
-        "images": shard.gather_frames_to_root((images * 255).round().to(torch.uint8).to(rec.device)),
+        "images": shard.gather_frames_to_root(images.contiguous().to(rec.device)),
         "depth": shard.gather_frames_to_root(out.depth[0, ..., 0].float()),
         "depth_conf": shard.gather_frames_to_root(out.depth_conf[0].float()),
         "local_points": None if out.local_points is None else shard.gather_frames_to_root(out.local_points[0].float()),
@@ -106,7 +106,7 @@ def reconstruct_split(
     if shard.rank != 0:
         return None
     original_wh = np.array([f.original_wh or f.image.size for f in inputs.frames], dtype=np.int32).reshape(-1, 2)
-    recon = assemble(inputs.names(), gathered["images"].float().div_(255), out.pose_enc[0], gathered["depth"],
+    recon = assemble(inputs.names(), gathered["images"], out.pose_enc[0], gathered["depth"],
                      gathered["depth_conf"], gathered["local_points"], points_from, original_wh)
     if rec.model.can_render if keep_state is None else keep_state:
         recon.state = host_states(out.states)

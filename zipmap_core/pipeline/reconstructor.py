@@ -40,17 +40,18 @@ class NovelViews:
 
 def model_images(frames: list[Frame], mode: str, size: int, report: Progress,
                  pad_to: tuple[int, int] | None = None) -> tuple[torch.Tensor, list[Crop]]:
-    """Model images of `frames`: ready where they were prepared at decode time, the rest made
-    on a thread pool (PIL's resize runs without the GIL). `pad_to` (h, w): the size of a larger
-    set these frames belong to (a reconstruction split across processes)."""
+    """Model images of `frames` as uint8 [N, 3, H, W] (see `stack_images`): ready where they were
+    prepared at decode time, the rest made on a thread pool (PIL's resize runs without the GIL).
+    `pad_to` (h, w): the size of a larger set these frames belong to (a reconstruction split
+    across processes)."""
     check_mode_and_size(mode, size)
     tensors, crops = [], []
     with ThreadPoolExecutor(min(4, os.cpu_count() or 1), thread_name_prefix="preprocess") as pool:
-        for i, (t, crop) in enumerate(pool.map(lambda f: f.model_input(mode, size), frames)):
+        for i, (t, crop) in enumerate(pool.map(lambda f: f.model_input(mode, size, as_uint8=True), frames)):
             tensors.append(t)
             crops.append(crop)
             report("preprocess", i + 1, len(frames))
-    return stack_images(tensors, crops, pad_to), crops
+    return stack_images(tensors, crops, pad_to, as_bytes=True), crops
 
 
 class Reconstructor:

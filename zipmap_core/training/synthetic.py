@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..io.atomic import atomic_folder
-from ..model.geometry import invert_rigid, pixel_grid, to_homogeneous
+from ..model.geometry import invert_rigid, pixel_grid
 
 ROOM_FACES = 6
 SLOTS = 3  # per primitive kind
@@ -312,20 +312,6 @@ def generate(
     params = sample_scenes(batch, seed, device)
     c2w, k = sample_cameras(params, views, seed, image_hw, trajectory)
     return render_views(params, c2w, k, image_hw)
-
-
-# ---- normalisation into the frame the model predicts in ---------------------------------------------------
-def normalise(views: SceneViews, inputs: int) -> tuple[SceneViews, Tensor]:
-    """Re-expresses cameras relative to input frame 0 and divides lengths by the largest absolute
-    camera-to-world translation component of the `inputs` first views (the convention the
-    state-query model renders with). Returns the normalised views and the scale per scene."""
-    first_c2w = to_homogeneous(invert_rigid(views.extrinsics[:, :1]))
-    extr = (to_homogeneous(views.extrinsics) @ first_c2w)[..., :3, :4]
-    c2w = invert_rigid(extr)
-    scale = c2w[:, :inputs, :3, 3].abs().flatten(1).max(1).values.clamp(min=1e-6)
-    extr = extr.clone()
-    extr[..., :3, 3] = extr[..., :3, 3] / scale[:, None, None]
-    return SceneViews(views.images, views.depth / scale[:, None, None, None], extr, views.intrinsics), scale
 
 
 # ---- on-disk dataset ------------------------------------------------------------------------------

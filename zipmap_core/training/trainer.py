@@ -34,10 +34,17 @@ from ..model.geometry import (
 from ..model.zipmap import ZipMap
 from .losses import confidence_loss, pose_loss, rgb_loss
 from .captures import generate_captures
-from .synthetic import generate, normalise
+from .normalisation import normalise, query_unit
+from .synthetic import generate
 
 
 SCENE_FAMILIES = ("classic", "captures")
+# how each family is normalised (see `synthetic.normalise`): handheld paths need the points' scale
+NORMALISED_BY = {"classic": "cameras", "captures": "points"}
+# the novel-view losses skip scenes whose input cameras moved less than this (in units of the
+# scene's mean point distance): the state-query convention divides by the camera extent, which a
+# pan on the spot makes a few hundredths, its targets a hundred units deep
+MIN_QUERY_UNIT = 0.1
 
 
 @dataclass
@@ -174,9 +181,10 @@ def build_model(cfg: TrainConfig) -> StartingPoint:
     return StartingPoint(ZipMap(config).train())
 
 
-def compute_losses(model: ZipMap, batch_views, inputs: int, weights: dict[str, float]) -> tuple[torch.Tensor, dict[str, float]]:
+def compute_losses(model: ZipMap, batch_views, inputs: int, weights: dict[str, float],
+                   normalise_by: str = "cameras") -> tuple[torch.Tensor, dict[str, float]]:
     """One forward pass on a rendered batch; returns the weighted total and each part."""
-    views, _ = normalise(batch_views, inputs)
+    views, _ = normalise(batch_views, inputs, normalise_by)
     h, w = views.images.shape[-2:]
     src = views.select(slice(0, inputs))
     out = model(src.images, window_size=0)
@@ -189,23 +197,43 @@ def compute_losses(model: ZipMap, batch_views, inputs: int, weights: dict[str, f
     if out.local_points is not None:
         pts = depth_to_camera_points(src.depth.flatten(0, 1), src.intrinsics.flatten(0, 1)).reshape(b, s, h, w, 3)
         parts["points"] = confidence_loss(out.local_points, pts, None)
-    queries = views.images.shape[1] - inputs
-    if model.can_render and queries > 0:
-        q = views.select(slice(inputs, None))
-        rays = ray_conditions(invert_rigid(q.extrinsics), q.intrinsics, (h, w))
-        rgbd, conf = model.render(rays, out.states)
-        target_rgb = q.images.permute(0, 1, 3, 4, 2)
-        parts["nvs_rgb"] = rgb_loss(rgbd[..., :3], target_rgb)
-        if weights.get("nvs_rgb_mse", 0.0) > 0:
-            # L1 pulls a still-blurry head to the median colour; the squared error pulls it to the
-            # mean, which is what held-out PSNR scores
-            parts["nvs_rgb_mse"] = (rgbd[..., :3].float() - target_rgb).square().mean()
-        parts["nvs_depth"] = confidence_loss(rgbd[..., 3:4], q.depth[..., None], conf)
+    if model.can_render and views.images.shape[1] > inputs:
+        # normalised by the cameras, the views are already in the state-query convention's unit
+        unit = query_unit(views, inputs) if normalise_by != "cameras" else None
+        parts.update(novel_view_losses(model, views, inputs, out.states, weights, unit))
     total = sum(weights.get(k, 1.0) * v for k, v in parts.items())
     logged = {k: float(v.detach()) for k, v in parts.items()}
     if out.pose_enc_list:
         logged.update({f"cam_{k}": float(v) for k, v in cam_parts.items()})
     return total, logged
+
+
+def novel_view_losses(model: ZipMap, views, inputs: int, states: list, weights: dict[str, float],
+                      unit: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """The held-out views rendered from the scene state, posed as a reconstruction's queries are:
+    translations in units of the input cameras' extent (`unit` per scene, when the views are
+    normalised otherwise). Scenes whose cameras barely moved are left out (see MIN_QUERY_UNIT),
+    and with them, possibly, the whole term."""
+    q = views.select(slice(inputs, None))
+    c2w = invert_rigid(q.extrinsics)
+    if unit is not None:
+        keep = unit >= MIN_QUERY_UNIT
+        if not bool(keep.any()):
+            return {}
+        q = type(q)(q.images[keep], q.depth[keep] / unit[keep, None, None, None], q.extrinsics[keep], q.intrinsics[keep])
+        c2w = c2w[keep]
+        c2w = torch.cat((c2w[..., :3], c2w[..., 3:] / unit[keep, None, None, None]), -1)
+        states = [{k: v.unflatten(0, (len(keep), -1))[keep].flatten(0, 1) for k, v in layer.items()} for layer in states]
+    h, w = q.images.shape[-2:]
+    rgbd, conf = model.render(ray_conditions(c2w, q.intrinsics, (h, w)), states)
+    target_rgb = q.images.permute(0, 1, 3, 4, 2)
+    parts = {"nvs_rgb": rgb_loss(rgbd[..., :3], target_rgb)}
+    if weights.get("nvs_rgb_mse", 0.0) > 0:
+        # L1 pulls a still-blurry head to the median colour; the squared error pulls it to the
+        # mean, which is what held-out PSNR scores
+        parts["nvs_rgb_mse"] = (rgbd[..., :3].float() - target_rgb).square().mean()
+    parts["nvs_depth"] = confidence_loss(rgbd[..., 3:4], q.depth[..., None], conf)
+    return parts
 
 
 class Trainer:
@@ -264,7 +292,7 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.step, cfg)
         with self._autocast():
-            total, parts = compute_losses(self.model, views, inputs, cfg.loss_weights)
+            total, parts = compute_losses(self.model, views, inputs, cfg.loss_weights, NORMALISED_BY[cfg.scenes])
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         self.scaler.unscale_(self.opt)  # clip the true gradients (a no-op without loss scaling)
