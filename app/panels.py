@@ -234,6 +234,6 @@ class StageProgress(QWidget):
 
     def _show(self, stage: str, done: int, total: int) -> None:
         self.bar.setTextVisible(True)
-        self.label.setText(stage)
-        self.bar.setMaximum(max(total, 1))
+        self.label.setText(stage if total > 0 else f"{stage} ({done})")
+        self.bar.setMaximum(max(total, 0))  # 0: a busy bar while the total is not known
         self.bar.setValue(done)

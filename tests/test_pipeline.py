@@ -339,3 +339,45 @@ def test_the_network_reads_image_bytes_as_it_reads_floats():
         from_floats = model(unit_float(raw.contiguous())[None], window_size=0, chunk_frames=2)
     for key in ("depth", "depth_conf", "pose_enc"):
         assert torch.equal(getattr(from_bytes, key), getattr(from_floats, key)), key
+
+
+# ---- decoding overlapped with the encoder ----------------------------------------------------------------
+def test_batch_runs_encode_while_frames_still_decode_with_the_same_result(tiny_rec, tmp_path, monkeypatch):
+    from zipmap_core.pipeline import early_encoding
+
+    clip = write_video(tmp_path / "walk.mp4", 20, fps=30.0, size=(112, 84))
+    events = []
+    real_iter, real_encode = early_encoding.iter_inputs, early_encoding.encode
+
+    def logged_frames(*args, **kwargs):
+        for frame in real_iter(*args, **kwargs):
+            events.append("frame")
+            yield frame
+
+    def logged_encode(rec, frames, *args, **kwargs):
+        events.append(f"encode {len(frames)}")
+        return real_encode(rec, frames, *args, **kwargs)
+
+    monkeypatch.setattr(early_encoding, "iter_inputs", logged_frames)
+    monkeypatch.setattr(early_encoding, "encode", logged_encode)
+    early = tiny_rec.reconstruct([clip], sampling=VideoSampling(fps=None), resolution=56)
+    assert events.count("frame") == 20 and [e for e in events if e != "frame"] == ["encode 8", "encode 8", "encode 4"]
+    assert events.index("encode 8") == 8  # the first chunk is encoded while 12 frames are still to decode
+    later = tiny_rec.reconstruct(load_inputs([clip], VideoSampling(fps=None), prepare=Preparation("crop", 56)),
+                                 resolution=56)  # decoded first, then encoded
+    np.testing.assert_array_equal(early.depth, later.depth)
+    np.testing.assert_array_equal(early.extrinsics, later.extrinsics)
+    np.testing.assert_array_equal(early.images, later.images)
+
+
+def test_pictures_of_mixed_sizes_are_encoded_after_loading(tiny_rec, tmp_path):
+    from zipmap_core.cancel import CancelToken
+    from zipmap_core.pipeline.early_encoding import load_and_encode
+
+    for i, size in enumerate([(120, 90), (90, 120), (120, 90)]):
+        Image.fromarray(np.full((size[1], size[0], 3), 40 * i, np.uint8)).save(tmp_path / f"p{i}.png")
+    paths = sorted(tmp_path.glob("p*.png"))
+    early = load_and_encode(tiny_rec, paths, None, "crop", 56, lambda *a: None, CancelToken())
+    assert early.tokens is None and early.images.shape[0] == 3  # padded to the largest: encoded with the rest
+    recon = tiny_rec.reconstruct(paths, resolution=56)
+    assert recon.num_frames == 3 and np.isfinite(recon.depth).all()

@@ -43,10 +43,11 @@ class StageBar:
             self.close()
             self.stage = stage
             # stages count blocks, frames or files of unequal cost: a rate per "step" would mislead
-            self.bar = tqdm(total=total, desc=f"{stage:>11}", leave=False, file=sys.stderr,
-                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}]")
+            # a total of 0: not known yet (frames counted as they decode)
+            fmt = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}]" if total > 0 else "{desc}: {n_fmt} [{elapsed}]"
+            self.bar = tqdm(total=total or None, desc=f"{stage:>11}", leave=False, file=sys.stderr, bar_format=fmt)
         assert self.bar is not None
-        self.bar.total = total
+        self.bar.total = total or None
         self.bar.n = done
         self.bar.refresh()
 

@@ -304,7 +304,12 @@ def load_inputs(
     if max_frames and len(result.frames) > max_frames:
         keep = np.linspace(0, len(result.frames) - 1, max_frames).round().astype(int)
         result.frames = [result.frames[i] for i in sorted(set(keep.tolist()))]
-    if not result.frames:
-        detail = "; ".join(f"{n}: {r}" for n, r in result.skipped[:10]) or "no inputs given"
-        raise NoUsableImagesError(f"no usable images among the inputs ({detail})")
+    check_usable(result)
     return result
+
+
+def check_usable(inputs: InputSet) -> None:
+    """No frames at all is an error that names what was skipped and why."""
+    if not inputs.frames:
+        detail = "; ".join(f"{n}: {r}" for n, r in inputs.skipped[:10]) or "no inputs given"
+        raise NoUsableImagesError(f"no usable images among the inputs ({detail})")

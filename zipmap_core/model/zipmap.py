@@ -81,8 +81,10 @@ class ZipMap(nn.Module):
         keep_tokens: bool = False,
         point_head: bool = True,
         shard: FrameShard | None = None,
+        tokens: Tensor | None = None,
     ) -> ModelOutput:
-        """images [B, S, 3, H, W] (or [S, 3, H, W]) in [0, 1].
+        """images [B, S, 3, H, W] (or [S, 3, H, W]) in [0, 1] (or uint8 bytes); `tokens`: their
+        encoder tokens when they were computed while the frames decoded (`early_encoding`).
 
         `states` continues a scene (streaming); `window_size` 0 forces bidirectional order, None
         takes the configuration's default. `point_head=False` skips the camera-frame point map:
@@ -99,7 +101,8 @@ class ZipMap(nn.Module):
         if shard is not None and (states is not None or (window_size if window_size is not None else self.cfg.window_size)):
             raise ValueError("the windowed (streaming) order runs in one process: split only bidirectional reconstructions")
         reference = states is None and (shard is None or shard.rank == 0)  # the reference view is global frame 0
-        tokens = self.aggregator.tokenize_images(images, first_is_reference=reference, chunk_frames=chunk_frames)
+        if tokens is None:
+            tokens = self.aggregator.tokenize_images(images, first_is_reference=reference, chunk_frames=chunk_frames)
         if hook is not None:
             hook("encoder", 1, 1)
         ops = self.ops_for(s, tokens.shape[2], window_size)

@@ -28,6 +28,7 @@ from ..model.geometry import ray_conditions
 from ..model.zipmap import ModelOutput, ZipMap
 from ..resources import BUNDLED_MODEL
 from .assembly import assemble, check_point_source, host_states
+from .early_encoding import load_and_encode
 from .streaming import StreamingSession
 
 
@@ -121,16 +122,22 @@ class Reconstructor:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         size = resolution or self.cfg.img_size
-        if not isinstance(inputs, InputSet):
-            report("load", 0, 1)
-            # frames are scaled to the model's size as they decode: nothing larger is held
-            inputs = load_inputs(list(inputs), sampling, max_frames, should_stop=lambda: cancel.cancelled,
-                                 prepare=Preparation(mode, size))
-        cancel.check()
-        images, crops = self._preprocess(inputs.frames, mode, size, report)
-        timings["preprocess_s"] = time.perf_counter() - t0
+        tokens = None
+        if not isinstance(inputs, InputSet) and not max_frames:
+            # frames are scaled to the model's size as they decode (nothing larger is held) and
+            # encoded a chunk at a time while the rest decode
+            early = load_and_encode(self, list(inputs), sampling, mode, size, report, cancel)
+            inputs, images, crops, tokens = early.inputs, early.images, early.crops, early.tokens
+        else:
+            if not isinstance(inputs, InputSet):
+                report("load", 0, 1)
+                inputs = load_inputs(list(inputs), sampling, max_frames, should_stop=lambda: cancel.cancelled,
+                                     prepare=Preparation(mode, size))
+            cancel.check()
+            images, crops = self._preprocess(inputs.frames, mode, size, report)
+        timings["preprocess_s"] = time.perf_counter() - t0  # with the encoder when it ran while decoding
         t1 = time.perf_counter()
-        out = self._run_model(images, None, window_size, report, point_head=points_from == "point_head")
+        out = self._run_model(images, None, window_size, report, point_head=points_from == "point_head", tokens=tokens)
         timings["model_s"] = time.perf_counter() - t1
         keep = self.model.can_render if keep_state is None else keep_state
         t2 = time.perf_counter()
@@ -156,7 +163,7 @@ class Reconstructor:
 
     def _run_model(
         self, images: torch.Tensor, states: list | None, window_size: int | None, report: Progress,
-        point_head: bool = False,
+        point_head: bool = False, tokens: torch.Tensor | None = None,
     ) -> ModelOutput:
         with torch.inference_mode(), self._autocast():
             return self.model(
@@ -166,6 +173,7 @@ class Reconstructor:
                 chunk_frames=self.chunk_for(images),
                 hook=report,
                 point_head=point_head,
+                tokens=tokens,
             )
 
     def chunk_for(self, images: torch.Tensor) -> int:

@@ -1,0 +1,79 @@
+"""Batch reconstruction with decoding overlapped with the encoder: frames are patch-embedded a
+chunk at a time as they arrive from the prefetching decoder (`iter_inputs` keeps decoding on its
+threads meanwhile), so a GPU starts on the first frames while the last ones still decode instead
+of waiting for the whole video. Tokens are per frame, so only the timing changes. Frames of mixed
+sizes are padded to the largest, known only at the end: they are encoded after loading, as is a
+run that keeps `max_frames` of what decodes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from ..cancel import CancelToken, Progress
+from ..device import chunk_frames_for
+from ..io.inputs import Frame, InputSet, Preparation, VideoSampling, check_usable, iter_inputs
+from ..io.preprocess import Crop, stack_images
+
+if TYPE_CHECKING:
+    from .reconstructor import Reconstructor
+
+AHEAD_FRAMES = 32  # the most frames one encoder call waits for
+
+
+@dataclass
+class EarlyEncoding:
+    inputs: InputSet
+    images: torch.Tensor  # uint8 [N, 3, H, W] (see `stack_images`)
+    crops: list[Crop]
+    tokens: torch.Tensor | None  # [1, N, P, C] on the model's device; None: encode with the rest
+
+
+def load_and_encode(rec: Reconstructor, paths: list[str | Path], sampling: VideoSampling | None, mode: str,
+                    size: int, report: Progress, cancel: CancelToken) -> EarlyEncoding:
+    """Decodes `paths` (skipped files and sampling notes recorded as `load_inputs` does) and
+    encodes each chunk of frames as soon as it is complete."""
+    from .reconstructor import model_images
+
+    inputs = InputSet()
+    source = iter_inputs(paths, sampling, Preparation(mode, size), lambda: cancel.cancelled, inputs.skipped, inputs.notes)
+    chunk = encoder_chunk(rec, size)
+    pending: list[Frame] = []
+    parts: list[torch.Tensor] | None = []
+    for frame in source:
+        inputs.frames.append(frame)
+        report("load", len(inputs.frames), 0)
+        if parts is None:
+            continue
+        if frame.prepared is None or frame.prepared[1].shape != inputs.frames[0].prepared[1].shape:
+            parts, pending = None, []  # mixed sizes: the padding is known only at the end
+            continue
+        pending.append(frame)
+        if len(pending) == chunk:
+            parts.append(encode(rec, pending, mode, size, first=not parts))
+            pending = []
+    check_usable(inputs)
+    if parts is not None and pending:
+        parts.append(encode(rec, pending, mode, size, first=not parts))
+    images, crops = model_images(inputs.frames, mode, size, report)
+    return EarlyEncoding(inputs, images, crops, torch.cat(parts, dim=1) if parts else None)
+
+
+def encoder_chunk(rec: Reconstructor, size: int) -> int:
+    """Frames per encoder call: as `chunk_for` would choose, at most AHEAD_FRAMES, so the first
+    call starts early."""
+    if rec.chunk_frames is not None:
+        return rec.chunk_frames
+    tokens = (size // rec.cfg.patch_size) ** 2 + rec.cfg.patch_start_idx
+    return chunk_frames_for(rec.device, AHEAD_FRAMES, tokens, rec.cfg.embed_dim)
+
+
+def encode(rec: Reconstructor, frames: list[Frame], mode: str, size: int, first: bool) -> torch.Tensor:
+    """Tokens [1, n, P, C] of `frames`; the `first` chunk holds the reference frame."""
+    images = stack_images([f.model_input(mode, size, as_uint8=True)[0] for f in frames], as_bytes=True)
+    with torch.inference_mode(), rec._autocast():
+        return rec.model.aggregator.tokenize_images(images.to(rec.device)[None], first_is_reference=first,
+                                                    chunk_frames=len(frames))
