@@ -126,6 +126,11 @@ def from_resized(rgb: np.ndarray, original_wh: tuple[int, int], mode: str, size:
     return t, Crop((int(original_wh[0]), int(original_wh[1])), (new_w, new_h), offset)
 
 
+def unit_bytes(t: torch.Tensor) -> torch.Tensor:
+    """[0, 1] floats -> image bytes, rounded (the inverse of `unit_float` on bytes)."""
+    return t.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
+
+
 def pad_white(t: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """Centres `t` [3, h, w] on a white canvas of the given size."""
     dh, dw = height - t.shape[1], width - t.shape[2]
@@ -165,7 +170,7 @@ def stack_images(images: list[torch.Tensor], crops: list[Crop] | None = None,
         if t.dtype == out.dtype:
             slot.copy_(t)
         elif as_bytes:
-            slot.copy_(t.mul(255).add_(0.5).clamp_(0, 255))
+            slot.copy_(unit_bytes(t))
         else:
             torch.div(t, 255, out=slot)  # as `unit_float`, bit for bit
     return out

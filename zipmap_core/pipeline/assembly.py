@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..io.preprocess import unit_bytes
 from ..io.reconstruction import Reconstruction
 from ..model.geometry import (
     camera_to_world,
@@ -34,7 +35,7 @@ def to_colours(images: torch.Tensor, chunk: int = 8) -> torch.Tensor:
     n, _, h, w = images.shape
     out = torch.empty((n, h, w, 3), dtype=torch.uint8, device=images.device)
     for a in range(0, n, chunk):
-        out[a : a + chunk].copy_(images[a : a + chunk].permute(0, 2, 3, 1).mul(255).add_(0.5).clamp_(0, 255))
+        out[a : a + chunk].copy_(unit_bytes(images[a : a + chunk].permute(0, 2, 3, 1)))
     return out
 
 

@@ -167,7 +167,7 @@ class Reconstructor:
     ) -> ModelOutput:
         with torch.inference_mode(), self._autocast():
             return self.model(
-                images.to(self.device)[None],
+                (images if tokens is not None else images.to(self.device))[None],  # with tokens: only its shape is read
                 states=states,
                 window_size=window_size,
                 chunk_frames=self.chunk_for(images),

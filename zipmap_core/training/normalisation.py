@@ -27,7 +27,7 @@ def normalise(views: SceneViews, inputs: int, by: str = "cameras") -> tuple[Scen
     first_c2w = to_homogeneous(invert_rigid(views.extrinsics[:, :1]))
     extr = (to_homogeneous(views.extrinsics) @ first_c2w)[..., :3, :4]
     if by == "cameras":
-        scale = invert_rigid(extr)[:, :inputs, :3, 3].abs().flatten(1).max(1).values.clamp(min=1e-6)
+        scale = camera_extent(extr[:, :inputs]).clamp(min=1e-6)
     else:
         scale = mean_point_distance(views.depth[:, :inputs], extr[:, :inputs], views.intrinsics[:, :inputs])
     extr = extr.clone()
@@ -45,8 +45,14 @@ def mean_point_distance(depth: Tensor, extrinsics: Tensor, intrinsics: Tensor) -
     return ((dist * valid).sum(1) / valid.sum(1).clamp(min=1)).clamp(min=1e-6)
 
 
+def camera_extent(extrinsics: Tensor) -> Tensor:
+    """Per scene, the largest absolute camera-to-world translation component of world-to-camera
+    poses [B, V, 3, 4] (the rule `assembly.state_scale` applies to a reconstruction)."""
+    return invert_rigid(extrinsics)[..., :3, 3].abs().flatten(1).max(1).values
+
+
 def query_unit(views: SceneViews, inputs: int) -> Tensor:
-    """Per scene, the unit of the state-query convention in the normalised frame: the largest
-    absolute camera translation component of the input views (1 when normalised by cameras),
-    the `state_scale` a reconstruction of them would have."""
-    return invert_rigid(views.extrinsics[:, :inputs])[..., :3, 3].abs().flatten(1).max(1).values
+    """Per scene, the unit of the state-query convention in the normalised frame: the input
+    views' camera extent (1 when normalised by cameras), the `state_scale` a reconstruction of
+    them would have."""
+    return camera_extent(views.extrinsics[:, :inputs])

@@ -35,11 +35,11 @@ from ..model.zipmap import ZipMap
 from .losses import confidence_loss, pose_loss, rgb_loss
 from .captures import generate_captures
 from .normalisation import normalise, query_unit
-from .synthetic import generate
+from .synthetic import SceneViews, generate
 
 
 SCENE_FAMILIES = ("classic", "captures")
-# how each family is normalised (see `synthetic.normalise`): handheld paths need the points' scale
+# how each family is normalised (see `normalisation.normalise`): handheld paths need the points' scale
 NORMALISED_BY = {"classic": "cameras", "captures": "points"}
 # the novel-view losses skip scenes whose input cameras moved less than this (in units of the
 # scene's mean point distance): the state-query convention divides by the camera extent, which a
@@ -220,7 +220,7 @@ def novel_view_losses(model: ZipMap, views, inputs: int, states: list, weights: 
         keep = unit >= MIN_QUERY_UNIT
         if not bool(keep.any()):
             return {}
-        q = type(q)(q.images[keep], q.depth[keep] / unit[keep, None, None, None], q.extrinsics[keep], q.intrinsics[keep])
+        q = SceneViews(q.images[keep], q.depth[keep] / unit[keep, None, None, None], q.extrinsics[keep], q.intrinsics[keep])
         c2w = c2w[keep]
         c2w = torch.cat((c2w[..., :3], c2w[..., 3:] / unit[keep, None, None, None]), -1)
         states = [{k: v.unflatten(0, (len(keep), -1))[keep].flatten(0, 1) for k, v in layer.items()} for layer in states]
