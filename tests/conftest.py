@@ -37,3 +37,18 @@ def window(qtbot, tmp_path, tiny_checkpoint):
     qtbot.waitExposed(w)
     qtbot.waitUntil(lambda: w.rec is not None, timeout=10000)
     return w
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The golden bit-identity diagnostic, one line per case, with the kernels that ran."""
+    from golden import BIT_IDENTITY_REPORT, bit_identity_records
+
+    if not bit_identity_records:
+        return
+    terminalreporter.section("golden bit-identity (diagnostic, not asserted)")
+    for r in bit_identity_records:
+        verdict = "bit-identical" if r["bit_identical"] else f"{r['differing']} of {r['tensors']} tensors differ (max rel RMS {r['max_rel_rms']:.2e}, within tolerance)"
+        terminalreporter.write_line(f"{r['case']}: {verdict}")
+    k = bit_identity_records[0]["kernels"]
+    terminalreporter.write_line(f"kernels: torch {k['torch']}, ATen {k['aten_capability']}, CPU {' '.join(k['cpu_flags'])}; "
+                                f"record in {BIT_IDENTITY_REPORT}")

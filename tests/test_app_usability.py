@@ -300,19 +300,43 @@ def test_live_mode_grows_the_cloud_window_by_window_and_ends_as_a_scene(qtbot, w
     qtbot.waitUntil(lambda: window.novel.last is not None, timeout=20000)
 
 
-def test_live_mode_pauses_and_cancels_between_windows_keeping_the_scene_so_far(qtbot, window, tmp_path):
+def gated_frames(monkeypatch, first: int):
+    """Live mode's frame source held after `first` frames until the returned event is set: the
+    test, not the machine's speed, decides how far the stream has got."""
+    import threading
+
+    import app.live
+
+    gate = threading.Event()
+    real = app.live.iter_inputs
+
+    def frames(*args, **kwargs):
+        for i, f in enumerate(real(*args, **kwargs)):
+            if i == first:
+                while not gate.wait(0.05):
+                    should_stop = kwargs.get("should_stop") or (args[3] if len(args) > 3 else None)
+                    if should_stop is not None and should_stop():
+                        return
+            yield f
+
+    monkeypatch.setattr(app.live, "iter_inputs", frames)
+    return gate
+
+
+def test_live_mode_pauses_and_cancels_between_windows_keeping_the_scene_so_far(qtbot, window, tmp_path, monkeypatch):
     clip = textured_video(tmp_path / "walk.mp4", 24)
+    gate = gated_frames(monkeypatch, first=4)
     job = window.live.start(str(clip), 2, VideoSampling(fps=None))
-    qtbot.waitUntil(lambda: window.recon is not None, timeout=30000)
-    window.live.toggle_pause()
+    qtbot.waitUntil(lambda: window.recon is not None and window.recon.num_frames == 4, timeout=30000)
+    window.live.toggle_pause()  # asked while the stream waits for frame 5
+    gate.set()  # every frame is now there: only the pause holds the stream
     qtbot.waitUntil(lambda: job.paused, timeout=10000)
-    qtbot.wait(300)
-    held = window.recon.num_frames
+    qtbot.waitUntil(lambda: window.recon.num_frames == 6, timeout=10000)  # the window under way ends
     qtbot.wait(700)
-    assert window.recon.num_frames == held, "a paused stream must not grow"
+    assert window.recon.num_frames == 6, "a paused stream must not grow"
     window.cancel()
     qtbot.waitUntil(lambda: not job.running, timeout=30000)
-    assert window.recon is not None and window.recon.num_frames == held and held < 24
+    assert window.recon is not None and window.recon.num_frames == 6
     assert "cancelled" in window.status_info.text()
 
 

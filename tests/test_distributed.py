@@ -74,7 +74,7 @@ def test_two_gloo_processes_match_the_golden_vectors_and_one_process(tmp_path):
     for key in ("out.pose_enc", "state.0.w0", "state.23.w1"):
         torch.testing.assert_close(ranks[1][key], split[key], rtol=0, atol=0)  # every rank holds the same
     states = [{w: split[f"state.{i}.{w}"] for w in ("w0", "w1", "w2")} for i in range(len(single.states))]
-    check_states(meta, states, t, exact_route=False)
+    check_states(meta, states, t)
 
 
 def _cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
