@@ -9,15 +9,13 @@ import io
 import json
 import os
 import resource
-import signal
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from clitools import assert_one_line_error, run_cli, run_limited
 from scenes import truth_reconstruction
 
 from zipmap_core import cli
@@ -70,32 +68,6 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     return buf.getvalue()
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str]:
-    code = cli.main(args)
-    err = capsys.readouterr().err
-    return code, err
-
-
-def assert_one_line_error(code: int, err: str) -> None:
-    assert code == 2, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert lines and lines[-1].startswith("zipmap: error: "), err
-    assert "Traceback" not in err
-
-
-def run_limited(args: list[str], file_size_limit: int, cwd: Path) -> subprocess.CompletedProcess:
-    """The CLI in a child process that cannot write a file larger than `file_size_limit`: every
-    write past it fails with EFBIG, as on a full disk, in Python and in C libraries alike."""
-
-    def limit() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
-
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "zipmap_core.cli", *args], cwd=cwd, env=env, preexec_fn=limit,
-                          capture_output=True, text=True, timeout=600)
 
 
 # ---- scene files --------------------------------------------------------------------------------------
@@ -448,4 +420,4 @@ def test_a_publication_that_fails_half_way_rolls_back_to_the_previous_outputs(tm
             pub.path("b").mkdir()
             (pub.path("b") / "x").write_text("new b")
     assert (out / "a.txt").read_text() == "old a" and (out / "b" / "x").read_text() == "old b"
-    assert sorted(p.name for p in out.iterdir()) == [".zipmap.lock", "a.txt", "b"]
+    assert sorted(p.name for p in out.iterdir()) == [".zipmap-output", "a.txt", "b"]

@@ -116,7 +116,7 @@ def test_unwritable_target_is_reported(tmp_path, recon):
     occupied = tmp_path / "occupied"
     occupied.mkdir()
     (occupied / "keep.txt").write_text("user data")
-    with pytest.raises(WriteError, match="not empty"):
+    with pytest.raises(WriteError, match="holds files ZipMap did not write \\(keep.txt\\)"):
         export(recon, "nerfstudio", occupied)
     assert os.listdir(occupied) == ["keep.txt"] and sorted(os.listdir(tmp_path)) == ["a_file", "occupied"]
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -98,7 +100,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     sampling = VideoSampling(fps=args.fps, max_frames=args.video_frames)
     # the scene and its exports are staged and published together: a failure or a cancel keeps
     # the previous run's outputs, and a second run into the same folder waits for no one
-    with Publication(args.output) as pub:
+    with Publication(args.output, output_names(formats)) as pub:
         try:
             recon = rec.reconstruct(
                 args.inputs, mode=args.mode, resolution=args.resolution, max_frames=args.max_frames, sampling=sampling,
@@ -108,6 +110,11 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
             bar.close()
         _write_outputs(recon, formats, pub, bar)
     return _summary(recon, formats, Path(args.output))
+
+
+def output_names(formats: list[str]) -> list[str]:
+    """What a reconstruction publishes in its output folder."""
+    return ["scene.zipmap"] + [DEFAULT_NAMES[f] for f in formats]
 
 
 def _write_outputs(recon: Reconstruction, formats: list[str], pub: Publication, bar: StageBar) -> None:
@@ -162,7 +169,7 @@ def _reconstruct_as_rank(args: argparse.Namespace, launch, formats: list[str]) -
         if not root:
             reconstruct_split(rec, inputs, shard, args.mode, args.resolution, args.points_from, not args.no_state, bar)
             return 0
-        with Publication(args.output) as pub:
+        with Publication(args.output, output_names(formats)) as pub:
             try:
                 recon = reconstruct_split(rec, inputs, shard, args.mode, args.resolution, args.points_from,
                                           not args.no_state, bar)
@@ -405,21 +412,37 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what `timeout`, `kill` and service managers send), raised where the program is,
+    so it unwinds like Ctrl+C: staged outputs are discarded and the previous ones kept."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
+    previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() else None
     try:
         return args.func(args)
     except Cancelled:
         print("cancelled", file=sys.stderr)
         return 130
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except USER_ERRORS as exc:
         print(f"zipmap: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -194,7 +194,7 @@ def export_colmap(
     `images/` at the model's resolution. Each 3D point has a one-observation track to its pixel."""
     import pycolmap
 
-    with atomic_folder(folder, {"images", "sparse"}) as tmp:
+    with atomic_folder(folder) as tmp:
         names = _write_images(recon, tmp / "images", progress)
         model = pycolmap.Reconstruction()
         h, w = recon.image_hw
@@ -246,7 +246,7 @@ OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])
 def export_nerfstudio(recon: Reconstruction, folder: str | Path, percentile: float = 20.0, progress: Progress = _noop) -> Path:
     """nerfstudio's `transforms.json` (camera-to-world in OpenGL axes, per-frame intrinsics) with
     the images beside it and the confident points as `sparse_pc.ply`, as ns-process-data writes."""
-    with atomic_folder(folder, {"images", "transforms.json", "sparse_pc.ply"}) as tmp:
+    with atomic_folder(folder) as tmp:
         names = _write_images(recon, tmp / "images", progress)
         h, w = recon.image_hw
         frames = []

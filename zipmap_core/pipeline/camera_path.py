@@ -62,6 +62,7 @@ def path_through(c2ws: list[np.ndarray], frames: int) -> np.ndarray:
 
 
 RENDER_BATCH = 8  # views rendered per model call along a path
+RENDER_OUTPUTS = ("frames", "path.mp4", "path.json")  # what a render publishes in its folder
 
 
 def render_frames(rec, recon: Reconstruction, poses: np.ndarray, k: np.ndarray, size: tuple[int, int]):
@@ -90,7 +91,7 @@ def render_path(
     back whole: a cancel or a full disk leaves the previous render as it was."""
     folder = Path(folder)
     label = ""
-    with Publication(folder) as pub:
+    with Publication(folder, RENDER_OUTPUTS) as pub:
         frames = pub.path("frames")
         frames.mkdir()
         video = VideoFile(pub.path("path.mp4"), fps, size)

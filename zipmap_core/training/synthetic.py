@@ -384,7 +384,7 @@ def make_dataset(
     for i in range(scenes):
         v = generate(1, views + held_out, seed + i, image_hw, trajectory=trajectory)
         target = Path(folder) / f"scene_{i:04d}"
-        with atomic_folder(target, {"images", "held_out", "ground_truth.npz", "cameras.json"}) as tmp:
+        with atomic_folder(target) as tmp:
             write_scene(interleave_held_out(v, held_out), 0, tmp, held_out)
         out.append(target)
         if progress is not None:
