@@ -185,3 +185,29 @@ sys.exit(cli.main({args!r}))
     assert term.returncode == 143 and term.stderr.strip().splitlines()[-1] == "terminated", term.stderr
     assert "Traceback" not in term.stderr
     assert snapshot(out) == before and not [p for p in out.iterdir() if p.name.startswith(".staging")]
+
+
+def test_a_colmap_model_truncated_by_a_full_disk_is_refused_within_bounded_memory(tmp_path, recon):
+    """A points3D.bin cut short, with a track that declares 2^40 elements: pycolmap would
+    allocate it; the read-back child is capped and the export refused, nothing published."""
+    import struct
+
+    import pycolmap
+
+    from zipmap_core.io import exporters
+
+    real = pycolmap.Reconstruction.write_binary
+
+    def torn(self, path):
+        real(self, path)
+        points = Path(path) / "points3D.bin"
+        data = points.read_bytes()
+        # first point: id (8), xyz (24), rgb (3), error (8), then its track length (8)
+        cut = 8 + 8 + 24 + 3 + 8
+        points.write_bytes(data[:cut] + struct.pack("<Q", 1 << 40) + data[cut + 8 : cut + 24])
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pycolmap.Reconstruction, "write_binary", torn)
+        with pytest.raises(atomic.WriteError, match="does not read back"):
+            exporters.export(recon, "colmap", tmp_path / "colmap")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -225,18 +225,47 @@ def export_colmap(
     return Path(folder)
 
 
-def _verify_colmap(written, sparse: Path) -> None:
-    """pycolmap's writers do not report write errors (a full disk leaves a 0-byte points3D.bin):
-    read the model back and compare it with what was written before it replaces anything."""
-    import pycolmap
+# read back in a child whose address space is capped once pycolmap is imported: a model truncated
+# by a full disk declares counts its files do not hold, and pycolmap allocates them unchecked
+_COLMAP_READBACK = """
+import json, resource, sys
+import pycolmap
+page = resource.getpagesize()
+with open("/proc/self/statm") as fh:
+    now = int(fh.read().split()[0]) * page
+limit = now + int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+r = pycolmap.Reconstruction(sys.argv[1])
+print(json.dumps([r.num_cameras(), r.num_images(), r.num_points3D()]))
+"""
+READBACK_BYTES_PER_FILE_BYTE = 64  # pycolmap's memory for a model, against the model's size on disk
+READBACK_SLACK_BYTES = 256 << 20
 
+
+def _verify_colmap(written, sparse: Path) -> None:
+    """pycolmap's writers do not report write errors (a full disk leaves a truncated or 0-byte
+    points3D.bin): the model is read back, in a child process with a memory cap, and compared
+    with what was written before it replaces anything."""
+    import subprocess
+    import sys
+
+    on_disk = sum(p.stat().st_size for p in sparse.iterdir() if p.is_file())
+    budget = READBACK_BYTES_PER_FILE_BYTE * on_disk + READBACK_SLACK_BYTES
     try:
-        back = pycolmap.Reconstruction(str(sparse))
-        same = (back.num_cameras(), back.num_images(), back.num_points3D()) == (
-            written.num_cameras(), written.num_images(), written.num_points3D())
-    except Exception as exc:  # noqa: BLE001 - pycolmap raises its own types for unreadable files
-        raise OSError(f"the COLMAP model does not read back ({str(exc).splitlines()[0][:200]})") from exc
-    if not same:
+        child = subprocess.run([sys.executable, "-I", "-c", _COLMAP_READBACK, str(sparse), str(budget)],
+                               capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired as exc:
+        raise OSError("the COLMAP model does not read back in time (the disk may be full)") from exc
+    expected = [written.num_cameras(), written.num_images(), written.num_points3D()]
+    if child.returncode != 0:
+        lines = [line for line in child.stderr.splitlines() if line.strip()]
+        detail = lines[-1][:200] if lines else f"exit {child.returncode}"
+        raise OSError(f"the COLMAP model does not read back ({detail}; the disk may be full)")
+    try:
+        counts = json.loads(child.stdout)
+    except ValueError:
+        counts = None
+    if counts != expected:
         raise OSError("the COLMAP model does not read back whole (the disk may be full)")
 
 
