@@ -6,19 +6,26 @@ import argparse
 import os
 import sys
 
+from zipmap_core.options import MAX_FRAMES, number, positive_int, render_size
+
+
+def window_size(text: str) -> tuple[int, int]:
+    """WxH of the window, within what a screen can hold (the same bounds as rendered views)."""
+    return render_size(text)
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="zipmap-studio", description="ZipMap Studio: photos or a video in, a 3D scene out.")
     p.add_argument("inputs", nargs="*", help="images, folders, videos, or a .zipmap scene")
     p.add_argument("--checkpoint", help="official .pt, our .safetensors, or official[:VARIANT] to download the authors' "
                                         "checkpoint once (default: last used, else the bundled demonstration model)")
-    p.add_argument("--fps", type=float, default=1.0, help="video sampling rate for the inputs given here (frames per second)")
-    p.add_argument("--video-frames", type=int, help="take this many evenly spaced frames per video instead")
+    p.add_argument("--fps", type=number(float, 0, 1000, lo_open=True), default=1.0, help="video sampling rate for the inputs given here (frames per second)")
+    p.add_argument("--video-frames", type=positive_int(MAX_FRAMES), help="take this many evenly spaced frames per video instead")
     p.add_argument("--screenshot", help="after reconstructing, save a screenshot to this PNG")
     p.add_argument("--capture", choices=("view", "window"), default="view",
                    help="what --screenshot captures: the 3D view (default) or the whole window")
-    p.add_argument("--scale", type=float, default=1.0, help="screenshot scale (2 or 4 renders offscreen, larger)")
-    p.add_argument("--size", default="1280x800", help="window size WxH")
+    p.add_argument("--scale", type=number(float, 0.25, 8), default=1.0, help="screenshot scale (2 or 4 renders offscreen, larger)")
+    p.add_argument("--size", type=window_size, default=(1280, 800), help="window size WxH")
     p.add_argument("--exit", action="store_true", help="quit when the screenshot is saved (for scripts and CI)")
     return p
 
@@ -40,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     app.setApplicationName("ZipMap Studio")
     app.setOrganizationName("ZipMap")
     window = MainWindow(args.checkpoint)
-    w, h = (int(v) for v in args.size.lower().split("x"))
+    w, h = args.size
     window.resize(w, h)
     window.show()
     status = {"code": 0}

@@ -15,6 +15,8 @@ from tqdm import tqdm
 from .bench_cli import add_bench_parser
 from .cancel import Cancelled
 from .device import PRECISIONS
+from .model.config import OFFICIAL_CONFIGS
+from .options import MAX_FRAMES, MAX_PATH_VIEWS, MAX_PROCESSES, MAX_RESOLUTION, number, positive_int, render_size, resolution
 from .io.atomic import Publication
 from .io.checkpoints import CheckpointError, convert, load_checkpoint
 from .io.download import DownloadError, download_official, resolve_checkpoint
@@ -68,6 +70,7 @@ def _add_fast_bf16(parser: argparse.ArgumentParser) -> None:
                              "compiles, and where compiling fails the eager code runs, with a warning)")
 
 
+VARIANTS = tuple(OFFICIAL_CONFIGS)  # the published checkpoints
 CHECKPOINT_HELP = ("an official .pt, our .safetensors, or 'official[:VARIANT]' to download the authors' "
                    "checkpoint once (default variant state_query); default: the bundled demonstration model")
 
@@ -221,7 +224,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         rec = _reconstructor(args, notice=True)
         if not rec.model.can_render:
             print(f"{rec.description} has no novel-view head: rendering the point-cloud fallback", file=sys.stderr)
-    w, h = (int(v) for v in (args.size or f"{recon.image_hw[1]}x{recon.image_hw[0]}").lower().split("x"))
+    w, h = args.size or (recon.image_hw[1], recon.image_hw[0])
     k = intrinsics_from_fov(args.fov, (h, w)).numpy()
     if args.c2w:
         poses, k_file = read_poses(args.c2w)
@@ -311,18 +314,18 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     r.add_argument("inputs", nargs="+", help="image files, folders or videos")
     r.add_argument("-o", "--output", required=True, help="output folder (receives scene.zipmap)")
     r.add_argument("--checkpoint", help=CHECKPOINT_HELP)
-    r.add_argument("--variant", help="force the official variant (aff_inv, with_ref_view, online, state_query)")
+    r.add_argument("--variant", choices=VARIANTS, help="force the official variant")
     r.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    r.add_argument("--resolution", type=int, help="model image width, a multiple of 14 (default: the model's)")
+    r.add_argument("--resolution", type=resolution, help=f"model image width, a multiple of 14 up to {MAX_RESOLUTION} (default: the model's)")
     r.add_argument("--mode", choices=("crop", "pad"), default="crop")
-    r.add_argument("--max-frames", type=int, help="use at most this many frames, evenly spaced")
-    r.add_argument("--fps", type=float, default=1.0, help="video sampling rate (frames per second)")
-    r.add_argument("--video-frames", type=int, help="take this many evenly spaced frames per video instead")
-    r.add_argument("--window-size", type=int, help="TTT window in frames (0 = bidirectional)")
-    r.add_argument("--nproc", type=int, default=1,
+    r.add_argument("--max-frames", type=positive_int(MAX_FRAMES), help="use at most this many frames, evenly spaced")
+    r.add_argument("--fps", type=number(float, 0, 1000, lo_open=True), default=1.0, help="video sampling rate (frames per second)")
+    r.add_argument("--video-frames", type=positive_int(MAX_FRAMES), help="take this many evenly spaced frames per video instead")
+    r.add_argument("--window-size", type=number(int, 0, MAX_FRAMES), help="TTT window in frames (0 = bidirectional)")
+    r.add_argument("--nproc", type=positive_int(MAX_PROCESSES), default=1,
                    help="split the reconstruction across N local processes (gloo on CPU, NCCL with one GPU each); "
                         "under torchrun the split follows the launcher's processes")
-    r.add_argument("--dist-timeout", type=float, default=300.0,
+    r.add_argument("--dist-timeout", type=number(float, 0, 1e6, lo_open=True), default=300.0,
                    help="seconds a split run waits for a silent process before it stops with an error")
     r.add_argument("--no-state", action="store_true", help="do not keep the scene state")
     r.add_argument("--points-from", choices=POINT_SOURCES, default="depth",
@@ -336,8 +339,8 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     x.add_argument("scene", help="a .zipmap scene file")
     x.add_argument("--format", required=True, choices=FORMATS)
     x.add_argument("-o", "--output", required=True, help="file (ply, glb, mesh: .ply/.obj/.glb) or folder (colmap, nerfstudio)")
-    x.add_argument("--percentile", type=float, help="drop points below this confidence percentile")
-    x.add_argument("--voxel-size", type=float, help="mesh voxel size in scene units (default: from the scene's extent)")
+    x.add_argument("--percentile", type=number(float, 0, 100), help="drop points below this confidence percentile")
+    x.add_argument("--voxel-size", type=number(float, 0, 1e9, lo_open=True), help="mesh voxel size in scene units (default: from the scene's extent)")
     x.add_argument("--text", action="store_true", help="COLMAP text files instead of binary")
     x.add_argument("-q", "--quiet", action="store_true")
     x.set_defaults(func=cmd_export)
@@ -346,14 +349,14 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     rn.add_argument("scene")
     src = rn.add_mutually_exclusive_group(required=True)
     src.add_argument("--c2w", help="JSON with camera-to-world matrices (scene frame, OpenCV axes) and optional intrinsics")
-    src.add_argument("--orbit", type=int, help="render an orbit of N views around the scene")
+    src.add_argument("--orbit", type=positive_int(MAX_PATH_VIEWS), help="render an orbit of N views around the scene")
     rn.add_argument("-o", "--output", required=True, help="output folder")
     rn.add_argument("--checkpoint", help="the model that made the scene: " + CHECKPOINT_HELP)
-    rn.add_argument("--variant")
+    rn.add_argument("--variant", choices=VARIANTS)
     rn.add_argument("--device", default="auto")
-    rn.add_argument("--size", help="WxH, multiples of 14 (default: the scene's image size)")
-    rn.add_argument("--fov", type=float, default=60.0, help="vertical field of view in degrees (without intrinsics)")
-    rn.add_argument("--fps", type=float, default=24.0)
+    rn.add_argument("--size", type=render_size, help="WxH (default: the scene's image size)")
+    rn.add_argument("--fov", type=number(float, 1, 170), default=60.0, help="vertical field of view in degrees (without intrinsics)")
+    rn.add_argument("--fps", type=number(float, 0, 240, lo_open=True), default=24.0)
     rn.add_argument("-q", "--quiet", action="store_true")
     rn.set_defaults(func=cmd_render)
 
@@ -362,34 +365,34 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     c = sub.add_parser("convert", help="convert an official .pt checkpoint to our safetensors format")
     c.add_argument("src")
     c.add_argument("dst")
-    c.add_argument("--variant")
+    c.add_argument("--variant", choices=VARIANTS)
     c.set_defaults(func=cmd_convert)
 
     d = sub.add_parser("download", help="download an official checkpoint through huggingface_hub")
-    d.add_argument("variant", choices=("aff_inv", "with_ref_view", "online", "state_query"))
+    d.add_argument("variant", choices=VARIANTS)
     d.add_argument("--cache-dir")
     d.set_defaults(func=cmd_download)
 
     i = sub.add_parser("info", help="describe a checkpoint")
     i.add_argument("checkpoint")
-    i.add_argument("--variant")
+    i.add_argument("--variant", choices=VARIANTS)
     i.set_defaults(func=cmd_info)
     t = sub.add_parser("train", help="train (or fine-tune) ZipMap on procedurally generated scenes")
     t.add_argument("config", nargs="?", default="", help="training settings (JSON); see configs/")
     t.add_argument("-o", "--output", help="run folder (checkpoints, log.jsonl, model.safetensors)")
-    t.add_argument("--steps", type=int)
+    t.add_argument("--steps", type=positive_int(10**9))
     t.add_argument("--init", help="start from this checkpoint (official .pt or ours)")
     t.add_argument("--device")
-    t.add_argument("--threads", type=int)
+    t.add_argument("--threads", type=positive_int(1024))
     t.add_argument("--precision", choices=PRECISIONS,
                    help="bf16 autocast or float32 (default auto: bf16 on a GPU, float32 on a CPU)")
-    t.add_argument("--time-budget", type=float, help="fit the number of steps to this many seconds")
+    t.add_argument("--time-budget", type=number(float, 0, 1e9, lo_open=True), help="fit the number of steps to this many seconds")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="score a model on scene folders with ground truth (see `generate`)")
     e.add_argument("scenes", help="a scene folder, or a folder of them")
     e.add_argument("--checkpoint", help=CHECKPOINT_HELP)
-    e.add_argument("--variant")
+    e.add_argument("--variant", choices=VARIANTS)
     e.add_argument("--device", default="auto")
     e.add_argument("--json", help="also write the full results here")
     _add_fast_bf16(e)
@@ -398,12 +401,12 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
 
     g = sub.add_parser("generate", help="write procedurally generated scenes with ground truth")
     g.add_argument("output")
-    g.add_argument("--scenes", type=int, default=10)
-    g.add_argument("--views", type=int, default=8, help="input views per scene")
-    g.add_argument("--held-out", type=int, default=2, help="extra views between the inputs, for novel-view tests")
+    g.add_argument("--scenes", type=positive_int(100_000), default=10)
+    g.add_argument("--views", type=positive_int(1024), default=8, help="input views per scene")
+    g.add_argument("--held-out", type=number(int, 0, 1024), default=2, help="extra views between the inputs, for novel-view tests")
     g.add_argument("--seed", type=int, default=20_000_000, help="first scene's seed (training uses 10,000,000 up)")
-    g.add_argument("--width", type=int, default=224)
-    g.add_argument("--height", type=int, default=168)
+    g.add_argument("--width", type=number(int, 14, 2048), default=224)
+    g.add_argument("--height", type=number(int, 14, 2048), default=168)
     g.add_argument("--trajectory", choices=("orbit", "ring", "sweep"))
     g.add_argument("-q", "--quiet", action="store_true")
     g.set_defaults(func=cmd_generate)

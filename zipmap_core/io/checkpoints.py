@@ -132,10 +132,20 @@ def _check_layout(model: ZipMap, state: Mapping[str, torch.Tensor], path: Path, 
     raise CheckpointError("\n".join(lines))
 
 
+def _check_finite(state: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Weights with NaN or infinity give NaN scenes: refused where they enter, by name."""
+    bad = [k for k, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
+        raise CheckpointError(f"{path.name} holds NaN or infinite weights in {len(bad)} tensors ({', '.join(bad[:3])}{more}); "
+                              f"the file is damaged or its training diverged")
+
+
 def _build(cfg: ZipMapConfig, state: Mapping[str, torch.Tensor], path: Path, what: str) -> ZipMap:
     with torch.device("meta"):
         model = ZipMap(cfg)
     _check_layout(model, state, path, what)
+    _check_finite(state, path)
     model.load_state_dict(dict(state), strict=True, assign=True)
     if any(t.dtype != torch.float32 for t in model.state_dict().values() if t.is_floating_point()):
         model = model.float()  # half-precision files (our bundled model) compute in float32
@@ -200,7 +210,10 @@ def load_safetensors(path: str | os.PathLike) -> LoadedCheckpoint:
             f"{path.name} uses model format version {version}; this version of ZipMap Studio reads up to "
             f"{FORMAT_VERSION}. Please update ZipMap Studio."
         )
-    cfg = ZipMapConfig.from_dict(json.loads(meta["config"]))
+    try:
+        cfg = ZipMapConfig.from_dict(json.loads(meta["config"]))
+    except ValueError as exc:  # JSON's errors are ValueErrors too
+        raise CheckpointError(f"{path.name} has a config that cannot be used: {exc}") from None
     model = _build(cfg, state, path, f"'{cfg.name}' configuration")
     variant = meta.get("variant", "custom")
     return LoadedCheckpoint(model, variant, path, meta.get("description", f"ZipMap model '{cfg.name}'"), meta)

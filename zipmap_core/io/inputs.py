@@ -196,7 +196,10 @@ def read_picture(path: Path, prepare: Preparation | None) -> Frame:
     image = open_image(path)
     frame = Frame(path.name, image, path)
     if prepare is not None:  # keep the model image and a picture of that size, not the original
-        new_w, new_h = prepare.size_for(*image.size)
+        try:
+            new_w, new_h = prepare.size_for(*image.size)
+        except ImageReadError as exc:
+            raise ImageReadError(f"{path.name}: {exc}") from None
         small = image.resize((new_w, new_h), Image.Resampling.BICUBIC)
         tensor, crop = from_resized(np.asarray(small), image.size, prepare.mode, prepare.size, as_uint8=True)
         frame = Frame(path.name, small, path, None, image.size, (prepare, tensor, crop))
@@ -280,6 +283,9 @@ def _video_or_skip(path: Path, sampling: VideoSampling, prepare: Preparation | N
             yield frame
     except VideoReadError as exc:
         skipped.append((path.name, str(exc).split(": ", 1)[-1]))
+        return
+    except ImageReadError as exc:  # frames of a shape the model cannot take
+        skipped.append((path.name, str(exc)))
         return
     except Exception as exc:  # noqa: BLE001 - FFmpeg's errors for damaged streams, one per codec
         if not type(exc).__module__.startswith("av"):

@@ -21,6 +21,14 @@ DEFAULT_SIZE = 518
 PATCH = 14
 # Pictures above this many pixels are refused as potential decompression bombs.
 MAX_PIXELS = 180_000_000
+# Above BOMB_CHECK_PIXELS, a picture must bring at least one byte of file per MAX_PIXELS_PER_BYTE
+# pixels: photographs take 1 to 30 bits a pixel; a 38 KB PNG of 180 M pixels (4,700 a byte) would
+# only cost a gigabyte of memory to decode.
+BOMB_CHECK_PIXELS = 16_000_000
+MAX_PIXELS_PER_BYTE = 1000
+# crop mode keeps the centre of a tall picture: at most this height-to-width ratio (beyond it the
+# crop is a sliver, and the resized strip alone could take gigabytes)
+MAX_CROP_ASPECT = 16
 
 
 class ImageReadError(ValueError):
@@ -63,10 +71,13 @@ def open_image(path: str | Path, exif: bool = True) -> Image.Image:
             Image.MAX_IMAGE_PIXELS = MAX_PIXELS
             try:
                 with Image.open(path) as img:
+                    _check_pixels(path, img.size)
                     img.load()
                     out = to_rgb(img, exif)
             finally:
                 Image.MAX_IMAGE_PIXELS = old
+    except ImageReadError:
+        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageReadError(f"{path.name}: refused, too many pixels (possible decompression bomb): {exc}") from exc
     except FileNotFoundError as exc:
@@ -78,6 +89,15 @@ def open_image(path: str | Path, exif: bool = True) -> Image.Image:
     return out
 
 
+def _check_pixels(path: Path, wh: tuple[int, int]) -> None:
+    """Before decoding: a picture whose pixels are far more than its bytes can hold is a bomb."""
+    pixels = wh[0] * wh[1]
+    size = path.stat().st_size
+    if pixels > BOMB_CHECK_PIXELS and pixels > MAX_PIXELS_PER_BYTE * max(size, 1):
+        raise ImageReadError(f"{path.name}: refused, {wh[0]}x{wh[1]} pixels in {size:,} bytes "
+                             f"({pixels // max(size, 1):,} pixels a byte; a possible decompression bomb)")
+
+
 def check_size(size: int) -> int:
     if size < PATCH or size % PATCH:
         raise ValueError(f"resolution must be a positive multiple of {PATCH}, got {size}")
@@ -86,6 +106,9 @@ def check_size(size: int) -> int:
 
 def target_size(width: int, height: int, mode: str, size: int) -> tuple[int, int]:
     """The resized (width, height) before cropping or padding."""
+    if mode == "crop" and height > MAX_CROP_ASPECT * width:
+        raise ImageReadError(f"a {width}x{height} picture is too tall for crop mode (the crop would keep "
+                             f"1/{height // width} of it; at most 1/{MAX_CROP_ASPECT}): use --mode pad")
     if mode == "pad" and height > width:
         return round(width * (size / height) / PATCH) * PATCH, size
     return size, round(height * (size / width) / PATCH) * PATCH

@@ -184,6 +184,33 @@ def check_arrays(arrays: dict[str, np.ndarray], num_frames: int, hw: tuple[int, 
     return out
 
 
+# arrays that must hold finite numbers in every frame (a NaN confidence is allowed: it ranks last)
+FINITE_ARRAYS = ("extrinsics", "intrinsics", "depth")
+
+
+def first_non_finite(arrays: dict[str, np.ndarray], keys: tuple[str, ...] = FINITE_ARRAYS,
+                     first_frame: int = 0) -> str | None:
+    """'depth of frame 3' for the first array and frame holding NaN or infinity, else None.
+    Arrays are [frames, ...]; `first_frame` numbers a run of frames inside a longer scene."""
+    for key in keys:
+        a = arrays.get(key)
+        if a is None or a.dtype.kind != "f":
+            continue
+        bad = ~np.isfinite(a.reshape(len(a), -1)).all(1) if a.ndim else np.array([not np.isfinite(a)])
+        if bad.any():
+            return f"{key} of frame {first_frame + int(np.argmax(bad))}"
+    return None
+
+
+def first_non_finite_state(state: list[dict[str, np.ndarray]]) -> str | None:
+    """'the scene state's layer 2 (w1)' for the first non-finite fast weight, else None."""
+    for i, layer in enumerate(state):
+        for k, v in layer.items():
+            if not np.isfinite(v).all():
+                return f"the scene state's layer {i} ({k})"
+    return None
+
+
 def check_state(flat: dict[str, np.ndarray], name: str) -> list[dict[str, np.ndarray]]:
     """`layer{i}.w0|w1|w2` for i = 0..L-1, each a 3-D float array, into per-layer dicts."""
     layers: dict[int, dict[str, np.ndarray]] = {}
@@ -217,6 +244,9 @@ def read_scene(path: os.PathLike | str) -> tuple[dict, dict[str, np.ndarray], li
             if manifest.get("has_state"):
                 blob = _member(zf, "state.npz", MAX_STATE_BYTES, name, "a scene state may hold")
                 state = check_state(read_npz(blob, name, "state.npz"), name)
+            bad = first_non_finite(arrays) or (first_non_finite_state(state) if state else None)
+            if bad:
+                raise SceneFileError(f"{name} is damaged: {bad} holds NaN or infinite numbers")
     except SceneFileError:
         raise
     except FileNotFoundError:

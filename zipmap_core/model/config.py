@@ -112,8 +112,53 @@ class ZipMapConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ZipMapConfig":
-        """Builds a config from our own dict form, ignoring unknown keys for forward compatibility."""
-        return _fill(cls, data)
+        """Builds a config from our own dict form, ignoring unknown keys for forward compatibility.
+        A config that is not a dict, has values of the wrong type, or sizes outside `LIMITS` is a
+        ValueError naming each problem: a file's config is checked before any memory is sized by it."""
+        if not isinstance(data, dict):
+            raise ValueError(f"the config is {type(data).__name__}, not a mapping of settings")
+        try:
+            cfg = _fill(cls, data)
+        except TypeError as exc:
+            raise ValueError(f"the config has a section of the wrong kind ({exc})") from None
+        problems = cfg.problems()
+        if problems:
+            raise ValueError("; ".join(problems[:6]) + (f" (+{len(problems) - 6} more)" if len(problems) > 6 else ""))
+        return cfg
+
+    def problems(self) -> list[str]:
+        """What is wrong with this config: types, choices and sizes beyond `LIMITS`."""
+        out = []
+        for path, value in _leaves(self):
+            lo, hi = LIMITS.get(path.rsplit(".", 1)[-1], LIMITS.get(path, (None, None)))
+            kind = _KINDS.get(path.rsplit(".", 1)[-1])
+            if kind is not None and not _is_kind(value, kind):
+                out.append(f"{path} is {value!r}, not {kind.__name__ if isinstance(kind, type) else kind}")
+            elif lo is not None and isinstance(value, (int, float)) and not lo <= value <= hi:
+                out.append(f"{path} is {value!r}, outside {lo}..{hi}")
+        for path, value, choices in (("aggregator.global_mixer", self.aggregator.global_mixer, ("ttt", "attention")),
+                                     ("camera_head.kind", self.camera_head.kind, ("transformer", "mlp", "none")),
+                                     ("ttt.ns_dtype", self.ttt.ns_dtype, ("bfloat16", "float32", "float16"))):
+            if value not in choices:
+                out.append(f"{path} is {value!r}, not one of {', '.join(choices)}")
+        if not out:
+            out += self._shape_problems()
+        return out
+
+    def _shape_problems(self) -> list[str]:
+        out = []
+        if self.img_size % self.patch_size:
+            out.append(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
+        for name, dim, heads in (("encoder", self.encoder.embed_dim, self.encoder.num_heads),
+                                 ("aggregator", self.embed_dim, self.aggregator.num_heads)):
+            if dim % heads:
+                out.append(f"{name}: embed_dim {dim} is not divisible by num_heads {heads}")
+        idx = self.aggregator.dpt_layer_idx
+        if len(idx) != 4 or any(not 0 <= i < self.aggregator.depth for i in idx):
+            out.append(f"aggregator.dpt_layer_idx {list(idx)} must be 4 layers below depth {self.aggregator.depth}")
+        if len(self.dpt.out_channels) != 4:
+            out.append(f"dpt.out_channels {list(self.dpt.out_channels)} must have 4 entries")
+        return out
 
     @classmethod
     def from_reference(cls, config: dict[str, Any], model: dict[str, Any] | None = None) -> "ZipMapConfig":
@@ -152,6 +197,52 @@ class ZipMapConfig:
         return new
 
 
+# Sanity limits of a config read from a file, by field name (the largest published model is well
+# inside them): a file cannot make us build a 100,000-layer model or resize pictures to 14,000 px.
+LIMITS: dict[str, tuple[float, float]] = {
+    "img_size": (14, 1036), "pretrain_img_size": (14, 1036), "patch_size": (14, 14), "embed_dim": (8, 4096),
+    "depth": (1, 64), "num_heads": (1, 64), "mlp_ratio": (0.25, 16), "num_register_tokens": (0, 64),
+    "head_dim": (8, 8192), "inter_multi": (1, 8), "muon_update_steps": (0, 20), "trunk_depth": (0, 32),
+    "iterations": (1, 16), "features": (1, 1024), "out_channels": (1, 4096), "dpt_layer_idx": (0, 63),
+    "nvs_ray_cond_dim": (1, 64), "window_size": (0, 100_000), "rope_freq": (1e-3, 1e6),
+    "init_values": (0.0, 10.0), "base_lr": (0.0, 10.0), "interpolate_offset": (-1.0, 1.0),
+}
+_KINDS: dict[str, Any] = {
+    **{k: int for k in ("img_size", "pretrain_img_size", "patch_size", "embed_dim", "depth", "num_heads",
+                        "num_register_tokens", "head_dim", "inter_multi", "muon_update_steps", "trunk_depth",
+                        "iterations", "features", "out_channels", "dpt_layer_idx", "nvs_ray_cond_dim")},
+    **{k: float for k in ("mlp_ratio", "rope_freq", "init_values", "base_lr", "interpolate_offset")},
+    **{k: bool for k in ("qk_norm", "use_gate_fn", "bias", "interpolate_antialias", "affine_invariant",
+                         "enable_depth", "enable_local_point", "enable_nvs")},
+    **{k: str for k in ("name", "global_mixer", "kind", "ns_dtype")},
+    "window_size": "an integer or null",
+}
+
+
+def _is_kind(value: Any, kind: Any) -> bool:
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and abs(value) != float("inf")
+    if kind == "an integer or null":
+        return value is None or _is_kind(value, int)
+    return isinstance(value, kind)
+
+
+def _leaves(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted path, value) of every setting; tuple entries are checked one by one."""
+    out: list[tuple[str, Any]] = []
+    for f in fields(obj):
+        value, path = getattr(obj, f.name), f"{prefix}{f.name}"
+        if is_dataclass(value):
+            out += _leaves(value, f"{path}.")
+        elif isinstance(value, tuple):
+            out += [(path, v) for v in value]
+        else:
+            out.append((path, value))
+    return out
+
+
 def _fill(cls: type, data: dict[str, Any]) -> Any:
     """Builds dataclass `cls` from `data`, recursing into nested dataclasses."""
     kwargs = {}
@@ -160,7 +251,9 @@ def _fill(cls: type, data: dict[str, Any]) -> Any:
             continue
         value = data[f.name]
         default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
-        if is_dataclass(default) and isinstance(value, dict):
+        if is_dataclass(default):
+            if not isinstance(value, dict):
+                raise TypeError(f"{f.name} is {type(value).__name__}, not a section")
             value = _fill(type(default), value)
         elif isinstance(default, tuple) and isinstance(value, list):
             value = tuple(value)

@@ -6,6 +6,8 @@ intrinsics have the principal point at the image centre.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -48,13 +50,18 @@ def mat_to_quat(m: Tensor) -> Tensor:
     return torch.where(q[..., 3:4] < 0, -q, q)
 
 
+MIN_FOV = 1e-3  # radians: a focal length of 1,000 half-widths
+
+
 def pose_encoding_to_cameras(enc: Tensor, image_hw: tuple[int, int]) -> tuple[Tensor, Tensor]:
     """[..., 9] absT_quaR_FoV -> (world-to-camera [..., 3, 4], intrinsics [..., 3, 3])."""
     h, w = image_hw
     rot = quat_to_mat(enc[..., 3:7])
     extrinsics = torch.cat((rot, enc[..., :3, None]), dim=-1)
-    fy = (h / 2.0) / torch.tan(enc[..., 7] / 2.0)
-    fx = (w / 2.0) / torch.tan(enc[..., 8] / 2.0)
+    # a field of view of 0 (an untrained head) or of 180 degrees has no finite focal length
+    fov = enc[..., 7:9].clamp(MIN_FOV, math.pi - MIN_FOV)
+    fy = (h / 2.0) / torch.tan(fov[..., 0] / 2.0)
+    fx = (w / 2.0) / torch.tan(fov[..., 1] / 2.0)
     k = torch.zeros(enc.shape[:-1] + (3, 3), dtype=enc.dtype, device=enc.device)
     k[..., 0, 0], k[..., 1, 1] = fx, fy
     k[..., 0, 2], k[..., 1, 2], k[..., 2, 2] = w / 2.0, h / 2.0, 1.0

@@ -8,6 +8,7 @@ import torch
 
 from ..io.preprocess import unit_bytes
 from ..io.reconstruction import Reconstruction
+from ..io.scene_file import first_non_finite, first_non_finite_state
 from ..model.geometry import (
     camera_to_world,
     depth_to_camera_points,
@@ -72,7 +73,21 @@ def assemble_frames(
         host["points_cam"] = depth_to_camera_points(depth.float(), intrinsics)
     if "points_cam" in host:
         host["points_world"] = camera_to_world(host["points_cam"], extrinsics)
-    return {k: v.cpu().numpy() for k, v in host.items()}, reference
+    arrays = {k: v.cpu().numpy() for k, v in host.items()}
+    check_outputs(arrays)
+    return arrays, reference
+
+
+class NonFiniteOutputError(ValueError):
+    """The network produced NaN or infinity: nothing built from it is kept or written."""
+
+
+def check_outputs(arrays: dict[str, np.ndarray]) -> None:
+    """Refuses a run of frames whose cameras or depth hold NaN or infinity (names which)."""
+    bad = first_non_finite(arrays)
+    if bad:
+        raise NonFiniteOutputError(f"the model produced NaN or infinite numbers ({bad}); nothing was written; "
+                                   f"the checkpoint may be damaged")
 
 
 def max_translation(extrinsics: np.ndarray) -> float:
@@ -90,7 +105,11 @@ def host_states(states: list | None) -> list[dict[str, np.ndarray]] | None:
     """The network's per-layer fast weights as host arrays (None when it kept no state)."""
     if not states or states[0] is None:
         return None
-    return [{k: v.float().cpu().numpy() for k, v in layer.items()} for layer in states]
+    host = [{k: v.float().cpu().numpy() for k, v in layer.items()} for layer in states]
+    bad = first_non_finite_state(host)
+    if bad:
+        raise NonFiniteOutputError(f"the model produced NaN or infinite numbers ({bad}); nothing was written")
+    return host
 
 
 def assemble(

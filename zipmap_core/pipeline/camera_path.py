@@ -183,12 +183,29 @@ def count_video_frames(path: Path) -> int:
 def read_poses(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     """Cameras for `zipmap render --c2w FILE.json`: {"c2w": [[4x4 or 3x4], ...], "intrinsics"?: 3x3}
     or a bare list of matrices."""
-    data = json.loads(Path(path).read_text())
-    mats = data["c2w"] if isinstance(data, dict) else data
-    poses = np.asarray(mats, np.float32)
+    from ..options import MAX_PATH_VIEWS
+
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size > 64 << 20:
+        raise ValueError(f"{path}: not a camera file (a JSON file of at most 64 MB)")
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path.name}: not JSON ({exc})") from None
+    if isinstance(data, dict) and "c2w" not in data:
+        raise ValueError(f"{path.name}: no \"c2w\" list of camera-to-world matrices")
+    try:
+        poses = np.asarray(data["c2w"] if isinstance(data, dict) else data, np.float32)
+        k = np.asarray(data["intrinsics"], np.float32) if isinstance(data, dict) and "intrinsics" in data else None
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path.name}: the matrices are not arrays of numbers ({exc})") from None
     if poses.ndim == 2:
         poses = poses[None]
-    if poses.shape[-2:] not in ((3, 4), (4, 4)):
-        raise ValueError(f"{path}: expected camera-to-world matrices of 3x4 or 4x4, got {poses.shape[-2:]}")
-    k = np.asarray(data["intrinsics"], np.float32) if isinstance(data, dict) and "intrinsics" in data else None
+    if poses.ndim != 3 or poses.shape[-2:] not in ((3, 4), (4, 4)) or not 1 <= len(poses) <= MAX_PATH_VIEWS:
+        raise ValueError(f"{path.name}: expected 1 to {MAX_PATH_VIEWS} camera-to-world matrices of 3x4 or 4x4, "
+                         f"got an array of shape {list(poses.shape)}")
+    if k is not None and k.shape != (3, 3):
+        raise ValueError(f"{path.name}: intrinsics must be one 3x3 matrix, got shape {list(k.shape)}")
+    if not np.isfinite(poses).all() or (k is not None and not np.isfinite(k).all()):
+        raise ValueError(f"{path.name}: the cameras hold NaN or infinite numbers")
     return poses[:, :3, :4], k

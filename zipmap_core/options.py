@@ -1,0 +1,57 @@
+"""The checked range of every command-line option, in one place: a value outside it is refused
+while the command line is parsed, before any model loads, with the option's name and the range."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Callable
+
+PATCH = 14
+MAX_RESOLUTION = 1036  # model image width: twice the published 518 (memory grows with its square)
+MAX_RENDER_SIDE = 2072  # rendered views: up to 4x the published width on a side
+MAX_RENDER_PIXELS = 2072 * 1554
+MAX_PATH_VIEWS = 3600  # an orbit or path of at most this many views (2.5 minutes at 24 fps)
+MAX_FRAMES = 100_000
+MAX_PROCESSES = 1024
+
+
+def number(kind: type, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
+           what: str = "") -> Callable[[str], float]:
+    """An argparse type: `kind` (int or float) within [lo, hi] ((lo, hi] with `lo_open`), finite."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'a whole number' if kind is int else 'a number'}") from None
+        low_ok = lo is None or (value > lo if lo_open else value >= lo)
+        if not math.isfinite(value) or not low_ok or (hi is not None and value > hi):
+            left = "(" if lo_open else "["
+            raise argparse.ArgumentTypeError(f"{text} is outside {left}{lo if lo is not None else '-inf'}, "
+                                             f"{hi if hi is not None else 'inf'}]{' ' + what if what else ''}")
+        return value
+    return parse
+
+
+def positive_int(hi: int, what: str = "") -> Callable[[str], float]:
+    return number(int, 1, hi, what=what)
+
+
+def resolution(text: str) -> int:
+    """A model image width: a multiple of 14 up to MAX_RESOLUTION."""
+    value = int(number(int, PATCH, MAX_RESOLUTION)(text))
+    if value % PATCH:
+        raise argparse.ArgumentTypeError(f"{value} is not a multiple of {PATCH} (try {round(value / PATCH) * PATCH or PATCH})")
+    return value
+
+
+def render_size(text: str) -> tuple[int, int]:
+    """WIDTHxHEIGHT of rendered views, each side 14..MAX_RENDER_SIDE and at most MAX_RENDER_PIXELS."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT (for example 518x392)")
+    w, h = (int(p) for p in parts)
+    if not (PATCH <= w <= MAX_RENDER_SIDE and PATCH <= h <= MAX_RENDER_SIDE) or w * h > MAX_RENDER_PIXELS:
+        raise argparse.ArgumentTypeError(f"{w}x{h} is outside {PATCH}..{MAX_RENDER_SIDE} a side "
+                                         f"(at most {MAX_RENDER_PIXELS:,} pixels)")
+    return w, h
