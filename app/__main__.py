@@ -6,12 +6,7 @@ import argparse
 import os
 import sys
 
-from zipmap_core.options import MAX_FRAMES, number, positive_int, render_size
-
-
-def window_size(text: str) -> tuple[int, int]:
-    """WxH of the window, within what a screen can hold (the same bounds as rendered views)."""
-    return render_size(text)
+from zipmap_core.options import MAX_FRAMES, dimensions, number, positive_int
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--capture", choices=("view", "window"), default="view",
                    help="what --screenshot captures: the 3D view (default) or the whole window")
     p.add_argument("--scale", type=number(float, 0.25, 8), default=1.0, help="screenshot scale (2 or 4 renders offscreen, larger)")
-    p.add_argument("--size", type=window_size, default=(1280, 800), help="window size WxH")
+    p.add_argument("--size", type=dimensions(), default=(1280, 800), help="window size WxH")
     p.add_argument("--exit", action="store_true", help="quit when the screenshot is saved (for scripts and CI)")
     return p
 

@@ -225,3 +225,23 @@ def test_odd_camera_files_for_render_are_one_line_errors(tmp_path, recon, conten
     code, err = run_cli(["render", str(scene), "--c2w", str(cams), "-o", str(tmp_path / "r"), "-q"], capsys)
     assert_one_line_error(code, err)
     assert message in err and not (tmp_path / "r").exists()
+
+
+def test_rendering_a_state_another_model_made_is_one_line(tmp_path, recon, tiny_ckpt, capsys):
+    import dataclasses
+
+    one = [{"w0": np.ones((1, 32, 64), np.float32), "w1": np.ones((1, 64, 32), np.float32),
+            "w2": np.ones((1, 32, 64), np.float32)}]
+    scene = dataclasses.replace(recon, state=one).save(tmp_path / "one_layer.zipmap")
+    code, err = run_cli(["render", str(scene), "--orbit", "2", "-o", str(tmp_path / "r"), "--checkpoint", str(tiny_ckpt),
+                         "--device", "cpu", "-q"], capsys)
+    assert_one_line_error(code, err)
+    assert "made by another model" in err and "1 layers and this model 4" in err and not (tmp_path / "r").exists()
+
+
+def test_odd_timings_in_a_scene_file_are_dropped_not_shown(tmp_path, recon):
+    import dataclasses
+
+    odd = dataclasses.replace(recon, timings={"total_s": "fast", "model_s": 1.5, "x": None, "y": True})
+    back = Reconstruction.load(odd.save(tmp_path / "odd.zipmap"))
+    assert back.timings == {"model_s": 1.5}

@@ -211,3 +211,15 @@ def test_a_colmap_model_truncated_by_a_full_disk_is_refused_within_bounded_memor
         with pytest.raises(atomic.WriteError, match="does not read back"):
             exporters.export(recon, "colmap", tmp_path / "colmap")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt", ["colmap", "nerfstudio"])
+def test_frame_names_no_file_system_takes_are_renamed_in_exports(tmp_path, recon, fmt):
+    import dataclasses
+
+    from zipmap_core.io.exporters import export
+
+    odd = dataclasses.replace(recon, names=["..jpg", "a\x00b.png", ".hidden.jpg"])
+    folder = export(odd, fmt, tmp_path / fmt)
+    written = sorted(p.name for p in (folder / "images").iterdir())
+    assert written == ["a_b.png", "frame_0000.png", "hidden.png"]

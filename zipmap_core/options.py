@@ -45,13 +45,22 @@ def resolution(text: str) -> int:
     return value
 
 
-def render_size(text: str) -> tuple[int, int]:
-    """WIDTHxHEIGHT of rendered views, each side 14..MAX_RENDER_SIDE and at most MAX_RENDER_PIXELS."""
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT (for example 518x392)")
-    w, h = (int(p) for p in parts)
-    if not (PATCH <= w <= MAX_RENDER_SIDE and PATCH <= h <= MAX_RENDER_SIDE) or w * h > MAX_RENDER_PIXELS:
-        raise argparse.ArgumentTypeError(f"{w}x{h} is outside {PATCH}..{MAX_RENDER_SIDE} a side "
-                                         f"(at most {MAX_RENDER_PIXELS:,} pixels)")
-    return w, h
+def dimensions(multiple: int = 1) -> Callable[[str], tuple[int, int]]:
+    """An argparse type for WIDTHxHEIGHT: each side 14..MAX_RENDER_SIDE, at most MAX_RENDER_PIXELS,
+    and (for views the model renders) multiples of `multiple`."""
+    def parse(text: str) -> tuple[int, int]:
+        parts = text.lower().split("x")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT (for example 518x392)")
+        w, h = (int(p) for p in parts)
+        if not (PATCH <= w <= MAX_RENDER_SIDE and PATCH <= h <= MAX_RENDER_SIDE) or w * h > MAX_RENDER_PIXELS:
+            raise argparse.ArgumentTypeError(f"{w}x{h} is outside {PATCH}..{MAX_RENDER_SIDE} a side "
+                                             f"(at most {MAX_RENDER_PIXELS:,} pixels)")
+        if w % multiple or h % multiple:
+            raise argparse.ArgumentTypeError(f"{w}x{h}: both sides must be multiples of {multiple} (try "
+                                             f"{round(w / multiple) * multiple or multiple}x{round(h / multiple) * multiple or multiple})")
+        return w, h
+    return parse
+
+
+render_size = dimensions(PATCH)  # views the model renders: whole patches

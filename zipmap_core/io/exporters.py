@@ -9,6 +9,7 @@ into place only when complete.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -157,12 +158,17 @@ def export_mesh(
 
 
 # ---- camera formats ------------------------------------------------------------------------------------
+UNSAFE_NAME_CHARS = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
+
+
 def image_file_names(recon: Reconstruction) -> list[str]:
     """Unique PNG names for the reconstruction's frames (video frames share a source name)."""
     names, seen = [], set()
     for i, name in enumerate(recon.names):
         # names decoded from non-UTF-8 bytes carry surrogates that C++ writers (pycolmap) refuse
-        stem = Path(name).stem.encode("utf-8", "surrogateescape").decode("utf-8", "replace") or f"frame_{i:04d}"
+        stem = Path(name).stem.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        # names no file system or tool takes (NUL, separators, "..", a leading dot) are renamed
+        stem = UNSAFE_NAME_CHARS.sub("_", stem).lstrip(". ") or f"frame_{i:04d}"
         candidate = f"{stem}.png"
         if candidate in seen:
             candidate = f"{stem}_{i:04d}.png"

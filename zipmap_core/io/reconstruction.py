@@ -163,8 +163,15 @@ class Reconstruction:
             state=state,
             state_scale=float(manifest.get("state_scale", 1.0)),
             metadata=dict(manifest.get("metadata", {})),
-            timings=dict(manifest.get("timings", {})),
+            timings=numeric_entries(manifest.get("timings", {})),
         )
+
+
+def numeric_entries(table: dict) -> dict[str, float]:
+    """The finite numbers of a file's table (timings are information: an odd entry is dropped,
+    never shown as a number it is not)."""
+    return {str(k): float(v) for k, v in table.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)}
 
 
 def _lazy_points(name: str) -> property:

@@ -142,6 +142,20 @@ class ZipMap(nn.Module):
                 if hook is not None:
                     hook("heads", i + 1, len(heads))
 
+    def state_problem(self, states: list[dict]) -> str | None:
+        """Why a stored scene state cannot be queried by this model (another model made it), or
+        None: one entry per global layer, each fast weight [batch x heads, *this layer's shape]."""
+        blocks = [b.ttt_block for b in self.aggregator.global_blocks if hasattr(b, "ttt_block")]
+        if len(states) != len(blocks):
+            return f"the scene state has {len(states)} layers and this model {len(blocks)}"
+        for i, (layer, ttt) in enumerate(zip(states, blocks)):
+            for name in ("w0", "w1", "w2"):
+                want = tuple(getattr(ttt, name).shape)
+                got = tuple(layer[name].shape) if name in layer else None
+                if got is None or got[1:] != want[1:] or got[0] % want[0]:
+                    return f"layer {i}'s {name} is {list(got or [])}, this model's is [k x {want[0]}, {want[1]}, {want[2]}]"
+        return None
+
     def render(
         self,
         rays: Tensor,

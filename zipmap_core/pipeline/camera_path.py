@@ -91,6 +91,8 @@ def render_path(
     back whole: a cancel or a full disk leaves the previous render as it was."""
     folder = Path(folder)
     label = ""
+    if rec is not None and rec.model.can_render:
+        rec.check_state(recon)  # before the folder is touched
     with Publication(folder, RENDER_OUTPUTS) as pub:
         frames = pub.path("frames")
         frames.mkdir()

@@ -231,6 +231,7 @@ class Reconstructor:
             )
         if recon.state is None:
             raise RuntimeError("this reconstruction has no stored scene state; reconstruct it with a state-query model")
+        self.check_state(recon)
         h, w = size or recon.image_hw
         p = self.cfg.patch_size
         if h % p or w % p:
@@ -245,6 +246,13 @@ class Reconstructor:
             rgbd, conf = self.model.render(rays.to(self.device), states, chunk_frames=self.chunk_for(rays[0]), hook=report)
         rgbd = rgbd[0].float().cpu().numpy()
         return NovelViews(rgbd[..., :3], rgbd[..., 3] * scale, conf[0].float().cpu().numpy())
+
+    def check_state(self, recon: Reconstruction) -> None:
+        """A scene state this model cannot query (another model made it) is a clear error."""
+        problem = self.model.state_problem(recon.state) if recon.state is not None else None
+        if problem:
+            raise ValueError(f"this scene's state was made by another model than {self.description} ({problem}); "
+                             f"render it with the checkpoint that made it")
 
     def _resident_state(self, recon: Reconstruction) -> list[dict[str, torch.Tensor]]:
         """The scene state on the model's device, uploaded once per scene and kept there between
