@@ -245,3 +245,66 @@ def test_odd_timings_in_a_scene_file_are_dropped_not_shown(tmp_path, recon):
     odd = dataclasses.replace(recon, timings={"total_s": "fast", "model_s": 1.5, "x": None, "y": True})
     back = Reconstruction.load(odd.save(tmp_path / "odd.zipmap"))
     assert back.timings == {"model_s": 1.5}
+
+
+# ---- what a reader is handed ---------------------------------------------------------------------------
+@pytest.mark.parametrize("command", [["info", "{p}"], ["export", "{p}", "--format", "ply", "-o", "{out}"]])
+@pytest.mark.parametrize("kind", ["folder", "fifo"])
+def test_a_folder_or_a_pipe_is_named_for_what_it_is_and_never_read(tmp_path, command, kind, capsys):
+    p = tmp_path / "thing"
+    p.mkdir() if kind == "folder" else os.mkfifo(p)  # a FIFO would block a reader for ever
+    args = [a.format(p=p, out=tmp_path / "x.ply") for a in command]
+    code, err = run_cli(args, capsys)
+    assert_one_line_error(code, err)
+    assert ("is a folder" if kind == "folder" else "not a regular file (a pipe or a device)") in err
+
+
+def test_a_scene_with_a_singular_camera_is_refused_at_load(tmp_path, recon):
+    import dataclasses
+
+    k = recon.intrinsics.copy()
+    k[1, 0, 0] = 0.0
+    path = dataclasses.replace(recon, intrinsics=k).save(tmp_path / "singular.zipmap")
+    with pytest.raises(SceneFileError, match="intrinsics of frame 1 are not a camera's"):
+        Reconstruction.load(path)
+
+
+def test_json_nested_too_deeply_is_a_message_not_a_recursion_error(tmp_path, recon, capsys):
+    deep = "[" * 200_000 + "]" * 200_000
+    cams = tmp_path / "cams.json"
+    cams.write_text(deep)
+    scene = recon.save(tmp_path / "s.zipmap")
+    code, err = run_cli(["render", str(scene), "--c2w", str(cams), "-o", str(tmp_path / "r"), "-q"], capsys)
+    assert_one_line_error(code, err)
+    assert "nested too deeply" in err and "recursion" not in err
+    ckpt = checkpoint_with_config(tmp_path / "deep.safetensors", {})
+    from safetensors.torch import load_file
+
+    save_file(load_file(str(ckpt)), str(ckpt), metadata={"format": FORMAT_NAME, "format_version": "1", "config": deep})
+    with pytest.raises(CheckpointError, match="nested too deeply"):
+        load_checkpoint(ckpt)
+
+
+@pytest.mark.parametrize("meta, message", [({"format_version": "one"}, "format_version 'one' is not a whole number"),
+                                           ({"shards": "x2"}, "shard count 'x2' is not a whole number")])
+def test_odd_checkpoint_metadata_is_named(tmp_path, meta, message):
+    path = tmp_path / "odd.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path), metadata={"format": FORMAT_NAME, "format_version": "1",
+                                                           "config": tiny_config().to_json(), **meta})
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[1, 2]", "holds a JSON list"),
+    ('{"steps": "many"}', "steps in .* is 'many', not int"),
+    ('{"views": [2, -1]}', "views .* positive whole numbers"),
+    ("{not json", "is not a JSON training config"),
+])
+def test_odd_training_configs_are_named(tmp_path, content, message):
+    from zipmap_core.training.trainer import TrainConfig
+
+    path = tmp_path / "train.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        TrainConfig.from_file(path)

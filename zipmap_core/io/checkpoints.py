@@ -24,6 +24,7 @@ from safetensors.torch import save_file
 from ..model.config import OFFICIAL_CONFIGS, ZipMapConfig
 from ..model.zipmap import ZipMap
 from .atomic import atomic_path
+from .files import parse_json, regular_file_problem
 
 SHARD_NAME = re.compile(r"-\d{5}-of-\d{5}$")
 FORMAT_NAME = "zipmap-studio"
@@ -41,6 +42,19 @@ class LoadedCheckpoint:
     path: Path
     description: str
     metadata: dict
+
+
+def _checkpoint_path(path: str | os.PathLike) -> Path:
+    problem = regular_file_problem(path, "a checkpoint")
+    if problem:
+        raise CheckpointError(problem)
+    return Path(path)
+
+
+def _whole_number(text: str, path: Path, what: str) -> int:
+    if not (isinstance(text, str) and text.isdigit() and len(text) < 10):
+        raise CheckpointError(f"{path.name} is damaged: its {what} {text!r} is not a whole number")
+    return int(text)
 
 
 def detect_variant(keys: set[str], filename: str = "") -> str:
@@ -155,9 +169,7 @@ def _build(cfg: ZipMapConfig, state: Mapping[str, torch.Tensor], path: Path, wha
 def load_official(path: str | os.PathLike, variant: str | None = None, config: ZipMapConfig | None = None) -> LoadedCheckpoint:
     """An authors'-format `.pt`; `config` overrides the published size (files of their code at
     other sizes, such as the parity vectors' models)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+    path = _checkpoint_path(path)
     state = _read_torch_file(path)
     variant = variant or detect_variant(set(state), path.name)
     if variant not in OFFICIAL_CONFIGS:
@@ -185,11 +197,9 @@ def shard_paths(path: Path, count: int) -> list[Path]:
 
 
 def load_safetensors(path: str | os.PathLike) -> LoadedCheckpoint:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+    path = _checkpoint_path(path)
     meta, state = _read_safetensors(path)
-    count = int(meta.get("shards", "1") or 1)
+    count = _whole_number(meta.get("shards", "1") or "1", path, "shard count")
     if count > 1:  # one shard of several: read them all
         state = {}
         for shard in shard_paths(path, count):
@@ -204,14 +214,14 @@ def load_safetensors(path: str | os.PathLike) -> LoadedCheckpoint:
             f"{path.name} is a safetensors file but not a ZipMap Studio model (its metadata lacks "
             f"format={FORMAT_NAME!r} and a config); found metadata keys: {sorted(meta)}"
         )
-    version = int(meta.get("format_version", "0"))
+    version = _whole_number(meta.get("format_version", "0"), path, "format_version")
     if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path.name} uses model format version {version}; this version of ZipMap Studio reads up to "
             f"{FORMAT_VERSION}. Please update ZipMap Studio."
         )
     try:
-        cfg = ZipMapConfig.from_dict(json.loads(meta["config"]))
+        cfg = ZipMapConfig.from_dict(parse_json(meta["config"]))
     except ValueError as exc:  # JSON's errors are ValueErrors too
         raise CheckpointError(f"{path.name} has a config that cannot be used: {exc}") from None
     model = _build(cfg, state, path, f"'{cfg.name}' configuration")
@@ -221,9 +231,7 @@ def load_safetensors(path: str | os.PathLike) -> LoadedCheckpoint:
 
 def load_checkpoint(path: str | os.PathLike, variant: str | None = None) -> LoadedCheckpoint:
     """Opens an official `.pt` or our `.safetensors` file, by its content rather than its suffix."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+    path = _checkpoint_path(path)
     with open(path, "rb") as f:
         head = f.read(16)
     is_safetensors = len(head) >= 9 and head[8:9] == b"{"

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from .files import parse_json, regular_file_problem
+
 SCENE_FORMAT = "zipmap-scene"
 SCENE_VERSION = 2  # 2: points derived from depth may be left out ("derived_points"); 1 is written otherwise
 DERIVED = ("points_cam", "points_world")
@@ -202,6 +204,14 @@ def first_non_finite(arrays: dict[str, np.ndarray], keys: tuple[str, ...] = FINI
     return None
 
 
+def check_cameras(intrinsics: np.ndarray, name: str) -> None:
+    """Every frame's intrinsics a camera: positive focal lengths and a last row of 0, 0, 1."""
+    ok = (intrinsics[:, 0, 0] > 0) & (intrinsics[:, 1, 1] > 0) & np.all(intrinsics[:, 2] == [0, 0, 1], axis=1)
+    if not ok.all():
+        raise SceneFileError(f"{name} is damaged: the intrinsics of frame {int(np.argmin(ok))} are not a camera's "
+                             f"(focal lengths must be positive, the last row 0 0 1)")
+
+
 def first_non_finite_state(state: list[dict[str, np.ndarray]]) -> str | None:
     """'the scene state's layer 2 (w1)' for the first non-finite fast weight, else None."""
     for i, layer in enumerate(state):
@@ -229,11 +239,15 @@ def check_state(flat: dict[str, np.ndarray], name: str) -> list[dict[str, np.nda
 def read_scene(path: os.PathLike | str) -> tuple[dict, dict[str, np.ndarray], list[dict[str, np.ndarray]] | None]:
     """(manifest, arrays, state or None) of a `.zipmap` file; `SceneFileError` for anything else."""
     name = os.path.basename(path)
+    problem = regular_file_problem(path, "a scene file")
+    if problem:
+        raise SceneFileError(problem)
     try:
         with zipfile.ZipFile(path) as zf:
+            text = _member(zf, "manifest.json", MAX_MANIFEST_BYTES, name, "a manifest needs")
             try:
-                manifest = json.loads(_member(zf, "manifest.json", MAX_MANIFEST_BYTES, name, "a manifest needs"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                manifest = parse_json(text)
+            except ValueError as exc:  # bad UTF-8 and bad JSON alike
                 raise SceneFileError(f"{name} is damaged: its manifest is not JSON ({exc})") from exc
             frames, hw, derived = check_manifest(manifest, name)
             blob = _member(zf, "arrays.npz", expected_bytes(frames, hw, derived), name,
@@ -247,6 +261,7 @@ def read_scene(path: os.PathLike | str) -> tuple[dict, dict[str, np.ndarray], li
             bad = first_non_finite(arrays) or (first_non_finite_state(state) if state else None)
             if bad:
                 raise SceneFileError(f"{name} is damaged: {bad} holds NaN or infinite numbers")
+            check_cameras(arrays["intrinsics"], name)
     except SceneFileError:
         raise
     except FileNotFoundError:

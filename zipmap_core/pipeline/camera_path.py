@@ -12,6 +12,7 @@ import torch
 from scipy.spatial.transform import Rotation, Slerp
 
 from ..io.atomic import Publication
+from ..io.files import parse_json, regular_file_problem
 from ..io.reconstruction import Reconstruction
 from ..model.geometry import look_at as _look_at
 
@@ -188,10 +189,11 @@ def read_poses(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     from ..options import MAX_PATH_VIEWS
 
     path = Path(path)
-    if not path.is_file() or path.stat().st_size > 64 << 20:
-        raise ValueError(f"{path}: not a camera file (a JSON file of at most 64 MB)")
+    problem = regular_file_problem(path, "a camera file")
+    if problem or path.stat().st_size > 64 << 20:
+        raise ValueError(problem or f"{path}: a camera file of over 64 MB")
     try:
-        data = json.loads(path.read_text())
+        data = parse_json(path.read_text())
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path.name}: not JSON ({exc})") from None
     if isinstance(data, dict) and "c2w" not in data:

@@ -24,6 +24,7 @@ from torch import nn
 from ..device import check_precision, needs_loss_scaling, select_device, training_precision
 from ..io.atomic import atomic_path
 from ..io.checkpoints import load_checkpoint, save_model
+from ..io.files import parse_json, regular_file_problem
 from ..model.config import get_config
 from ..model.geometry import (
     cameras_to_pose_encoding,
@@ -99,16 +100,44 @@ class TrainConfig:
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides) -> "TrainConfig":
-        data = json.loads(Path(path).read_text()) if path else {}
+        data = _read_settings(Path(path)) if path else {}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown training settings in {path}: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         data.update({k: v for k, v in overrides.items() if v is not None})
+        for f in fields(cls):  # a setting whose default is a plain number, text or flag must be one
+            default = f.default
+            if f.name in data and isinstance(default, (bool, int, float, str)) and not _same_kind(data[f.name], default):
+                raise ValueError(f"training setting {f.name} in {path} is {data[f.name]!r}, not {type(default).__name__}")
         for key in ("views", "heights"):
             if key in data:
+                if not isinstance(data[key], (list, tuple)) or not all(_same_kind(v, 1) and v > 0 for v in data[key]):
+                    raise ValueError(f"training setting {key} in {path} must be a list of positive whole numbers")
                 data[key] = tuple(data[key])
         return cls(**data)
+
+
+def _read_settings(path: Path) -> dict:
+    problem = regular_file_problem(path, "a training config")
+    if problem:
+        raise ValueError(problem)
+    try:
+        data = parse_json(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path.name} is not a JSON training config ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path.name} holds a JSON {type(data).__name__}, not an object of training settings")
+    return data
+
+
+def _same_kind(value, default) -> bool:
+    """JSON's kind of `value` matches `default`'s (a whole number serves where a float is expected)."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and value == value
+    return isinstance(value, type(default))
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
