@@ -6,59 +6,37 @@ import argparse
 import os
 import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Callable
-
-from tqdm import tqdm
 
 from .bench_cli import add_bench_parser
 from .cancel import Cancelled
 from .device import PRECISIONS
-from .model.config import OFFICIAL_CONFIGS
-from .options import MAX_FRAMES, MAX_PATH_VIEWS, MAX_PROCESSES, MAX_RESOLUTION, number, positive_int, render_size, resolution
 from .io.atomic import Publication
 from .io.checkpoints import CheckpointError, convert, load_checkpoint
 from .io.download import DownloadError, download_official, resolve_checkpoint
 from .io.exporters import DEFAULT_NAMES, FORMATS, check_formats, export
 from .io.inputs import NoUsableImagesError, Preparation, VideoSampling, load_inputs
 from .io.reconstruction import Reconstruction, SceneFileError
+from .model.config import OFFICIAL_CONFIGS
+from .options import (
+    MAX_FRAMES,
+    MAX_PATH_VIEWS,
+    MAX_PROCESSES,
+    MAX_RESOLUTION,
+    number,
+    positive_int,
+    render_size,
+    resolution,
+)
 from .pipeline.assembly import POINT_SOURCES
 from .pipeline.reconstructor import Reconstructor
 from .resources import BUNDLED_MODEL, DEMO_NOTICE, is_bundled_model
+from .terminal import StageBar, Terminated, terminate_like_interrupt
 from .training.trainer import TrainConfig, Trainer
 
 # every failure a user can cause or meet (bad files, full disks, missing folders): one line, exit 2
 USER_ERRORS = (CheckpointError, DownloadError, NoUsableImagesError, SceneFileError, ValueError, RuntimeError, OSError)
-
-
-class StageBar:
-    """One terminal progress bar per pipeline stage."""
-
-    def __init__(self, quiet: bool = False) -> None:
-        self.quiet = quiet
-        self.stage: str | None = None
-        self.bar: tqdm | None = None
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if self.quiet:
-            return
-        if stage != self.stage:
-            self.close()
-            self.stage = stage
-            # stages count blocks, frames or files of unequal cost: a rate per "step" would mislead
-            # a total of 0: not known yet (frames counted as they decode)
-            fmt = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}]" if total > 0 else "{desc}: {n_fmt} [{elapsed}]"
-            self.bar = tqdm(total=total or None, desc=f"{stage:>11}", leave=False, file=sys.stderr, bar_format=fmt)
-        assert self.bar is not None
-        self.bar.total = total or None
-        self.bar.n = done
-        self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
 
 
 def _add_fast_bf16(parser: argparse.ArgumentParser) -> None:
@@ -153,7 +131,12 @@ def _reconstruct_as_rank(args: argparse.Namespace, launch, formats: list[str]) -
     rank 0 gathers, assembles and writes."""
     import torch.distributed as dist
 
-    from .pipeline.distributed import die_with_parent, init_group, make_shard, reconstruct_split
+    from .pipeline.distributed import (
+        die_with_parent,
+        init_group,
+        make_shard,
+        reconstruct_split,
+    )
 
     if os.environ.get("ZIPMAP_LAUNCHED"):
         die_with_parent()
@@ -415,20 +398,11 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     return parser
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (what `timeout`, `kill` and service managers send), raised where the program is,
-    so it unwinds like Ctrl+C: staged outputs are discarded and the previous ones kept."""
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated()
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
-    previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() else None
+    previous = terminate_like_interrupt()
     try:
         return args.func(args)
     except Cancelled:
