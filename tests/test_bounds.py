@@ -309,3 +309,27 @@ def test_odd_training_configs_are_named(tmp_path, content, message):
     path.write_text(content)
     with pytest.raises(ValueError, match=message):
         TrainConfig.from_file(path)
+
+
+def test_novel_views_with_nan_are_refused_and_no_render_is_published(tmp_path, recon, tiny_ckpt, monkeypatch):
+    import dataclasses
+
+    from zipmap_core.pipeline.assembly import NonFiniteOutputError
+    from zipmap_core.pipeline.camera_path import orbit_path, render_path
+    from zipmap_core.pipeline.reconstructor import Reconstructor
+
+    rec = Reconstructor.from_checkpoint(tiny_ckpt, "cpu")
+    state = [{k: v[0].detach().numpy()[None] for k, v in blk.ttt_block.initial_state(1).items()}
+             for blk in rec.model.aggregator.global_blocks]
+    scene = dataclasses.replace(recon, state=state)
+    real = rec.model.render
+
+    def nan_render(*args, **kwargs):
+        rgbd, conf = real(*args, **kwargs)
+        rgbd[0, -1, 0, 0, 3] = float("nan")
+        return rgbd, conf
+
+    monkeypatch.setattr(rec.model, "render", nan_render)
+    with pytest.raises(NonFiniteOutputError, match="depth of view 1"):
+        render_path(rec, scene, orbit_path(scene, 2), recon.intrinsics[0], (28, 42), tmp_path / "r")
+    assert [p.name for p in (tmp_path / "r").iterdir()] == []

@@ -24,10 +24,11 @@ from ..io.checkpoints import load_checkpoint
 from ..io.inputs import Frame, InputSet, Preparation, VideoSampling, load_inputs
 from ..io.preprocess import Crop, check_mode_and_size, stack_images
 from ..io.reconstruction import Reconstruction
+from ..io.scene_file import first_non_finite
 from ..model.geometry import ray_conditions
 from ..model.zipmap import ModelOutput, ZipMap
 from ..resources import BUNDLED_MODEL
-from .assembly import assemble, check_point_source, host_states
+from .assembly import NonFiniteOutputError, assemble, check_point_source, host_states
 from .early_encoding import load_and_encode
 from .streaming import StreamingSession
 
@@ -245,7 +246,12 @@ class Reconstructor:
         with torch.inference_mode(), self._autocast():
             rgbd, conf = self.model.render(rays.to(self.device), states, chunk_frames=self.chunk_for(rays[0]), hook=report)
         rgbd = rgbd[0].float().cpu().numpy()
-        return NovelViews(rgbd[..., :3], rgbd[..., 3] * scale, conf[0].float().cpu().numpy())
+        views = NovelViews(rgbd[..., :3], rgbd[..., 3] * scale, conf[0].float().cpu().numpy())
+        bad = first_non_finite({"colour": views.rgb, "depth": views.depth})
+        if bad:
+            raise NonFiniteOutputError(f"the model produced NaN or infinite numbers (the {bad.replace('frame', 'view')}); "
+                                       f"nothing was written")
+        return views
 
     def check_state(self, recon: Reconstruction) -> None:
         """A scene state this model cannot query (another model made it) is a clear error."""
