@@ -14,7 +14,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="*", help="images, folders, videos, or a .zipmap scene")
     p.add_argument("--checkpoint", help="official .pt, our .safetensors, or official[:VARIANT] to download the authors' "
                                         "checkpoint once (default: last used, else the bundled demonstration model)")
-    p.add_argument("--fps", type=number(float, 0, 1000, lo_open=True), default=1.0, help="video sampling rate for the inputs given here (frames per second)")
+    p.add_argument("--fps", type=number(float, 0, 1000, lo_open=True), default=1.0,
+                   help="video sampling rate for the inputs given here (frames per second)")
     p.add_argument("--video-frames", type=positive_int(MAX_FRAMES), help="take this many evenly spaced frames per video instead")
     p.add_argument("--screenshot", help="after reconstructing, save a screenshot to this PNG")
     p.add_argument("--capture", choices=("view", "window"), default="view",

@@ -37,7 +37,7 @@ def qimage_to_array(image) -> np.ndarray:
 
 
 class ExportController:
-    def __init__(self, window: "MainWindow") -> None:
+    def __init__(self, window: MainWindow) -> None:
         self.w = window
 
     def export_dialog(self, fmt: str) -> None:

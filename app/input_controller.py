@@ -32,7 +32,7 @@ SAMPLING_CHOICES = ["1 per second", "2 per second", "32 evenly spaced", "64 even
 
 
 class InputController:
-    def __init__(self, window: "MainWindow") -> None:
+    def __init__(self, window: MainWindow) -> None:
         self.w = window
         self.frames: list[Frame] = []
         self.ask_video_sampling = True

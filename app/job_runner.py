@@ -3,7 +3,7 @@ while it runs, and a clear word when the user asks for a second one."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from .jobs import Job
 from .panels import ModelPanel, StageProgress

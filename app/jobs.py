@@ -3,7 +3,8 @@ progress through a queued Qt signal and stop through the engine's cooperative Ca
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 from superqt.utils import create_worker
@@ -35,7 +36,7 @@ class Job(QObject):
         self.token.check()
         self.progress.emit(stage, done, total)
 
-    def start(self) -> "Job":
+    def start(self) -> Job:
         self.running = True
         # passing `errored` here stops superqt from re-raising the error in the event loop
         self._worker = create_worker(

@@ -6,8 +6,9 @@ views)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QFileDialog, QInputDialog
@@ -39,7 +40,7 @@ class StreamJob(Job):
             self.token.check()
         return last
 
-    def start(self) -> "StreamJob":
+    def start(self) -> StreamJob:
         self.running = True
         self._worker = create_worker(
             self._run, _start_thread=False,
@@ -64,7 +65,7 @@ class StreamJob(Job):
 
 
 class LiveController:
-    def __init__(self, window: "MainWindow") -> None:
+    def __init__(self, window: MainWindow) -> None:
         self.w = window
         self.job: StreamJob | None = None
         self.windows_shown = 0

@@ -10,8 +10,8 @@ from PySide6.QtGui import QAction, QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
-    QFrame,
     QFileDialog,
+    QFrame,
     QInputDialog,
     QLabel,
     QMainWindow,
@@ -37,9 +37,9 @@ from zipmap_core.resources import (
 
 from .exports import ExportController
 from .input_controller import InputController
-from .live import LiveController
 from .job_runner import JobRunner
 from .jobs import Job
+from .live import LiveController
 from .novel_view import NovelViewPanel
 from .panels import InputPanel, ModelPanel, StageProgress, ViewPanel
 from .scene_files import SceneFileController
@@ -290,11 +290,11 @@ class MainWindow(QMainWindow):
         self.jobs.run(job, "download")
 
     # ---- inputs ----------------------------------------------------------------------------------
-    def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def dragEnterEvent(self, event) -> None:
         if event.mimeData().hasUrls():
             event.acceptProposedAction()
 
-    def dropEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def dropEvent(self, event) -> None:
         """A drop opens a new input set; with Ctrl held it adds to the current one."""
         paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
         scenes = [p for p in paths if p.endswith(".zipmap")]
@@ -359,7 +359,7 @@ class MainWindow(QMainWindow):
             self._camera_index = (getattr(self, "_camera_index", -1) + 1) % self.recon.num_frames
             self.view.look_through(self._camera_index)
 
-    def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def keyPressEvent(self, event) -> None:
         if not self.cameras.handle_key(event.key()):
             super().keyPressEvent(event)
 
@@ -378,7 +378,7 @@ class MainWindow(QMainWindow):
     def about(self) -> None:
         QMessageBox.about(self, f"About {APP_NAME}", self.about_text())
 
-    def showEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def showEvent(self, event) -> None:
         """The first show restores the last session's window and docks; without one the novel
         views get a third of the height, enough to read RGB, depth and confidence side by side."""
         super().showEvent(event)
@@ -396,7 +396,7 @@ class MainWindow(QMainWindow):
     def _size_novel_dock(self) -> None:
         self.resizeDocks([self.novel_dock], [max(NOVEL_DOCK_MIN_PX, self.height() // 3)], Qt.Orientation.Vertical)
 
-    def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def closeEvent(self, event) -> None:
         self.cancel()
         self.settings.setValue("window_geometry", self.saveGeometry())
         self.settings.setValue("window_state", self.saveState())

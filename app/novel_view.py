@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
@@ -165,5 +165,3 @@ class NovelViewPanel(QGroupBox):
     def size(self) -> tuple[int, int]:  # type: ignore[override]
         return int(self.height_px.value()), int(self.width_px.value())
 
-
-Qt  # re-exported for tests that send key events

@@ -51,7 +51,8 @@ class InputPanel(QGroupBox):
         self.list.setIconSize(QSize(THUMB, THUMB))
         self.list.setResizeMode(QListWidget.ResizeMode.Adjust)
         self.list.setSelectionMode(QListWidget.SelectionMode.ExtendedSelection)
-        self.list.itemChanged.connect(lambda item: self.visibility_changed.emit(self.list.row(item), item.checkState() == Qt.CheckState.Checked))
+        self.list.itemChanged.connect(
+            lambda item: self.visibility_changed.emit(self.list.row(item), item.checkState() == Qt.CheckState.Checked))
         self.count = QLabel("no images — drop photos, folders or videos here")
         self.count.setWordWrap(True)
         self.remove_button = QPushButton("Remove selected")

@@ -20,7 +20,7 @@ RECENT_MAX = 8
 
 
 class SceneFileController:
-    def __init__(self, window: "MainWindow", recent_menu: QMenu) -> None:
+    def __init__(self, window: MainWindow, recent_menu: QMenu) -> None:
         self.w, self.recent_menu = window, recent_menu
         self._refresh_recent()
 

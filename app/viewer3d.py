@@ -422,7 +422,7 @@ class SceneView:
             return self.canvas.render(alpha=False)
         # VisPy's ViewBox keeps its on-screen pixel viewport when rendering into a larger
         # framebuffer, so the canvas itself is laid out at the larger size for this one pass
-        big = (int(round(w * scale)), int(round(h * scale)))
+        big = (round(w * scale), round(h * scale))
         self.canvas.size = big
         try:
             return self.canvas.render(alpha=False)

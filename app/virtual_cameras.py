@@ -38,7 +38,7 @@ KEY_MOVES = {Qt.Key.Key_I: dict(forward=1), Qt.Key.Key_K: dict(forward=-1), Qt.K
 
 
 class VirtualCameraController:
-    def __init__(self, window: "MainWindow") -> None:
+    def __init__(self, window: MainWindow) -> None:
         self.w = window
         self.virtual_cameras: list[VirtualCamera] = []
         self.selected = -1
@@ -187,7 +187,7 @@ class VirtualCameraController:
                 np.save(fh, depth.astype(np.float32))
         with atomic_path(f"{stem}_depth.json") as tmp:
             tmp.write_text(json.dumps({"depth_png_units_per_scene_unit": scale}))
-        return out + [Path(f"{stem}_depth.npy")]
+        return [*out, Path(f"{stem}_depth.npy")]
 
     def render_path_dialog(self) -> None:
         if self.w.recon is None:

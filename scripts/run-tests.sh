@@ -10,6 +10,9 @@ cd "$ROOT"
 bash scripts/install-system-deps.sh
 source scripts/setup-env.sh
 export QT_QPA_PLATFORM=xcb HF_HUB_OFFLINE=1
+if [ $# -eq 0 ]; then
+  bash scripts/lint.sh  # style first: ruff, and mypy against its shrinking baseline
+fi
 xvfb-run -a -s "-screen 0 1920x1080x24" python -m pytest -q "$@"
 if [ $# -eq 0 ]; then
   echo "golden parity tests again with the golden files' kernels (ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2):"

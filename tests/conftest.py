@@ -4,7 +4,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-import pytest  # noqa: E402
+import pytest
 
 
 @pytest.fixture(scope="module")
@@ -18,6 +18,45 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
     torch.manual_seed(1)
     return save_model(ZipMap(tiny_config()), tmp_path_factory.mktemp("model") / "tiny.safetensors", description="tiny test model")
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    """A randomly initialised tiny model (seed 0), for command-line and fault tests."""
+    import torch
+
+    from zipmap_core.io.checkpoints import save_model
+    from zipmap_core.model.config import tiny_config
+    from zipmap_core.model.zipmap import ZipMap
+
+    torch.manual_seed(0)
+    return save_model(ZipMap(tiny_config()).eval(), tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
+
+
+@pytest.fixture(scope="module")
+def recon():
+    """A 3-frame 42x28 scene with exact geometry (a generated scene's ground truth)."""
+    from scenes import truth_reconstruction
+
+    return truth_reconstruction(views=3, hw=(28, 42))
+
+
+@pytest.fixture()
+def scene(tmp_path, recon) -> Path:
+    """`recon` saved as a .zipmap file."""
+    return recon.save(tmp_path / "good.zipmap")
+
+
+@pytest.fixture()
+def photos(tmp_path, recon) -> Path:
+    """`recon`'s frames as a folder of PNG photos."""
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, image in enumerate(recon.images):
+        Image.fromarray(image).save(folder / f"p{i}.png")
+    return folder
 
 
 @pytest.fixture
@@ -47,7 +86,8 @@ def pytest_terminal_summary(terminalreporter) -> None:
         return
     terminalreporter.section("golden bit-identity (diagnostic, not asserted)")
     for r in bit_identity_records:
-        verdict = "bit-identical" if r["bit_identical"] else f"{r['differing']} of {r['tensors']} tensors differ (max rel RMS {r['max_rel_rms']:.2e}, within tolerance)"
+        verdict = "bit-identical" if r["bit_identical"] else (
+            f"{r['differing']} of {r['tensors']} tensors differ (max rel RMS {r['max_rel_rms']:.2e}, within tolerance)")
         terminalreporter.write_line(f"{r['case']}: {verdict}")
     k = bit_identity_records[0]["kernels"]
     terminalreporter.write_line(f"kernels: torch {k['torch']}, ATen {k['aten_capability']}, CPU {' '.join(k['cpu_flags'])}; "

@@ -14,7 +14,7 @@ pytest.importorskip("pytestqt")
 if not os.environ.get("DISPLAY") and os.environ.get("QT_QPA_PLATFORM", "") != "offscreen":
     pytest.skip("the GUI tests need an X server: run them as the README says (xvfb-run)", allow_module_level=True)
 
-import vispy  # noqa: E402
+import vispy
 
 vispy.use("pyside6")
 

@@ -45,7 +45,7 @@ def test_engine_never_imports_qt_or_the_app():
 def test_engine_imports_point_down():
     for path in (ROOT / "zipmap_core").rglob("*.py"):
         own = _floor(".".join(path.relative_to(ROOT).with_suffix("").parts))
-        if own is None or path.name == "__init__.py" and path.parent.name == "zipmap_core":
+        if own is None or (path.name == "__init__.py" and path.parent.name == "zipmap_core"):
             continue
         up = [n for n in _imports(path) if (f := _floor(n)) is not None and f > own]
         assert not up, f"{path.relative_to(ROOT)} (floor {own}) imports from above: {up}"

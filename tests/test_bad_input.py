@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 import torch
 from clitools import assert_one_line_error, run_cli, run_limited
-from scenes import truth_reconstruction
 
 from zipmap_core import cli
 from zipmap_core.io.checkpoints import CheckpointError, load_checkpoint, save_model
@@ -27,23 +26,7 @@ from zipmap_core.model.zipmap import ZipMap
 ROOT = Path(__file__).resolve().parents[1]
 
 
-# ---- fixtures ---------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def recon() -> Reconstruction:
-    return truth_reconstruction(views=3, hw=(28, 42))
-
-
-@pytest.fixture()
-def scene(tmp_path, recon) -> Path:
-    return recon.save(tmp_path / "good.zipmap")
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    return save_model(ZipMap(tiny_config()).eval(), tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
-
-
+# ---- helpers (the shared fixtures recon, scene, photos and tiny_ckpt are in conftest.py) ---------------
 def rewrite(src: Path, dst: Path, replace: dict[str, bytes | None]) -> Path:
     """A copy of a scene with some members replaced (None: dropped), stored or deflated as given."""
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
@@ -92,7 +75,7 @@ def test_deflated_zero_bomb_in_arrays_is_refused_before_reading(tmp_path, scene,
                 fh.write(view[i : i + 2**24])
     assert bomb.stat().st_size < 8 * 2**20
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    with pytest.raises(SceneFileError, match="declares .* bytes"):
+    with pytest.raises(SceneFileError, match=r"declares .* bytes"):
         Reconstruction.load(bomb)
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mb < 200, f"peak memory grew by {grown_mb:.0f} MB"
@@ -231,15 +214,6 @@ def test_full_disk_while_training_saves_is_a_write_error(tmp_path, monkeypatch):
 
 
 # ---- outputs: published together, verified, re-runnable ----------------------------------------------------
-@pytest.fixture()
-def photos(tmp_path, recon) -> Path:
-    from PIL import Image
-
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for i, image in enumerate(recon.images):
-        Image.fromarray(image).save(folder / f"p{i}.png")
-    return folder
 
 
 def _reconstruct(photos: Path, out: Path, ckpt: Path, capsys, export: str = "ply,colmap") -> tuple[int, str]:

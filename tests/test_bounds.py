@@ -18,7 +18,6 @@ import torch
 from clitools import assert_one_line_error, run_cli
 from PIL import Image
 from safetensors.torch import save_file
-from scenes import truth_reconstruction
 
 from zipmap_core.io.checkpoints import FORMAT_NAME, CheckpointError, load_checkpoint, save_model
 from zipmap_core.io.reconstruction import Reconstruction, SceneFileError
@@ -26,12 +25,6 @@ from zipmap_core.model.config import ZipMapConfig, tiny_config
 from zipmap_core.model.zipmap import ZipMap
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    return save_model(ZipMap(tiny_config()).eval(), tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
 
 
 def checkpoint_with_config(path: Path, config) -> Path:
@@ -159,9 +152,6 @@ def test_the_studio_refuses_a_zero_scale_at_once():
 
 
 # ---- non-finite numbers ------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def recon() -> Reconstruction:
-    return truth_reconstruction(views=3, hw=(28, 42))
 
 
 @pytest.mark.parametrize("array, frame", [("extrinsics", 1), ("intrinsics", 2), ("depth", 0)])

@@ -69,7 +69,7 @@ def test_colmap_binary_and_text_poses_intrinsics_points(tmp_path, recon):
             np.testing.assert_allclose(cam.params, [k[0, 0], k[1, 1], k[0, 2], k[1, 2]], rtol=1e-6)
             assert (cam.width, cam.height) == (recon.image_hw[1], recon.image_hw[0])
         # each point projects onto the pixel its track names
-        pid, point = next(iter(model.points3D.items()))
+        _pid, point = next(iter(model.points3D.items()))
         el = point.track.elements[0]
         image = model.images[el.image_id]
         xy = image.points2D[el.point2D_idx].xy
@@ -116,7 +116,7 @@ def test_unwritable_target_is_reported(tmp_path, recon):
     occupied = tmp_path / "occupied"
     occupied.mkdir()
     (occupied / "keep.txt").write_text("user data")
-    with pytest.raises(WriteError, match="holds files ZipMap did not write \\(keep.txt\\)"):
+    with pytest.raises(WriteError, match=r"holds files ZipMap did not write \(keep\.txt\)"):
         export(recon, "nerfstudio", occupied)
     assert os.listdir(occupied) == ["keep.txt"] and sorted(os.listdir(tmp_path)) == ["a_file", "occupied"]
 

@@ -82,7 +82,7 @@ def test_state_query_render():
 
 
 def test_modules_in_isolation():
-    model, meta, t = golden_model("modules")
+    model, _meta, t = golden_model("modules")
     agg = model.aggregator
     with torch.no_grad():
         enc = agg.patch_embed(t["encoder.in"])

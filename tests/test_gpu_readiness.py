@@ -98,8 +98,8 @@ def test_no_float64_on_apples_mps(monkeypatch):
 
 # ---- training that fits: activation checkpointing, fp16 with loss scaling ------------------------------
 def test_activation_checkpointing_gives_the_same_gradients():
-    from zipmap_core.training.trainer import compute_losses
     from zipmap_core.training.synthetic import generate
+    from zipmap_core.training.trainer import compute_losses
 
     torch.manual_seed(0)
     model = ZipMap(tiny_config())

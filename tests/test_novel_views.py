@@ -84,7 +84,7 @@ def tiny_scene(tmp_path_factory):
 
 
 def test_render_cli_orbit_writes_frames_video_and_cameras(tmp_path, tiny_scene):
-    _, recon, scene, ckpt = tiny_scene
+    _, _recon, scene, ckpt = tiny_scene
     out = tmp_path / "orbit"
     assert cli.main(["render", str(scene), "--orbit", "5", "-o", str(out), "--checkpoint", str(ckpt), "--device", "cpu", "-q"]) == 0
     frames = sorted((out / "frames").glob("frame_*.png"))

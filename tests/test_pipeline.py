@@ -277,7 +277,7 @@ def test_camera_frames_are_taken_at_the_rate_and_prepared(monkeypatch):
         def __init__(self, index):
             self.count, self.released = 0, False
 
-        def isOpened(self):  # noqa: N802 - OpenCV's API
+        def isOpened(self):
             return True
 
         def read(self):
@@ -309,12 +309,12 @@ def test_a_phone_video_frame_comes_out_upright():
     class StoredFrame:  # a decoded frame: 4 wide, 2 high, its top-left pixel white
         width, height, rotation = 4, 2, -90
 
-        def to_ndarray(self, format):  # noqa: A002 - PyAV's keyword
+        def to_ndarray(self, format):
             rgb = np.zeros((2, 4, 3), np.uint8)
             rgb[0, 0] = 255
             return rgb
 
-        def reformat(self, width, height, format, interpolation):  # noqa: A002
+        def reformat(self, width, height, format, interpolation):
             assert (width, height) == (8, 4), "scaled in the stored orientation"
             frame = StoredFrame()
             frame.to_ndarray = lambda: np.kron(StoredFrame().to_ndarray("rgb24"), np.ones((2, 2, 1), np.uint8))

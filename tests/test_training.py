@@ -175,7 +175,7 @@ def test_trainable_globs_freeze_everything_else(tmp_path):
     assert moved and all(k.startswith("nvs_head.") or ".ttt_block." in k for k in moved)
     assert any(k.startswith("nvs_head.") for k in moved) and any(".ttt_block." in k for k in moved)
     assert trainer.trainable_parameters == sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-    with pytest.raises(ValueError, match="trainable pattern 'nvs_heads.*' matches no parameter"):
+    with pytest.raises(ValueError, match=r"trainable pattern 'nvs_heads\.\*' matches no parameter"):
         Trainer(TrainConfig(**{**cfg.__dict__, "trainable": ["nvs_heads.*"]}), log=lambda *_: None)
 
 
@@ -362,7 +362,7 @@ def test_capture_scenes_are_normalised_by_their_points_and_pans_skip_the_novel_v
     orbit = generate_captures(2, 5, 31, (28, 56), kind="orbit")
     assert normalise(pan, 3)[0].depth.median() > 20  # the camera convention: far too deep
     for views in (pan, orbit):
-        normed, scale = normalise(views, 3, by="points")
+        normed, _scale = normalise(views, 3, by="points")
         again = mean_point_distance(normed.depth[:, :3], normed.extrinsics[:, :3], normed.intrinsics[:, :3])
         torch.testing.assert_close(again, torch.ones(2), rtol=1e-4, atol=0)  # the points' mean distance is 1
         assert 0.2 < float(normed.depth.median()) < 2.0

@@ -11,42 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from clitools import assert_one_line_error, run_cli
 from PIL import Image
-from scenes import truth_reconstruction
 
 from zipmap_core.io import atomic
-from zipmap_core.io.checkpoints import save_model
-from zipmap_core.model.config import tiny_config
-from zipmap_core.model.zipmap import ZipMap
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def recon():
-    return truth_reconstruction(views=3, hw=(28, 42))
-
-
-@pytest.fixture()
-def scene(tmp_path, recon) -> Path:
-    return recon.save(tmp_path / "good.zipmap")
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    return save_model(ZipMap(tiny_config()).eval(), tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
-
-
-@pytest.fixture()
-def photos(tmp_path, recon) -> Path:
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for i, image in enumerate(recon.images):
-        Image.fromarray(image).save(folder / f"p{i}.png")
-    return folder
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -91,14 +61,14 @@ def test_a_render_never_removes_a_file_in_its_folder(tmp_path, recon):
     folder = tmp_path / "render"
     (folder / "frames").mkdir(parents=True)
     (folder / "frames" / "notes.txt").write_text("mine")
-    with pytest.raises(atomic.WriteError, match="holds files ZipMap did not write \\(notes.txt\\)"):
+    with pytest.raises(atomic.WriteError, match=r"holds files ZipMap did not write \(notes\.txt\)"):
         render_path(None, recon, orbit_path(recon, 3), recon.intrinsics[0], recon.image_hw, folder)
     assert snapshot(folder) == {"frames/notes.txt": b"mine"}
     (folder / "frames" / "notes.txt").unlink()
     (folder / "frames").rmdir()
     render_path(None, recon, orbit_path(recon, 3), recon.intrinsics[0], recon.image_hw, folder)
     (folder / "frames" / "notes.txt").write_text("added later")
-    with pytest.raises(atomic.WriteError, match="frames/notes.txt|notes.txt"):
+    with pytest.raises(atomic.WriteError, match=r"notes\.txt"):
         render_path(None, recon, orbit_path(recon, 4), recon.intrinsics[0], recon.image_hw, folder)
     assert (folder / "frames" / "notes.txt").read_text() == "added later"
 

@@ -13,7 +13,23 @@ from .resources import BUNDLED_MODEL
 __version__ = "0.1.0"
 
 __all__ = [
-    "BUNDLED_MODEL", "Cancelled", "CancelToken", "CheckpointError", "NoUsableImagesError", "NovelViews",
-    "OFFICIAL_CONFIGS", "Reconstruction", "Reconstructor", "SceneFileError", "VideoSampling", "ZipMap",
-    "ZipMapConfig", "convert", "get_config", "load_checkpoint", "load_inputs", "save_model", "select_device",
+    "BUNDLED_MODEL",
+    "OFFICIAL_CONFIGS",
+    "CancelToken",
+    "Cancelled",
+    "CheckpointError",
+    "NoUsableImagesError",
+    "NovelViews",
+    "Reconstruction",
+    "Reconstructor",
+    "SceneFileError",
+    "VideoSampling",
+    "ZipMap",
+    "ZipMapConfig",
+    "convert",
+    "get_config",
+    "load_checkpoint",
+    "load_inputs",
+    "save_model",
+    "select_device",
 ]

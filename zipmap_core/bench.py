@@ -239,7 +239,7 @@ def generator_rate(image_hw: tuple[int, int], views: int, scenes: int, threads: 
     from .training.synthetic import generate
 
     if family == "captures":
-        generate = generate_captures  # noqa: F811 - the family measured
+        generate = generate_captures
     torch.set_num_threads(threads)
     dev = torch.device(device)
     generate(batch, views, 0, image_hw, dev)  # warm-up

@@ -29,7 +29,8 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--height", type=int, default=392, help="gpu: image height (width: --size, default 518)")
     b.add_argument("--reference", help="gpu: a folder with the authors' code (kept outside this repository), timed beside ours")
     b.add_argument("--skip-full", action="store_true", help="query: skip the full configuration")
-    b.add_argument("--fast-cpu-bf16", action="store_true", help="float32 products for the bf16 Newton-Schulz (official configurations on CPU)")
+    b.add_argument("--fast-cpu-bf16", action="store_true",
+                   help="float32 products for the bf16 Newton-Schulz (official configurations on CPU)")
     b.add_argument("--compile", action="store_true", help="gpu: also time ours with compiled TTT kernels")
     b.set_defaults(func=cmd_bench)
 

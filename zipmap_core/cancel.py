@@ -7,7 +7,7 @@ each report, so cancelling takes effect between network blocks, frames or files.
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 

@@ -6,8 +6,8 @@ import argparse
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .bench_cli import add_bench_parser
 from .cancel import Cancelled
@@ -299,7 +299,8 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     r.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     r.add_argument("--variant", choices=VARIANTS, help="force the official variant")
     r.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    r.add_argument("--resolution", type=resolution, help=f"model image width, a multiple of 14 up to {MAX_RESOLUTION} (default: the model's)")
+    r.add_argument("--resolution", type=resolution,
+                   help=f"model image width, a multiple of 14 up to {MAX_RESOLUTION} (default: the model's)")
     r.add_argument("--mode", choices=("crop", "pad"), default="crop")
     r.add_argument("--max-frames", type=positive_int(MAX_FRAMES), help="use at most this many frames, evenly spaced")
     r.add_argument("--fps", type=number(float, 0, 1000, lo_open=True), default=1.0, help="video sampling rate (frames per second)")
@@ -323,7 +324,8 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     x.add_argument("--format", required=True, choices=FORMATS)
     x.add_argument("-o", "--output", required=True, help="file (ply, glb, mesh: .ply/.obj/.glb) or folder (colmap, nerfstudio)")
     x.add_argument("--percentile", type=number(float, 0, 100), help="drop points below this confidence percentile")
-    x.add_argument("--voxel-size", type=number(float, 0, 1e9, lo_open=True), help="mesh voxel size in scene units (default: from the scene's extent)")
+    x.add_argument("--voxel-size", type=number(float, 0, 1e9, lo_open=True),
+                   help="mesh voxel size in scene units (default: from the scene's extent)")
     x.add_argument("--text", action="store_true", help="COLMAP text files instead of binary")
     x.add_argument("-q", "--quiet", action="store_true")
     x.set_defaults(func=cmd_export)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Callable
+from collections.abc import Callable
 
 PATCH = 14
 MAX_RESOLUTION = 1036  # model image width: twice the published 518 (memory grows with its square)

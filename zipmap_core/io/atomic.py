@@ -18,8 +18,8 @@ import re
 import shutil
 import stat
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 MARKER = ".zipmap-output"  # in every folder we write: the files ZipMap wrote there
 MARKER_MAX_BYTES = 64 << 20  # a marker larger than this is not ours
@@ -236,7 +236,7 @@ class OutputLock:
         self.folder = Path(folder)
         self._fd: int | None = None
 
-    def __enter__(self) -> "OutputLock":
+    def __enter__(self) -> OutputLock:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
@@ -269,7 +269,7 @@ class Publication:
         self.lock = OutputLock(self.folder)
         self.staging: Path | None = None
 
-    def __enter__(self) -> "Publication":
+    def __enter__(self) -> Publication:
         self.lock.__enter__()
         try:
             self._clear_stale()

@@ -13,9 +13,9 @@ import os
 import pickle
 import re
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -84,7 +84,7 @@ def _read_torch_file(path: Path) -> Mapping[str, torch.Tensor]:
             f"{path.name} holds objects other than tensors{what} and was not loaded: it may be unsafe; "
             f"use the official checkpoint files"
         ) from None
-    except Exception as exc:  # noqa: BLE001 - truncated or foreign files fail in many ways inside torch.load
+    except Exception as exc:
         detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise CheckpointError(
             f"{path.name} is not a readable PyTorch checkpoint (it may be truncated or another kind of "

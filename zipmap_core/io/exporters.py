@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -128,7 +128,7 @@ def fuse_tsdf(
     observed = weight.reshape(*dims).numpy() > 0
     if not (vol[observed] < 0).any() or not (vol[observed] > 0).any():
         raise ValueError("the fused volume has no surface; try another voxel size or confidence threshold")
-    verts, faces, normals, _ = marching_cubes(vol, level=0.0, spacing=(voxel,) * 3, mask=observed)
+    verts, faces, _normals, _ = marching_cubes(vol, level=0.0, spacing=(voxel,) * 3, mask=observed)
     verts = verts + lo
     vox = np.clip(np.round((verts - lo) / voxel).astype(int), 0, dims - 1)
     flat = np.ravel_multi_index(vox.T, dims)

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
 from PIL import Image
 
 from ..cancel import Cancelled
+from .prefetch import prefetch
 from .preprocess import (
     PATCH,
     Crop,
@@ -28,7 +29,6 @@ from .preprocess import (
     target_size,
     unit_float,
 )
-from .prefetch import prefetch
 from .video import SamplingReport, VideoReadError, decode_video
 
 IMAGE_SUFFIXES = {
@@ -287,7 +287,7 @@ def _video_or_skip(path: Path, sampling: VideoSampling, prepare: Preparation | N
     except ImageReadError as exc:  # frames of a shape the model cannot take
         skipped.append((path.name, str(exc)))
         return
-    except Exception as exc:  # noqa: BLE001 - FFmpeg's errors for damaged streams, one per codec
+    except Exception as exc:
         if not type(exc).__module__.startswith("av"):
             raise
         skipped.append((path.name, f"the video does not decode ({exc})"))

@@ -58,7 +58,7 @@ class Reconstruction:
         if self.__dict__.get("_points_cam") is None or self.__dict__.get("_points_world") is None:
             self.points_from_depth = True
 
-    def ensure_points(self) -> "Reconstruction":
+    def ensure_points(self) -> Reconstruction:
         """Derives the point maps now (a background job calls this, so a viewer on the GUI thread
         never does the work)."""
         _ = self.points_cam, self.points_world
@@ -154,7 +154,7 @@ class Reconstruction:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "Reconstruction":
+    def load(cls, path: str | Path) -> Reconstruction:
         """Opens a `.zipmap`; a malformed or hostile file raises `SceneFileError` (see `scene_file`)."""
         manifest, arrays, state = read_scene(path)
         return cls(

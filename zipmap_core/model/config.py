@@ -111,7 +111,7 @@ class ZipMapConfig:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ZipMapConfig":
+    def from_dict(cls, data: dict[str, Any]) -> ZipMapConfig:
         """Builds a config from our own dict form, ignoring unknown keys for forward compatibility.
         A config that is not a dict, has values of the wrong type, or sizes outside `LIMITS` is a
         ValueError naming each problem: a file's config is checked before any memory is sized by it."""
@@ -161,7 +161,7 @@ class ZipMapConfig:
         return out
 
     @classmethod
-    def from_reference(cls, config: dict[str, Any], model: dict[str, Any] | None = None) -> "ZipMapConfig":
+    def from_reference(cls, config: dict[str, Any], model: dict[str, Any] | None = None) -> ZipMapConfig:
         """Reads the configuration layout the golden files and the authors' code use."""
         model = model or {}
         enc = config.get("encoder", {})
@@ -190,7 +190,7 @@ class ZipMapConfig:
         )
         return out
 
-    def replace(self, **changes: Any) -> "ZipMapConfig":
+    def replace(self, **changes: Any) -> ZipMapConfig:
         new = copy.deepcopy(self)
         for key, value in changes.items():
             setattr(new, key, value)

@@ -58,7 +58,7 @@ class DinoEncoder(nn.Module):
         n = self.pos_embed.shape[1] - 1
         if n == grid_h * grid_w and grid_h == grid_w:
             return self.pos_embed
-        side = int(round(n**0.5))
+        side = round(n**0.5)
         table = self.pos_embed.float()
         patches = table[:, 1:].reshape(1, side, side, -1).permute(0, 3, 1, 2)
         if self.cfg.interpolate_offset:

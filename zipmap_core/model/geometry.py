@@ -26,7 +26,7 @@ def quat_to_mat(q: Tensor) -> Tensor:
         ),
         dim=-1,
     )
-    return m.reshape(q.shape[:-1] + (3, 3))
+    return m.reshape((*q.shape[:-1], 3, 3))
 
 
 def mat_to_quat(m: Tensor) -> Tensor:
@@ -62,7 +62,7 @@ def pose_encoding_to_cameras(enc: Tensor, image_hw: tuple[int, int]) -> tuple[Te
     fov = enc[..., 7:9].clamp(MIN_FOV, math.pi - MIN_FOV)
     fy = (h / 2.0) / torch.tan(fov[..., 0] / 2.0)
     fx = (w / 2.0) / torch.tan(fov[..., 1] / 2.0)
-    k = torch.zeros(enc.shape[:-1] + (3, 3), dtype=enc.dtype, device=enc.device)
+    k = torch.zeros((*enc.shape[:-1], 3, 3), dtype=enc.dtype, device=enc.device)
     k[..., 0, 0], k[..., 1, 1] = fx, fy
     k[..., 0, 2], k[..., 1, 2], k[..., 2, 2] = w / 2.0, h / 2.0, 1.0
     return extrinsics, k
@@ -78,7 +78,7 @@ def cameras_to_pose_encoding(extrinsics: Tensor, intrinsics: Tensor, image_hw: t
 
 def to_homogeneous(m: Tensor) -> Tensor:
     """[..., 3, 4] -> [..., 4, 4]."""
-    bottom = torch.zeros(m.shape[:-2] + (1, 4), dtype=m.dtype, device=m.device)
+    bottom = torch.zeros((*m.shape[:-2], 1, 4), dtype=m.dtype, device=m.device)
     bottom[..., 0, 3] = 1.0
     return torch.cat((m[..., :3, :4], bottom), dim=-2)
 

@@ -9,7 +9,8 @@ holds an all-pairs (N^2) tensor and intermediate activations stay bounded by the
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Iterable, NamedTuple
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import torch.nn.functional as F

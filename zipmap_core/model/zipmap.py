@@ -96,7 +96,7 @@ class ZipMap(nn.Module):
         cameras, which every process gets for all frames."""
         if images.dim() == 4:
             images = images.unsqueeze(0)
-        b, s, _, h, w = images.shape
+        _b, s, _, h, w = images.shape
         p = self.cfg.patch_size
         if shard is not None and (states is not None or (window_size if window_size is not None else self.cfg.window_size)):
             raise ValueError("the windowed (streaming) order runs in one process: split only bidirectional reconstructions")
@@ -168,7 +168,7 @@ class ZipMap(nn.Module):
         Returns (rgbd [B, S, H, W, 4]: sigmoid RGB and depth, confidence [B, S, H, W])."""
         if not self.can_render:
             raise RuntimeError("this model has no novel-view head; use a state-query checkpoint")
-        b, s, _, h, w = rays.shape
+        _b, s, _, h, w = rays.shape
         p = self.cfg.patch_size
         step = chunk_frames or s
         rgbd, confs = [], []

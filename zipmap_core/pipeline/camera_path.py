@@ -4,8 +4,8 @@ PNG sequences and H.264 MP4 videos, from the scene state or, without a novel-vie
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -155,7 +155,7 @@ class VideoFile:
         for packet in self.stream.encode(frame):
             self.container.mux(packet)
 
-    def __enter__(self) -> "VideoFile":
+    def __enter__(self) -> VideoFile:
         return self
 
     def __exit__(self, *exc) -> None:

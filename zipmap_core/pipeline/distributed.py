@@ -47,7 +47,7 @@ class Launch:
     local_world: int
 
     @classmethod
-    def from_env(cls) -> "Launch | None":
+    def from_env(cls) -> Launch | None:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world <= 1:
             return None

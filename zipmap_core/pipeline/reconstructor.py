@@ -10,10 +10,10 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -76,12 +76,12 @@ class Reconstructor:
         self._resident: tuple[list, list] | None = None  # (the scene state mirrored, its device tensors)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "auto", variant: str | None = None) -> "Reconstructor":
+    def from_checkpoint(cls, path: str | Path, device: str = "auto", variant: str | None = None) -> Reconstructor:
         loaded = load_checkpoint(path, variant)
         return cls(loaded.model, device, loaded.description, loaded.variant)
 
     @classmethod
-    def bundled(cls, device: str = "auto") -> "Reconstructor":
+    def bundled(cls, device: str = "auto") -> Reconstructor:
         """Our own small model, shipped in resources/ so everything works offline."""
         return cls.from_checkpoint(BUNDLED_MODEL, device)
 
@@ -268,7 +268,7 @@ class Reconstructor:
             self._resident = (recon.state, tensors)
         return self._resident[1]
 
-    def stream(self, window_size: int | None = None, mode: str = "crop", resolution: int | None = None) -> "StreamingSession":
+    def stream(self, window_size: int | None = None, mode: str = "crop", resolution: int | None = None) -> StreamingSession:
         return StreamingSession(self, window_size, mode, resolution or self.cfg.img_size)
 
 

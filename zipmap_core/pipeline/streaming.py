@@ -5,7 +5,8 @@ the stream already is."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -33,11 +34,11 @@ class GrowingArrays:
         for key, value in arrays.items():
             buf = self._buffers.get(key)
             if buf is None:
-                buf = np.empty((max(n, 8),) + value.shape[1:], value.dtype)
+                buf = np.empty((max(n, 8), *value.shape[1:]), value.dtype)
             elif buf.shape[1:] != value.shape[1:]:
                 raise ValueError(f"{key}: shape {value.shape[1:]} differs from the stream's {buf.shape[1:]}")
             if self.count + n > len(buf):
-                grown = np.empty((max(2 * len(buf), self.count + n),) + buf.shape[1:], buf.dtype)
+                grown = np.empty((max(2 * len(buf), self.count + n), *buf.shape[1:]), buf.dtype)
                 grown[: self.count] = buf[: self.count]
                 buf = grown
             buf[self.count : self.count + n] = value

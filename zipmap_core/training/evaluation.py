@@ -36,7 +36,7 @@ THRESHOLDS = (5, 15, 30)
 # ---- depth ------------------------------------------------------------------------------------------
 def resize_map(m: np.ndarray, hw: tuple[int, int], mode: str = "nearest") -> np.ndarray:
     """[S, H, W] or [S, H, W, C] -> the model's size; refuses aspect ratios that would need a crop."""
-    s, h, w = m.shape[:3]
+    _s, h, w = m.shape[:3]
     if abs(h / w - hw[0] / hw[1]) > 0.03:
         raise ValueError(f"ground truth {w}x{h} and prediction {hw[1]}x{hw[0]} differ in aspect ratio")
     t = torch.as_tensor(m, dtype=torch.float32)
@@ -158,7 +158,10 @@ def truth_for(gt: GroundTruth, folder: Path, hw: tuple[int, int]) -> SceneTruth:
     pts = camera_to_world(depth_to_camera_points(torch.as_tensor(depth[:n], dtype=torch.float64),
                                                  torch.as_tensor(k[:n])), ext[:n]).numpy()
     held = gt.names[n:]
-    images = np.stack([np.asarray(Image.open(folder / name).convert("RGB"), np.float32) / 255 for name in held]) if held else np.zeros((0, *gt.depth.shape[1:], 3), np.float32)
+    if held:
+        images = np.stack([np.asarray(Image.open(folder / name).convert("RGB"), np.float32) / 255 for name in held])
+    else:
+        images = np.zeros((0, *gt.depth.shape[1:], 3), np.float32)
     return SceneTruth(
         extrinsics=ext[:n].numpy(), depth=depth[:n], points=pts, held_c2w=invert_rigid(ext[n:]).numpy(),
         held_intrinsics=k[n:], held_images=resize_map(images, hw, "bilinear") if held else images, held_depth=depth[n:],
@@ -184,7 +187,8 @@ def evaluate_scene(rec, folder: str | Path, max_points: int = 20000) -> dict[str
     const = np.ones_like(truth.depth)
     out.update({f"baseline_const_{k}": v for k, v in depth_metrics(const, truth.depth).items()})
     ident = np.tile(np.eye(4)[:3], (len(truth.extrinsics), 1, 1))
-    out.update({f"baseline_identity_{k}": v for k, v in pose_metrics(ident, truth.extrinsics).items() if k.startswith(("RRA", "RTA", "AUC"))})
+    identity = pose_metrics(ident, truth.extrinsics)
+    out.update({f"baseline_identity_{k}": v for k, v in identity.items() if k.startswith(("RRA", "RTA", "AUC"))})
     if len(truth.held_images) and rec.model.can_render and recon.state is not None:
         out.update(held_out_metrics(rec, recon, truth))
     return out

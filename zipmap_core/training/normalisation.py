@@ -38,7 +38,7 @@ def normalise(views: SceneViews, inputs: int, by: str = "cameras") -> tuple[Scen
 def mean_point_distance(depth: Tensor, extrinsics: Tensor, intrinsics: Tensor) -> Tensor:
     """Per scene, the mean distance from the world origin of the points that depth [B, V, H, W]
     unprojects to (pixels with depth > 0), with world-to-camera poses [B, V, 3, 4]."""
-    b, v, h, w = depth.shape
+    b, _v, _h, _w = depth.shape
     cam = depth_to_camera_points(depth.flatten(0, 1), intrinsics.flatten(0, 1))
     dist = camera_to_world(cam, extrinsics.flatten(0, 1)).norm(dim=-1).reshape(b, -1)
     valid = (depth.reshape(b, -1) > 0).float()

@@ -38,7 +38,7 @@ class SceneViews:
     extrinsics: Tensor
     intrinsics: Tensor
 
-    def select(self, idx: slice | list[int]) -> "SceneViews":
+    def select(self, idx: slice | list[int]) -> SceneViews:
         return SceneViews(self.images[:, idx], self.depth[:, idx], self.extrinsics[:, idx], self.intrinsics[:, idx])
 
 
@@ -151,7 +151,7 @@ def centred_intrinsics(fov_y: Tensor, image_hw: tuple[int, int]) -> Tensor:
     encoding assumes) for vertical fields of view `fov_y` (radians)."""
     h, w = image_hw
     f = (h / 2) / torch.tan(fov_y / 2)
-    k = torch.zeros(fov_y.shape + (3, 3), device=fov_y.device)
+    k = torch.zeros((*fov_y.shape, 3, 3), device=fov_y.device)
     k[..., 0, 0], k[..., 1, 1] = f, f
     k[..., 0, 2], k[..., 1, 2], k[..., 2, 2] = w / 2, h / 2, 1.0
     return k
@@ -369,7 +369,7 @@ def interleave_held_out(views: SceneViews, held_out: int) -> SceneViews:
     s = views.images.shape[1]
     if held_out <= 0:
         return views
-    picked = [int(round((i + 0.5) * s / held_out)) for i in range(held_out)]
+    picked = [round((i + 0.5) * s / held_out) for i in range(held_out)]
     order = [i for i in range(s) if i not in picked] + picked
     return views.select(order)
 

@@ -14,9 +14,9 @@ import json
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -33,11 +33,10 @@ from ..model.geometry import (
     ray_conditions,
 )
 from ..model.zipmap import ZipMap
-from .losses import confidence_loss, pose_loss, rgb_loss
 from .captures import generate_captures
+from .losses import confidence_loss, pose_loss, rgb_loss
 from .normalisation import normalise, query_unit
 from .synthetic import SceneViews, generate
-
 
 SCENE_FAMILIES = ("classic", "captures")
 # how each family is normalised (see `normalisation.normalise`): handheld paths need the points' scale
@@ -72,7 +71,8 @@ class TrainConfig:
     clip: float = 1.0
     seed: int = 0
     device: str = "auto"
-    precision: str = "auto"  # "bf16", "fp16" (autocast, loss scaled), "float32", or auto: bf16 on a GPU (fp16 before sm80), float32 on a CPU
+    # "bf16", "fp16" (autocast, loss scaled), "float32", or auto: bf16 on a GPU (fp16 before sm80), float32 on a CPU
+    precision: str = "auto"
     # recompute each trunk block's activations in the backward pass instead of keeping them: the
     # official model at 518 px fits one 80 GB GPU this way (about a third more compute)
     activation_checkpointing: bool = False
@@ -99,7 +99,7 @@ class TrainConfig:
     )
 
     @classmethod
-    def from_file(cls, path: str | Path, **overrides) -> "TrainConfig":
+    def from_file(cls, path: str | Path, **overrides) -> TrainConfig:
         data = _read_settings(Path(path)) if path else {}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
