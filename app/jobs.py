@@ -3,6 +3,7 @@ progress through a queued Qt signal and stop through the engine's cooperative Ca
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,17 @@ from PySide6.QtCore import QObject, Signal
 from superqt.utils import create_worker
 
 from zipmap_core.cancel import Cancelled, CancelToken
+from zipmap_core.errors import USER_ERRORS
+
+
+def error_text(exc: BaseException) -> str:
+    """What the user is shown: the message of a problem they can fix (`USER_ERRORS`); for anything
+    else, that it is a bug, with its traceback printed to the terminal for the report."""
+    if isinstance(exc, USER_ERRORS):
+        return str(exc) or type(exc).__name__
+    traceback.print_exception(exc)
+    return (f"Internal error: this is a bug in ZipMap Studio ({type(exc).__name__}: {exc}). "
+            f"Please report it with the traceback printed in the terminal.")
 
 
 class Job(QObject):
@@ -59,7 +71,7 @@ class Job(QObject):
         if isinstance(exc, Cancelled) or self.token.cancelled:
             self.cancelled.emit()
         else:
-            self.failed.emit(f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc))
+            self.failed.emit(error_text(exc))
 
     def _on_finished(self) -> None:
         self.running = False

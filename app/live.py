@@ -14,6 +14,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QFileDialog, QInputDialog
 from superqt.utils import create_worker
 
+from zipmap_core.errors import InputError
 from zipmap_core.io.inputs import VIDEO_SUFFIXES, Preparation, VideoSampling, camera_frames, iter_inputs
 from zipmap_core.io.prefetch import prefetch
 from zipmap_core.io.reconstruction import Reconstruction
@@ -110,7 +111,7 @@ class LiveController:
                 progress("live", recon.num_frames, 0)
                 yield recon
             if session.num_frames == 0:
-                raise ValueError(f"{Path(str(source)).name}: no frames could be decoded")
+                raise InputError(f"{Path(str(source)).name}: no frames could be decoded")
 
         job = StreamJob(work)
         job.step.connect(self._grown)

@@ -38,7 +38,7 @@ from zipmap_core.resources import (
 from .exports import ExportController
 from .input_controller import InputController
 from .job_runner import JobRunner
-from .jobs import Job
+from .jobs import Job, error_text
 from .live import LiveController
 from .novel_view import NovelViewPanel
 from .panels import InputPanel, ModelPanel, StageProgress, ViewPanel
@@ -244,8 +244,8 @@ class MainWindow(QMainWindow):
         if not background and not spec.startswith(OFFICIAL_PREFIX):  # a download never blocks the window
             try:
                 self._model_loaded(*work(None, None), remember)
-            except Exception as exc:  # noqa: BLE001 - shown to the user
-                self.notify(f"Could not load {name}:\n{exc}")
+            except Exception as exc:  # noqa: BLE001 - shown to the user, a bug said to be one
+                self.notify(f"Could not load {name}:\n{error_text(exc)}")
             return
         job = Job(work)
         job.succeeded.connect(lambda result: self._model_loaded(*result, remember))

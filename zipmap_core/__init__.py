@@ -1,35 +1,31 @@
-"""ZipMap engine: a faithful implementation of ZipMap (CVPR 2026) with no GUI dependencies."""
+"""ZipMap engine: a faithful implementation of ZipMap (CVPR 2026) with no GUI dependencies.
 
-from .cancel import Cancelled, CancelToken
-from .device import select_device
-from .io.checkpoints import CheckpointError, convert, load_checkpoint, save_model
-from .io.inputs import NoUsableImagesError, VideoSampling, load_inputs
-from .io.reconstruction import Reconstruction, SceneFileError
-from .model.config import OFFICIAL_CONFIGS, ZipMapConfig, get_config
-from .model.zipmap import ZipMap
-from .pipeline.reconstructor import NovelViews, Reconstructor
-from .resources import BUNDLED_MODEL
+The public names below are imported when first used, so that `zipmap --help`, argument errors
+and the light modules (options, errors) answer without importing torch."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BUNDLED_MODEL",
-    "OFFICIAL_CONFIGS",
-    "CancelToken",
-    "Cancelled",
-    "CheckpointError",
-    "NoUsableImagesError",
-    "NovelViews",
-    "Reconstruction",
-    "Reconstructor",
-    "SceneFileError",
-    "VideoSampling",
-    "ZipMap",
-    "ZipMapConfig",
-    "convert",
-    "get_config",
-    "load_checkpoint",
-    "load_inputs",
-    "save_model",
-    "select_device",
-]
+_EXPORTS = {
+    "Cancelled": "cancel", "CancelToken": "cancel", "select_device": "device",
+    "CheckpointError": "errors", "SceneFileError": "errors", "ZipMapError": "errors",
+    "convert": "io.checkpoints", "load_checkpoint": "io.checkpoints", "save_model": "io.checkpoints",
+    "NoUsableImagesError": "io.inputs", "VideoSampling": "io.inputs", "load_inputs": "io.inputs",
+    "Reconstruction": "io.reconstruction",
+    "OFFICIAL_CONFIGS": "model.config", "ZipMapConfig": "model.config", "get_config": "model.config",
+    "ZipMap": "model.zipmap", "NovelViews": "pipeline.reconstructor", "Reconstructor": "pipeline.reconstructor",
+    "BUNDLED_MODEL": "resources",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'zipmap_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value

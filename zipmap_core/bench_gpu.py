@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .device import gpu_half_dtype, inference_precision, synchronize
+from .errors import InputError
 from .model.config import get_config, small_config
 from .model.geometry import intrinsics_from_fov, ray_conditions
 from .model.zipmap import ZipMap
@@ -82,7 +83,7 @@ def reference(folder: Path, device: torch.device) -> Callable[[torch.Tensor], ob
     try:
         module = importlib.import_module("zipmap.models.ZipMap")
     except ImportError as exc:
-        raise RuntimeError(f"the reference code does not import here ({exc}); install what it needs (einops, ...)") from exc
+        raise InputError(f"the reference code does not import here ({exc}); install what it needs (einops, ...)") from exc
     finally:
         sys.path.remove(str(folder))
     torch.manual_seed(0)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-PRECISIONS = ("auto", "bf16", "fp16", "float32")
+from .errors import InputError
+from .options import PRECISIONS
 
 # oneDNN instruction-set caps (ONEDNN_MAX_CPU_ISA) below which bfloat16 products are emulated
 _ISA_WITHOUT_BF16 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"}
@@ -33,9 +34,9 @@ def select_device(name: str = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as exc:
-        raise ValueError(f"unknown device {name!r} (use auto, cpu, cuda or mps)") from exc
+        raise InputError(f"unknown device {name!r} (use auto, cpu, cuda or mps)") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("CUDA was requested but no CUDA GPU is available")
+        raise InputError("CUDA was requested but no CUDA GPU is available")
     return device
 
 
@@ -178,4 +179,4 @@ def training_precision(device: torch.device, precision: str = "auto") -> context
 
 def check_precision(precision: str) -> None:
     if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+        raise InputError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")

@@ -15,6 +15,16 @@ MAX_PATH_VIEWS = 3600  # an orbit or path of at most this many views (2.5 minute
 MAX_FRAMES = 100_000
 MAX_PROCESSES = 1024
 
+# choices a user names on the command line and in the app, kept here so that the parser can be
+# built without importing the modules (and torch) that act on them
+EXPORT_FORMATS = ("ply", "glb", "mesh", "colmap", "nerfstudio")
+# where `zipmap reconstruct --export` puts each format inside its output folder
+EXPORT_NAMES = {"ply": "points.ply", "glb": "scene.glb", "mesh": "mesh.ply", "colmap": "colmap", "nerfstudio": "nerfstudio"}
+# where world points come from: unprojected depth (as ZipMap's and VGGT's demos do) or the point head
+POINT_SOURCES = ("depth", "point_head")
+PRECISIONS = ("auto", "bf16", "fp16", "float32")
+VARIANTS = ("aff_inv", "with_ref_view", "online", "state_query")  # the published checkpoints
+
 
 def number(kind: type, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
            what: str = "") -> Callable[[str], float]:

@@ -21,12 +21,14 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from ..errors import OutputError
+
 MARKER = ".zipmap-output"  # in every folder we write: the files ZipMap wrote there
 MARKER_MAX_BYTES = 64 << 20  # a marker larger than this is not ours
 LEGACY_LOCK = ".zipmap.lock"  # the lock file of earlier versions, removed when met
 
 
-class WriteError(OSError):
+class WriteError(OutputError):
     """A file could not be written; the message names the file and the reason."""
 
 

@@ -21,6 +21,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from ..errors import CheckpointError, InputError
 from ..model.config import OFFICIAL_CONFIGS, ZipMapConfig
 from ..model.zipmap import ZipMap
 from .atomic import atomic_path
@@ -29,10 +30,6 @@ from .files import parse_json, regular_file_problem
 SHARD_NAME = re.compile(r"-\d{5}-of-\d{5}$")
 FORMAT_NAME = "zipmap-studio"
 FORMAT_VERSION = 1
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be used, with a message meant for the user."""
 
 
 @dataclass
@@ -281,7 +278,7 @@ def _shards(state: dict[str, torch.Tensor], limit: int | None) -> list[dict[str,
     for name, t in state.items():
         nbytes = t.numel() * t.element_size()
         if nbytes > budget:
-            raise ValueError(f"{name} alone ({nbytes / 2**20:.1f} MiB) exceeds the shard size ({limit / 2**20:.1f} MiB)")
+            raise InputError(f"{name} alone ({nbytes / 2**20:.1f} MiB) exceeds the shard size ({limit / 2**20:.1f} MiB)")
         if size + nbytes > budget and parts[-1]:
             parts.append({})
             size = 0

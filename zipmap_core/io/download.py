@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import DownloadError
 from ..model.config import OFFICIAL_FILES
 from ..resources import BUNDLED_MODEL
 
 REPO_ID = "coast01/ZipMap"
 OFFICIAL_PREFIX = "official"
 DEFAULT_OFFICIAL = "state_query"  # the variant that also renders novel views from the scene state
-
-
-class DownloadError(RuntimeError):
-    """The checkpoint could not be fetched; the message says why and what to do instead."""
 
 
 def download_official(variant: str, cache_dir: str | Path | None = None, tqdm_class=None) -> Path:

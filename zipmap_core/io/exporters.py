@@ -17,12 +17,14 @@ import numpy as np
 import torch
 import trimesh
 
+from ..errors import InputError
 from ..model.geometry import frustum_corners, frustum_segments
+from ..options import EXPORT_FORMATS, EXPORT_NAMES
 from .atomic import atomic_folder, atomic_path
 from .reconstruction import Reconstruction
 
 Progress = Callable[[str, int, int], None]
-FORMATS = ("ply", "glb", "mesh", "colmap", "nerfstudio")
+FORMATS = EXPORT_FORMATS
 
 
 def _noop(stage: str, done: int, total: int) -> None:
@@ -83,14 +85,14 @@ def fuse_tsdf(
 
     pts, _, _ = recon.point_cloud(percentile)
     if len(pts) < 100:
-        raise ValueError("too few confident points to build a mesh; lower the confidence threshold")
+        raise InputError("too few confident points to build a mesh; lower the confidence threshold")
     lo, hi = np.percentile(pts, 1, axis=0), np.percentile(pts, 99, axis=0)
     pad = 0.05 * (hi - lo).max()
     lo, hi = lo - pad, hi + pad
     voxel = float(voxel_size or (hi - lo).max() / resolution)
     dims = np.ceil((hi - lo) / voxel).astype(int) + 1
     if np.prod(dims) > 400**3:
-        raise ValueError(f"voxel size {voxel:.4g} gives {dims.tolist()} voxels; choose a larger voxel size")
+        raise InputError(f"voxel size {voxel:.4g} gives {dims.tolist()} voxels; choose a larger voxel size")
     trunc = 4 * voxel
     grid = [torch.arange(n, dtype=torch.float32) * voxel + float(o) for n, o in zip(dims, lo)]
     centres = torch.stack(torch.meshgrid(*grid, indexing="ij"), -1).reshape(-1, 3)
@@ -127,7 +129,7 @@ def fuse_tsdf(
     vol = tsdf.reshape(*dims).numpy()
     observed = weight.reshape(*dims).numpy() > 0
     if not (vol[observed] < 0).any() or not (vol[observed] > 0).any():
-        raise ValueError("the fused volume has no surface; try another voxel size or confidence threshold")
+        raise InputError("the fused volume has no surface; try another voxel size or confidence threshold")
     verts, faces, _normals, _ = marching_cubes(vol, level=0.0, spacing=(voxel,) * 3, mask=observed)
     verts = verts + lo
     vox = np.clip(np.round((verts - lo) / voxel).astype(int), 0, dims - 1)
@@ -149,7 +151,7 @@ def export_mesh(
     path = Path(path)
     kind = path.suffix.lower().lstrip(".") or "ply"
     if kind not in ("ply", "obj", "glb"):
-        raise ValueError(f"mesh files can be .ply, .obj or .glb, not .{kind}")
+        raise InputError(f"mesh files can be .ply, .obj or .glb, not .{kind}")
     mesh = fuse_tsdf(recon, voxel_size, percentile, progress=progress)
     data = mesh.export(file_type=kind)
     with atomic_path(path) as tmp:
@@ -319,13 +321,12 @@ def export(recon: Reconstruction, fmt: str, path: str | Path, progress: Progress
     return writers[fmt](recon, path, progress=progress, **options)
 
 
-# where `zipmap reconstruct --export` puts each format inside its output folder
-DEFAULT_NAMES = {"ply": "points.ply", "glb": "scene.glb", "mesh": "mesh.ply", "colmap": "colmap", "nerfstudio": "nerfstudio"}
+DEFAULT_NAMES = EXPORT_NAMES
 
 
 def check_formats(formats: list[str]) -> list[str]:
     """The formats, or a ValueError naming the unknown ones (checked before any work is done)."""
     bad = [f for f in formats if f not in FORMATS]
     if bad:
-        raise ValueError(f"unknown export format(s) {', '.join(bad)}; choose from {', '.join(FORMATS)}")
+        raise InputError(f"unknown export format(s) {', '.join(bad)}; choose from {', '.join(FORMATS)}")
     return formats

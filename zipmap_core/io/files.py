@@ -10,6 +10,8 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError
+
 
 def regular_file_problem(path: str | os.PathLike, what: str) -> str | None:
     """Why `path` cannot be read as `what` ("a checkpoint", "a scene file"), or None."""
@@ -32,4 +34,4 @@ def parse_json(text: str | bytes) -> Any:
     try:
         return json.loads(text)
     except RecursionError:
-        raise ValueError("its JSON is nested too deeply") from None
+        raise InputError("its JSON is nested too deeply") from None

@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from ..cancel import Cancelled
+from ..errors import InputError
 from .prefetch import prefetch
 from .preprocess import (
     PATCH,
@@ -38,7 +39,7 @@ IMAGE_SUFFIXES = {
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
 
 
-class NoUsableImagesError(ValueError):
+class NoUsableImagesError(InputError):
     """Nothing among the inputs could be used."""
 
 

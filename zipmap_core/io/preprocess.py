@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from ..errors import InputError
 from ..model.aggregator import unit_float
 
 MODES = ("crop", "pad")
@@ -31,7 +32,7 @@ MAX_PIXELS_PER_BYTE = 1000
 MAX_CROP_ASPECT = 16
 
 
-class ImageReadError(ValueError):
+class ImageReadError(InputError):
     """One picture could not be used; the message names the file and why."""
 
 
@@ -100,7 +101,7 @@ def _check_pixels(path: Path, wh: tuple[int, int]) -> None:
 
 def check_size(size: int) -> int:
     if size < PATCH or size % PATCH:
-        raise ValueError(f"resolution must be a positive multiple of {PATCH}, got {size}")
+        raise InputError(f"resolution must be a positive multiple of {PATCH}, got {size}")
     return size
 
 
@@ -126,7 +127,7 @@ def preprocess(img: Image.Image, mode: str = "crop", size: int = DEFAULT_SIZE,
 
 def check_mode_and_size(mode: str, size: int) -> None:
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        raise InputError(f"mode must be one of {MODES}, got {mode!r}")
     check_size(size)
 
 
@@ -174,7 +175,7 @@ def stack_images(images: list[torch.Tensor], crops: list[Crop] | None = None,
     same bytes are the reconstruction's colours and, converted a chunk at a time where the
     network runs, its input (`unit_float`)."""
     if not images:
-        raise ValueError("no images to stack")
+        raise InputError("no images to stack")
     height = max([t.shape[1] for t in images] + ([pad_to[0]] if pad_to else []))
     width = max([t.shape[2] for t in images] + ([pad_to[1]] if pad_to else []))
     if as_bytes:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import SceneFileError
 from .files import parse_json, regular_file_problem
 
 SCENE_FORMAT = "zipmap-scene"
@@ -26,10 +27,6 @@ MAX_MANIFEST_BYTES = 64 * 2**20
 MAX_STATE_BYTES = 8 * 2**30  # the official model's state is ~0.6 GB in float32
 WRITE_CHUNK = 16 * 2**20  # bytes per write: CRC and copy stay in cache
 NPY_SLACK = 4096  # an .npy header and its zip entry's local header, per array, at most
-
-
-class SceneFileError(ValueError):
-    """A scene file that cannot be read, with the reason."""
 
 
 def expected_arrays(num_frames: int, hw: tuple[int, int], derived: bool = False) -> dict[str, tuple[tuple[int, ...], str]]:

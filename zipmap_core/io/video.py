@@ -19,13 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
+
 SEEK_GAP_S = 2.0  # seek when the next wanted frame is further ahead than this
 MIN_VIDEO_FRAMES = 8  # fewer frames than this from one video is worth a word to the user
 
 SizeFor = Callable[[int, int], tuple[int, int]]  # (width, height) -> decoded (width, height)
 
 
-class VideoReadError(ValueError):
+class VideoReadError(InputError):
     """The file is not a video that decodes."""
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..errors import InputError
 from .config import ZipMapConfig
 from .encoder import DinoEncoder, PatchEmbed
 from .rope import RotaryEmbedding2D, patch_positions, position_limit
@@ -134,7 +135,7 @@ class Aggregator(nn.Module):
     def tokenize_rays(self, rays: Tensor) -> Tensor:
         """Query rays [B, S, 9, H, W] -> tokens [B, S, P, C]."""
         if not self.cfg.enable_nvs:
-            raise RuntimeError("this model has no novel-view (state query) head")
+            raise InputError("this model has no novel-view (state query) head")
         b, s, c, h, w = rays.shape
         patches = self.ray_patch_embed(rays.reshape(b * s, c, h, w)).reshape(b, s, -1, self.cfg.embed_dim)
         return torch.cat((self.ray_cond_token.expand(b, s, -1, -1), patches), dim=2)

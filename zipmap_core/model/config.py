@@ -12,6 +12,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any
 
+from ..options import VARIANTS
+
 
 @dataclass
 class EncoderConfig:
@@ -268,7 +270,8 @@ def _official(name: str, **model: Any) -> ZipMapConfig:
     return cfg
 
 
-# Named configurations of the four published checkpoints (Hugging Face repo coast01/ZipMap).
+# Named configurations of the four published checkpoints (Hugging Face repo coast01/ZipMap), one
+# per name of `options.VARIANTS` (checked below).
 OFFICIAL_CONFIGS: dict[str, ZipMapConfig] = {
     "aff_inv": _official("aff_inv", affine_invariant=True),
     "with_ref_view": _official("with_ref_view", affine_invariant=False),
@@ -277,6 +280,8 @@ OFFICIAL_CONFIGS: dict[str, ZipMapConfig] = {
     ),
     "state_query": _official("state_query", affine_invariant=False, enable_nvs=True),
 }
+
+assert tuple(OFFICIAL_CONFIGS) == VARIANTS
 
 OFFICIAL_FILES: dict[str, str] = {
     "aff_inv": "checkpoint_aff_inv.pt",

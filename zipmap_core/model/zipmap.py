@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from ..errors import InputError
 from .aggregator import Aggregator, ProgressHook
 from .config import ZipMapConfig
 from .heads.camera_head import CameraHead, CameraMLPHead
@@ -167,7 +168,7 @@ class ZipMap(nn.Module):
 
         Returns (rgbd [B, S, H, W, 4]: sigmoid RGB and depth, confidence [B, S, H, W])."""
         if not self.can_render:
-            raise RuntimeError("this model has no novel-view head; use a state-query checkpoint")
+            raise InputError("this model has no novel-view head; use a state-query checkpoint")
         _b, s, _, h, w = rays.shape
         p = self.cfg.patch_size
         step = chunk_frames or s

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..errors import InputError, ModelOutputError
 from ..io.preprocess import unit_bytes
 from ..io.reconstruction import Reconstruction
 from ..io.scene_file import first_non_finite, first_non_finite_state
@@ -16,15 +17,12 @@ from ..model.geometry import (
     pose_encoding_to_cameras,
     to_homogeneous,
 )
-
-# where world points come from: unprojected depth (the default, as ZipMap's and VGGT's demos do)
-# or the camera-frame point head
-POINT_SOURCES = ("depth", "point_head")
+from ..options import POINT_SOURCES
 
 
 def check_point_source(points_from: str) -> None:
     if points_from not in POINT_SOURCES:
-        raise ValueError(f"points_from must be one of {', '.join(POINT_SOURCES)}, got {points_from!r}")
+        raise InputError(f"points_from must be one of {', '.join(POINT_SOURCES)}, got {points_from!r}")
 
 
 def to_colours(images: torch.Tensor, chunk: int = 8) -> torch.Tensor:
@@ -67,7 +65,7 @@ def assemble_frames(
             "depth_conf": depth_conf.float()}
     if points_from == "point_head":
         if local_points is None:
-            raise ValueError("points_from='point_head' needs the point head's output; run the model with point_head=True")
+            raise InputError("points_from='point_head' needs the point head's output; run the model with point_head=True")
         host["points_cam"] = local_points.float()
     elif with_points:
         host["points_cam"] = depth_to_camera_points(depth.float(), intrinsics)
@@ -78,7 +76,7 @@ def assemble_frames(
     return arrays, reference
 
 
-class NonFiniteOutputError(ValueError):
+class NonFiniteOutputError(ModelOutputError):
     """The network produced NaN or infinity: nothing built from it is kept or written."""
 
 

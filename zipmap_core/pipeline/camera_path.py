@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation, Slerp
 
+from ..errors import InputError
 from ..io.atomic import Publication
 from ..io.files import parse_json, regular_file_problem
 from ..io.reconstruction import Reconstruction
@@ -53,7 +54,7 @@ def path_through(c2ws: list[np.ndarray], frames: int) -> np.ndarray:
     """A smooth path through cameras [K, 3, 4]: positions piecewise linear, rotations slerped."""
     keys = np.asarray(c2ws, np.float64)[:, :3, :4]
     if len(keys) < 2:
-        raise ValueError("a camera path needs at least two cameras")
+        raise InputError("a camera path needs at least two cameras")
     times = np.linspace(0, 1, len(keys))
     slerp = Slerp(times, Rotation.from_matrix(keys[:, :3, :3]))
     t = np.linspace(0, 1, frames)
@@ -191,25 +192,25 @@ def read_poses(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     path = Path(path)
     problem = regular_file_problem(path, "a camera file")
     if problem or path.stat().st_size > 64 << 20:
-        raise ValueError(problem or f"{path}: a camera file of over 64 MB")
+        raise InputError(problem or f"{path}: a camera file of over 64 MB")
     try:
         data = parse_json(path.read_text())
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path.name}: not JSON ({exc})") from None
+        raise InputError(f"{path.name}: not JSON ({exc})") from None
     if isinstance(data, dict) and "c2w" not in data:
-        raise ValueError(f"{path.name}: no \"c2w\" list of camera-to-world matrices")
+        raise InputError(f"{path.name}: no \"c2w\" list of camera-to-world matrices")
     try:
         poses = np.asarray(data["c2w"] if isinstance(data, dict) else data, np.float32)
         k = np.asarray(data["intrinsics"], np.float32) if isinstance(data, dict) and "intrinsics" in data else None
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"{path.name}: the matrices are not arrays of numbers ({exc})") from None
+        raise InputError(f"{path.name}: the matrices are not arrays of numbers ({exc})") from None
     if poses.ndim == 2:
         poses = poses[None]
     if poses.ndim != 3 or poses.shape[-2:] not in ((3, 4), (4, 4)) or not 1 <= len(poses) <= MAX_PATH_VIEWS:
-        raise ValueError(f"{path.name}: expected 1 to {MAX_PATH_VIEWS} camera-to-world matrices of 3x4 or 4x4, "
+        raise InputError(f"{path.name}: expected 1 to {MAX_PATH_VIEWS} camera-to-world matrices of 3x4 or 4x4, "
                          f"got an array of shape {list(poses.shape)}")
     if k is not None and k.shape != (3, 3):
-        raise ValueError(f"{path.name}: intrinsics must be one 3x3 matrix, got shape {list(k.shape)}")
+        raise InputError(f"{path.name}: intrinsics must be one 3x3 matrix, got shape {list(k.shape)}")
     if not np.isfinite(poses).all() or (k is not None and not np.isfinite(k).all()):
-        raise ValueError(f"{path.name}: the cameras hold NaN or infinite numbers")
+        raise InputError(f"{path.name}: the cameras hold NaN or infinite numbers")
     return poses[:, :3, :4], k

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..cancel import CancelToken, Progress, reporter
+from ..errors import DistributedError
 from ..io.inputs import InputSet
 from ..io.reconstruction import Reconstruction
 from ..model.shard import FrameShard, split_counts
@@ -31,10 +32,6 @@ from .assembly import assemble, check_point_source, host_states
 from .reconstructor import Reconstructor, model_images
 
 DEFAULT_TIMEOUT_S = 300
-
-
-class DistributedError(RuntimeError):
-    """A split run that could not finish: which process, and why."""
 
 
 @dataclass

@@ -20,6 +20,7 @@ import torch
 
 from ..cancel import CancelToken, Progress, reporter
 from ..device import chunk_frames_for, inference_precision, select_device
+from ..errors import InputError
 from ..io.checkpoints import load_checkpoint
 from ..io.inputs import Frame, InputSet, Preparation, VideoSampling, load_inputs
 from ..io.preprocess import Crop, check_mode_and_size, stack_images
@@ -157,7 +158,7 @@ class Reconstructor:
         """Fail before the model runs, not after minutes of it."""
         check_point_source(points_from)
         if points_from == "point_head" and not hasattr(self.model, "local_point_head"):
-            raise ValueError(f"{self.description} has no point head; unproject depth instead (points_from='depth')")
+            raise InputError(f"{self.description} has no point head; unproject depth instead (points_from='depth')")
 
     def _preprocess(self, frames: list[Frame], mode: str, size: int, report: Progress) -> tuple[torch.Tensor, list[Crop]]:
         return model_images(frames, mode, size, report)
@@ -227,16 +228,16 @@ class Reconstructor:
         """Renders RGB, depth and confidence from cameras [N, 3|4, 4] (camera-to-world, in the
         reconstruction's frame) with intrinsics [N, 3, 3] for an image of `size` (h, w)."""
         if not self.model.can_render:
-            raise RuntimeError(
+            raise InputError(
                 f"{self.description} has no novel-view head; load checkpoint_state_query.pt or the bundled model"
             )
         if recon.state is None:
-            raise RuntimeError("this reconstruction has no stored scene state; reconstruct it with a state-query model")
+            raise InputError("this reconstruction has no stored scene state; reconstruct it with a state-query model")
         self.check_state(recon)
         h, w = size or recon.image_hw
         p = self.cfg.patch_size
         if h % p or w % p:
-            raise ValueError(f"render size must be a multiple of {p}, got {h}x{w}")
+            raise InputError(f"render size must be a multiple of {p}, got {h}x{w}")
         report = reporter(progress, cancel or CancelToken())
         scale = recon.state_scale
         poses = torch.as_tensor(np.asarray(c2w, np.float32)[..., :3, :4]).clone()
@@ -257,7 +258,7 @@ class Reconstructor:
         """A scene state this model cannot query (another model made it) is a clear error."""
         problem = self.model.state_problem(recon.state) if recon.state is not None else None
         if problem:
-            raise ValueError(f"this scene's state was made by another model than {self.description} ({problem}); "
+            raise InputError(f"this scene's state was made by another model than {self.description} ({problem}); "
                              f"render it with the checkpoint that made it")
 
     def _resident_state(self, recon: Reconstruction) -> list[dict[str, torch.Tensor]]:

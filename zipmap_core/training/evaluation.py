@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from scipy.spatial import cKDTree
 
+from ..errors import InputError
 from ..io.reconstruction import Reconstruction
 from ..model.geometry import (
     align_to_first,
@@ -38,7 +39,7 @@ def resize_map(m: np.ndarray, hw: tuple[int, int], mode: str = "nearest") -> np.
     """[S, H, W] or [S, H, W, C] -> the model's size; refuses aspect ratios that would need a crop."""
     _s, h, w = m.shape[:3]
     if abs(h / w - hw[0] / hw[1]) > 0.03:
-        raise ValueError(f"ground truth {w}x{h} and prediction {hw[1]}x{hw[0]} differ in aspect ratio")
+        raise InputError(f"ground truth {w}x{h} and prediction {hw[1]}x{hw[0]} differ in aspect ratio")
     t = torch.as_tensor(m, dtype=torch.float32)
     t = t[:, None] if t.dim() == 3 else t.permute(0, 3, 1, 2)
     kwargs = {"antialias": True, "align_corners": False} if mode == "bilinear" else {}
@@ -219,7 +220,7 @@ def find_scenes(root: str | Path) -> list[Path]:
         return [root]
     scenes = sorted(p.parent for p in root.glob("*/ground_truth.npz"))
     if not scenes:
-        raise ValueError(f"no scenes with ground_truth.npz under {root}")
+        raise InputError(f"no scenes with ground_truth.npz under {root}")
     return scenes
 
 

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..device import check_precision, needs_loss_scaling, select_device, training_precision
+from ..errors import InputError
 from ..io.atomic import atomic_path
 from ..io.checkpoints import load_checkpoint, save_model
 from ..io.files import parse_json, regular_file_problem
@@ -104,16 +105,16 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown training settings in {path}: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise InputError(f"unknown training settings in {path}: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         data.update({k: v for k, v in overrides.items() if v is not None})
         for f in fields(cls):  # a setting whose default is a plain number, text or flag must be one
             default = f.default
             if f.name in data and isinstance(default, (bool, int, float, str)) and not _same_kind(data[f.name], default):
-                raise ValueError(f"training setting {f.name} in {path} is {data[f.name]!r}, not {type(default).__name__}")
+                raise InputError(f"training setting {f.name} in {path} is {data[f.name]!r}, not {type(default).__name__}")
         for key in ("views", "heights"):
             if key in data:
                 if not isinstance(data[key], (list, tuple)) or not all(_same_kind(v, 1) and v > 0 for v in data[key]):
-                    raise ValueError(f"training setting {key} in {path} must be a list of positive whole numbers")
+                    raise InputError(f"training setting {key} in {path} must be a list of positive whole numbers")
                 data[key] = tuple(data[key])
         return cls(**data)
 
@@ -121,13 +122,13 @@ class TrainConfig:
 def _read_settings(path: Path) -> dict:
     problem = regular_file_problem(path, "a training config")
     if problem:
-        raise ValueError(problem)
+        raise InputError(problem)
     try:
         data = parse_json(path.read_text())
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path.name} is not a JSON training config ({exc})") from None
+        raise InputError(f"{path.name} is not a JSON training config ({exc})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path.name} holds a JSON {type(data).__name__}, not an object of training settings")
+        raise InputError(f"{path.name} holds a JSON {type(data).__name__}, not an object of training settings")
     return data
 
 
@@ -153,7 +154,7 @@ def parameters_matching(model: nn.Module, pattern: str, setting: str) -> list[tu
     setting, since a typo would otherwise train an unchanged model silently."""
     found = [(n, p) for n, p in model.named_parameters() if fnmatch.fnmatchcase(n, pattern)]
     if not found:
-        raise ValueError(f"{setting} pattern {pattern!r} matches no parameter of the model")
+        raise InputError(f"{setting} pattern {pattern!r} matches no parameter of the model")
     return found
 
 
@@ -195,14 +196,14 @@ def build_model(cfg: TrainConfig) -> StartingPoint:
     its own configuration, so fine-tuning the official architecture is the same code path."""
     if cfg.init:
         if cfg.layerscale_init is not None:
-            raise ValueError("layerscale_init starts a model from scratch; rescale an init checkpoint with init_scale")
+            raise InputError("layerscale_init starts a model from scratch; rescale an init checkpoint with init_scale")
         loaded = load_checkpoint(cfg.init)
         scale_parameters(loaded.model, cfg.init_scale)
         steps = loaded.metadata.get("train_steps")
         origin = loaded.metadata.get("fine_tuned_from") or (None if steps else loaded.description)
         return StartingPoint(loaded.model.train(), int(steps or 0), loaded.variant, origin)
     if cfg.init_scale:
-        raise ValueError("init_scale rescales the weights of an init checkpoint; this configuration has no init")
+        raise InputError("init_scale rescales the weights of an init checkpoint; this configuration has no init")
     torch.manual_seed(cfg.seed)
     config = get_config(cfg.model)
     if cfg.layerscale_init is not None:
@@ -271,7 +272,7 @@ class Trainer:
         self.log = log
         check_precision(cfg.precision)
         if cfg.scenes not in SCENE_FAMILIES:
-            raise ValueError(f"scenes must be one of {', '.join(SCENE_FAMILIES)}, got {cfg.scenes!r}")
+            raise InputError(f"scenes must be one of {', '.join(SCENE_FAMILIES)}, got {cfg.scenes!r}")
         self.device = select_device(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)

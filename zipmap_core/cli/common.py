@@ -1,0 +1,40 @@
+"""What every command shares: the checkpoint option, and the model it names built one way."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..pipeline.reconstructor import Reconstructor
+
+CHECKPOINT_HELP = ("an official .pt, our .safetensors, or 'official[:VARIANT]' to download the authors' "
+                   "checkpoint once (default variant state_query); default: the bundled demonstration model")
+
+
+def add_fast_bf16(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--fast-cpu-bf16", action="store_true",
+                        help="official checkpoints on a CPU without bf16 units: float32 products for the bf16 "
+                             "Newton-Schulz, ~65x faster there, within the parity tolerances of the outputs")
+    parser.add_argument("--compile", action="store_true",
+                        help="compile the TTT layers' elementwise work (torch.compile; for a GPU; the first run "
+                             "compiles, and where compiling fails the eager code runs, with a warning)")
+
+
+def reconstructor(args: argparse.Namespace, notice: bool = False) -> Reconstructor:
+    """The model the user named; `notice`: say so when it is the demonstration model."""
+    from ..errors import CheckpointError
+    from ..io.download import resolve_checkpoint
+    from ..pipeline.reconstructor import Reconstructor
+    from ..resources import BUNDLED_MODEL, DEMO_NOTICE, is_bundled_model
+
+    path = resolve_checkpoint(args.checkpoint)
+    if not path.exists() and not args.checkpoint:
+        raise CheckpointError(f"the bundled model is missing ({BUNDLED_MODEL}); pass --checkpoint PATH")
+    if notice and is_bundled_model(path) and not getattr(args, "quiet", False):
+        print(f"note: {DEMO_NOTICE}", file=sys.stderr)
+    rec = Reconstructor.from_checkpoint(path, args.device, getattr(args, "variant", None))
+    rec.fast_cpu_bf16 = getattr(args, "fast_cpu_bf16", False)
+    rec.model.set_compiled_kernels(getattr(args, "compile", False))
+    return rec

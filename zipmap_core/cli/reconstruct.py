@@ -1,0 +1,179 @@
+"""`zipmap reconstruct`: photos, folders or videos to a scene and its exports, in one process or
+split across several (`--nproc`, torchrun)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import InputError
+from ..options import (
+    EXPORT_FORMATS,
+    EXPORT_NAMES,
+    MAX_FRAMES,
+    MAX_PROCESSES,
+    MAX_RESOLUTION,
+    POINT_SOURCES,
+    VARIANTS,
+    number,
+    positive_int,
+    resolution,
+)
+from .common import CHECKPOINT_HELP, add_fast_bf16, reconstructor
+from .terminal import StageBar
+
+if TYPE_CHECKING:
+    from ..io.atomic import Publication
+    from ..io.reconstruction import Reconstruction
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """reconstruct's options."""
+    r = sub.add_parser("reconstruct", help="reconstruct a scene from images, folders or videos")
+    r.add_argument("inputs", nargs="+", help="image files, folders or videos")
+    r.add_argument("-o", "--output", required=True, help="output folder (receives scene.zipmap)")
+    r.add_argument("--checkpoint", help=CHECKPOINT_HELP)
+    r.add_argument("--variant", choices=VARIANTS, help="force the official variant")
+    r.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    r.add_argument("--resolution", type=resolution,
+                   help=f"model image width, a multiple of 14 up to {MAX_RESOLUTION} (default: the model's)")
+    r.add_argument("--mode", choices=("crop", "pad"), default="crop")
+    r.add_argument("--max-frames", type=positive_int(MAX_FRAMES), help="use at most this many frames, evenly spaced")
+    r.add_argument("--fps", type=number(float, 0, 1000, lo_open=True), default=1.0, help="video sampling rate (frames per second)")
+    r.add_argument("--video-frames", type=positive_int(MAX_FRAMES), help="take this many evenly spaced frames per video instead")
+    r.add_argument("--window-size", type=number(int, 0, MAX_FRAMES), help="TTT window in frames (0 = bidirectional)")
+    r.add_argument("--nproc", type=positive_int(MAX_PROCESSES), default=1,
+                   help="split the reconstruction across N local processes (gloo on CPU, NCCL with one GPU each); "
+                        "under torchrun the split follows the launcher's processes")
+    r.add_argument("--dist-timeout", type=number(float, 0, 1e6, lo_open=True), default=300.0,
+                   help="seconds a split run waits for a silent process before it stops with an error")
+    r.add_argument("--no-state", action="store_true", help="do not keep the scene state")
+    r.add_argument("--points-from", choices=POINT_SOURCES, default="depth",
+                   help="world points from unprojected depth (default) or the point head (runs one more dense head)")
+    add_fast_bf16(r)
+    r.add_argument("--export", help=f"also export these formats into the output folder ({','.join(EXPORT_FORMATS)})")
+    r.add_argument("-q", "--quiet", action="store_true")
+    r.set_defaults(func=cmd_reconstruct)
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from ..io.atomic import Publication
+    from ..io.exporters import check_formats
+    from ..io.inputs import VideoSampling
+    from ..pipeline.distributed import Launch
+
+    formats = check_formats([f.strip() for f in (args.export or "").split(",") if f.strip()])
+    launch = Launch.from_env()
+    if args.nproc > 1 and launch is None:
+        return _launch_processes(args)
+    if launch is not None:
+        return _reconstruct_as_rank(args, launch, formats)
+    rec = reconstructor(args, notice=True)
+    print(f"model: {rec.description} on {rec.device}", file=sys.stderr)
+    bar = StageBar(args.quiet)
+    sampling = VideoSampling(fps=args.fps, max_frames=args.video_frames)
+    # the scene and its exports are staged and published together: a failure or a cancel keeps
+    # the previous run's outputs, and a second run into the same folder waits for no one
+    with Publication(args.output, output_names(formats)) as pub:
+        try:
+            recon = rec.reconstruct(
+                args.inputs, mode=args.mode, resolution=args.resolution, max_frames=args.max_frames, sampling=sampling,
+                window_size=args.window_size, keep_state=not args.no_state, points_from=args.points_from, progress=bar,
+            )
+        finally:
+            bar.close()
+        _write_outputs(recon, formats, pub, bar)
+    return _summary(recon, formats, Path(args.output))
+
+
+def output_names(formats: list[str]) -> list[str]:
+    """What a reconstruction publishes in its output folder."""
+    return ["scene.zipmap"] + [EXPORT_NAMES[f] for f in formats]
+
+
+def _write_outputs(recon: Reconstruction, formats: list[str], pub: Publication, bar: StageBar) -> None:
+    from ..io.exporters import export
+
+    for name, reason in recon.metadata.get("skipped", []):
+        print(f"skipped {name}: {reason}", file=sys.stderr)
+    for note in recon.metadata.get("sampling_notes", []):  # fewer frames than asked: say why
+        print(note, file=sys.stderr)
+    recon.save(pub.path("scene.zipmap"))
+    for fmt in formats:
+        export(recon, fmt, pub.path(EXPORT_NAMES[fmt]), progress=bar)
+        bar.close()
+
+
+def _launch_processes(args: argparse.Namespace) -> int:
+    """`--nproc N`: the same command in N local processes, one reconstruction split across them."""
+    from ..pipeline.distributed import launch_local
+
+    if args.window_size:
+        raise InputError("--nproc splits bidirectional reconstructions; the windowed (streaming) order runs in one process")
+    argv, skip = [], False
+    for item in args.argv:  # the children get the command without --nproc
+        if skip:
+            skip = False
+        elif item == "--nproc":
+            skip = True
+        elif not item.startswith("--nproc="):
+            argv.append(item)
+    return launch_local(args.nproc, argv, args.dist_timeout)
+
+
+def _reconstruct_as_rank(args: argparse.Namespace, launch, formats: list[str]) -> int:
+    """One process of a split reconstruction (ours or torchrun's): every rank computes its frames;
+    rank 0 gathers, assembles and writes."""
+    import torch.distributed as dist
+
+    from ..io.atomic import Publication
+    from ..io.inputs import Preparation, VideoSampling, load_inputs
+    from ..pipeline.distributed import (
+        die_with_parent,
+        init_group,
+        make_shard,
+        reconstruct_split,
+    )
+
+    if os.environ.get("ZIPMAP_LAUNCHED"):
+        die_with_parent()
+    if args.window_size:
+        raise InputError("the windowed (streaming) order runs in one process: run without torchrun or --nproc")
+    args.device = str(init_group(launch, float(os.environ.get("ZIPMAP_DIST_TIMEOUT", args.dist_timeout))))
+    root = launch.rank == 0
+    try:
+        rec = reconstructor(args, notice=root)
+        if root:
+            print(f"model: {rec.description}, split across {launch.world} processes", file=sys.stderr)
+        bar = StageBar(args.quiet or not root)
+        inputs = load_inputs(args.inputs, VideoSampling(fps=args.fps, max_frames=args.video_frames), args.max_frames,
+                             prepare=Preparation(args.mode, args.resolution or rec.cfg.img_size))
+        shard = make_shard(len(inputs.frames), launch)
+        if not root:
+            reconstruct_split(rec, inputs, shard, args.mode, args.resolution, args.points_from, not args.no_state, bar)
+            return 0
+        with Publication(args.output, output_names(formats)) as pub:
+            try:
+                recon = reconstruct_split(rec, inputs, shard, args.mode, args.resolution, args.points_from,
+                                          not args.no_state, bar)
+            finally:
+                bar.close()
+            assert recon is not None
+            _write_outputs(recon, formats, pub, bar)
+        return _summary(recon, formats, Path(args.output))
+    finally:
+        dist.destroy_process_group()
+
+
+def _summary(recon: Reconstruction, formats: list[str], out_dir: Path) -> int:
+    for fmt in formats:
+        print(f"exported {fmt}: {out_dir / EXPORT_NAMES[fmt]}", file=sys.stderr)
+    t = recon.timings
+    print(
+        f"{recon.num_frames} frames at {recon.image_hw[1]}x{recon.image_hw[0]}: model {t['model_s']:.2f} s "
+        f"({t['per_frame_s']:.3f} s/frame), total {t['total_s']:.2f} s -> {out_dir / 'scene.zipmap'}"
+    )
+    return 0

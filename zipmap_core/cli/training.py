@@ -1,0 +1,91 @@
+"""`zipmap train`, `zipmap eval` and `zipmap generate`: models trained and scored on generated
+scenes with ground truth."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..options import PRECISIONS, VARIANTS, number, positive_int
+from .common import CHECKPOINT_HELP, add_fast_bf16, reconstructor
+from .terminal import StageBar
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """train's, eval's and generate's options."""
+    t = sub.add_parser("train", help="train (or fine-tune) ZipMap on procedurally generated scenes")
+    t.add_argument("config", nargs="?", default="", help="training settings (JSON); see configs/")
+    t.add_argument("-o", "--output", help="run folder (checkpoints, log.jsonl, model.safetensors)")
+    t.add_argument("--steps", type=positive_int(10**9))
+    t.add_argument("--init", help="start from this checkpoint (official .pt or ours)")
+    t.add_argument("--device")
+    t.add_argument("--threads", type=positive_int(1024))
+    t.add_argument("--precision", choices=PRECISIONS,
+                   help="bf16 autocast or float32 (default auto: bf16 on a GPU, float32 on a CPU)")
+    t.add_argument("--time-budget", type=number(float, 0, 1e9, lo_open=True), help="fit the number of steps to this many seconds")
+    t.set_defaults(func=cmd_train)
+    e = sub.add_parser("eval", help="score a model on scene folders with ground truth (see `generate`)")
+    e.add_argument("scenes", help="a scene folder, or a folder of them")
+    e.add_argument("--checkpoint", help=CHECKPOINT_HELP)
+    e.add_argument("--variant", choices=VARIANTS)
+    e.add_argument("--device", default="auto")
+    e.add_argument("--json", help="also write the full results here")
+    add_fast_bf16(e)
+    e.add_argument("-q", "--quiet", action="store_true")
+    e.set_defaults(func=cmd_eval)
+    g = sub.add_parser("generate", help="write procedurally generated scenes with ground truth")
+    g.add_argument("output")
+    g.add_argument("--scenes", type=positive_int(100_000), default=10)
+    g.add_argument("--views", type=positive_int(1024), default=8, help="input views per scene")
+    g.add_argument("--held-out", type=number(int, 0, 1024), default=2, help="extra views between the inputs, for novel-view tests")
+    g.add_argument("--seed", type=int, default=20_000_000, help="first scene's seed (training uses 10,000,000 up)")
+    g.add_argument("--width", type=number(int, 14, 2048), default=224)
+    g.add_argument("--height", type=number(int, 14, 2048), default=168)
+    g.add_argument("--trajectory", choices=("orbit", "ring", "sweep"))
+    g.add_argument("-q", "--quiet", action="store_true")
+    g.set_defaults(func=cmd_generate)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..training.trainer import TrainConfig, Trainer
+
+    cfg = TrainConfig.from_file(
+        args.config, output=args.output, steps=args.steps, device=args.device, init=args.init,
+        time_budget_s=args.time_budget, threads=args.threads, precision=args.precision,
+    )
+    trainer = Trainer(cfg, log=lambda line: print(line, flush=True))
+    total = sum(p.numel() for p in trainer.model.parameters())
+    part = f" ({trainer.trainable_parameters / 1e6:.2f} M trained)" if trainer.trainable_parameters < total else ""
+    print(f"training '{trainer.model.cfg.name}' on {trainer.device}: {total / 1e6:.2f} M parameters{part} -> {cfg.output}",
+          flush=True)
+    trainer.run()
+    print(f"saved {trainer.model_path} after {trainer.step} steps")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from ..training.synthetic import make_dataset
+
+    bar = StageBar(args.quiet)
+    try:
+        paths = make_dataset(args.output, args.scenes, args.views, args.held_out, args.seed, (args.height, args.width),
+                             args.trajectory, progress=bar)
+    finally:
+        bar.close()
+    print(f"wrote {len(paths)} scenes to {args.output}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ..training.evaluation import evaluate, format_table, write_json
+
+    rec = reconstructor(args)
+    bar = StageBar(args.quiet)
+    try:
+        result = evaluate(rec, args.scenes, progress=bar)
+    finally:
+        bar.close()
+    print(format_table(result))
+    if args.json:
+        write_json(result, args.json)
+        print(f"wrote {args.json}")
+    return 0
