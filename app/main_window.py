@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import platform
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QIcon, QKeySequence
 from PySide6.QtWidgets import (
-    QApplication,
     QDockWidget,
     QFileDialog,
     QFrame,
@@ -22,11 +20,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from zipmap_core.io.checkpoints import load_checkpoint
-from zipmap_core.io.download import OFFICIAL_PREFIX, resolve_checkpoint
+from zipmap_core.io.download import OFFICIAL_PREFIX
 from zipmap_core.io.exporters import FORMATS
 from zipmap_core.io.inputs import InputSet
 from zipmap_core.io.reconstruction import Reconstruction
+from zipmap_core.options import PATCH
 from zipmap_core.pipeline.reconstructor import Reconstructor
 from zipmap_core.resources import (
     BUNDLED_MODEL,
@@ -35,6 +33,7 @@ from zipmap_core.resources import (
     is_bundled_model,
 )
 
+from .about import about_text
 from .exports import ExportController
 from .input_controller import InputController
 from .job_runner import JobRunner
@@ -231,14 +230,12 @@ class MainWindow(QMainWindow):
         if spec is None:
             self.notify("No model: the bundled model is missing. Use File ▸ Load checkpoint…")
             return
-        device = self.model_panel.device.currentText()
+        device, fast = self.model_panel.device.currentText(), self.model_panel.fast_bf16.isChecked()
 
         def work(progress, cancel):
-            resolved = resolve_checkpoint(spec)
-            loaded = load_checkpoint(resolved)
-            rec = Reconstructor(loaded.model, device, loaded.description, loaded.variant)
+            rec = Reconstructor.open(spec, device, fast_cpu_bf16=fast)
             rec.warm_up()
-            return rec, resolved
+            return rec, rec.path
 
         name = Path(spec).name
         if not background and not spec.startswith(OFFICIAL_PREFIX):  # a download never blocks the window
@@ -330,7 +327,7 @@ class MainWindow(QMainWindow):
 
     def model_input(self) -> tuple[str, int]:
         """(crop or pad, model image width) as the model panel sets them."""
-        return self.model_panel.mode.currentText(), int(self.model_panel.resolution.value()) // 14 * 14
+        return self.model_panel.mode.currentText(), int(self.model_panel.resolution.value()) // PATCH * PATCH
 
     def cancel(self) -> None:
         self.jobs.cancel()
@@ -364,19 +361,8 @@ class MainWindow(QMainWindow):
             super().keyPressEvent(event)
 
     # ---- help ---------------------------------------------------------------------------------------
-    def about_text(self) -> str:
-        import PySide6
-        import torch
-        import vispy
-
-        import zipmap_core
-
-        return (f"{APP_NAME} {zipmap_core.__version__}\nZipMap (CVPR 2026) reconstruction: photos in, 3D scene and "
-                f"queryable scene state out.\n\nPython {platform.python_version()} · PyTorch {torch.__version__} · "
-                f"PySide6 {PySide6.__version__} · VisPy {vispy.__version__}")
-
     def about(self) -> None:
-        QMessageBox.about(self, f"About {APP_NAME}", self.about_text())
+        QMessageBox.about(self, f"About {APP_NAME}", about_text(APP_NAME))
 
     def showEvent(self, event) -> None:
         """The first show restores the last session's window and docks; without one the novel
@@ -401,7 +387,3 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window_geometry", self.saveGeometry())
         self.settings.setValue("window_state", self.saveState())
         super().closeEvent(event)
-
-
-def main_window_app() -> QApplication:
-    return QApplication.instance() or QApplication([])

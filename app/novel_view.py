@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from zipmap_core.options import MAX_RENDER_SIDE, PATCH
 from zipmap_core.pipeline.reconstructor import NovelViews
 
 
@@ -86,8 +87,8 @@ class NovelViewPanel(QGroupBox):
         self.width_px = QSpinBox()
         self.height_px = QSpinBox()
         for box, value in ((self.width_px, 112), (self.height_px, 84)):
-            box.setRange(14, 1036)
-            box.setSingleStep(14)
+            box.setRange(PATCH, MAX_RENDER_SIDE)
+            box.setSingleStep(PATCH)
             box.setValue(value)
         for w in (self.fov, self.width_px, self.height_px):
             w.valueChanged.connect(lambda *_: self.settings_changed.emit())
@@ -160,7 +161,7 @@ class NovelViewPanel(QGroupBox):
         """New virtual cameras take the scene's aspect at the current width (multiples of 14,
         the patch size the state query reads)."""
         width = int(self.width_px.value())
-        self.height_px.setValue(max(14, round(width * image_hw[0] / image_hw[1] / 14) * 14))
+        self.height_px.setValue(max(PATCH, round(width * image_hw[0] / image_hw[1] / PATCH) * PATCH))
 
     def size(self) -> tuple[int, int]:  # type: ignore[override]
         return int(self.height_px.value()), int(self.width_px.value())

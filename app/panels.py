@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 from superqt import QElidingLabel, QLabeledDoubleSlider, QLabeledSlider
 
 from zipmap_core.io.inputs import Frame
+from zipmap_core.options import PATCH
 from zipmap_core.resources import DEMO_NOTICE
 
 THUMB = 96
@@ -94,7 +95,7 @@ class ModelPanel(QGroupBox):
         self.device.addItems(["auto", "cpu", "cuda", "mps"])
         self.resolution = QSpinBox()
         self.resolution.setRange(56, 1036)
-        self.resolution.setSingleStep(14)
+        self.resolution.setSingleStep(PATCH)
         self.mode = QComboBox()
         self.mode.addItems(["crop", "pad"])
         self.fast_bf16 = QCheckBox("Fast bf16 on CPU")

@@ -7,7 +7,6 @@ A fixed node transform turns them z-up for VisPy's turntable, so "up" is the pho
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 from vispy import app as vispy_app
@@ -20,10 +19,11 @@ from zipmap_core.io.reconstruction import Reconstruction
 from zipmap_core.model.geometry import (
     frustum_corners,
     frustum_segments,
-    intrinsics_from_fov,
 )
 
 from .framing import MAX_FIT_STEP_BACK, confidence_ranks, fit_distance, fit_fov_deg
+from .picking import nearest_frustum, nearest_point
+from .state import VirtualCamera
 
 # row-vector matrix: (x, y, z) -> (x, z, -y)
 OPENCV_TO_ZUP = np.array([[1, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], np.float32)
@@ -39,20 +39,6 @@ IDLE_S = 0.3
 MAX_IMAGE_PLANES = 96
 # colour by confidence starts above viridis's darkest purple, which vanishes on the dark background
 CONF_COLOR_FLOOR = 0.15
-
-
-@dataclass
-class VirtualCamera:
-    """A camera placed by the user: camera-to-world (OpenCV axes), vertical field of view, size."""
-
-    c2w: np.ndarray
-    fov_y_deg: float = 60.0
-    width: int = 112
-    height: int = 84
-    name: str = "virtual"
-
-    def intrinsics(self) -> np.ndarray:
-        return intrinsics_from_fov(self.fov_y_deg, (self.height, self.width)).numpy()
 
 
 class SceneView:
@@ -354,43 +340,18 @@ class SceneView:
             return None
         size = 0.12 * self._scale
         corners = [frustum_corners(c2w, k, recon.image_hw, size) for c2w, k in zip(recon.cam_to_world, recon.intrinsics)]
-        return self._nearest_frustum(corners, canvas_xy, radius_px)
+        return nearest_frustum(self.frusta.get_transform("visual", "canvas"), corners, canvas_xy, radius_px)
 
     def virtual_at(self, canvas_xy: tuple[float, float], radius_px: float = 36) -> int | None:
         """The virtual camera whose frustum is nearest the click."""
         size = 0.15 * self._scale
         corners = [frustum_corners(c.c2w, c.intrinsics(), (c.height, c.width), size) for c in self.virtual_cameras]
-        return self._nearest_frustum(corners, canvas_xy, radius_px)
-
-    def _nearest_frustum(self, corners: list[np.ndarray], canvas_xy: tuple[float, float], radius_px: float) -> int | None:
-        """Index of the frustum (apex + image-plane corners, world) whose centre is drawn nearest
-        `canvas_xy`, if within `radius_px`; frusta behind the view never match."""
-        if not corners:
-            return None
-        centres = np.array([c.mean(0) for c in corners])
-        screen = self.frusta.get_transform("visual", "canvas").map(centres)
-        xy = screen[:, :2] / screen[:, 3:4]
-        d = np.linalg.norm(xy - np.asarray(canvas_xy), axis=1)
-        d[screen[:, 3] <= 0] = np.inf
-        i = int(np.argmin(d))
-        return i if d[i] <= radius_px else None
+        return nearest_frustum(self.frusta.get_transform("visual", "canvas"), corners, canvas_xy, radius_px)
 
     def pick_point(self, canvas_xy: tuple[float, float], radius_px: float = 8) -> np.ndarray | None:
         """The nearest drawn point under the cursor (world coordinates), front-most among ties."""
-        pos = self._drawn_positions
-        if not len(pos):
-            return None
-        tr = self.points.get_transform("visual", "canvas")
-        screen = tr.map(pos)
-        w = screen[:, 3]
-        xy = screen[:, :2] / w[:, None]
-        d = np.linalg.norm(xy - np.asarray(canvas_xy), axis=1)
-        near = np.nonzero((d <= radius_px) & (w > 0))[0]
-        if not len(near):
-            return None
         eye, _ = self.camera_pose()
-        dist = np.linalg.norm(pos[near] - eye, axis=1)
-        return pos[near[np.argmin(dist)]]
+        return nearest_point(self.points.get_transform("visual", "canvas"), self._drawn_positions, eye, canvas_xy, radius_px)
 
     # ---- virtual cameras -------------------------------------------------------------------------
     def set_virtual_cameras(self, cams: list[VirtualCamera], selected: int = -1) -> None:

@@ -15,6 +15,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog
 
 from zipmap_core.io.atomic import atomic_path
+from zipmap_core.io.preprocess import unit_bytes_np
 from zipmap_core.pipeline.camera_path import (
     look_at,
     orbit_path,
@@ -25,7 +26,7 @@ from zipmap_core.pipeline.camera_path import (
 
 from .exports import save_png
 from .jobs import Job, LatestOnly
-from .viewer3d import VirtualCamera
+from .state import VirtualCamera
 
 if TYPE_CHECKING:
     from .main_window import MainWindow
@@ -178,7 +179,7 @@ class VirtualCameraController:
         assert views is not None
         path = Path(path)
         stem = path.with_suffix("")
-        rgb = (np.clip(views.rgb[0], 0, 1) * 255 + 0.5).astype(np.uint8)
+        rgb = unit_bytes_np(views.rgb[0])
         depth = views.depth[0]
         scale = 1000.0 if np.nanmax(depth) * 1000 < 65535 else 65535 / float(np.nanmax(depth))
         out = [save_png(rgb, path), save_png((np.clip(depth * scale, 0, 65535) + 0.5).astype(np.uint16), f"{stem}_depth.png")]

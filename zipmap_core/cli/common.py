@@ -23,18 +23,13 @@ def add_fast_bf16(parser: argparse.ArgumentParser) -> None:
 
 
 def reconstructor(args: argparse.Namespace, notice: bool = False) -> Reconstructor:
-    """The model the user named; `notice`: say so when it is the demonstration model."""
-    from ..errors import CheckpointError
-    from ..io.download import resolve_checkpoint
+    """The model the user named (`Reconstructor.open`); `notice`: say so when it is the
+    demonstration model."""
     from ..pipeline.reconstructor import Reconstructor
-    from ..resources import BUNDLED_MODEL, DEMO_NOTICE, is_bundled_model
+    from ..resources import DEMO_NOTICE, is_bundled_model
 
-    path = resolve_checkpoint(args.checkpoint)
-    if not path.exists() and not args.checkpoint:
-        raise CheckpointError(f"the bundled model is missing ({BUNDLED_MODEL}); pass --checkpoint PATH")
-    if notice and is_bundled_model(path) and not getattr(args, "quiet", False):
+    rec = Reconstructor.open(args.checkpoint, args.device, getattr(args, "variant", None),
+                             fast_cpu_bf16=getattr(args, "fast_cpu_bf16", False), compile=getattr(args, "compile", False))
+    if notice and is_bundled_model(rec.path) and not getattr(args, "quiet", False):
         print(f"note: {DEMO_NOTICE}", file=sys.stderr)
-    rec = Reconstructor.from_checkpoint(path, args.device, getattr(args, "variant", None))
-    rec.fast_cpu_bf16 = getattr(args, "fast_cpu_bf16", False)
-    rec.model.set_compiled_kernels(getattr(args, "compile", False))
     return rec

@@ -21,6 +21,7 @@ from ..errors import InputError
 from ..model.geometry import frustum_corners, frustum_segments
 from ..options import EXPORT_FORMATS, EXPORT_NAMES
 from .atomic import atomic_folder, atomic_path
+from .preprocess import unit_bytes_np
 from .reconstruction import Reconstruction
 
 Progress = Callable[[str, int, int], None]
@@ -134,7 +135,7 @@ def fuse_tsdf(
     verts = verts + lo
     vox = np.clip(np.round((verts - lo) / voxel).astype(int), 0, dims - 1)
     flat = np.ravel_multi_index(vox.T, dims)
-    vcol = (colour.numpy()[flat] * 255 + 0.5).astype(np.uint8)
+    vcol = unit_bytes_np(colour.numpy()[flat])
     mesh = trimesh.Trimesh(verts, faces[:, ::-1], vertex_colors=vcol, process=False)
     mesh.metadata["voxel_size"] = voxel
     return mesh

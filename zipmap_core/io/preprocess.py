@@ -16,10 +16,10 @@ from PIL import Image, ImageOps
 
 from ..errors import InputError
 from ..model.aggregator import unit_float
+from ..options import PATCH
 
 MODES = ("crop", "pad")
 DEFAULT_SIZE = 518
-PATCH = 14
 # Pictures above this many pixels are refused as potential decompression bombs.
 MAX_PIXELS = 180_000_000
 # Above BOMB_CHECK_PIXELS, a picture must bring at least one byte of file per MAX_PIXELS_PER_BYTE
@@ -53,7 +53,7 @@ def to_rgb(img: Image.Image, exif: bool = True) -> Image.Image:
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
         peak = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+        img = Image.fromarray(unit_bytes_np(arr / peak), "L")
     if img.mode in ("P", "LA", "PA") or (img.mode == "L" and "transparency" in img.info):
         img = img.convert("RGBA")
     if img.mode == "RGBA":
@@ -153,6 +153,11 @@ def from_resized(rgb: np.ndarray, original_wh: tuple[int, int], mode: str, size:
 def unit_bytes(t: torch.Tensor) -> torch.Tensor:
     """[0, 1] floats -> image bytes, rounded (the inverse of `unit_float` on bytes)."""
     return t.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
+
+
+def unit_bytes_np(a: np.ndarray) -> np.ndarray:
+    """`unit_bytes` for numpy arrays: [0, 1] floats (clipped) -> image bytes, rounded."""
+    return np.clip(np.asarray(a, np.float32) * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
 def pad_white(t: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, tuple[int, int]]:

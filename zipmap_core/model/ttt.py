@@ -50,11 +50,6 @@ def windowed_order(total_tokens: int, window_tokens: int) -> list[TTTOp]:
     return ops
 
 
-def state_query_order(input_tokens: int) -> list[TTTOp]:
-    """Update on the input views only, then apply to inputs and queries alike."""
-    return [TTTOp(0, input_tokens, True, False), TTTOp(0, -1, False, True)]
-
-
 def render_order() -> list[TTTOp]:
     """Apply the stored state only: rendering new views never changes the scene state."""
     return [TTTOp(0, -1, False, True)]

@@ -11,7 +11,7 @@ from ..errors import InputError
 from .aggregator import Aggregator, ProgressHook
 from .config import ZipMapConfig
 from .heads.camera_head import CameraHead, CameraMLPHead
-from .heads.dpt_head import DPTHead
+from .heads.dpt_head import DENSE_CHUNK_FRAMES, DPTHead
 from .shard import FrameShard
 from .ttt import FastWeights, TTTLayer, TTTOp, bidirectional_order, render_order, windowed_order
 
@@ -178,7 +178,7 @@ class ZipMap(nn.Module):
             agg = self.aggregator.run_blocks(tokens, (h // p, w // p), render_order(), states, None, hook)
             with torch.autocast(device_type=rays.device.type, enabled=False):
                 levels = [t.float() for t in agg.tokens]
-                v, c = self.nvs_head(levels, (h, w), agg.patch_start_idx, 8)
+                v, c = self.nvs_head(levels, (h, w), agg.patch_start_idx, DENSE_CHUNK_FRAMES)
             rgbd.append(v)
             confs.append(c)
         return torch.cat(rgbd, dim=1), torch.cat(confs, dim=1)

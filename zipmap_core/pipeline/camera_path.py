@@ -14,6 +14,7 @@ from scipy.spatial.transform import Rotation, Slerp
 from ..errors import InputError
 from ..io.atomic import Publication
 from ..io.files import parse_json, regular_file_problem
+from ..io.preprocess import unit_bytes_np
 from ..io.reconstruction import Reconstruction
 from ..model.geometry import look_at as _look_at
 
@@ -107,7 +108,7 @@ def render_path(
                     cancel.check()
                 label, views = render_frames(rec, recon, poses[start : start + RENDER_BATCH], k, size)
                 for j in range(len(views.rgb)):
-                    rgb = (np.clip(views.rgb[j], 0, 1) * 255 + 0.5).astype(np.uint8)
+                    rgb = unit_bytes_np(views.rgb[j])
                     _save_frame(frames, start + j, rgb, views.depth[j])
                     video.write(rgb)
                 if progress is not None:

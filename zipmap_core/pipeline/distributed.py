@@ -31,8 +31,6 @@ from ..model.shard import FrameShard, split_counts
 from .assembly import assemble, check_point_source, host_states
 from .reconstructor import Reconstructor, model_images
 
-DEFAULT_TIMEOUT_S = 300
-
 
 @dataclass
 class Launch:

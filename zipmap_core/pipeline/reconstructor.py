@@ -20,7 +20,7 @@ import torch
 
 from ..cancel import CancelToken, Progress, reporter
 from ..device import chunk_frames_for, inference_precision, select_device
-from ..errors import InputError
+from ..errors import CheckpointError, InputError
 from ..io.checkpoints import load_checkpoint
 from ..io.inputs import Frame, InputSet, Preparation, VideoSampling, load_inputs
 from ..io.preprocess import Crop, check_mode_and_size, stack_images
@@ -75,11 +75,29 @@ class Reconstructor:
         self.variant = variant
         self.chunk_frames = chunk_frames  # None: chosen per run from the device's free memory
         self._resident: tuple[list, list] | None = None  # (the scene state mirrored, its device tensors)
+        self.path: Path | None = None  # the checkpoint file, when built by `open`
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto", variant: str | None = None) -> Reconstructor:
         loaded = load_checkpoint(path, variant)
         return cls(loaded.model, device, loaded.description, loaded.variant)
+
+    @classmethod
+    def open(cls, spec: str | Path | None = None, device: str = "auto", variant: str | None = None, *,
+             fast_cpu_bf16: bool = False, compile: bool = False) -> Reconstructor:
+        """The one way the CLI and the app build a Reconstructor from what a user names: a file,
+        `official[:VARIANT]` (downloaded once) or nothing (the bundled model), with the numerics
+        asked for set at construction. `path` records the file it came from."""
+        from ..io.download import resolve_checkpoint
+
+        path = resolve_checkpoint(spec)
+        if not spec and not path.exists():
+            raise CheckpointError(f"the bundled model is missing ({BUNDLED_MODEL}); pass a checkpoint")
+        loaded = load_checkpoint(path, variant)
+        rec = cls(loaded.model, device, loaded.description, loaded.variant, fast_cpu_bf16=fast_cpu_bf16)
+        rec.model.set_compiled_kernels(compile)
+        rec.path = path
+        return rec
 
     @classmethod
     def bundled(cls, device: str = "auto") -> Reconstructor:
@@ -96,10 +114,6 @@ class Reconstructor:
     @property
     def cfg(self):
         return self.model.cfg
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return torch.bfloat16 if self.device.type == "cuda" else torch.float32
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         return inference_precision(self.device, self.fast_cpu_bf16)

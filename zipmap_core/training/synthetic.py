@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..io.atomic import atomic_folder
+from ..io.preprocess import unit_bytes_np
 from ..model.geometry import invert_rigid, pixel_grid
 
 ROOM_FACES = 6
@@ -327,7 +328,7 @@ def write_scene(views: SceneViews, index: int, folder: str | Path, held_out: int
         sub = "held_out" if i >= s - held_out else "images"
         (folder / sub).mkdir(parents=True, exist_ok=True)
         name = f"{sub}/view_{i:03d}.png"
-        arr = (views.images[index, i].permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+        arr = unit_bytes_np(views.images[index, i].permute(1, 2, 0).cpu().numpy())
         Image.fromarray(arr).save(folder / name)
         names.append(name)
     np.savez_compressed(

@@ -15,6 +15,8 @@ from torch import Tensor, nn
 
 from ..config import DPTConfig
 
+DENSE_CHUNK_FRAMES = 8  # frames per pass through a dense head: the full-resolution activations stay small
+
 
 def _uv_grid(width: int, height: int, aspect: float, dtype: torch.dtype, device: torch.device) -> Tensor:
     """Pixel-centre coordinates normalised by the image diagonal, [height, width, 2] as (u, v)."""
@@ -133,7 +135,7 @@ class DPTHead(nn.Module):
         )
 
     def forward(
-        self, tokens: list[Tensor], image_hw: tuple[int, int], patch_start_idx: int, chunk_frames: int = 8
+        self, tokens: list[Tensor], image_hw: tuple[int, int], patch_start_idx: int, chunk_frames: int = DENSE_CHUNK_FRAMES
     ) -> tuple[Tensor, Tensor | None]:
         """tokens: 4 levels [B, S, P, C]. Returns ([B, S, H, W, C'], [B, S, H, W] or None)."""
         b, s = tokens[0].shape[:2]
