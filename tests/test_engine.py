@@ -367,7 +367,7 @@ def test_failed_write_leaves_no_partial_file(tmp_path, tiny_model, scene_dir, mo
 
 def test_benchmarks_run_and_report_what_they_measured(tmp_path):
     """The bench commands are what README figures come from: they must keep running."""
-    from zipmap_core import bench
+    from zipmap_core.bench import micro as bench
 
     ns = bench.newton_schulz_routes((1, 32, 64), threads=1)
     assert set(ns["seconds"]) == {"bf16_native", "bf16_fast", "float32"} and min(ns["seconds"].values()) > 0

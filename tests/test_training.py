@@ -280,7 +280,7 @@ def test_two_view_warm_up_and_a_layerscale_start(tmp_path):
 
 
 def test_bench_generator_renders_batches_on_the_device(tmp_path):
-    from zipmap_core.bench import generator_rate
+    from zipmap_core.bench.micro import generator_rate
 
     r = generator_rate((28, 56), 4, 4, 1, "cpu", batch=2)
     assert r["scenes"] == 4 and r["batch"] == 2 and r["scenes_per_s"] > 0

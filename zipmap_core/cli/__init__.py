@@ -19,7 +19,7 @@ __all__ = ["StageBar", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..bench_cli import add_bench_parser
+    from ..bench.cli import add_bench_parser
 
     parser = argparse.ArgumentParser(prog="zipmap", description="ZipMap 3D reconstruction from photos and videos.")
     sub = parser.add_subparsers(dest="command", required=True)

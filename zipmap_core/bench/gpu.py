@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .device import gpu_half_dtype, inference_precision, synchronize
-from .errors import InputError
-from .model.config import get_config, small_config
-from .model.geometry import intrinsics_from_fov, ray_conditions
-from .model.zipmap import ZipMap
+from ..device import gpu_half_dtype, inference_precision, synchronize
+from ..errors import InputError
+from ..model.config import get_config, small_config
+from ..model.geometry import intrinsics_from_fov, ray_conditions
+from ..model.zipmap import ZipMap
 
 PAPER_FRAMES = (5, 10, 25, 50, 100, 200, 400, 750)
 # the authors' constructor for the main model, as their headless inference script builds it

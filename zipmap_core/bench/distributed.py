@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .bench import _rss_mb, build
-from .model.config import get_config
-from .model.shard import FrameShard, split_counts
+from ..model.config import get_config
+from ..model.shard import FrameShard, split_counts
+from .micro import _rss_mb, build
 
 
 def _rank(rank: int, world: int, init: str, frames: int, size: int, threads: int, out: str) -> None:

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .io.atomic import atomic_path
-from .io.inputs import Preparation, VideoSampling, iter_inputs, load_inputs
-from .pipeline.assembly import assemble
-from .pipeline.reconstructor import Reconstructor, model_images
+from ..io.atomic import atomic_path
+from ..io.inputs import Preparation, VideoSampling, iter_inputs, load_inputs
+from ..pipeline.assembly import assemble
+from ..pipeline.reconstructor import Reconstructor, model_images
 
 
 def make_video(path: Path, frames: int, size: tuple[int, int] = (1920, 1080), fps: int = 30) -> Path:

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .device import fast_bf16_active, fast_cpu_bf16, inference_precision, synchronize
-from .io.atomic import atomic_path
-from .model.config import get_config, small_config
-from .model.zipmap import ZipMap
+from ..device import fast_bf16_active, fast_cpu_bf16, inference_precision, synchronize
+from ..io.atomic import atomic_path
+from ..model.config import get_config, small_config
+from ..model.zipmap import ZipMap
 
 
 def _rss_mb() -> float:
@@ -92,7 +92,7 @@ def measure_streaming(size: int, total: int, window: int, device: str) -> dict:
 
 
 def _child(args: list[str]) -> dict:
-    out = subprocess.run([sys.executable, "-m", "zipmap_core.bench", *args], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "zipmap_core.bench.micro", *args], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -174,7 +174,7 @@ def plot_scaling(results: dict, path: Path) -> None:
 
 def query_latency(config: str, size_hw: tuple[int, int], frames: int, repeats: int, device: str) -> dict:
     """Seconds for one novel-view query from a stored state (random weights: speed only)."""
-    from .model.geometry import intrinsics_from_fov, ray_conditions
+    from ..model.geometry import intrinsics_from_fov, ray_conditions
 
     dev = torch.device(device)
     torch.manual_seed(0)
@@ -215,7 +215,7 @@ def full_config(config: str, frames: int, size_hw: tuple[int, int], device: str,
 def newton_schulz_routes(shape: tuple[int, int, int], threads: int) -> dict:
     """Seconds for one Newton-Schulz of official-size fast weights: bf16 on the backend's own
     kernel (the parity route), bf16 through float32 products (`device.fast_cpu_bf16`), and float32."""
-    from .model import ttt
+    from ..model import ttt
 
     torch.set_num_threads(threads)
     g = torch.randn(*shape)
@@ -235,8 +235,8 @@ def generator_rate(image_hw: tuple[int, int], views: int, scenes: int, threads: 
                    batch: int = 1, family: str = "classic") -> dict:
     """Scenes per second of the procedural generator (what feeds training), `batch` scenes a call
     on `device` (a GPU renders thousands of scenes a call)."""
-    from .training.captures import generate_captures
-    from .training.synthetic import generate
+    from ..training.captures import generate_captures
+    from ..training.synthetic import generate
 
     if family == "captures":
         generate = generate_captures
