@@ -49,7 +49,9 @@ def _huge(key: str, value):
     (None, "NoneType, not a mapping"),
     ([1, 2], "list, not a mapping"),
     (_huge("aggregator", None), "aggregator is NoneType, not a section"),
+    ({**tiny_config().to_dict(), "colour": "blue"}, "unknown settings colour in ZipMapConfig"),
     (_huge("camera_head.kind", "laser"), "camera_head.kind is 'laser'"),
+    (_huge("aggregator.warp_drive", True), "unknown settings warp_drive in AggregatorConfig"),
 ])
 def test_a_checkpoint_config_is_checked_before_anything_is_sized_by_it(tmp_path, config, message, capsys):
     path = checkpoint_with_config(tmp_path / "odd.safetensors", config)

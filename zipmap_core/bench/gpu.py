@@ -101,7 +101,7 @@ def query_ms(config: str, size_hw: tuple[int, int], device: torch.device, frames
     """Milliseconds of one novel-view query with the scene state already on the device."""
     torch.manual_seed(0)
     cfg = small_config(size_hw[1]) if config == "small" else get_config("state_query")
-    cfg.enable_nvs = True
+    cfg = cfg.replace(enable_nvs=True)
     model = ZipMap(cfg).eval().to(device)
     h, w = size_hw
     with torch.inference_mode(), inference_precision(device):

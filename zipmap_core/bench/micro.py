@@ -41,7 +41,7 @@ def _peak_mb() -> float:
 def build(config: str, mixer: str, size: int) -> ZipMap:
     torch.manual_seed(0)
     cfg = small_config(size) if config == "small" else get_config(config)
-    cfg.aggregator.global_mixer = mixer
+    cfg = cfg.replace(**{"aggregator.global_mixer": mixer})
     return ZipMap(cfg).eval()
 
 
@@ -179,7 +179,7 @@ def query_latency(config: str, size_hw: tuple[int, int], frames: int, repeats: i
     dev = torch.device(device)
     torch.manual_seed(0)
     cfg = small_config() if config == "small" else get_config(config)
-    cfg.enable_nvs = True
+    cfg = cfg.replace(enable_nvs=True)
     model = ZipMap(cfg).eval().to(dev)
     h, w = size_hw
     with torch.inference_mode(), inference_precision(dev, fast_bf16_active()):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any
 
@@ -114,15 +115,15 @@ class ZipMapConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ZipMapConfig:
-        """Builds a config from our own dict form, ignoring unknown keys for forward compatibility.
-        A config that is not a dict, has values of the wrong type, or sizes outside `LIMITS` is a
+        """Builds a config from our own dict form. A config that is not a dict, has a setting this
+        version does not know, values of the wrong type, or sizes outside `LIMITS` is a
         ValueError naming each problem: a file's config is checked before any memory is sized by it."""
         if not isinstance(data, dict):
             raise ValueError(f"the config is {type(data).__name__}, not a mapping of settings")
         try:
             cfg = _fill(cls, data)
         except TypeError as exc:
-            raise ValueError(f"the config has a section of the wrong kind ({exc})") from None
+            raise ValueError(f"the config does not fit this version of ZipMap Studio ({exc})") from None
         problems = cfg.problems()
         if problems:
             raise ValueError("; ".join(problems[:6]) + (f" (+{len(problems) - 6} more)" if len(problems) > 6 else ""))
@@ -178,11 +179,11 @@ class ZipMapConfig:
             img_size=config.get("img_size", 518),
             patch_size=config.get("patch_size", 14),
             embed_dim=config.get("embed_dim", 1024),
-            encoder=_fill(EncoderConfig, {**enc, "pretrain_img_size": enc.get("img_size", 518)}),
-            aggregator=_fill(AggregatorConfig, agg),
-            ttt=_fill(TTTConfig, config.get("ttt", {})),
-            camera_head=_fill(CameraHeadConfig, {**cam, "kind": camera_kind}),
-            dpt=_fill(DPTConfig, config.get("dpt", {})),
+            encoder=_fill(EncoderConfig, {**enc, "pretrain_img_size": enc.get("img_size", 518)}, strict=False),
+            aggregator=_fill(AggregatorConfig, agg, strict=False),
+            ttt=_fill(TTTConfig, config.get("ttt", {}), strict=False),
+            camera_head=_fill(CameraHeadConfig, {**cam, "kind": camera_kind}, strict=False),
+            dpt=_fill(DPTConfig, config.get("dpt", {}), strict=False),
             affine_invariant=model.get("affine_invariant", True),
             enable_depth=model.get("enable_depth", True),
             enable_local_point=model.get("enable_local_point", True),
@@ -193,9 +194,15 @@ class ZipMapConfig:
         return out
 
     def replace(self, **changes: Any) -> ZipMapConfig:
+        """A copy with `changes`; a dotted name changes a section's setting
+        (`replace(**{"aggregator.init_values": 0.1})`). Configs are never changed in place."""
         new = copy.deepcopy(self)
         for key, value in changes.items():
-            setattr(new, key, value)
+            section, _, name = key.rpartition(".")
+            target = getattr(new, section) if section else new
+            if not hasattr(target, name):
+                raise AttributeError(f"{type(target).__name__} has no setting {name!r}")
+            setattr(target, name, value)
         return new
 
 
@@ -245,8 +252,12 @@ def _leaves(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
-def _fill(cls: type, data: dict[str, Any]) -> Any:
-    """Builds dataclass `cls` from `data`, recursing into nested dataclasses."""
+def _fill(cls: type, data: dict[str, Any], strict: bool = True) -> Any:
+    """Builds dataclass `cls` from `data`, recursing into nested dataclasses. `strict`: a key the
+    dataclass does not have is an error (our own files); the authors' layout has keys we do not use."""
+    unknown = sorted(set(data) - {f.name for f in fields(cls)}) if strict else []
+    if unknown:
+        raise TypeError(f"unknown settings {', '.join(map(str, unknown))} in {cls.__name__}")
     kwargs = {}
     for f in fields(cls):
         if f.name not in data:
@@ -256,7 +267,7 @@ def _fill(cls: type, data: dict[str, Any]) -> Any:
         if is_dataclass(default):
             if not isinstance(value, dict):
                 raise TypeError(f"{f.name} is {type(value).__name__}, not a section")
-            value = _fill(type(default), value)
+            value = _fill(type(default), value, strict)
         elif isinstance(default, tuple) and isinstance(value, list):
             value = tuple(value)
         kwargs[f.name] = value
@@ -264,10 +275,7 @@ def _fill(cls: type, data: dict[str, Any]) -> Any:
 
 
 def _official(name: str, **model: Any) -> ZipMapConfig:
-    cfg = ZipMapConfig(name=name)
-    for key, value in model.items():
-        setattr(cfg, key, value)
-    return cfg
+    return ZipMapConfig(name=name, **model)
 
 
 # Named configurations of the four published checkpoints (Hugging Face repo coast01/ZipMap), one
@@ -323,16 +331,16 @@ def tiny_config(img_size: int = 112) -> ZipMapConfig:
     )
 
 
-NAMED_CONFIGS = {**OFFICIAL_CONFIGS}
+# every configuration by name: the published ones and ours (the one registry `get_config` reads)
+NAMED_CONFIGS: dict[str, Callable[[], ZipMapConfig]] = {
+    **{name: (lambda cfg=cfg: copy.deepcopy(cfg)) for name, cfg in OFFICIAL_CONFIGS.items()},
+    "small": small_config,
+    "tiny": tiny_config,
+}
 
 
 def get_config(name: str) -> ZipMapConfig:
-    """Returns a fresh copy of a named configuration."""
-    if name in NAMED_CONFIGS:
-        return copy.deepcopy(NAMED_CONFIGS[name])
-    if name == "small":
-        return small_config()
-    if name == "tiny":
-        return tiny_config()
-    known = sorted([*NAMED_CONFIGS, "small", "tiny"])
-    raise KeyError(f"unknown configuration {name!r}; known: {', '.join(known)}")
+    """A fresh copy of a named configuration."""
+    if name not in NAMED_CONFIGS:
+        raise KeyError(f"unknown configuration {name!r}; known: {', '.join(sorted(NAMED_CONFIGS))}")
+    return NAMED_CONFIGS[name]()

@@ -207,7 +207,7 @@ def build_model(cfg: TrainConfig) -> StartingPoint:
     torch.manual_seed(cfg.seed)
     config = get_config(cfg.model)
     if cfg.layerscale_init is not None:
-        config.aggregator.init_values = float(cfg.layerscale_init)
+        config = config.replace(**{"aggregator.init_values": float(cfg.layerscale_init)})
     return StartingPoint(ZipMap(config).train())
 
 
