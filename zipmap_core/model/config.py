@@ -8,6 +8,7 @@ safetensors metadata without translation tables.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
@@ -333,7 +334,7 @@ def tiny_config(img_size: int = 112) -> ZipMapConfig:
 
 # every configuration by name: the published ones and ours (the one registry `get_config` reads)
 NAMED_CONFIGS: dict[str, Callable[[], ZipMapConfig]] = {
-    **{name: (lambda cfg=cfg: copy.deepcopy(cfg)) for name, cfg in OFFICIAL_CONFIGS.items()},
+    **{name: functools.partial(copy.deepcopy, cfg) for name, cfg in OFFICIAL_CONFIGS.items()},
     "small": small_config,
     "tiny": tiny_config,
 }
