@@ -21,16 +21,36 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory) -> Path:
-    """A randomly initialised tiny model (seed 0), for command-line and fault tests."""
+def tiny_model():
+    """A randomly initialised tiny ZipMap (seed 0), in eval mode; build your own to change it."""
     import torch
 
-    from zipmap_core.io.checkpoints import save_model
     from zipmap_core.model.config import tiny_config
     from zipmap_core.model.zipmap import ZipMap
 
     torch.manual_seed(0)
-    return save_model(ZipMap(tiny_config()).eval(), tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
+    return ZipMap(tiny_config()).eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_rec():
+    """A Reconstructor on the CPU around a tiny model of its own (seed 0)."""
+    import torch
+
+    from zipmap_core.model.config import tiny_config
+    from zipmap_core.model.zipmap import ZipMap
+    from zipmap_core.pipeline.reconstructor import Reconstructor
+
+    torch.manual_seed(0)
+    return Reconstructor(ZipMap(tiny_config()).eval(), "cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory, tiny_model) -> Path:
+    """`tiny_model` saved as our safetensors, for command-line and fault tests."""
+    from zipmap_core.io.checkpoints import save_model
+
+    return save_model(tiny_model, tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
 
 
 @pytest.fixture(scope="module")

@@ -26,17 +26,9 @@ from zipmap_core.io.checkpoints import (
 )
 from zipmap_core.io.download import DownloadError, download_official, resolve_checkpoint
 from zipmap_core.io.reconstruction import Reconstruction, SceneFileError
-from zipmap_core.model.config import tiny_config
-from zipmap_core.model.zipmap import ZipMap
 from zipmap_core.pipeline.reconstructor import Reconstructor
 from zipmap_core.resources import BUNDLED_MODEL, SAMPLE_SCENE
 from zipmap_core.training.synthetic import generate, write_scene
-
-
-@pytest.fixture(scope="module")
-def tiny_model() -> ZipMap:
-    torch.manual_seed(0)
-    return ZipMap(tiny_config()).eval()
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +36,6 @@ def scene_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("scene")
     write_scene(generate(1, 5, 123, (84, 112)), 0, folder, held_out=1)
     return folder
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory, tiny_model):
-    return save_model(tiny_model, tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
 
 
 def _images(folder):

@@ -28,8 +28,8 @@ def rec_and_scene():
     return rec, rec.reconstruct(SAMPLES[:4])
 
 
-def test_the_trunk_never_reads_positions_back_from_the_device(monkeypatch):
-    model = ZipMap(tiny_config()).eval()
+def test_the_trunk_never_reads_positions_back_from_the_device(monkeypatch, tiny_model):
+    model = tiny_model
     images = torch.rand(1, 3, 3, 56, 56)
     with torch.no_grad():
         expected = model(images, window_size=0, chunk_frames=1).depth

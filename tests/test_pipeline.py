@@ -31,12 +31,6 @@ def index_of(frame) -> int:
     return int(image.mean(axis=(0, 2)).argmax()) // 2
 
 
-@pytest.fixture(scope="module")
-def tiny_rec() -> Reconstructor:
-    torch.manual_seed(0)
-    return Reconstructor(ZipMap(tiny_config()).eval(), "cpu")
-
-
 # ---- truthful sampling ------------------------------------------------------------------------------
 def test_a_short_clip_at_the_default_rate_says_how_to_get_more(tmp_path, capsys):
     clip = write_video(tmp_path / "clip.mp4", 30, fps=30.0)  # 1 s
