@@ -14,6 +14,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QFileDialog, QInputDialog
 from superqt.utils import create_worker
 
+from zipmap_core.cancel import CancelToken
 from zipmap_core.errors import InputError
 from zipmap_core.io.inputs import VIDEO_SUFFIXES, Preparation, VideoSampling, camera_frames, iter_inputs
 from zipmap_core.io.prefetch import prefetch
@@ -99,15 +100,15 @@ class LiveController:
         mode, size = self.w.model_input()
         sampling = sampling or VideoSampling(fps=2.0)
 
-        def frames(should_stop) -> Iterator:
+        def frames(cancel: CancelToken) -> Iterator:
             prepare = Preparation(mode, size)
             if isinstance(source, int):
-                return prefetch(camera_frames(source, sampling, prepare, should_stop), 2 * window, "camera")
-            return iter_inputs([source], sampling, prepare, should_stop)
+                return prefetch(camera_frames(source, sampling, prepare, cancel), 2 * window, "camera")
+            return iter_inputs([source], sampling, prepare, cancel)
 
         def work(progress, cancel) -> Iterator[Reconstruction]:
             session = rec.stream(window_size=window, mode=mode, resolution=size)
-            for recon in session.run(frames(lambda: cancel.cancelled), window):
+            for recon in session.run(frames(cancel), window):
                 progress("live", recon.num_frames, 0)
                 yield recon
             if session.num_frames == 0:

@@ -314,8 +314,8 @@ def gated_frames(monkeypatch, first: int):
         for i, f in enumerate(real(*args, **kwargs)):
             if i == first:
                 while not gate.wait(0.05):
-                    should_stop = kwargs.get("should_stop") or (args[3] if len(args) > 3 else None)
-                    if should_stop is not None and should_stop():
+                    cancel = kwargs.get("cancel") or (args[3] if len(args) > 3 else None)
+                    if cancel is not None and cancel.cancelled:
                         return
             yield f
 

@@ -294,11 +294,13 @@ def test_cancelled_render_keeps_the_old_frames_and_video(tmp_path, recon):
 
 
 def test_cancelling_while_loading_is_a_cancel(photos):
-    from zipmap_core.cancel import Cancelled
+    from zipmap_core.cancel import Cancelled, CancelToken
     from zipmap_core.io.inputs import load_inputs
 
     with pytest.raises(Cancelled):
-        load_inputs([photos], should_stop=lambda: True)
+        token = CancelToken()
+        token.cancel()
+        load_inputs([photos], cancel=token)
 
 
 def test_non_utf8_file_names_export_to_colmap(tmp_path, recon):

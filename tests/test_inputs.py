@@ -42,13 +42,21 @@ def test_video_sampled_by_rate_or_by_count(tmp_path):
 
 def test_stopping_while_decoding_keeps_what_was_read(tmp_path):
     video = write_video(tmp_path / "long.mp4", 40)
-    calls = []
+    from zipmap_core.cancel import CancelToken
 
-    def stop_after_ten() -> bool:
-        calls.append(1)
-        return len(calls) > 10
+    class AfterTen(CancelToken):
+        """A token whose cancel arrives on the eleventh look, as a user's would mid-decode."""
 
-    frames = read_video(video, VideoSampling(fps=30), stop_after_ten)
+        def __init__(self) -> None:
+            super().__init__()
+            self.looks = 0
+
+        @property
+        def cancelled(self) -> bool:
+            self.looks += 1
+            return self.looks > 10
+
+    frames = read_video(video, VideoSampling(fps=30), AfterTen())
     assert len(frames) == 10
 
 

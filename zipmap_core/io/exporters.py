@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 import trimesh
 
+from ..cancel import CancelToken, Progress, reporter
 from ..errors import InputError
 from ..model.geometry import frustum_corners, frustum_segments
 from ..options import EXPORT_FORMATS, EXPORT_NAMES
@@ -24,7 +24,6 @@ from .atomic import atomic_folder, atomic_path
 from .preprocess import unit_bytes_np
 from .reconstruction import Reconstruction
 
-Progress = Callable[[str, int, int], None]
 FORMATS = EXPORT_FORMATS
 
 
@@ -306,15 +305,11 @@ def export_nerfstudio(recon: Reconstruction, folder: str | Path, percentile: flo
     return Path(folder)
 
 
-def export(recon: Reconstruction, fmt: str, path: str | Path, progress: Progress = _noop, cancel=None, **options) -> Path:
+def export(recon: Reconstruction, fmt: str, path: str | Path, progress: Progress = _noop,
+           cancel: CancelToken | None = None, **options) -> Path:
     """Dispatch by format name (the CLI's and the app's single entry point). A `cancel` token is
     checked at every progress step; cancelling leaves nothing behind."""
-    if cancel is not None:
-        inner = progress
-
-        def progress(stage: str, done: int, total: int) -> None:
-            cancel.check()
-            inner(stage, done, total)
+    progress = reporter(progress, cancel or CancelToken())
 
     writers = {"ply": export_ply, "glb": export_glb, "mesh": export_mesh, "colmap": export_colmap,
                "nerfstudio": export_nerfstudio}

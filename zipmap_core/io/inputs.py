@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..cancel import Cancelled
+from ..cancel import Cancelled, CancelToken
 from ..errors import InputError
 from .prefetch import prefetch
 from .preprocess import (
@@ -144,21 +144,21 @@ def _frame(name: str, rgb: np.ndarray, source: Path, time_s: float | None, origi
     return frame
 
 
-def read_video(path: Path, sampling: VideoSampling, should_stop: Callable[[], bool] | None = None,
+def read_video(path: Path, sampling: VideoSampling, cancel: CancelToken | None = None,
                prepare: Preparation | None = None, notes: list[str] | None = None) -> list[Frame]:
     """The sampled frames of one video; with `prepare`, each is scaled to the model's size as it is
     decoded and nothing larger is kept. A sampling that took less than asked adds to `notes`."""
     skipped: list[tuple[str, str]] = []
-    frames = list(_video_or_skip(path, sampling, prepare, should_stop, skipped, notes))
+    frames = list(_video_or_skip(path, sampling, prepare, cancel, skipped, notes))
     if skipped:
         raise ImageReadError(f"{path.name}: {skipped[0][1]}")
     return frames
 
 
 def camera_frames(index: int, sampling: VideoSampling, prepare: Preparation | None = None,
-                  should_stop: Callable[[], bool] | None = None, limit: int | None = None) -> Iterator[Frame]:
+                  cancel: CancelToken | None = None, limit: int | None = None) -> Iterator[Frame]:
     """Frames from a camera OpenCV can open (`index` 0 is the first), taken at `sampling.fps`
-    (every frame when None), until `should_stop`, `limit` frames, or the camera ends."""
+    (every frame when None), until `cancel`, `limit` frames, or the camera ends."""
     import time
 
     import cv2  # headless OpenCV: capture only
@@ -168,7 +168,7 @@ def camera_frames(index: int, sampling: VideoSampling, prepare: Preparation | No
         raise ImageReadError(f"camera {index}: cannot be opened")
     try:
         taken, start, next_t = 0, time.monotonic(), 0.0
-        while (limit is None or taken < limit) and not (should_stop is not None and should_stop()):
+        while (limit is None or taken < limit) and not (cancel is not None and cancel.cancelled):
             ok, bgr = cap.read()
             if not ok:
                 break
@@ -207,9 +207,9 @@ def read_picture(path: Path, prepare: Preparation | None) -> Frame:
     return frame
 
 
-def _check_stop(should_stop: Callable[[], bool] | None) -> None:
+def _check_stop(cancel: CancelToken | None) -> None:
     """A stop asked for while loading is a cancel, not "no usable images"."""
-    if should_stop is not None and should_stop():
+    if cancel is not None and cancel.cancelled:
         raise Cancelled("loading cancelled")
 
 
@@ -221,7 +221,7 @@ def _picture(path: Path, prepare: Preparation | None) -> tuple[Frame | None, str
 
 
 def video_frames(path: Path, sampling: VideoSampling, prepare: Preparation | None = None,
-                 should_stop: Callable[[], bool] | None = None, notes: list[str] | None = None) -> Iterator[Frame]:
+                 cancel: CancelToken | None = None, notes: list[str] | None = None) -> Iterator[Frame]:
     """The sampled frames of one video as they decode (see `read_video` for the whole list)."""
     def note(report: SamplingReport) -> None:
         message = report.message()
@@ -229,7 +229,7 @@ def video_frames(path: Path, sampling: VideoSampling, prepare: Preparation | Non
             notes.append(message)
 
     decoded = decode_video(path, sampling.fps, sampling.max_frames, prepare.size_for if prepare else None,
-                           should_stop, note)
+                           cancel, note)
     for t, rgb, wh in decoded:
         yield _frame(f"{path.name}#t={t:.2f}s", rgb, path, t, wh, prepare)
 
@@ -238,7 +238,7 @@ def iter_inputs(
     paths: list[str | Path],
     sampling: VideoSampling | None = None,
     prepare: Preparation | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    cancel: CancelToken | None = None,
     skipped: list[tuple[str, str]] | None = None,
     notes: list[str] | None = None,
     workers: int | None = None,
@@ -259,13 +259,13 @@ def iter_inputs(
                 for j in range(i, min(len(files), i + 2 * workers)):
                     if j not in pending and not is_video(files[j]):
                         pending[j] = pool.submit(_picture, files[j], prepare)
-                _check_stop(should_stop)
+                _check_stop(cancel)
                 if is_video(path):
-                    yield from _video_or_skip(path, sampling, prepare, should_stop, skipped, notes)
-                    _check_stop(should_stop)
+                    yield from _video_or_skip(path, sampling, prepare, cancel, skipped, notes)
+                    _check_stop(cancel)
                     continue
                 frame, reason = pending.pop(i).result()
-                _check_stop(should_stop)
+                _check_stop(cancel)
                 if frame is None:
                     skipped.append((path.name, reason or "unreadable"))
                 else:
@@ -276,10 +276,10 @@ def iter_inputs(
 
 
 def _video_or_skip(path: Path, sampling: VideoSampling, prepare: Preparation | None,
-                   should_stop: Callable[[], bool] | None, skipped: list, notes: list[str] | None) -> Iterator[Frame]:
+                   cancel: CancelToken | None, skipped: list, notes: list[str] | None) -> Iterator[Frame]:
     count = 0
     try:
-        for frame in prefetch(video_frames(path, sampling, prepare, should_stop, notes), 8, "decode-video"):
+        for frame in prefetch(video_frames(path, sampling, prepare, cancel, notes), 8, "decode-video"):
             count += 1
             yield frame
     except VideoReadError as exc:
@@ -293,7 +293,7 @@ def _video_or_skip(path: Path, sampling: VideoSampling, prepare: Preparation | N
             raise
         skipped.append((path.name, f"the video does not decode ({exc})"))
         return
-    if count == 0 and not (should_stop is not None and should_stop()):
+    if count == 0 and not (cancel is not None and cancel.cancelled):
         skipped.append((path.name, "no frames could be decoded"))
 
 
@@ -301,13 +301,13 @@ def load_inputs(
     paths: list[str | Path],
     sampling: VideoSampling | None = None,
     max_frames: int | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    cancel: CancelToken | None = None,
     prepare: Preparation | None = None,
 ) -> InputSet:
     """Decodes every usable input; the rest are listed in `skipped` with the reason. With
     `prepare`, frames are held at the model's size only."""
     result = InputSet()
-    result.frames = list(iter_inputs(paths, sampling, prepare, should_stop, result.skipped, result.notes))
+    result.frames = list(iter_inputs(paths, sampling, prepare, cancel, result.skipped, result.notes))
     if max_frames and len(result.frames) > max_frames:
         keep = np.linspace(0, len(result.frames) - 1, max_frames).round().astype(int)
         result.frames = [result.frames[i] for i in sorted(set(keep.tolist()))]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cancel import CancelToken
 from ..errors import InputError
 
 SEEK_GAP_S = 2.0  # seek when the next wanted frame is further ahead than this
@@ -114,7 +115,7 @@ def decode_video(
     fps: float | None,
     count: int | None,
     size_for: SizeFor | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    cancel: CancelToken | None = None,
     report: Callable[[SamplingReport], None] | None = None,
     times: np.ndarray | None = None,
 ) -> Iterator[tuple[float, np.ndarray, tuple[int, int]]]:
@@ -136,7 +137,7 @@ def decode_video(
         frames = container.decode(stream)
         stopped = False
         while i < len(times):
-            if should_stop is not None and should_stop():
+            if cancel is not None and cancel.cancelled:
                 stopped = True  # what was decoded so far is still handed over
                 break
             target = times[i]

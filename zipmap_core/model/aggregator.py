@@ -7,12 +7,12 @@ matrices never exist for all frames at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from ..cancel import Progress
 from ..errors import InputError
 from .config import ZipMapConfig
 from .encoder import DinoEncoder, PatchEmbed
@@ -24,7 +24,7 @@ from .ttt import FastWeights, TTTLayer, TTTOp
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-ProgressHook = Callable[[str, int, int], None]
+ProgressHook = Progress  # (stage, done, total), called between blocks
 
 
 def unit_float(images: Tensor) -> Tensor:

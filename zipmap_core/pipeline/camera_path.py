@@ -4,13 +4,13 @@ PNG sequences and H.264 MP4 videos, from the scene state or, without a novel-vie
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from scipy.spatial.transform import Rotation, Slerp
 
+from ..cancel import CancelToken, Progress
 from ..errors import InputError
 from ..io.atomic import Publication
 from ..io.files import parse_json, regular_file_problem
@@ -18,7 +18,6 @@ from ..io.preprocess import unit_bytes_np
 from ..io.reconstruction import Reconstruction
 from ..model.geometry import look_at as _look_at
 
-Progress = Callable[[str, int, int], None]
 WORLD_UP = (0.0, -1.0, 0.0)  # reconstructions use OpenCV axes of frame 0: y points down
 
 
@@ -87,7 +86,7 @@ def render_path(
     folder: str | Path,
     fps: float = 24.0,
     progress: Progress | None = None,
-    cancel=None,
+    cancel: CancelToken | None = None,
 ) -> Path:
     """Renders each pose into `folder/frames/frame_0000.png` (+ `_depth.npy`) …, `folder/path.mp4`
     and `folder/path.json`. All three are staged and published together once the video reads

@@ -39,7 +39,7 @@ def load_and_encode(rec: Reconstructor, paths: list[str | Path], sampling: Video
     from .reconstructor import model_images
 
     inputs = InputSet()
-    source = iter_inputs(paths, sampling, Preparation(mode, size), lambda: cancel.cancelled, inputs.skipped, inputs.notes)
+    source = iter_inputs(paths, sampling, Preparation(mode, size), cancel, inputs.skipped, inputs.notes)
     chunk = encoder_chunk(rec, size)
     pending: list[Frame] = []
     parts: list[torch.Tensor] | None = []

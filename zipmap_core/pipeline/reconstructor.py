@@ -147,7 +147,7 @@ class Reconstructor:
         else:
             if not isinstance(inputs, InputSet):
                 report("load", 0, 1)
-                inputs = load_inputs(list(inputs), sampling, max_frames, should_stop=lambda: cancel.cancelled,
+                inputs = load_inputs(list(inputs), sampling, max_frames, cancel=cancel,
                                      prepare=Preparation(mode, size))
             cancel.check()
             images, crops = self._preprocess(inputs.frames, mode, size, report)
