@@ -55,3 +55,23 @@ def test_no_god_modules():
     long = {str(p.relative_to(ROOT)): n for d in ("zipmap_core", "app") for p in (ROOT / d).rglob("*.py")
             if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_no_module_reaches_into_another_modules_private_names():
+    """Underscore names are a module's own: no import of them, no attribute access to them on
+    anything but `self`/`cls` (the standard library's argparse types excepted)."""
+    found = []
+    for d in ("zipmap_core", "app"):
+        for path in (ROOT / d).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom):
+                    found += [f"{path.relative_to(ROOT)}:{node.lineno} imports {a.name}" for a in node.names
+                              if a.name.startswith("_") and not a.name.startswith("__")]
+                elif isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+                    base = node.value
+                    if isinstance(base, ast.Name) and base.id in ("self", "cls", "argparse"):
+                        continue
+                    if isinstance(base, ast.Call) and isinstance(base.func, ast.Name) and base.func.id == "super":
+                        continue
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(node)}")
+    assert not found, found

@@ -375,3 +375,22 @@ def test_pictures_of_mixed_sizes_are_encoded_after_loading(tiny_rec, tmp_path):
     assert early.tokens is None and early.images.shape[0] == 3  # padded to the largest: encoded with the rest
     recon = tiny_rec.reconstruct(paths, resolution=56)
     assert recon.num_frames == 3 and np.isfinite(recon.depth).all()
+
+
+def test_batch_and_streaming_runs_keep_one_record(tiny_rec, photos):
+    """One recipe: both drivers time the same stages, record the model that ran and the pictures'
+    original sizes by the same rules."""
+    from zipmap_core.io.inputs import load_inputs
+
+    batch = tiny_rec.reconstruct([photos], window_size=2)
+    frames = load_inputs([photos], prepare=Preparation("crop", tiny_rec.cfg.img_size)).frames
+    stream = tiny_rec.stream(window_size=2)
+    for start in range(0, len(frames), 2):
+        streamed = stream.add(frames[start : start + 2])
+    stages = {"preprocess_s", "model_s", "assemble_s", "total_s", "per_frame_s"}
+    assert set(batch.timings) == stages == set(streamed.timings)
+    assert all(v >= 0 for v in [*batch.timings.values(), *streamed.timings.values()])
+    for key in ("model", "variant", "config", "image_hw", "can_render", "mode", "window_size"):
+        assert batch.metadata[key] == streamed.metadata[key], key
+    np.testing.assert_array_equal(batch.original_wh, streamed.original_wh)
+    assert batch.original_wh.tolist() == [[42, 28]] * 3

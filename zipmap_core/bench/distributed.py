@@ -16,7 +16,7 @@ import torch
 
 from ..model.config import get_config
 from ..model.shard import FrameShard, split_counts
-from .micro import _rss_mb, build
+from .micro import build, rss_mb
 
 
 def _rank(rank: int, world: int, init: str, frames: int, size: int, threads: int, out: str) -> None:
@@ -32,7 +32,7 @@ def _rank(rank: int, world: int, init: str, frames: int, size: int, threads: int
         images = torch.rand(1, shard.local, 3, size, size, generator=gen)
         with torch.inference_mode():
             model(images[:, :2], window_size=0, point_head=False, shard=FrameShard(rank, world, [2] * world))
-            base = _rss_mb()
+            base = rss_mb()
             dist.barrier()
             t0 = time.perf_counter()
             model(images, window_size=0, chunk_frames=8, point_head=False, shard=shard)

@@ -29,7 +29,7 @@ from ..model.config import get_config, small_config
 from ..model.zipmap import ZipMap
 
 
-def _rss_mb() -> float:
+def rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
@@ -52,7 +52,7 @@ def measure_once(config: str, mixer: str, frames: int, size: int, repeats: int, 
     images = torch.rand(1, frames, 3, size, size, device=dev)
     ctx = inference_precision(dev, fast_bf16_active())
     times = []
-    base = _rss_mb()
+    base = rss_mb()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     with torch.inference_mode(), ctx:
@@ -76,7 +76,7 @@ def measure_streaming(size: int, total: int, window: int, device: str) -> dict:
     model = build("small", "ttt", size).to(dev)
     states = None
     per_window, frames_seen = [], []
-    base = _rss_mb()
+    base = rss_mb()
     rss = []
     with torch.inference_mode(), inference_precision(dev, fast_bf16_active()):
         for start in range(0, total, window):
@@ -87,7 +87,7 @@ def measure_streaming(size: int, total: int, window: int, device: str) -> dict:
             per_window.append(time.perf_counter() - t0)
             states = out.states
             frames_seen.append(start + window)
-            rss.append(_rss_mb() - base)
+            rss.append(rss_mb() - base)
     return {"frames": frames_seen, "seconds_per_window": per_window, "rss_mb": rss}
 
 

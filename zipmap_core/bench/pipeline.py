@@ -16,7 +16,8 @@ import torch
 from ..io.atomic import atomic_path
 from ..io.inputs import Preparation, VideoSampling, iter_inputs, load_inputs
 from ..pipeline.assembly import assemble
-from ..pipeline.reconstructor import Reconstructor, model_images
+from ..pipeline.recipe import model_images, original_sizes, run_network
+from ..pipeline.reconstructor import Reconstructor
 
 
 def make_video(path: Path, frames: int, size: tuple[int, int] = (1920, 1080), fps: int = 30) -> Path:
@@ -65,7 +66,7 @@ def host_stages(video: Path, frames: int, size: int, folder: Path) -> dict:
     conf = 1 + torch.rand(n, h, w, generator=gen)
     t2 = time.perf_counter()
     recon = assemble(loaded.names(), images, pose, depth, conf, None, "depth",
-                     np.array([c.original_wh for c in crops], np.int32))
+                     original_sizes(crops))
     t3 = time.perf_counter()
     recon.save(folder / "scene.zipmap", include_state=False)
     t4 = time.perf_counter()
@@ -79,9 +80,9 @@ def network_per_frame(rec: Reconstructor, video: Path, frames: int, size: int) -
     """The bundled network's seconds per frame on `frames` frames at `size` px (after a warm-up)."""
     loaded = load_inputs([video], VideoSampling(fps=None, max_frames=frames), prepare=Preparation("crop", size))
     images, _ = model_images(loaded.frames, "crop", size, lambda *a: None)
-    rec._run_model(images[:2], None, None, lambda *a: None)
+    run_network(rec, images[:2], lambda *a: None)
     t0 = time.perf_counter()
-    rec._run_model(images, None, None, lambda *a: None)
+    run_network(rec, images, lambda *a: None)
     return (time.perf_counter() - t0) / len(loaded.frames)
 
 

@@ -20,16 +20,17 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-import numpy as np
 import torch
 
 from ..cancel import CancelToken, Progress, reporter
 from ..errors import DistributedError
 from ..io.inputs import InputSet
+from ..io.preprocess import Crop
 from ..io.reconstruction import Reconstruction
 from ..model.shard import FrameShard, split_counts
 from .assembly import assemble, check_point_source, host_states
-from .reconstructor import Reconstructor, model_images
+from .recipe import StageClock, frame_outputs, model_images, original_sizes, record_run, run_network
+from .reconstructor import Reconstructor
 
 
 @dataclass
@@ -83,40 +84,36 @@ def reconstruct_split(
     check_point_source(points_from)
     report = reporter(progress, cancel or CancelToken())
     size = resolution or rec.cfg.img_size
-    t0 = time.perf_counter()
-    mine = inputs.frames[shard.first : shard.first + shard.local]
-    pad_to = _common_size(inputs, mode, size)
-    images, _ = model_images(mine, mode, size, report, pad_to=pad_to)
-    t1 = time.perf_counter()
-    with torch.inference_mode(), rec._autocast():
-        out = rec.model(images.to(rec.device)[None], window_size=0, chunk_frames=rec.chunk_for(images), hook=report,
-                        point_head=points_from == "point_head", shard=shard)
-    t2 = time.perf_counter()
-    gathered = {
-        "images": shard.gather_frames_to_root(images.contiguous().to(rec.device)),
-        "depth": shard.gather_frames_to_root(out.depth[0, ..., 0].float()),
-        "depth_conf": shard.gather_frames_to_root(out.depth_conf[0].float()),
-        "local_points": None if out.local_points is None else shard.gather_frames_to_root(out.local_points[0].float()),
-    }
+    clock = StageClock()
+    with clock.stage("preprocess"):
+        mine = inputs.frames[shard.first : shard.first + shard.local]
+        pad_to, crops = _common_size(inputs, mode, size)
+        images, _ = model_images(mine, mode, size, report, pad_to=pad_to)
+    with clock.stage("model"):
+        out = run_network(rec, images, report, point_head=points_from == "point_head", shard=shard)
+    pose_enc, depth, depth_conf = frame_outputs(out)  # cameras: every rank holds all (all-gathered tokens)
+    mine_out = {"images": images.contiguous().to(rec.device), "depth": depth.float(), "depth_conf": depth_conf.float()}
+    if out.local_points is not None:
+        mine_out["points"] = out.local_points[0].float()
+    whole = {k: shard.gather_frames_to_root(v) for k, v in mine_out.items()}  # None on ranks other than 0
     if shard.rank != 0:
         return None
-    original_wh = np.array([f.original_wh or f.image.size for f in inputs.frames], dtype=np.int32).reshape(-1, 2)
-    recon = assemble(inputs.names(), gathered["images"], out.pose_enc[0], gathered["depth"],
-                     gathered["depth_conf"], gathered["local_points"], points_from, original_wh)
-    if rec.model.can_render if keep_state is None else keep_state:
-        recon.state = host_states(out.states)
-    recon.metadata.update({**rec.model_metadata(recon.image_hw), "mode": mode, "processes": shard.world,
-                           "frames_per_process": shard.counts, **inputs.report()})
-    recon.timings = {"preprocess_s": t1 - t0, "model_s": t2 - t1, "total_s": time.perf_counter() - t0,
-                     "per_frame_s": (t2 - t1) / recon.num_frames}
-    return recon
+    w = {k: v for k, v in whole.items() if v is not None}
+    with clock.stage("assemble"):
+        recon = assemble(inputs.names(), w["images"], pose_enc, w["depth"], w["depth_conf"], w.get("points"), points_from,
+                         original_sizes(crops))
+        if rec.model.can_render if keep_state is None else keep_state:
+            recon.state = host_states(out.states)
+    return record_run(recon, rec, clock, mode=mode, processes=shard.world, frames_per_process=shard.counts,
+                      **inputs.report())
 
 
-def _common_size(inputs: InputSet, mode: str, size: int) -> tuple[int, int]:
-    """The padded model image size of the whole set, the same on every rank."""
-    shapes = [f.prepared[1].shape[-2:] if f.prepared is not None else f.model_input(mode, size)[0].shape[-2:]
-              for f in inputs.frames]
-    return max(s[0] for s in shapes), max(s[1] for s in shapes)
+def _common_size(inputs: InputSet, mode: str, size: int) -> tuple[tuple[int, int], list[Crop]]:
+    """The padded model image size of the whole set, the same on every rank, and every frame's
+    crop (the original sizes come from these, as in every driver)."""
+    made = [(f.prepared[1], f.prepared[2]) if f.prepared is not None else f.model_input(mode, size) for f in inputs.frames]
+    shapes = [t.shape[-2:] for t, _ in made]
+    return (max(s[0] for s in shapes), max(s[1] for s in shapes)), [c for _, c in made]
 
 
 def make_shard(frames: int, launch: Launch) -> FrameShard:

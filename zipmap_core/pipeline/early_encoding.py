@@ -17,6 +17,7 @@ from ..cancel import CancelToken, Progress
 from ..device import chunk_frames_for
 from ..io.inputs import Frame, InputSet, Preparation, VideoSampling, check_usable, iter_inputs
 from ..io.preprocess import Crop, stack_images
+from .recipe import model_images
 
 if TYPE_CHECKING:
     from .reconstructor import Reconstructor
@@ -36,8 +37,6 @@ def load_and_encode(rec: Reconstructor, paths: list[str | Path], sampling: Video
                     size: int, report: Progress, cancel: CancelToken) -> EarlyEncoding:
     """Decodes `paths` (skipped files and sampling notes recorded as `load_inputs` does) and
     encodes each chunk of frames as soon as it is complete."""
-    from .reconstructor import model_images
-
     inputs = InputSet()
     source = iter_inputs(paths, sampling, Preparation(mode, size), cancel, inputs.skipped, inputs.notes)
     chunk = encoder_chunk(rec, size)
@@ -74,6 +73,6 @@ def encoder_chunk(rec: Reconstructor, size: int) -> int:
 def encode(rec: Reconstructor, frames: list[Frame], mode: str, size: int, first: bool) -> torch.Tensor:
     """Tokens [1, n, P, C] of `frames`; the `first` chunk holds the reference frame."""
     images = stack_images([f.model_input(mode, size, as_uint8=True)[0] for f in frames], as_bytes=True)
-    with torch.inference_mode(), rec._autocast():
+    with torch.inference_mode(), rec.precision():
         return rec.model.aggregator.tokenize_images(images.to(rec.device)[None], first_is_reference=first,
                                                     chunk_frames=len(frames))

@@ -8,10 +8,7 @@ window by window with the state carried across calls.
 from __future__ import annotations
 
 import contextlib
-import os
-import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,15 +19,15 @@ from ..cancel import CancelToken, Progress, reporter
 from ..device import chunk_frames_for, inference_precision, select_device
 from ..errors import CheckpointError, InputError
 from ..io.checkpoints import load_checkpoint
-from ..io.inputs import Frame, InputSet, Preparation, VideoSampling, load_inputs
-from ..io.preprocess import Crop, check_mode_and_size, stack_images
+from ..io.inputs import InputSet, Preparation, VideoSampling, load_inputs
 from ..io.reconstruction import Reconstruction
 from ..io.scene_file import first_non_finite
 from ..model.geometry import ray_conditions
-from ..model.zipmap import ModelOutput, ZipMap
+from ..model.zipmap import ZipMap
 from ..resources import BUNDLED_MODEL
 from .assembly import NonFiniteOutputError, assemble, check_point_source, host_states
 from .early_encoding import load_and_encode
+from .recipe import StageClock, frame_outputs, model_images, original_sizes, record_run, run_network
 from .streaming import StreamingSession
 
 
@@ -39,22 +36,6 @@ class NovelViews:
     rgb: np.ndarray  # float32 [N, H, W, 3] in [0, 1]
     depth: np.ndarray  # float32 [N, H, W], in the scene's units
     confidence: np.ndarray  # float32 [N, H, W]
-
-
-def model_images(frames: list[Frame], mode: str, size: int, report: Progress,
-                 pad_to: tuple[int, int] | None = None) -> tuple[torch.Tensor, list[Crop]]:
-    """Model images of `frames` as uint8 [N, 3, H, W] (see `stack_images`): ready where they were
-    prepared at decode time, the rest made on a thread pool (PIL's resize runs without the GIL).
-    `pad_to` (h, w): the size of a larger set these frames belong to (a reconstruction split
-    across processes)."""
-    check_mode_and_size(mode, size)
-    tensors, crops = [], []
-    with ThreadPoolExecutor(min(4, os.cpu_count() or 1), thread_name_prefix="preprocess") as pool:
-        for i, (t, crop) in enumerate(pool.map(lambda f: f.model_input(mode, size, as_uint8=True), frames)):
-            tensors.append(t)
-            crops.append(crop)
-            report("preprocess", i + 1, len(frames))
-    return stack_images(tensors, crops, pad_to, as_bytes=True), crops
 
 
 class Reconstructor:
@@ -108,14 +89,15 @@ class Reconstructor:
         """One tiny forward pass, so the first real run does not pay the backend's one-time set-up
         (kernel selection, allocator growth) while a user waits."""
         p = self.cfg.patch_size
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), self.precision():
             self.model(torch.zeros(1, 2, 3, 2 * p, 2 * p, device=self.device), window_size=0)
 
     @property
     def cfg(self):
         return self.model.cfg
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
+    def precision(self) -> contextlib.AbstractContextManager:
+        """The number formats the network runs in here (see `device.inference_precision`)."""
         return inference_precision(self.device, self.fast_cpu_bf16)
 
     # ---- reconstruction ---------------------------------------------------------------------------
@@ -135,36 +117,32 @@ class Reconstructor:
         self._check_point_source(points_from)
         cancel = cancel or CancelToken()
         report = reporter(progress, cancel)
-        timings: dict[str, float] = {}
-        t0 = time.perf_counter()
+        clock = StageClock()
         size = resolution or self.cfg.img_size
         tokens = None
-        if not isinstance(inputs, InputSet) and not max_frames:
-            # frames are scaled to the model's size as they decode (nothing larger is held) and
-            # encoded a chunk at a time while the rest decode
-            early = load_and_encode(self, list(inputs), sampling, mode, size, report, cancel)
-            inputs, images, crops, tokens = early.inputs, early.images, early.crops, early.tokens
-        else:
-            if not isinstance(inputs, InputSet):
-                report("load", 0, 1)
-                inputs = load_inputs(list(inputs), sampling, max_frames, cancel=cancel,
-                                     prepare=Preparation(mode, size))
-            cancel.check()
-            images, crops = self._preprocess(inputs.frames, mode, size, report)
-        timings["preprocess_s"] = time.perf_counter() - t0  # with the encoder when it ran while decoding
-        t1 = time.perf_counter()
-        out = self._run_model(images, None, window_size, report, point_head=points_from == "point_head", tokens=tokens)
-        timings["model_s"] = time.perf_counter() - t1
-        keep = self.model.can_render if keep_state is None else keep_state
-        t2 = time.perf_counter()
-        recon = self._to_reconstruction(inputs.frames, images, crops, out, keep, points_from)
-        timings["assemble_s"] = time.perf_counter() - t2
-        timings["total_s"] = time.perf_counter() - t0
-        timings["per_frame_s"] = timings["model_s"] / len(inputs.frames)
-        recon.timings = timings
-        recon.metadata.update(
-            {"mode": mode, "window_size": window_size, **inputs.report()}
-        )
+        with clock.stage("preprocess"):  # with the encoder when it runs while frames decode
+            if not isinstance(inputs, InputSet) and not max_frames:
+                # frames are scaled to the model's size as they decode (nothing larger is held) and
+                # encoded a chunk at a time while the rest decode
+                early = load_and_encode(self, list(inputs), sampling, mode, size, report, cancel)
+                inputs, images, crops, tokens = early.inputs, early.images, early.crops, early.tokens
+            else:
+                if not isinstance(inputs, InputSet):
+                    report("load", 0, 1)
+                    inputs = load_inputs(list(inputs), sampling, max_frames, cancel=cancel,
+                                         prepare=Preparation(mode, size))
+                cancel.check()
+                images, crops = model_images(inputs.frames, mode, size, report)
+        with clock.stage("model"):
+            out = run_network(self, images, report, window_size=window_size, point_head=points_from == "point_head",
+                              tokens=tokens)
+        with clock.stage("assemble"):
+            recon = assemble(inputs.names(), images, *frame_outputs(out),
+                             None if out.local_points is None else out.local_points[0], points_from,
+                             original_sizes(crops))
+            if self.model.can_render if keep_state is None else keep_state:
+                recon.state = host_states(out.states)
+        record_run(recon, self, clock, mode=mode, window_size=window_size, **inputs.report())
         report("done", 1, 1)
         return recon
 
@@ -174,24 +152,6 @@ class Reconstructor:
         if points_from == "point_head" and not hasattr(self.model, "local_point_head"):
             raise InputError(f"{self.description} has no point head; unproject depth instead (points_from='depth')")
 
-    def _preprocess(self, frames: list[Frame], mode: str, size: int, report: Progress) -> tuple[torch.Tensor, list[Crop]]:
-        return model_images(frames, mode, size, report)
-
-    def _run_model(
-        self, images: torch.Tensor, states: list | None, window_size: int | None, report: Progress,
-        point_head: bool = False, tokens: torch.Tensor | None = None,
-    ) -> ModelOutput:
-        with torch.inference_mode(), self._autocast():
-            return self.model(
-                (images if tokens is not None else images.to(self.device))[None],  # with tokens: only its shape is read
-                states=states,
-                window_size=window_size,
-                chunk_frames=self.chunk_for(images),
-                hook=report,
-                point_head=point_head,
-                tokens=tokens,
-            )
-
     def chunk_for(self, images: torch.Tensor) -> int:
         """The chunk size of a run over `images` [S, 3, H, W]."""
         if self.chunk_frames is not None:
@@ -199,30 +159,6 @@ class Reconstructor:
         p = self.cfg.patch_size
         tokens = (images.shape[-2] // p) * (images.shape[-1] // p) + self.cfg.patch_start_idx
         return chunk_frames_for(self.device, images.shape[0], tokens, self.cfg.embed_dim)
-
-    def _to_reconstruction(
-        self,
-        frames: list[Frame],
-        images: torch.Tensor,
-        crops: list[Crop],
-        out: ModelOutput,
-        keep_state: bool,
-        points_from: str,
-    ) -> Reconstruction:
-        recon = assemble(
-            names=[f.name for f in frames],
-            images=images,
-            pose_enc=out.pose_enc[0],
-            depth=out.depth[0, ..., 0],
-            depth_conf=out.depth_conf[0],
-            local_points=None if out.local_points is None else out.local_points[0],
-            points_from=points_from,
-            original_wh=np.array([c.original_wh for c in crops], dtype=np.int32).reshape(-1, 2),
-        )
-        if keep_state:
-            recon.state = host_states(out.states)
-        recon.metadata.update(self.model_metadata(recon.image_hw))
-        return recon
 
     def model_metadata(self, image_hw: tuple[int, int]) -> dict:
         """What a reconstruction records of the model that made it."""
@@ -258,7 +194,7 @@ class Reconstructor:
         poses[..., :3, 3] /= scale
         rays = ray_conditions(poses[None], torch.tensor(np.asarray(intrinsics, np.float32))[None], (h, w))
         states = self._resident_state(recon)
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), self.precision():
             rgbd, conf = self.model.render(rays.to(self.device), states, chunk_frames=self.chunk_for(rays[0]), hook=report)
         rgbd = rgbd[0].float().cpu().numpy()
         views = NovelViews(rgbd[..., :3], rgbd[..., 3] * scale, conf[0].float().cpu().numpy())

@@ -4,7 +4,6 @@ the stream already is."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
@@ -15,6 +14,7 @@ from ..cancel import CancelToken, Progress, reporter
 from ..io.inputs import Frame
 from ..io.reconstruction import Reconstruction
 from .assembly import assemble_frames, host_states, max_translation, state_scale
+from .recipe import StageClock, frame_outputs, model_images, original_sizes, record_run, run_network
 
 if TYPE_CHECKING:
     from .reconstructor import Reconstructor
@@ -62,8 +62,7 @@ class StreamingSession:
         self._arrays = GrowingArrays()
         self._reference: torch.Tensor | None = None  # frame 0's camera-to-world: every camera's frame
         self._max_translation = 0.0
-        self.seconds = 0.0
-        self.timings: dict[str, float] = {"preprocess_s": 0.0, "model_s": 0.0, "assemble_s": 0.0}
+        self.clock = StageClock()
 
     @property
     def num_frames(self) -> int:
@@ -71,24 +70,24 @@ class StreamingSession:
 
     def add(self, frames: list[Frame], progress: Progress | None = None, cancel: CancelToken | None = None) -> Reconstruction:
         report = reporter(progress, cancel or CancelToken())
-        t0 = time.perf_counter()
-        images, crops = self.rec._preprocess(frames, self.mode, self.resolution, report)
-        t1 = time.perf_counter()
-        out = self.rec._run_model(images, self.states, self.window_size, report)
-        t2 = time.perf_counter()
-        arrays, self._reference = assemble_frames(
-            images.to(out.depth.device), out.pose_enc[0], out.depth[0, ..., 0], out.depth_conf[0], None, "depth",
-            self._reference)
-        arrays["original_wh"] = np.array([c.original_wh for c in crops], dtype=np.int32).reshape(-1, 2)
-        self._arrays.append(arrays)  # raises before anything changes when the size differs
-        self.states = out.states
-        self._names += [f.name for f in frames]
-        self._max_translation = max(self._max_translation, max_translation(arrays["extrinsics"]))
-        t3 = time.perf_counter()
-        for key, seconds in (("preprocess_s", t1 - t0), ("model_s", t2 - t1), ("assemble_s", t3 - t2)):
-            self.timings[key] += seconds
-        self.seconds = self.timings["model_s"]
+        with self.clock.stage("preprocess"):
+            images, crops = model_images(frames, self.mode, self.resolution, report)
+        with self.clock.stage("model"):
+            out = run_network(self.rec, images, report, states=self.states, window_size=self.window_size)
+        with self.clock.stage("assemble"):
+            pose_enc, depth, depth_conf = frame_outputs(out)
+            arrays, self._reference = assemble_frames(images.to(depth.device), pose_enc, depth, depth_conf, None, "depth",
+                                                      self._reference)
+            arrays["original_wh"] = original_sizes(crops)
+            self._arrays.append(arrays)  # raises before anything changes when the size differs
+            self.states = out.states
+            self._names += [f.name for f in frames]
+            self._max_translation = max(self._max_translation, max_translation(arrays["extrinsics"]))
         return self.reconstruction()
+
+    @property
+    def timings(self) -> dict[str, float]:
+        return self.clock.timings(self.num_frames, elapsed=False)
 
     def reconstruction(self) -> Reconstruction:
         """The reconstruction so far: views of the stream's arrays, plus the current scene state
@@ -100,10 +99,8 @@ class StreamingSession:
                                state_scale=state_scale(self._max_translation, self.num_frames))
         if self.rec.model.can_render:
             recon.state = host_states(self.states)
-        recon.timings = {**self.timings, "per_frame_s": self.seconds / self.num_frames}
-        recon.metadata.update({**self.rec.model_metadata(recon.image_hw), "streaming": True,
-                               "window_size": self.window_size, "mode": self.mode})
-        return recon
+        return record_run(recon, self.rec, self.clock, elapsed=False, streaming=True, window_size=self.window_size,
+                          mode=self.mode)
 
     def run(self, frames: Iterable[Frame], window: int | None = None, progress: Progress | None = None,
             cancel: CancelToken | None = None) -> Iterator[Reconstruction]:

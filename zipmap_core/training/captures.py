@@ -13,12 +13,12 @@ from torch import Tensor
 from .synthetic import (
     SceneParams,
     SceneViews,
-    _u,
     centred_intrinsics,
     look_at_batch,
     render_views,
     sample_cameras,
     sample_scenes,
+    uniform_sampler,
 )
 
 HANDHELD = ("walk", "pan", "orbit")
@@ -32,7 +32,7 @@ def handheld_cameras(params: SceneParams, views: int, seed: int, image_hw: tuple
     device = params.room.device
     b = params.room.shape[0]
     g = torch.Generator().manual_seed(seed + 104729)
-    u = lambda *s, lo=0.0, hi=1.0: _u(g, *s, lo=lo, hi=hi, device=device)  # noqa: E731
+    u = uniform_sampler(g, device)
     kinds = (torch.full((b,), HANDHELD.index(kind), device=device) if kind
              else (u(b) * len(HANDHELD)).long().clamp(max=len(HANDHELD) - 1))
     steps = torch.arange(views, device=device, dtype=torch.float32)[None] / max(views - 1, 1)

@@ -58,8 +58,13 @@ class SceneParams:
     cam_radius: Tensor  # [B]
 
 
-def _u(g: torch.Generator, *shape: int, lo: float = 0.0, hi: float = 1.0, device: torch.device) -> Tensor:
-    return lo + (hi - lo) * torch.rand(*shape, generator=g, device="cpu").to(device)
+def uniform_sampler(g: torch.Generator, device: torch.device | str):
+    """`u(*shape, lo=0, hi=1)`: uniform samples drawn on the CPU from `g` (the same numbers on
+    every device), moved to `device`."""
+    def u(*shape: int, lo: float = 0.0, hi: float = 1.0) -> Tensor:
+        return lo + (hi - lo) * torch.rand(*shape, generator=g, device="cpu").to(device)
+
+    return u
 
 
 def sample_scenes(batch: int, seed: int, device: torch.device | str = "cpu", slots: int = SLOTS, size: float = 1.0,
@@ -69,7 +74,7 @@ def sample_scenes(batch: int, seed: int, device: torch.device | str = "cpu", slo
     cycles per metre (the defaults are the classic family the shipped model was trained on)."""
     device = torch.device(device)
     g = torch.Generator().manual_seed(seed)
-    u = lambda *s, lo=0.0, hi=1.0: _u(g, *s, lo=lo, hi=hi, device=device)  # noqa: E731
+    u = uniform_sampler(g, device)
     room = torch.stack((u(batch, lo=2.6, hi=4.5), u(batch, lo=2.4, hi=3.6), u(batch, lo=2.6, hi=4.5)), -1)
     cam_radius = torch.minimum(room[:, 0], room[:, 2]) - u(batch, lo=0.3, hi=0.7)
     reach = 0.5 * cam_radius[:, None]
@@ -120,7 +125,7 @@ def sample_cameras(
     device = params.room.device
     b = params.room.shape[0]
     g = torch.Generator().manual_seed(seed + 7919)
-    u = lambda *s, lo=0.0, hi=1.0: _u(g, *s, lo=lo, hi=hi, device=device)  # noqa: E731
+    u = uniform_sampler(g, device)
     kinds = torch.tensor([TRAJECTORIES.index(trajectory)] * b, device=device) if trajectory else (u(b) * 3).long().clamp(max=2)
     start = u(b, 1, hi=2 * math.pi)
     steps = torch.linspace(0, 1, views, device=device)[None]
