@@ -15,7 +15,12 @@ from zipmap_core.io.exporters import export
 from .jobs import Job
 
 if TYPE_CHECKING:
-    from .main_window import MainWindow
+    from PySide6.QtWidgets import QWidget
+
+    from .job_runner import JobRunner
+    from .panels import ViewPanel
+    from .state import AppState
+    from .viewer3d import SceneView
 
 
 def save_png(image: np.ndarray, path: str | Path) -> Path:
@@ -37,41 +42,41 @@ def qimage_to_array(image) -> np.ndarray:
 
 
 class ExportController:
-    def __init__(self, window: MainWindow) -> None:
-        self.w = window
+    def __init__(self, state: AppState, jobs: JobRunner, view: SceneView, view_panel: ViewPanel, parent: QWidget) -> None:
+        self.state, self.jobs, self.view, self.view_panel, self.parent = state, jobs, view, view_panel, parent
 
     def export_dialog(self, fmt: str) -> None:
-        if self.w.recon is None:
-            self.w.notify("There is no scene to export yet.")
+        if self.state.recon is None:
+            self.state.notify("There is no scene to export yet.")
             return
         if fmt in ("colmap", "nerfstudio"):
-            path = QFileDialog.getExistingDirectory(self.w, f"Export {fmt} into a new folder")
+            path = QFileDialog.getExistingDirectory(self.parent, f"Export {fmt} into a new folder")
             path = str(Path(path) / f"{fmt}_export") if path else ""
         else:
             suffix = {"ply": "ply", "glb": "glb", "mesh": "ply"}[fmt]
-            path, _ = QFileDialog.getSaveFileName(self.w, f"Export {fmt}", f"scene.{suffix}")
+            path, _ = QFileDialog.getSaveFileName(self.parent, f"Export {fmt}", f"scene.{suffix}")
         if path:
             self.export_to(fmt, path)
 
     def export_to(self, fmt: str, path: str) -> Job:
-        recon, pct = self.w.recon, float(self.w.view_panel.confidence.value())
+        recon, pct = self.state.recon, float(self.view_panel.confidence.value())
         job = Job(export, recon, fmt, path, percentile=pct)
-        job.succeeded.connect(lambda p: self.w.status_info.setText(f"exported {fmt}: {p}"))
-        job.failed.connect(lambda msg: self.w.notify(f"Export failed; nothing was written.\n{msg}"))
-        job.cancelled.connect(lambda: self.w.notify("Export cancelled; nothing was written."))
-        self.w.jobs.run(job, f"export {fmt}")
+        job.succeeded.connect(lambda p: self.state.say(f"exported {fmt}: {p}"))
+        job.failed.connect(lambda msg: self.state.notify(f"Export failed; nothing was written.\n{msg}"))
+        job.cancelled.connect(lambda: self.state.notify("Export cancelled; nothing was written."))
+        self.jobs.run(job, f"export {fmt}")
         return job
 
     def screenshot_dialog(self) -> None:
-        scale, ok = QInputDialog.getItem(self.w, "Save screenshot", "Size:", ["1x (window)", "2x", "4x"], 0, False)
+        scale, ok = QInputDialog.getItem(self.parent, "Save screenshot", "Size:", ["1x (window)", "2x", "4x"], 0, False)
         if not ok:
             return
-        path, _ = QFileDialog.getSaveFileName(self.w, "Save screenshot", "screenshot.png", "PNG (*.png)")
+        path, _ = QFileDialog.getSaveFileName(self.parent, "Save screenshot", "screenshot.png", "PNG (*.png)")
         if path:
             self.save_screenshot(path, float(scale[0]))
 
     def save_screenshot(self, path: str | Path, scale: float = 1.0) -> Path:
-        image = self.w.view.render_image(scale)
+        image = self.view.render_image(scale)
         return save_png(image[..., :3].copy(), path)
 
     def save_window_screenshot(self, path: str | Path, scale: float = 1.0) -> Path:
@@ -79,7 +84,7 @@ class ExportController:
         GL view into the grab. `scale` > 1 is a smooth enlargement, not a re-render."""
         from PySide6.QtCore import Qt
 
-        image = self.w.grab().toImage()
+        image = self.parent.grab().toImage()
         if scale != 1.0:
             image = image.scaled(round(image.width() * scale), round(image.height() * scale),
                                  Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)

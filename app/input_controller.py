@@ -26,34 +26,38 @@ from zipmap_core.io.inputs import (
 from .jobs import Job
 
 if TYPE_CHECKING:
-    from .main_window import MainWindow
+    from PySide6.QtWidgets import QWidget
+
+    from .job_runner import JobRunner
+    from .panels import InputPanel
+    from .state import AppState
 
 SAMPLING_CHOICES = ["1 per second", "2 per second", "32 evenly spaced", "64 evenly spaced", "every frame"]
 
 
 class InputController:
-    def __init__(self, window: MainWindow) -> None:
-        self.w = window
+    def __init__(self, state: AppState, jobs: JobRunner, inputs: InputPanel, parent: QWidget) -> None:
+        self.state, self.jobs, self.inputs, self.parent = state, jobs, inputs, parent
         self.frames: list[Frame] = []
         self.ask_video_sampling = True
-        window.inputs.removed.connect(self.remove_frames)
+        inputs.removed.connect(self.remove_frames)
 
     # ---- dialogs ---------------------------------------------------------------------------------
     def images_dialog(self, add: bool = False) -> None:
         pattern = " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES))
         title = "Add images" if add else "Open images"
-        paths, _ = QFileDialog.getOpenFileNames(self.w, title, "", f"Images ({pattern});;All files (*)")
+        paths, _ = QFileDialog.getOpenFileNames(self.parent, title, "", f"Images ({pattern});;All files (*)")
         if paths:
             self.load(paths, add=add)
 
     def folder_dialog(self, add: bool = False) -> None:
-        path = QFileDialog.getExistingDirectory(self.w, "Add folder" if add else "Open folder")
+        path = QFileDialog.getExistingDirectory(self.parent, "Add folder" if add else "Open folder")
         if path:
             self.load([path], add=add)
 
     def video_dialog(self, add: bool = False) -> None:
         pattern = " ".join(f"*{s}" for s in sorted(VIDEO_SUFFIXES))
-        path, _ = QFileDialog.getOpenFileName(self.w, "Add video" if add else "Open video", "", f"Videos ({pattern})")
+        path, _ = QFileDialog.getOpenFileName(self.parent, "Add video" if add else "Open video", "", f"Videos ({pattern})")
         if path:
             self.load([path], add=add)
 
@@ -62,7 +66,7 @@ class InputController:
         second. Only input sets with a video ask."""
         if not any(is_video(Path(p)) for p in paths) or not self.ask_video_sampling:
             return VideoSampling(fps=1.0)
-        choice, ok = QInputDialog.getItem(self.w, "Video sampling", "Take frames:", SAMPLING_CHOICES, 0, False)
+        choice, ok = QInputDialog.getItem(self.parent, "Video sampling", "Take frames:", SAMPLING_CHOICES, 0, False)
         if not ok:
             return None
         if choice == "every frame":
@@ -79,27 +83,27 @@ class InputController:
         if sampling is None:
             return None
         # frames are held at the model's input size (re-read if that size changes before a run)
-        prepare = Preparation(*self.w.model_input())
+        prepare = Preparation(*self.state.model_input())
         job = Job(lambda progress, cancel: load_inputs(paths, sampling, cancel=cancel,
                                                        prepare=prepare))
         job.succeeded.connect(lambda loaded: self._loaded(loaded, add))
-        job.failed.connect(lambda msg: self.w.notify(f"Nothing could be loaded; the current inputs are kept.\n{msg}"))
-        return job if self.w.jobs.run(job, "load") else None
+        job.failed.connect(lambda msg: self.state.notify(f"Nothing could be loaded; the current inputs are kept.\n{msg}"))
+        return job if self.jobs.run(job, "load") else None
 
     def _loaded(self, loaded: InputSet, add: bool) -> None:
         if not add:
-            self.w.set_reconstruction(None)  # a new input set: the old scene was made from other frames
+            self.state.set_scene(None)  # a new input set: the old scene was made from other frames
         self.frames = (self.frames if add else []) + loaded.frames
-        self.w.inputs.set_frames(self.frames)
+        self.inputs.set_frames(self.frames)
         if loaded.skipped:
             listing = "\n".join(f"• {name}: {reason}" for name, reason in loaded.skipped)
-            self.w.notify(f"{len(loaded.skipped)} file(s) could not be used and were skipped:\n{listing}")
+            self.state.notify(f"{len(loaded.skipped)} file(s) could not be used and were skipped:\n{listing}")
         if loaded.notes:  # a video gave fewer frames than asked, or a clip is short for its rate
-            self.w.notify("Video sampling:\n" + "\n".join(f"• {note}" for note in loaded.notes))
+            self.state.notify("Video sampling:\n" + "\n".join(f"• {note}" for note in loaded.notes))
         verb = f"{len(loaded.frames)} added, " if add else ""
-        self.w.status_info.setText(f"{verb}{len(self.frames)} images loaded — press Reconstruct (Ctrl+R)")
+        self.state.say(f"{verb}{len(self.frames)} images loaded — press Reconstruct (Ctrl+R)")
 
     def remove_frames(self, rows: list[int]) -> None:
         drop = set(rows)
         self.frames = [f for i, f in enumerate(self.frames) if i not in drop]
-        self.w.inputs.set_frames(self.frames)
+        self.inputs.set_frames(self.frames)

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from psygnal import Signal as PSignal
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QFileDialog, QInputDialog
 from superqt.utils import create_worker
@@ -23,7 +24,10 @@ from zipmap_core.io.reconstruction import Reconstruction
 from .jobs import Job
 
 if TYPE_CHECKING:
-    from .main_window import MainWindow
+    from PySide6.QtWidgets import QWidget
+
+    from .job_runner import JobRunner
+    from .state import AppState
 
 WINDOW_CHOICES = ["2", "4", "8", "16"]
 
@@ -67,37 +71,41 @@ class StreamJob(Job):
 
 
 class LiveController:
-    def __init__(self, window: MainWindow) -> None:
-        self.w = window
+    """Runs live streams; `running_changed(bool)` tells the window when pausing is possible."""
+
+    running_changed = PSignal(bool)
+
+    def __init__(self, state: AppState, jobs: JobRunner, parent: QWidget) -> None:
+        self.state, self.jobs, self.parent = state, jobs, parent
         self.job: StreamJob | None = None
         self.windows_shown = 0
 
     # ---- dialogs -----------------------------------------------------------------------------------
     def video_dialog(self) -> None:
         pattern = " ".join(f"*{s}" for s in sorted(VIDEO_SUFFIXES))
-        path, _ = QFileDialog.getOpenFileName(self.w, "Live from video", "", f"Videos ({pattern})")
+        path, _ = QFileDialog.getOpenFileName(self.parent, "Live from video", "", f"Videos ({pattern})")
         window = self._ask_window() if path else None
         if path and window:
             self.start(path, window)
 
     def camera_dialog(self) -> None:
-        index, ok = QInputDialog.getInt(self.w, "Live from camera", "Camera number (0 is the first):", 0, 0, 16)
+        index, ok = QInputDialog.getInt(self.parent, "Live from camera", "Camera number (0 is the first):", 0, 0, 16)
         window = self._ask_window() if ok else None
         if window:
             self.start(index, window)
 
     def _ask_window(self) -> int | None:
-        choice, ok = QInputDialog.getItem(self.w, "Live mode", "Frames per window:", WINDOW_CHOICES, 0, False)
+        choice, ok = QInputDialog.getItem(self.parent, "Live mode", "Frames per window:", WINDOW_CHOICES, 0, False)
         return int(choice) if ok else None
 
     # ---- the stream ----------------------------------------------------------------------------------
     def start(self, source: str | int, window: int, sampling: VideoSampling | None = None) -> StreamJob | None:
         """Reconstructs `source` (a video path or a camera number) `window` frames at a time."""
-        rec = self.w.rec
+        rec = self.state.rec
         if rec is None:
-            self.w.notify("No model is loaded.")
+            self.state.notify("No model is loaded.")
             return None
-        mode, size = self.w.model_input()
+        mode, size = self.state.model_input()
         sampling = sampling or VideoSampling(fps=2.0)
 
         def frames(cancel: CancelToken) -> Iterator:
@@ -117,28 +125,28 @@ class LiveController:
         job = StreamJob(work)
         job.step.connect(self._grown)
         job.succeeded.connect(self._ended)
-        job.failed.connect(lambda msg: self.w.notify(f"Live mode stopped; the frames so far are kept.\n{msg}"))
-        job.cancelled.connect(lambda: self.w.status_info.setText(
-            f"live mode cancelled after {self.w.recon.num_frames if self.w.recon else 0} frames; the scene so far is kept"))
+        job.failed.connect(lambda msg: self.state.notify(f"Live mode stopped; the frames so far are kept.\n{msg}"))
+        job.cancelled.connect(lambda: self.state.say(
+            f"live mode cancelled after {self.state.recon.num_frames if self.state.recon else 0} frames; the scene so far is kept"))
         self.windows_shown = 0
-        if not self.w.jobs.run(job, "live"):
+        if not self.jobs.run(job, "live"):
             return None
         self.job = job
-        self.w.live_pause.setEnabled(True)
-        job.ended.connect(lambda: self.w.live_pause.setEnabled(False))
+        self.running_changed.emit(True)
+        job.ended.connect(lambda: self.running_changed.emit(False))
         return job
 
     def toggle_pause(self) -> None:
         if self.job is not None and self.job.running:
             self.job.toggle_pause()
-            self.w.status_info.setText("live mode paused (P resumes)" if not self.job.paused else "live mode resumed")
+            self.state.say("live mode paused (P resumes)" if not self.job.paused else "live mode resumed")
 
     def _grown(self, recon: Reconstruction) -> None:
         self.windows_shown += 1
-        self.w.set_reconstruction(recon, keep_view=self.windows_shown > 1)
-        self.w.status_info.setText(f"live: {recon.num_frames} frames")
+        self.state.set_scene(recon, keep_view=self.windows_shown > 1)
+        self.state.say(f"live: {recon.num_frames} frames")
 
     def _ended(self, recon: Reconstruction | None) -> None:
         if recon is not None:
-            self.w.set_reconstruction(recon, keep_view=True)
-            self.w.status_info.setText(f"live mode done: {recon.num_frames} frames — save or export the scene")
+            self.state.set_scene(recon, keep_view=True)
+            self.state.say(f"live mode done: {recon.num_frames} frames — save or export the scene")

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
-    QFileDialog,
     QFrame,
-    QInputDialog,
     QLabel,
     QMainWindow,
     QMenu,
@@ -20,28 +16,25 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from zipmap_core.io.download import OFFICIAL_PREFIX
 from zipmap_core.io.exporters import FORMATS
 from zipmap_core.io.inputs import InputSet
 from zipmap_core.io.reconstruction import Reconstruction
-from zipmap_core.options import PATCH
 from zipmap_core.pipeline.reconstructor import Reconstructor
 from zipmap_core.resources import (
-    BUNDLED_MODEL,
-    DEMO_NOTICE,
     RESOURCES,
-    is_bundled_model,
 )
 
 from .about import about_text
 from .exports import ExportController
 from .input_controller import InputController
 from .job_runner import JobRunner
-from .jobs import Job, error_text
+from .jobs import Job
 from .live import LiveController
+from .model_controller import ModelController
 from .novel_view import NovelViewPanel
 from .panels import InputPanel, ModelPanel, StageProgress, ViewPanel
 from .scene_files import SceneFileController
+from .state import AppState
 from .viewer3d import SceneView
 from .virtual_cameras import VirtualCameraController
 
@@ -72,9 +65,7 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.settings = settings or QSettings("ZipMap", "ZipMap Studio")
         self._layout_restored = False
-        self.recon: Reconstruction | None = None
-        self.rec: Reconstructor | None = None
-        self.messages: list[str] = []  # every user-facing message, newest last (tests read it)
+        self.state = AppState()  # the scene, the model, messages: views subscribe to it
 
         self.view = SceneView()
         self.inputs = InputPanel()
@@ -86,17 +77,18 @@ class MainWindow(QMainWindow):
         self.status_info = QLabel("")
         # the window's parts, one job each
         self.jobs = JobRunner(self.progress, self.model_panel, self.notify)
-        self.loader = InputController(self)
-        self.live = LiveController(self)
-        self.cameras = VirtualCameraController(self)
-        self.exports = ExportController(self)
-        self.scenes = SceneFileController(self, QMenu("Recent", self))
+        self.loader = InputController(self.state, self.jobs, self.inputs, self)
+        self.live = LiveController(self.state, self.jobs, self)
+        self.cameras = VirtualCameraController(self.state, self.jobs, self.view, self.novel, self)
+        self.exports = ExportController(self.state, self.jobs, self.view, self.view_panel, self)
+        self.scenes = SceneFileController(self.state, self.jobs, self.settings, QMenu("Recent", self), self)
+        self.models = ModelController(self.state, self.jobs, self.model_panel, self.settings, self)
 
         self._build_layout()
         self._build_menus()
         self._connect()
         self.view.canvas.events.mouse_double_click.connect(self._on_double_click)
-        QTimer.singleShot(0, lambda: self.load_model(checkpoint or self._remembered_checkpoint(), background=False))
+        QTimer.singleShot(0, lambda: self.models.load(checkpoint or self.models.remembered(), background=False))
 
     # ---- layout -----------------------------------------------------------------------------------
     def _build_layout(self) -> None:
@@ -148,6 +140,7 @@ class MainWindow(QMainWindow):
         self._action(f, "Live from camera…", self.live.camera_dialog)
         self.live_pause = self._action(f, "Pause / resume live", self.live.toggle_pause, "P")
         self.live_pause.setEnabled(False)
+        self.live.running_changed.connect(self.live_pause.setEnabled, check_nargs=False)
         add = f.addMenu("Add to inputs")
         self._action(add, "Images…", lambda: self.loader.images_dialog(add=True))
         self._action(add, "Folder…", lambda: self.loader.folder_dialog(add=True))
@@ -163,8 +156,8 @@ class MainWindow(QMainWindow):
                          lambda fmt=fmt: self.exports.export_dialog(fmt))
         self._action(f, "Save screenshot…", self.exports.screenshot_dialog, "Ctrl+Shift+S")
         f.addSeparator()
-        self._action(f, "Load checkpoint…", self.load_checkpoint_dialog)
-        self._action(f, "Get official weights…", self.download_dialog)
+        self._action(f, "Load checkpoint…", self.models.load_dialog)
+        self._action(f, "Get official weights…", self.models.download_dialog)
         f.addSeparator()
         self._action(f, "Quit", self.close, QKeySequence.StandardKey.Quit)
         r = bar.addMenu("&Reconstruct")
@@ -179,10 +172,17 @@ class MainWindow(QMainWindow):
 
     def _connect(self) -> None:
         mp, vp = self.model_panel, self.view_panel
+        self.state.message.connect(self._show_message)
+        self.state.status.connect(self.status_info.setText, check_nargs=False)
+        self.state.scene_changed.connect(self._show_scene)
+        self.state.model_changed.connect(self._show_model)
+        self.state.set_model_input(mp.mode.currentText(), mp.resolution.value())
+        mp.mode.currentTextChanged.connect(lambda *_: self.state.set_model_input(mp.mode.currentText(), mp.resolution.value()))
+        mp.resolution.valueChanged.connect(lambda *_: self.state.set_model_input(mp.mode.currentText(), mp.resolution.value()))
         mp.reconstruct_button.clicked.connect(self.reconstruct)
         mp.cancel_button.clicked.connect(self.cancel)
-        mp.load_button.clicked.connect(self.load_checkpoint_dialog)
-        mp.official_button.clicked.connect(self.download_dialog)
+        mp.load_button.clicked.connect(self.models.load_dialog)
+        mp.official_button.clicked.connect(self.models.download_dialog)
         mp.fast_bf16.setChecked(self.settings.value("fast_cpu_bf16", False, type=bool))
         mp.fast_bf16.toggled.connect(lambda on: self.settings.setValue("fast_cpu_bf16", on))
         vp.confidence.valueChanged.connect(self.view.set_confidence_percentile)
@@ -196,14 +196,21 @@ class MainWindow(QMainWindow):
         self.inputs.visibility_changed.connect(self.view.set_frame_visible)
 
     # ---- messages ---------------------------------------------------------------------------------
-    def notify(self, text: str, modal: bool = False) -> None:
-        """Status-bar line plus a non-modal message box (modal only where the user must decide)."""
-        self.messages.append(text)
+    # the app's state, read through the window (scripts and tests)
+    recon = property(lambda self: self.state.recon)
+    rec = property(lambda self: self.state.rec)
+    messages = property(lambda self: self.state.messages)
+
+    def notify(self, text: str) -> None:
+        self.state.notify(text)
+
+    def _show_message(self, text: str) -> None:
+        """Status-bar line plus a non-modal message box."""
         self.status_info.setText(text.splitlines()[0])
         box = QMessageBox(QMessageBox.Icon.Information, APP_NAME, text, parent=self)
-        box.setModal(modal)
+        box.setModal(False)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.show() if not modal else box.exec()
+        box.show()
 
     def _update_status(self) -> None:
         if self.recon is None:
@@ -212,79 +219,6 @@ class MainWindow(QMainWindow):
         t = self.recon.timings.get("total_s")
         last = f"last run {t:.2f} s · " if t else ""
         self.status_info.setText(f"{self.recon.num_frames} frames · {last}{self.view.drawn_points:,} points shown")
-
-    # ---- model ------------------------------------------------------------------------------------
-    def _remembered_checkpoint(self) -> str | None:
-        """The checkpoint last chosen in the app, unless it has since been moved or deleted."""
-        path = str(self.settings.value("checkpoint", "") or "")
-        if path and not Path(path).is_file():
-            self.notify(f"The last used checkpoint {path} is gone; using the bundled model.")
-            self.settings.remove("checkpoint")
-            return None
-        return path or None
-
-    def load_model(self, path: str | None, background: bool = True, remember: bool = False) -> None:
-        """Load a checkpoint (a path, or `official[:VARIANT]`, downloaded once); `remember`
-        (choices made in the app, not on the command line) keeps it as the next start's default."""
-        spec = path or (str(BUNDLED_MODEL) if BUNDLED_MODEL.exists() else None)
-        if spec is None:
-            self.notify("No model: the bundled model is missing. Use File ▸ Load checkpoint…")
-            return
-        device, fast = self.model_panel.device.currentText(), self.model_panel.fast_bf16.isChecked()
-
-        def work(progress, cancel):
-            rec = Reconstructor.open(spec, device, fast_cpu_bf16=fast)
-            rec.warm_up()
-            return rec, rec.path
-
-        name = Path(spec).name
-        if not background and not spec.startswith(OFFICIAL_PREFIX):  # a download never blocks the window
-            try:
-                self._model_loaded(*work(None, None), remember)
-            except Exception as exc:  # noqa: BLE001 - shown to the user, a bug said to be one
-                self.notify(f"Could not load {name}:\n{error_text(exc)}")
-            return
-        job = Job(work)
-        job.succeeded.connect(lambda result: self._model_loaded(*result, remember))
-        job.failed.connect(lambda msg: self.notify(f"Could not load {name}:\n{msg}"))
-        self.status_info.setText(f"loading {name}…")
-        self._keep = job.start()
-
-    def _model_loaded(self, rec: Reconstructor, path: Path, remember: bool) -> None:
-        self.rec = rec
-        cfg = rec.cfg
-        demo = is_bundled_model(path)
-        self.model_panel.show_model(rec.description, rec.variant, cfg.img_size, rec.model.can_render, demo)
-        self.status_device.setText(f"device: {rec.device.type}")
-        if remember:
-            self.settings.setValue("checkpoint", str(path))
-        self.novel.width_px.setValue(cfg.img_size)
-        self.novel.match_aspect(self.recon.image_hw if self.recon is not None else (3, 4))
-        can = "renders novel views from its scene state" if rec.model.can_render else (
-            "has no novel-view head: virtual cameras show the point-cloud fallback; load "
-            "checkpoint_state_query.pt or the bundled model for scene-state renders")
-        self.status_info.setText(f"model: {rec.description} ({rec.variant}) — {can}")
-        if demo and not self.settings.value("demo_notice_shown", False, type=bool):
-            self.settings.setValue("demo_notice_shown", True)  # the first start says it in a box, once
-            self.notify(DEMO_NOTICE)
-
-    def load_checkpoint_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Load checkpoint", "", "Checkpoints (*.pt *.pth *.safetensors);;All files (*)")
-        if path:
-            self.load_model(path, remember=True)
-
-    def download_dialog(self) -> None:
-        from zipmap_core.io.download import download_official
-
-        variant, ok = QInputDialog.getItem(self, "Get official weights", "Checkpoint (≈5.5 GB each):",
-                                           ["state_query", "aff_inv", "with_ref_view", "online"], 0, False)
-        if not ok:
-            return
-        job = Job(lambda progress, cancel: download_official(variant))
-        job.succeeded.connect(lambda path: self.load_model(str(path), remember=True))
-        job.failed.connect(lambda msg: self.notify(f"Download failed:\n{msg}"))
-        job.cancelled.connect(lambda: self.notify("Download cancelled."))
-        self.jobs.run(job, "download")
 
     # ---- inputs ----------------------------------------------------------------------------------
     def dragEnterEvent(self, event) -> None:
@@ -327,22 +261,32 @@ class MainWindow(QMainWindow):
 
     def model_input(self) -> tuple[str, int]:
         """(crop or pad, model image width) as the model panel sets them."""
-        return self.model_panel.mode.currentText(), int(self.model_panel.resolution.value()) // PATCH * PATCH
+        return self.state.model_input()
 
     def cancel(self) -> None:
         self.jobs.cancel()
 
+    def load_model(self, path: str | None, background: bool = True, remember: bool = False) -> None:
+        self.models.load(path, background, remember)
+
+    def _show_model(self, rec: Reconstructor) -> None:
+        self.status_device.setText(f"device: {rec.device.type}")
+        self.novel.width_px.setValue(rec.cfg.img_size)
+        self.novel.match_aspect(self.recon.image_hw if self.recon is not None else (3, 4))
+
     def set_reconstruction(self, recon: Reconstruction | None, keep_view: bool = False) -> None:
-        """Shows `recon` (None: no scene) and drops what belonged to the previous one; `keep_view`
-        (a live scene growing) leaves the camera where the user put it."""
-        self.recon = recon
+        self.state.set_scene(recon, keep_view)
+
+    def _show_scene(self, recon: Reconstruction | None, keep_view: bool) -> None:
+        """Shows `recon` (None: no scene); `keep_view` (a live scene growing) leaves the camera
+        where the user put it. What belonged to the previous scene goes with it (the virtual
+        cameras' controller listens to the state itself)."""
         if recon is not None:
             self.novel.match_aspect(recon.image_hw)
         self.view_panel.flat_confidence.setVisible(recon is not None and recon.confidence_is_flat())
         self.view.set_reconstruction(recon, reset_camera=not keep_view)
         self.view.set_show_guides(self.view_panel.show_guides.isChecked())
         self.view.set_confidence_percentile(self.view_panel.confidence.value())
-        self.cameras.clear()
         self._update_status()
 
     # ---- mouse and keys ---------------------------------------------------------------------------

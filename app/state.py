@@ -1,12 +1,21 @@
-"""The app's own records, free of Qt: what the user placed and chose, which views draw."""
+"""The app's state, free of Qt: the scene, the model, what the user is told, and the records of
+what they placed. Views and controllers subscribe to its signals (psygnal, what napari's evented
+models are built on) instead of reaching into the window, and any of them can change it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+from psygnal import Signal
 
 from zipmap_core.model.geometry import intrinsics_from_fov
+from zipmap_core.options import PATCH
+
+if TYPE_CHECKING:
+    from zipmap_core.io.reconstruction import Reconstruction
+    from zipmap_core.pipeline.reconstructor import Reconstructor
 
 
 @dataclass
@@ -21,3 +30,46 @@ class VirtualCamera:
 
     def intrinsics(self) -> np.ndarray:
         return intrinsics_from_fov(self.fov_y_deg, (self.height, self.width)).numpy()
+
+
+class AppState:
+    """What the window shows and works on. Changing it goes through its methods, which emit:
+
+    - `scene_changed(recon, keep_view)`: a new scene (None: none); `keep_view` while a live scene grows
+    - `model_changed(rec)`: a model was loaded
+    - `message(text)`: something the user must read (a box and the status bar)
+    - `status(text)`: a line for the status bar
+    """
+
+    scene_changed = Signal(object, bool)
+    model_changed = Signal(object)
+    message = Signal(str)
+    status = Signal(str)
+
+    def __init__(self) -> None:
+        self.recon: Reconstruction | None = None
+        self.rec: Reconstructor | None = None
+        self.messages: list[str] = []  # every message, newest last
+        self.mode, self.resolution = "crop", 518  # the model input the user chose
+
+    def set_scene(self, recon: Reconstruction | None, keep_view: bool = False) -> None:
+        self.recon = recon
+        self.scene_changed.emit(recon, keep_view)
+
+    def set_model(self, rec: Reconstructor) -> None:
+        self.rec = rec
+        self.model_changed.emit(rec)
+
+    def set_model_input(self, mode: str, resolution: int) -> None:
+        """(crop or pad, model image width, rounded down to whole patches)."""
+        self.mode, self.resolution = mode, max(PATCH, int(resolution) // PATCH * PATCH)
+
+    def model_input(self) -> tuple[str, int]:
+        return self.mode, self.resolution
+
+    def notify(self, text: str) -> None:
+        self.messages.append(text)
+        self.message.emit(text)
+
+    def say(self, text: str) -> None:
+        self.status.emit(text)

@@ -29,7 +29,12 @@ from .jobs import Job, LatestOnly
 from .state import VirtualCamera
 
 if TYPE_CHECKING:
-    from .main_window import MainWindow
+    from PySide6.QtWidgets import QWidget
+
+    from .job_runner import JobRunner
+    from .novel_view import NovelViewPanel
+    from .state import AppState
+    from .viewer3d import SceneView
 
 STEP_BACK = 0.6  # of the scene depth: a new camera's frustum (0.15 deep) fills part of the view
 CLICK_SLOP_PX = 4  # a press and release closer than this is a click, not an orbit drag
@@ -39,15 +44,16 @@ KEY_MOVES = {Qt.Key.Key_I: dict(forward=1), Qt.Key.Key_K: dict(forward=-1), Qt.K
 
 
 class VirtualCameraController:
-    def __init__(self, window: MainWindow) -> None:
-        self.w = window
+    def __init__(self, state: AppState, jobs: JobRunner, view: SceneView, novel: NovelViewPanel, parent: QWidget) -> None:
+        self.state, self.jobs, self.view, self.novel, self.parent = state, jobs, view, novel, parent
+        state.scene_changed.connect(lambda *_: self.clear())  # a new scene: its cameras go
         self.virtual_cameras: list[VirtualCamera] = []
         self.selected = -1
         self._generation = 0  # of the scene; renders requested for an older one are dropped
         self.renderer = LatestOnly(render_frames)
         self.renderer.result.connect(self._show_render)
-        self.renderer.failed.connect(lambda msg: window.notify(f"Rendering failed: {msg}"))
-        novel, events = window.novel, window.view.canvas.events
+        self.renderer.failed.connect(lambda msg: state.notify(f"Rendering failed: {msg}"))
+        events = view.canvas.events
         novel.add_from_view.connect(self.add_from_view)
         novel.selection_changed.connect(self.select)
         novel.settings_changed.connect(self._settings_changed)
@@ -67,12 +73,12 @@ class VirtualCameraController:
         self.virtual_cameras, self.selected = [], -1
         self._generation += 1
         self._refresh()
-        self.w.novel.clear_views("new scene: place a virtual camera (Ctrl+click or V)")
+        self.novel.clear_views("new scene: place a virtual camera (Ctrl+click or V)")
 
     # ---- placing, selecting, moving ------------------------------------------------------------------
     def add(self, c2w: np.ndarray) -> None:
-        h, w = self.w.novel.size()
-        cam = VirtualCamera(np.asarray(c2w, np.float32)[:3, :4], float(self.w.novel.fov.value()), w, h,
+        h, w = self.novel.size()
+        cam = VirtualCamera(np.asarray(c2w, np.float32)[:3, :4], float(self.novel.fov.value()), w, h,
                             f"virtual {len(self.virtual_cameras) + 1}")
         self.virtual_cameras.append(cam)
         self.selected = len(self.virtual_cameras) - 1
@@ -82,16 +88,16 @@ class VirtualCameraController:
     def add_from_view(self) -> None:
         """A camera where the eye is; the view then steps back so its frustum is in front of the
         eye, in the picture, not two lines at the edges of it."""
-        if self.w.recon is not None:
-            self.add(self.w.view.view_c2w())
-            self.w.view.step_back(STEP_BACK * self.w.view.scene_scale)
+        if self.state.recon is not None:
+            self.add(self.view.view_c2w())
+            self.view.step_back(STEP_BACK * self.view.scene_scale)
 
     def place_at(self, canvas_xy: tuple[float, float]) -> bool:
         """Camera at the current viewpoint looking at the point under the cursor."""
-        point = self.w.view.pick_point(canvas_xy)
+        point = self.view.pick_point(canvas_xy)
         if point is None:
             return False
-        eye, _ = self.w.view.camera_pose()
+        eye, _ = self.view.camera_pose()
         self.add(look_at(eye, point))
         return True
 
@@ -102,7 +108,7 @@ class VirtualCameraController:
 
     def select_at(self, canvas_xy: tuple[float, float]) -> bool:
         """Selects the virtual camera whose frustum was clicked (the list follows)."""
-        index = self.w.view.virtual_at(canvas_xy)
+        index = self.view.virtual_at(canvas_xy)
         if index is None:
             return False
         if index != self.selected:
@@ -120,7 +126,7 @@ class VirtualCameraController:
         cam = self.current
         if cam is None:
             return
-        step = 0.05 * self.w.view.scene_scale
+        step = 0.05 * self.view.scene_scale
         c2w = cam.c2w.copy()
         c2w[:, 3] += step * (forward * c2w[:, 2] + right * c2w[:, 0] + down * c2w[:, 1])
         if yaw_deg:
@@ -129,7 +135,7 @@ class VirtualCameraController:
             c2w[:, :3] = c2w[:, :3] @ rot
         cam.c2w = c2w
         self._refresh(names=False)
-        if self.w.novel.live.isChecked():
+        if self.novel.live.isChecked():
             self.request_render()
 
     def handle_key(self, key) -> bool:
@@ -141,41 +147,41 @@ class VirtualCameraController:
     def _settings_changed(self) -> None:
         cam = self.current
         if cam is not None:
-            cam.fov_y_deg = float(self.w.novel.fov.value())
-            cam.height, cam.width = self.w.novel.size()
+            cam.fov_y_deg = float(self.novel.fov.value())
+            cam.height, cam.width = self.novel.size()
             self._refresh(names=False)
             self.request_render()
 
     def _refresh(self, names: bool = True) -> None:
         if names:
-            self.w.novel.set_camera_names([c.name for c in self.virtual_cameras], self.selected)
-        self.w.view.set_virtual_cameras(self.virtual_cameras, self.selected)
+            self.novel.set_camera_names([c.name for c in self.virtual_cameras], self.selected)
+        self.view.set_virtual_cameras(self.virtual_cameras, self.selected)
 
     # ---- novel views ------------------------------------------------------------------------------------
     def request_render(self) -> None:
         cam = self.current
-        if self.w.recon is None or cam is None:
+        if self.state.recon is None or cam is None:
             return
         key = (self._generation, self.selected, time.monotonic())
-        self.renderer.request(key, self.w.rec, self.w.recon, cam.c2w[None].copy(), cam.intrinsics(), (cam.height, cam.width))
+        self.renderer.request(key, self.state.rec, self.state.recon, cam.c2w[None].copy(), cam.intrinsics(), (cam.height, cam.width))
 
     def _show_render(self, key, value) -> None:
         if key[0] != self._generation:
             return
         label, views = value
-        self.w.novel.show_views(views, f"{label}: {views.rgb.shape[2]}x{views.rgb.shape[1]}")
+        self.novel.show_views(views, f"{label}: {views.rgb.shape[2]}x{views.rgb.shape[1]}")
 
     def save_novel_view_dialog(self) -> None:
-        if self.w.novel.last is None:
-            self.w.notify("Place a virtual camera first.")
+        if self.novel.last is None:
+            self.state.notify("Place a virtual camera first.")
             return
-        path, _ = QFileDialog.getSaveFileName(self.w, "Save novel view", "novel_view.png", "PNG (*.png)")
+        path, _ = QFileDialog.getSaveFileName(self.parent, "Save novel view", "novel_view.png", "PNG (*.png)")
         if path:
             self.save_novel_view(path)
 
     def save_novel_view(self, path: str | Path) -> list[Path]:
         """RGB PNG, depth as 16-bit PNG (millimetres of scene units, scale in a JSON) and .npy."""
-        views = self.w.novel.last
+        views = self.novel.last
         assert views is not None
         path = Path(path)
         stem = path.with_suffix("")
@@ -191,19 +197,19 @@ class VirtualCameraController:
         return [*out, Path(f"{stem}_depth.npy")]
 
     def render_path_dialog(self) -> None:
-        if self.w.recon is None:
+        if self.state.recon is None:
             return
-        folder = QFileDialog.getExistingDirectory(self.w, "Render camera path into folder")
+        folder = QFileDialog.getExistingDirectory(self.parent, "Render camera path into folder")
         if not folder:
             return
         cams = self.virtual_cameras
-        poses = path_through([c.c2w for c in cams], 60) if len(cams) >= 2 else orbit_path(self.w.recon, 60)
-        h, w = self.w.novel.size()
-        k = VirtualCamera(np.eye(4)[:3], float(self.w.novel.fov.value()), w, h).intrinsics()
-        job = Job(render_path, self.w.rec, self.w.recon, poses, k, (h, w), folder)
-        job.succeeded.connect(lambda p: self.w.status_info.setText(f"rendered path to {p}"))
-        job.failed.connect(lambda msg: self.w.notify(f"Path rendering failed:\n{msg}"))
-        self.w.jobs.run(job, "render path")
+        poses = path_through([c.c2w for c in cams], 60) if len(cams) >= 2 else orbit_path(self.state.recon, 60)
+        h, w = self.novel.size()
+        k = VirtualCamera(np.eye(4)[:3], float(self.novel.fov.value()), w, h).intrinsics()
+        job = Job(render_path, self.state.rec, self.state.recon, poses, k, (h, w), folder)
+        job.succeeded.connect(lambda p: self.state.say(f"rendered path to {p}"))
+        job.failed.connect(lambda msg: self.state.notify(f"Path rendering failed:\n{msg}"))
+        self.jobs.run(job, "render path")
 
     # ---- mouse ------------------------------------------------------------------------------------------
     def _on_mouse_press(self, event) -> None:
@@ -225,7 +231,7 @@ class VirtualCameraController:
         buttons = getattr(event, "buttons", None) or []
         if last is None or not buttons or "Alt" not in [k.name for k in event.modifiers]:
             return
-        dx, dy = (np.asarray(event.pos[:2], float) - np.asarray(last.pos[:2], float)) / max(self.w.view.canvas.size[0], 1)
+        dx, dy = (np.asarray(event.pos[:2], float) - np.asarray(last.pos[:2], float)) / max(self.view.canvas.size[0], 1)
         # a drag across the whole canvas moves the camera by the scene's scale (20 steps of 5 %)
         if 1 in buttons:
             self.move(right=20 * dx, down=20 * dy)

@@ -75,3 +75,34 @@ def test_no_module_reaches_into_another_modules_private_names():
                         continue
                     found.append(f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(node)}")
     assert not found, found
+
+
+def _app_imports() -> dict[str, set[str]]:
+    """app module -> the app modules it imports (type-only imports included)."""
+    graph = {}
+    for path in (ROOT / "app").glob("*.py"):
+        names = {n.split(".")[1] for n in _imports(path) if n.startswith("app.") and len(n.split(".")) > 1}
+        graph[path.stem] = names - {path.stem}
+    return graph
+
+
+def test_the_app_has_no_import_loops_and_no_part_imports_the_window():
+    """Controllers and panels get the Qt-free state and the widgets they need, never the window."""
+    graph = _app_imports()
+    importers = sorted(m for m, deps in graph.items() if "main_window" in deps)
+    assert importers == ["__main__"], importers
+
+    def reach(start: str, seen: set[str]) -> set[str]:
+        for dep in graph.get(start, ()):
+            if dep not in seen:
+                seen.add(dep)
+                reach(dep, seen)
+        return seen
+
+    loops = sorted(m for m in graph if m in reach(m, set()))
+    assert not loops, f"import loops through {loops}"
+
+
+def test_the_app_state_is_free_of_qt():
+    bad = [n for n in _imports(ROOT / "app" / "state.py") if n.split(".")[0] in ("PySide6", "vispy", "pyqtgraph", "superqt")]
+    assert not bad, bad

@@ -1,0 +1,99 @@
+"""Models in the window: the one loaded at start (the last chosen, else the bundled model), a
+checkpoint chosen by the user, and the official weights downloaded once. Loading runs in the
+background (a download never blocks the window); a model that fails to load keeps the one before."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtWidgets import QFileDialog, QInputDialog
+
+from zipmap_core.io.download import OFFICIAL_PREFIX
+from zipmap_core.options import VARIANTS
+from zipmap_core.pipeline.reconstructor import Reconstructor
+from zipmap_core.resources import BUNDLED_MODEL, DEMO_NOTICE, is_bundled_model
+
+from .jobs import Job, error_text
+
+if TYPE_CHECKING:
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QWidget
+
+    from .job_runner import JobRunner
+    from .panels import ModelPanel
+    from .state import AppState
+
+
+class ModelController:
+    def __init__(self, state: AppState, jobs: JobRunner, panel: ModelPanel, settings: QSettings, parent: QWidget) -> None:
+        self.state, self.jobs, self.model_panel, self.settings, self.parent = state, jobs, panel, settings, parent
+
+    def remembered(self) -> str | None:
+        """The checkpoint last chosen in the app, unless it has since been moved or deleted."""
+        path = str(self.settings.value("checkpoint", "") or "")
+        if path and not Path(path).is_file():
+            self.state.notify(f"The last used checkpoint {path} is gone; using the bundled model.")
+            self.settings.remove("checkpoint")
+            return None
+        return path or None
+
+    def load(self, path: str | None, background: bool = True, remember: bool = False) -> None:
+        """Load a checkpoint (a path, or `official[:VARIANT]`, downloaded once); `remember`
+        (choices made in the app, not on the command line) keeps it as the next start's default."""
+        spec = path or (str(BUNDLED_MODEL) if BUNDLED_MODEL.exists() else None)
+        if spec is None:
+            self.state.notify("No model: the bundled model is missing. Use File ▸ Load checkpoint…")
+            return
+        device, fast = self.model_panel.device.currentText(), self.model_panel.fast_bf16.isChecked()
+
+        def work(progress, cancel):
+            rec = Reconstructor.open(spec, device, fast_cpu_bf16=fast)
+            rec.warm_up()
+            return rec, rec.path
+
+        name = Path(spec).name
+        if not background and not spec.startswith(OFFICIAL_PREFIX):  # a download never blocks the window
+            try:
+                self._loaded(*work(None, None), remember)
+            except Exception as exc:  # noqa: BLE001 - shown to the user, a bug said to be one
+                self.state.notify(f"Could not load {name}:\n{error_text(exc)}")
+            return
+        job = Job(work)
+        job.succeeded.connect(lambda result: self._loaded(*result, remember))
+        job.failed.connect(lambda msg: self.state.notify(f"Could not load {name}:\n{msg}"))
+        self.state.say(f"loading {name}…")
+        self._keep = job.start()  # a job nobody else holds: kept alive until it ends
+
+    def _loaded(self, rec: Reconstructor, path: Path, remember: bool) -> None:
+        self.state.set_model(rec)
+        cfg = rec.cfg
+        demo = is_bundled_model(path)
+        self.model_panel.show_model(rec.description, rec.variant, cfg.img_size, rec.model.can_render, demo)
+        if remember:
+            self.settings.setValue("checkpoint", str(path))
+        can = "renders novel views from its scene state" if rec.model.can_render else (
+            "has no novel-view head: virtual cameras show the point-cloud fallback; load "
+            "checkpoint_state_query.pt or the bundled model for scene-state renders")
+        self.state.say(f"model: {rec.description} ({rec.variant}) — {can}")
+        if demo and not self.settings.value("demo_notice_shown", False, type=bool):
+            self.settings.setValue("demo_notice_shown", True)  # the first start says it in a box, once
+            self.state.notify(DEMO_NOTICE)
+
+    def load_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self.parent, "Load checkpoint", "", "Checkpoints (*.pt *.pth *.safetensors);;All files (*)")
+        if path:
+            self.load(path, remember=True)
+
+    def download_dialog(self) -> None:
+        from zipmap_core.io.download import download_official
+
+        variant, ok = QInputDialog.getItem(self.parent, "Get official weights", "Checkpoint (≈5.5 GB each):",
+                                           sorted(VARIANTS, key=lambda v: v != "state_query"), 0, False)
+        if not ok:
+            return
+        job = Job(lambda progress, cancel: download_official(variant))
+        job.succeeded.connect(lambda path: self.load(str(path), remember=True))
+        job.failed.connect(lambda msg: self.state.notify(f"Download failed:\n{msg}"))
+        job.cancelled.connect(lambda: self.state.notify("Download cancelled."))
+        self.jobs.run(job, "download")
