@@ -70,7 +70,14 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     if args.nproc > 1 and launch is None:
         return _launch_processes(args)
     if launch is not None:
-        return _reconstruct_as_rank(args, launch, formats)
+        code = _reconstruct_as_rank(args, launch, formats)
+        if os.environ.get("ZIPMAP_LAUNCHED"):  # one of our --nproc workers, its work done and published
+            # leave without the interpreter's teardown: gloo's threads can abort a process there
+            # ("terminate called without an active exception"), which the launcher must take for a failure
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        return code
     rec = reconstructor(args, notice=True)
     print(f"model: {rec.description} on {rec.device}", file=sys.stderr)
     bar = StageBar(args.quiet)
