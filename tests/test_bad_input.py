@@ -332,7 +332,7 @@ def test_export_modes_follow_the_user_and_the_replaced_file(tmp_path, recon):
 
 
 def test_generate_publishes_whole_scenes_and_reruns(tmp_path, monkeypatch):
-    from zipmap_core.training import synthetic
+    from zipmap_core.training import scene_folders as synthetic
 
     out = tmp_path / "data"
     assert cli.main(["generate", str(out), "--scenes", "2", "--views", "2", "--held-out", "0", "--width", "56",

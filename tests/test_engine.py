@@ -28,7 +28,8 @@ from zipmap_core.io.download import DownloadError, download_official, resolve_ch
 from zipmap_core.io.reconstruction import Reconstruction, SceneFileError
 from zipmap_core.pipeline.reconstructor import Reconstructor
 from zipmap_core.resources import BUNDLED_MODEL, SAMPLE_SCENE
-from zipmap_core.training.synthetic import generate, write_scene
+from zipmap_core.training.scene_folders import write_scene
+from zipmap_core.training.synthetic import generate
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,8 @@ from zipmap_core.pipeline.reconstructor import Reconstructor
 from zipmap_core.resources import BUNDLED_MODEL
 from zipmap_core.training.evaluation import evaluate_scene, pose_metrics, umeyama
 from zipmap_core.training.normalisation import normalise
-from zipmap_core.training.synthetic import SceneViews, generate, read_ground_truth
+from zipmap_core.training.scene_folders import read_ground_truth
+from zipmap_core.training.synthetic import SceneViews, generate
 from zipmap_core.training.trainer import TrainConfig, Trainer, build_model, compute_losses
 
 ROOT = Path(__file__).resolve().parents[1]

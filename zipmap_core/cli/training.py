@@ -63,7 +63,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from ..training.synthetic import make_dataset
+    from ..training.scene_folders import make_dataset
 
     bar = StageBar(args.quiet)
     try:

@@ -29,7 +29,7 @@ from ..model.geometry import (
     invert_rigid,
     to_homogeneous,
 )
-from .synthetic import GroundTruth, read_ground_truth
+from .scene_folders import GroundTruth, read_ground_truth
 
 THRESHOLDS = (5, 15, 30)
 
