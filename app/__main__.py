@@ -12,14 +12,25 @@ from zipmap_core.options import MAX_FRAMES, dimensions, number, positive_int
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="zipmap-studio", description="ZipMap Studio: photos or a video in, a 3D scene out.")
     p.add_argument("inputs", nargs="*", help="images, folders, videos, or a .zipmap scene")
-    p.add_argument("--checkpoint", help="official .pt, our .safetensors, or official[:VARIANT] to download the authors' "
-                                        "checkpoint once (default: last used, else the bundled demonstration model)")
-    p.add_argument("--fps", type=number(float, 0, 1000, lo_open=True), default=1.0,
-                   help="video sampling rate for the inputs given here (frames per second)")
+    p.add_argument(
+        "--checkpoint",
+        help="official .pt, our .safetensors, or official[:VARIANT] to download the authors' "
+        "checkpoint once (default: last used, else the bundled demonstration model)",
+    )
+    p.add_argument(
+        "--fps",
+        type=number(float, 0, 1000, lo_open=True),
+        default=1.0,
+        help="video sampling rate for the inputs given here (frames per second)",
+    )
     p.add_argument("--video-frames", type=positive_int(MAX_FRAMES), help="take this many evenly spaced frames per video instead")
     p.add_argument("--screenshot", help="after reconstructing, save a screenshot to this PNG")
-    p.add_argument("--capture", choices=("view", "window"), default="view",
-                   help="what --screenshot captures: the 3D view (default) or the whole window")
+    p.add_argument(
+        "--capture",
+        choices=("view", "window"),
+        default="view",
+        help="what --screenshot captures: the 3D view (default) or the whole window",
+    )
     p.add_argument("--scale", type=number(float, 0.25, 8), default=1.0, help="screenshot scale (2 or 4 renders offscreen, larger)")
     p.add_argument("--size", type=dimensions(), default=(1280, 800), help="window size WxH")
     p.add_argument("--exit", action="store_true", help="quit when the screenshot is saved (for scripts and CI)")

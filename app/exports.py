@@ -86,6 +86,10 @@ class ExportController:
 
         image = self.parent.grab().toImage()
         if scale != 1.0:
-            image = image.scaled(round(image.width() * scale), round(image.height() * scale),
-                                 Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+            image = image.scaled(
+                round(image.width() * scale),
+                round(image.height() * scale),
+                Qt.AspectRatioMode.KeepAspectRatio,
+                Qt.TransformationMode.SmoothTransformation,
+            )
         return save_png(qimage_to_array(image), path)

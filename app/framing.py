@@ -20,8 +20,9 @@ def fit_fov_deg(k: np.ndarray, image_hw: tuple[int, int], canvas_wh: tuple[int, 
     return math.degrees(2 * math.atan(half))
 
 
-def fit_distance(points: np.ndarray, centre: np.ndarray, direction: np.ndarray, fov_deg: float,
-                 keep: float = 99.5, margin: float = 1.1) -> float:
+def fit_distance(
+    points: np.ndarray, centre: np.ndarray, direction: np.ndarray, fov_deg: float, keep: float = 99.5, margin: float = 1.1
+) -> float:
     """Eye-to-centre distance along `direction` at which `keep` % of the points fall inside a
     cone of `fov_deg` (the canvas's narrower side), with a margin."""
     offset = points - centre

@@ -84,8 +84,7 @@ class InputController:
             return None
         # frames are held at the model's input size (re-read if that size changes before a run)
         prepare = Preparation(*self.state.model_input())
-        job = Job(lambda progress, cancel: load_inputs(paths, sampling, cancel=cancel,
-                                                       prepare=prepare))
+        job = Job(lambda progress, cancel: load_inputs(paths, sampling, cancel=cancel, prepare=prepare))
         job.succeeded.connect(lambda loaded: self._loaded(loaded, add))
         job.failed.connect(lambda msg: self.state.notify(f"Nothing could be loaded; the current inputs are kept.\n{msg}"))
         return job if self.jobs.run(job, "load") else None

@@ -20,8 +20,10 @@ def error_text(exc: BaseException) -> str:
     if isinstance(exc, USER_ERRORS):
         return str(exc) or type(exc).__name__
     traceback.print_exception(exc)
-    return (f"Internal error: this is a bug in ZipMap Studio ({type(exc).__name__}: {exc}). "
-            f"Please report it with the traceback printed in the terminal.")
+    return (
+        f"Internal error: this is a bug in ZipMap Studio ({type(exc).__name__}: {exc}). "
+        f"Please report it with the traceback printed in the terminal."
+    )
 
 
 class Job(QObject):
@@ -52,7 +54,8 @@ class Job(QObject):
         self.running = True
         # passing `errored` here stops superqt from re-raising the error in the event loop
         self._worker = create_worker(
-            self._run, _start_thread=False,
+            self._run,
+            _start_thread=False,
             _connect={"returned": self._on_returned, "errored": self._on_error, "finished": self._on_finished},
         )
         self._worker.start()

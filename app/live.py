@@ -49,9 +49,9 @@ class StreamJob(Job):
     def start(self) -> StreamJob:
         self.running = True
         self._worker = create_worker(
-            self._run, _start_thread=False,
-            _connect={"yielded": self.step.emit, "returned": self._on_returned, "errored": self._on_error,
-                      "finished": self._on_finished},
+            self._run,
+            _start_thread=False,
+            _connect={"yielded": self.step.emit, "returned": self._on_returned, "errored": self._on_error, "finished": self._on_finished},
         )
         self._worker.start()
         return self
@@ -126,8 +126,11 @@ class LiveController:
         job.step.connect(self._grown)
         job.succeeded.connect(self._ended)
         job.failed.connect(lambda msg: self.state.notify(f"Live mode stopped; the frames so far are kept.\n{msg}"))
-        job.cancelled.connect(lambda: self.state.say(
-            f"live mode cancelled after {self.state.recon.num_frames if self.state.recon else 0} frames; the scene so far is kept"))
+        job.cancelled.connect(
+            lambda: self.state.say(
+                f"live mode cancelled after {self.state.recon.num_frames if self.state.recon else 0} frames; the scene so far is kept"
+            )
+        )
         self.windows_shown = 0
         if not self.jobs.run(job, "live"):
             return None

@@ -152,8 +152,7 @@ class MainWindow(QMainWindow):
         f.addSeparator()
         exp = f.addMenu("Export")
         for fmt in FORMATS:
-            self._action(exp, f"{fmt.upper() if len(fmt) == 3 else fmt.capitalize()}…",
-                         lambda fmt=fmt: self.exports.export_dialog(fmt))
+            self._action(exp, f"{fmt.upper() if len(fmt) == 3 else fmt.capitalize()}…", lambda fmt=fmt: self.exports.export_dialog(fmt))
         self._action(f, "Save screenshot…", self.exports.screenshot_dialog, "Ctrl+Shift+S")
         f.addSeparator()
         self._action(f, "Load checkpoint…", self.models.load_dialog)

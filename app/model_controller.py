@@ -72,9 +72,14 @@ class ModelController:
         self.model_panel.show_model(rec.description, rec.variant, cfg.img_size, rec.model.can_render, demo)
         if remember:
             self.settings.setValue("checkpoint", str(path))
-        can = "renders novel views from its scene state" if rec.model.can_render else (
-            "has no novel-view head: virtual cameras show the point-cloud fallback; load "
-            "checkpoint_state_query.pt or the bundled model for scene-state renders")
+        can = (
+            "renders novel views from its scene state"
+            if rec.model.can_render
+            else (
+                "has no novel-view head: virtual cameras show the point-cloud fallback; load "
+                "checkpoint_state_query.pt or the bundled model for scene-state renders"
+            )
+        )
         self.state.say(f"model: {rec.description} ({rec.variant}) — {can}")
         if demo and not self.settings.value("demo_notice_shown", False, type=bool):
             self.settings.setValue("demo_notice_shown", True)  # the first start says it in a box, once
@@ -88,8 +93,9 @@ class ModelController:
     def download_dialog(self) -> None:
         from zipmap_core.io.download import download_official
 
-        variant, ok = QInputDialog.getItem(self.parent, "Get official weights", "Checkpoint (≈5.5 GB each):",
-                                           sorted(VARIANTS, key=lambda v: v != "state_query"), 0, False)
+        variant, ok = QInputDialog.getItem(
+            self.parent, "Get official weights", "Checkpoint (≈5.5 GB each):", sorted(VARIANTS, key=lambda v: v != "state_query"), 0, False
+        )
         if not ok:
             return
         job = Job(lambda progress, cancel: download_official(variant))

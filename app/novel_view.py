@@ -53,7 +53,7 @@ class ImagePane(pg.GraphicsLayoutWidget):
             self.item.setImage((np.clip(data, 0, 1) * 255).astype(np.uint8), levels=(0, 255))
         else:
             finite = data[np.isfinite(data)]
-            lo, hi = (np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0))
+            lo, hi = np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0)
             hi = hi if hi > lo else lo + 1e-6
             self.item.setImage(data, levels=(lo, hi))
             if self.bar is not None:
@@ -165,4 +165,3 @@ class NovelViewPanel(QGroupBox):
 
     def size(self) -> tuple[int, int]:  # type: ignore[override]
         return int(self.height_px.value()), int(self.width_px.value())
-

@@ -53,7 +53,8 @@ class InputPanel(QGroupBox):
         self.list.setResizeMode(QListWidget.ResizeMode.Adjust)
         self.list.setSelectionMode(QListWidget.SelectionMode.ExtendedSelection)
         self.list.itemChanged.connect(
-            lambda item: self.visibility_changed.emit(self.list.row(item), item.checkState() == Qt.CheckState.Checked))
+            lambda item: self.visibility_changed.emit(self.list.row(item), item.checkState() == Qt.CheckState.Checked)
+        )
         self.count = QLabel("no images — drop photos, folders or videos here")
         self.count.setWordWrap(True)
         self.remove_button = QPushButton("Remove selected")
@@ -73,8 +74,9 @@ class InputPanel(QGroupBox):
             item.setToolTip(frame.name)
             self.list.addItem(item)
         self.list.blockSignals(False)
-        self.count.setText(f"{len(frames)} image{'s' if len(frames) != 1 else ''}" if frames else
-                           "no images — drop photos, folders or videos here")
+        self.count.setText(
+            f"{len(frames)} image{'s' if len(frames) != 1 else ''}" if frames else "no images — drop photos, folders or videos here"
+        )
 
     def _remove(self) -> None:
         rows = sorted({self.list.row(i) for i in self.list.selectedItems()})
@@ -102,11 +104,11 @@ class ModelPanel(QGroupBox):
         self.fast_bf16.setToolTip(
             "Official checkpoints orthogonalise in bfloat16. CPUs without bf16 units run that ~65x slower;\n"
             "this computes the products in float32 instead: much faster, outputs within the parity\n"
-            "tolerances but not bit-identical to the authors' code. No effect on GPUs or our models.")
+            "tolerances but not bit-identical to the authors' code. No effect on GPUs or our models."
+        )
         self.load_button = QPushButton("Load checkpoint…")
         # the bundled model is a demonstration: said where the user looks, with the way out
-        self.demo_notice = QLabel("Demonstration model: coarse depth, grey novel views. "
-                                  "Use an official checkpoint for real photos.")
+        self.demo_notice = QLabel("Demonstration model: coarse depth, grey novel views. Use an official checkpoint for real photos.")
         self.demo_notice.setWordWrap(True)
         self.demo_notice.setStyleSheet("color: #b26a00;")
         self.demo_notice.setToolTip(DEMO_NOTICE)
@@ -151,10 +153,12 @@ class ViewPanel(QGroupBox):
         self.confidence = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
         self.confidence.setRange(0, 99)
         self.confidence.setValue(0)
-        self.confidence.setToolTip("Hides the points whose confidence ranks below this percentile of the points shown;\n"
-                                   "at least one point always stays.")
-        self.flat_confidence = QLabel("This model's confidence is nearly the same everywhere: the filter "
-                                      "ranks noise and may hide good points.")
+        self.confidence.setToolTip(
+            "Hides the points whose confidence ranks below this percentile of the points shown;\nat least one point always stays."
+        )
+        self.flat_confidence = QLabel(
+            "This model's confidence is nearly the same everywhere: the filter ranks noise and may hide good points."
+        )
         self.flat_confidence.setWordWrap(True)
         self.flat_confidence.setStyleSheet("color: #b26a00;")
         self.flat_confidence.setVisible(False)

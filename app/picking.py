@@ -26,8 +26,7 @@ def nearest_frustum(transform, corners: list[np.ndarray], canvas_xy: tuple[float
     return i if d[i] <= radius_px else None
 
 
-def nearest_point(transform, positions: np.ndarray, eye: np.ndarray, canvas_xy: tuple[float, float],
-                  radius_px: float) -> np.ndarray | None:
+def nearest_point(transform, positions: np.ndarray, eye: np.ndarray, canvas_xy: tuple[float, float], radius_px: float) -> np.ndarray | None:
     """The drawn point under the cursor (within `radius_px`), the one nearest the eye among them."""
     if not len(positions):
         return None

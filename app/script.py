@@ -12,8 +12,17 @@ from zipmap_core.io.inputs import VideoSampling
 
 
 class ScriptedRun:
-    def __init__(self, window, inputs: list[str], sampling: VideoSampling, status: dict, screenshot: str | None = None,
-                 scale: float = 1.0, capture: str = "view", quit_after: bool = False) -> None:
+    def __init__(
+        self,
+        window,
+        inputs: list[str],
+        sampling: VideoSampling,
+        status: dict,
+        screenshot: str | None = None,
+        scale: float = 1.0,
+        capture: str = "view",
+        quit_after: bool = False,
+    ) -> None:
         self.window, self.inputs, self.sampling = window, inputs, sampling
         self.screenshot, self.scale, self.capture = screenshot, scale, capture
         self.quit_after, self.status = quit_after, status

@@ -124,8 +124,9 @@ class SceneView:
             if i not in shown:
                 continue
             quad = corners[1:]
-            mesh = scene.visuals.Mesh(vertices=quad, faces=np.array([[0, 1, 2], [0, 2, 3]], np.uint32),
-                                      color=(1, 1, 1, 1), parent=self.world, shading=None)
+            mesh = scene.visuals.Mesh(
+                vertices=quad, faces=np.array([[0, 1, 2], [0, 2, 3]], np.uint32), color=(1, 1, 1, 1), parent=self.world, shading=None
+            )
             texcoords = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32)
             mesh.attach(TextureFilter(recon.images[i], texcoords))
             mesh.visible = self.show_images

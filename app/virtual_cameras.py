@@ -38,9 +38,16 @@ if TYPE_CHECKING:
 
 STEP_BACK = 0.6  # of the scene depth: a new camera's frustum (0.15 deep) fills part of the view
 CLICK_SLOP_PX = 4  # a press and release closer than this is a click, not an orbit drag
-KEY_MOVES = {Qt.Key.Key_I: dict(forward=1), Qt.Key.Key_K: dict(forward=-1), Qt.Key.Key_J: dict(right=-1),
-             Qt.Key.Key_L: dict(right=1), Qt.Key.Key_U: dict(down=-1), Qt.Key.Key_O: dict(down=1),
-             Qt.Key.Key_Comma: dict(yaw_deg=-5), Qt.Key.Key_Period: dict(yaw_deg=5)}
+KEY_MOVES = {
+    Qt.Key.Key_I: dict(forward=1),
+    Qt.Key.Key_K: dict(forward=-1),
+    Qt.Key.Key_J: dict(right=-1),
+    Qt.Key.Key_L: dict(right=1),
+    Qt.Key.Key_U: dict(down=-1),
+    Qt.Key.Key_O: dict(down=1),
+    Qt.Key.Key_Comma: dict(yaw_deg=-5),
+    Qt.Key.Key_Period: dict(yaw_deg=5),
+}
 
 
 class VirtualCameraController:
@@ -78,8 +85,9 @@ class VirtualCameraController:
     # ---- placing, selecting, moving ------------------------------------------------------------------
     def add(self, c2w: np.ndarray) -> None:
         h, w = self.novel.size()
-        cam = VirtualCamera(np.asarray(c2w, np.float32)[:3, :4], float(self.novel.fov.value()), w, h,
-                            f"virtual {len(self.virtual_cameras) + 1}")
+        cam = VirtualCamera(
+            np.asarray(c2w, np.float32)[:3, :4], float(self.novel.fov.value()), w, h, f"virtual {len(self.virtual_cameras) + 1}"
+        )
         self.virtual_cameras.append(cam)
         self.selected = len(self.virtual_cameras) - 1
         self._refresh()

@@ -51,11 +51,16 @@ def synthetic_reconstruction(points: int, frames: int = 8):
         pworld.append(cam @ rot.T + c2w[:3, 3])
     images = (rng.random((frames, h, w, 3)) * 255).astype(np.uint8)
     return Reconstruction(
-        names=[f"frame_{i:03d}" for i in range(frames)], images=images, extrinsics=np.stack(ext),
-        intrinsics=np.stack([k] * frames), depth=np.stack(depth).astype(np.float32),
+        names=[f"frame_{i:03d}" for i in range(frames)],
+        images=images,
+        extrinsics=np.stack(ext),
+        intrinsics=np.stack([k] * frames),
+        depth=np.stack(depth).astype(np.float32),
         depth_conf=np.ones((frames, h, w), np.float32) + rng.random((frames, h, w)).astype(np.float32),
-        points_cam=np.stack(pcam).astype(np.float32), points_world=np.stack(pworld).astype(np.float32),
-        original_wh=np.array([[w, h]] * frames))
+        points_cam=np.stack(pcam).astype(np.float32),
+        points_world=np.stack(pworld).astype(np.float32),
+        original_wh=np.array([[w, h]] * frames),
+    )
 
 
 def orbit(view, frames: int, interacting: bool) -> list[float]:
@@ -105,12 +110,19 @@ def measure(points: int, frames: int, size: tuple[int, int]) -> dict:
     renderer = gl.glGetParameter(gl.GL_RENDERER)
     view.canvas.close()
     med = float(np.median(onscreen))
-    return {"points": view.drawn_points, "requested_points": points, "canvas": list(size),
-            "interactive_points": min(view.drawn_points, view.interactive_points),
-            "set_reconstruction_s": upload, "onscreen_ms": 1000 * med, "onscreen_fps": 1 / med,
-            "onscreen_p90_ms": 1000 * float(np.percentile(onscreen, 90)),
-            "full_redraw_ms": 1000 * float(np.median(full)),
-            "render_ms": 1000 * float(np.median(offscreen)), "gl_renderer": str(renderer)}
+    return {
+        "points": view.drawn_points,
+        "requested_points": points,
+        "canvas": list(size),
+        "interactive_points": min(view.drawn_points, view.interactive_points),
+        "set_reconstruction_s": upload,
+        "onscreen_ms": 1000 * med,
+        "onscreen_fps": 1 / med,
+        "onscreen_p90_ms": 1000 * float(np.percentile(onscreen, 90)),
+        "full_redraw_ms": 1000 * float(np.median(full)),
+        "render_ms": 1000 * float(np.median(offscreen)),
+        "gl_renderer": str(renderer),
+    }
 
 
 def main() -> int:
@@ -131,10 +143,13 @@ def main() -> int:
     for n in (int(v) for v in args.points.split(",")):
         r = measure(n, args.frames, (w, h))
         rows.append(r)
-        print(f"{r['points']:>9,d} points: {r['onscreen_ms']:.0f} ms per redraw while orbiting "
-              f"({r['onscreen_fps']:.1f} fps, p90 {r['onscreen_p90_ms']:.0f} ms, {r['interactive_points']:,d} drawn), "
-              f"{r['full_redraw_ms']:.0f} ms at rest (all points), offscreen render {r['render_ms']:.0f} ms, "
-              f"upload {r['set_reconstruction_s']:.1f} s  [{r['gl_renderer']}]", flush=True)
+        print(
+            f"{r['points']:>9,d} points: {r['onscreen_ms']:.0f} ms per redraw while orbiting "
+            f"({r['onscreen_fps']:.1f} fps, p90 {r['onscreen_p90_ms']:.0f} ms, {r['interactive_points']:,d} drawn), "
+            f"{r['full_redraw_ms']:.0f} ms at rest (all points), offscreen render {r['render_ms']:.0f} ms, "
+            f"upload {r['set_reconstruction_s']:.1f} s  [{r['gl_renderer']}]",
+            flush=True,
+        )
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": platform.machine(), "cpus": os.cpu_count(), "results": rows}, indent=2))

@@ -17,8 +17,9 @@ FINDING = re.compile(r"^(?P<file>[^:]+):\d+: error: (?P<message>.*)$")
 
 
 def findings() -> Counter[str]:
-    out = subprocess.run([sys.executable, "-m", "mypy", "--no-error-summary", "--no-pretty"], cwd=ROOT,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-error-summary", "--no-pretty"], cwd=ROOT, capture_output=True, text=True
+    ).stdout
     keys = [f"{m['file']}: {m['message']}" for line in out.splitlines() if (m := FINDING.match(line))]
     return Counter(keys)
 

@@ -35,5 +35,6 @@ def run_limited(args: list[str], file_size_limit: int, cwd: Path) -> subprocess.
         resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
 
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "zipmap_core.cli", *args], cwd=cwd, env=env, preexec_fn=limit,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "zipmap_core.cli", *args], cwd=cwd, env=env, preexec_fn=limit, capture_output=True, text=True, timeout=600
+    )

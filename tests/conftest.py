@@ -106,9 +106,13 @@ def pytest_terminal_summary(terminalreporter) -> None:
         return
     terminalreporter.section("golden bit-identity (diagnostic, not asserted)")
     for r in bit_identity_records:
-        verdict = "bit-identical" if r["bit_identical"] else (
-            f"{r['differing']} of {r['tensors']} tensors differ (max rel RMS {r['max_rel_rms']:.2e}, within tolerance)")
+        verdict = (
+            "bit-identical"
+            if r["bit_identical"]
+            else (f"{r['differing']} of {r['tensors']} tensors differ (max rel RMS {r['max_rel_rms']:.2e}, within tolerance)")
+        )
         terminalreporter.write_line(f"{r['case']}: {verdict}")
     k = bit_identity_records[0]["kernels"]
-    terminalreporter.write_line(f"kernels: torch {k['torch']}, ATen {k['aten_capability']}, CPU {' '.join(k['cpu_flags'])}; "
-                                f"record in {BIT_IDENTITY_REPORT}")
+    terminalreporter.write_line(
+        f"kernels: torch {k['torch']}, ATen {k['aten_capability']}, CPU {' '.join(k['cpu_flags'])}; record in {BIT_IDENTITY_REPORT}"
+    )

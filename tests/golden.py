@@ -60,8 +60,7 @@ def golden_kernels() -> bool:
     """Whether this process asks for the kernels the golden files were made with (AVX2 for ATen
     and oneDNN). Asking is not getting: some kernels (AMX, AVX512-BF16 paths) ignore the caps, so
     bit-identity there is reported, never asserted."""
-    return (os.environ.get("ATEN_CPU_CAPABILITY", "").lower() == "avx2"
-            and os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() == "AVX2")
+    return os.environ.get("ATEN_CPU_CAPABILITY", "").lower() == "avx2" and os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() == "AVX2"
 
 
 def kernel_fingerprint() -> dict[str, object]:
@@ -86,8 +85,9 @@ def kernel_fingerprint() -> dict[str, object]:
 
 
 # where the bit-identity diagnostic goes (conftest prints a summary of it at the end of a run)
-BIT_IDENTITY_REPORT = Path(os.environ.get("ZIPMAP_BIT_IDENTITY_REPORT",
-                                          Path(__file__).resolve().parents[1] / "out" / "golden-bit-identity.json"))
+BIT_IDENTITY_REPORT = Path(
+    os.environ.get("ZIPMAP_BIT_IDENTITY_REPORT", Path(__file__).resolve().parents[1] / "out" / "golden-bit-identity.json")
+)
 bit_identity_records: list[dict[str, object]] = []
 
 
@@ -95,8 +95,14 @@ def record_bit_identity(case: str, errors: dict[str, float]) -> dict[str, object
     """Records whether the fast weights equal the reference's bit for bit on this machine, with
     the machine's kernel fingerprint: a fact about one machine, kept as a diagnostic."""
     differ = sorted(k for k, e in errors.items() if e != 0.0)
-    record = {"case": case, "bit_identical": not differ, "tensors": len(errors), "differing": len(differ),
-              "max_rel_rms": max(errors.values(), default=0.0), "kernels": kernel_fingerprint()}
+    record = {
+        "case": case,
+        "bit_identical": not differ,
+        "tensors": len(errors),
+        "differing": len(differ),
+        "max_rel_rms": max(errors.values(), default=0.0),
+        "kernels": kernel_fingerprint(),
+    }
     bit_identity_records.append(record)
     try:
         BIT_IDENTITY_REPORT.parent.mkdir(parents=True, exist_ok=True)
@@ -106,8 +112,7 @@ def record_bit_identity(case: str, errors: dict[str, float]) -> dict[str, object
     return record
 
 
-def check_states(meta: dict, states: list[dict[str, torch.Tensor]], tensors: dict[str, torch.Tensor],
-                 case: str = "") -> dict[str, float]:
+def check_states(meta: dict, states: list[dict[str, torch.Tensor]], tensors: dict[str, torch.Tensor], case: str = "") -> dict[str, float]:
     """Every stored fast weight within its own tolerance, and every tolerance used. Whether they
     are also bit-identical is recorded (`record_bit_identity`) when the golden kernels were asked
     for; it is not asserted, since it holds only on machines whose kernels obey the caps."""

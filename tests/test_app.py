@@ -234,8 +234,9 @@ def test_alt_drag_moves_the_selected_virtual_camera_and_not_the_view(qtbot, wind
 
     def drag(button: int, dx: float, dy: float) -> None:
         press = canvas.events.mouse_press(pos=(200, 200), button=button, modifiers=(keys.ALT,))
-        canvas.events.mouse_move(pos=(200 + dx, 200 + dy), button=button, buttons=[button], modifiers=(keys.ALT,),
-                                 press_event=press, last_event=press)
+        canvas.events.mouse_move(
+            pos=(200 + dx, 200 + dy), button=button, buttons=[button], modifiers=(keys.ALT,), press_event=press, last_event=press
+        )
         canvas.events.mouse_release(pos=(200 + dx, 200 + dy), button=button, modifiers=(keys.ALT,))
 
     drag(1, width / 4, 0)  # a quarter of the canvas to the right: 5 steps along the camera's x
@@ -263,7 +264,8 @@ def test_clicking_a_virtual_frustum_selects_it_and_a_drag_does_not(qtbot, window
     screen = window.view.frusta.get_transform("visual", "canvas").map(centre[None])[0]
     x, y = (screen[:2] / screen[3]).round().astype(int)
     other = window.view.frusta.get_transform("visual", "canvas").map(
-        frustum_corners(second, window.cameras.virtual_cameras[1].intrinsics(), (84, 112), size).mean(0)[None])[0]
+        frustum_corners(second, window.cameras.virtual_cameras[1].intrinsics(), (84, 112), size).mean(0)[None]
+    )[0]
     assert np.linalg.norm(other[:2] / other[3] - (x, y)) > 72  # the two frusta are apart on screen
     widget = window.view.widget
     # a drag that starts on the frustum orbits the view and selects nothing
@@ -309,9 +311,28 @@ def test_cli_screenshot_and_exit(tmp_path, tiny_checkpoint, capture):
     out = tmp_path / "shot.png"
     config = tmp_path / "config"  # QSettings of this run, away from the user's
     env = {**os.environ, "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "xcb"), "XDG_CONFIG_HOME": str(config)}
-    proc = subprocess.run([sys.executable, "-m", "app", *map(str, SAMPLES[:4]), "--checkpoint", str(tiny_checkpoint),
-                           "--screenshot", str(out), "--capture", capture, "--exit", "--size", "1000x640"],
-                          capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app",
+            *map(str, SAMPLES[:4]),
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--screenshot",
+            str(out),
+            "--capture",
+            capture,
+            "--exit",
+            "--size",
+            "1000x640",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     img = np.asarray(Image.open(out).convert("RGB")).astype(float)
     assert img.shape[0] > 100 and img.std() > 10

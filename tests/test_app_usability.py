@@ -55,11 +55,21 @@ def wide_scene(frames: int = 1, hw: tuple[int, int] = (56, 112)) -> Reconstructi
     cam = np.broadcast_to(cam, (frames, h, w, 3)).copy()
     world = cam + np.stack([0.3 * np.arange(frames), np.zeros(frames), np.zeros(frames)], -1)[:, None, None, :].astype(np.float32)
     conf = np.ones((frames, h, w), np.float32) + np.random.default_rng(0).random((frames, h, w), np.float32)
-    return Reconstruction([f"wide{i}.png" for i in range(frames)], img, ext, np.stack([k] * frames), cam[..., 2].copy(),
-                          conf, cam, world, np.array([[w, h]] * frames))
+    return Reconstruction(
+        [f"wide{i}.png" for i in range(frames)],
+        img,
+        ext,
+        np.stack([k] * frames),
+        cam[..., 2].copy(),
+        conf,
+        cam,
+        world,
+        np.array([[w, h]] * frames),
+    )
 
 
 # ---- 2: opening replaces, adding is explicit; the command line does not switch the question off ----
+
 
 def test_a_command_line_video_keeps_the_sampling_question_and_open_replaces_the_scene(qtbot, window, tmp_path, monkeypatch):
     window.loader.ask_video_sampling = True  # as in the app (the fixture turns it off)
@@ -109,6 +119,7 @@ def test_a_load_that_fails_keeps_the_inputs_and_the_scene(qtbot, window, tmp_pat
 
 # ---- 4: cameras, looking through, novel-view size, progress, whole-window screenshots -------------------
 
+
 def test_v_puts_the_new_camera_in_the_picture_not_at_the_eye(qtbot, window, tmp_path):
     load_and_reconstruct(qtbot, window, SAMPLES[:4])
     press(qtbot, window, Qt.Key.Key_V)  # the View menu's shortcut, as a user presses it
@@ -143,7 +154,7 @@ def test_looking_through_a_wide_photo_shows_all_of_it_at_its_aspect(qtbot, windo
     assert width >= 0.95 * w  # fills the canvas's width, letterboxed above and below
     white = (shot > 235).all(-1)
     row = (ys.min() + ys.max()) // 2
-    assert white[row, : w // 8].any() and white[row, -w // 8:].any(), "both white side borders must be visible"
+    assert white[row, : w // 8].any() and white[row, -w // 8 :].any(), "both white side borders must be visible"
 
 
 def test_novel_views_take_the_scenes_aspect(qtbot, window):
@@ -172,7 +183,7 @@ def test_whole_window_screenshot_includes_the_3d_view(qtbot, window, tmp_path):
     assert shot.shape[:2] == (window.height(), window.width())
     origin = window.view.widget.mapTo(window, window.view.widget.rect().topLeft())
     vh, vw = window.view.widget.height(), window.view.widget.width()
-    inset = shot[origin.y(): origin.y() + vh, origin.x(): origin.x() + vw]
+    inset = shot[origin.y() : origin.y() + vh, origin.x() : origin.x() + vw]
     view = frame(window)
     assert inset.shape == view.shape
     assert np.abs(inset - view).mean() < 12, "the window grab must carry the GL view's pixels"
@@ -193,6 +204,7 @@ def test_qimage_to_array_keeps_rows_and_channels():
 
 
 # ---- 5: the confidence filter ------------------------------------------------------------------------
+
 
 def test_the_confidence_filter_never_hides_every_shown_point(qtbot, window):
     scene = wide_scene(2)
@@ -231,6 +243,7 @@ def test_a_model_with_flat_confidence_says_so_beside_the_slider(qtbot, window):
 
 # ---- 8: the demonstration model says what it is --------------------------------------------------------
 
+
 def test_the_bundled_model_says_it_is_a_demonstration_once_and_in_the_model_panel(qtbot, tmp_path):
     if not BUNDLED_MODEL.exists():
         pytest.skip("the bundled model is not in this checkout")
@@ -260,6 +273,7 @@ def test_readme_says_the_bundled_model_is_a_demonstration_before_the_commands():
 
 # ---- live mode (issue 16) --------------------------------------------------------------------------------
 
+
 def textured_video(path, frames: int):
     """A pan across a textured wall, so every window adds visible points."""
     import av
@@ -270,7 +284,7 @@ def textured_video(path, frames: int):
         stream = out.add_stream("libx264", rate=10)
         stream.width, stream.height, stream.pix_fmt = 224, 128, "yuv420p"
         for i in range(frames):
-            image = np.ascontiguousarray(wall[:, 8 * i: 8 * i + 224])
+            image = np.ascontiguousarray(wall[:, 8 * i : 8 * i + 224])
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 out.mux(packet)
         for packet in stream.encode():

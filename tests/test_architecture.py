@@ -52,8 +52,12 @@ def test_engine_imports_point_down():
 
 
 def test_no_god_modules():
-    long = {str(p.relative_to(ROOT)): n for d in ("zipmap_core", "app") for p in (ROOT / d).rglob("*.py")
-            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    long = {
+        str(p.relative_to(ROOT)): n
+        for d in ("zipmap_core", "app")
+        for p in (ROOT / d).rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
     assert not long, f"modules over {MAX_LINES} lines: {long}"
 
 
@@ -65,8 +69,11 @@ def test_no_module_reaches_into_another_modules_private_names():
         for path in (ROOT / d).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.ImportFrom):
-                    found += [f"{path.relative_to(ROOT)}:{node.lineno} imports {a.name}" for a in node.names
-                              if a.name.startswith("_") and not a.name.startswith("__")]
+                    found += [
+                        f"{path.relative_to(ROOT)}:{node.lineno} imports {a.name}"
+                        for a in node.names
+                        if a.name.startswith("_") and not a.name.startswith("__")
+                    ]
                 elif isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
                     base = node.value
                     if isinstance(base, ast.Name) and base.id in ("self", "cls", "argparse"):

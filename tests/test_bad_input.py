@@ -88,8 +88,9 @@ def test_npy_header_declaring_559_gib_is_refused(tmp_path, scene, recon):
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (3, 2**30, 50)})
     inner = io.BytesIO()
-    arrays = {k: getattr(recon, k) for k in ("images", "extrinsics", "intrinsics", "depth_conf", "points_cam",
-                                              "points_world", "original_wh")}
+    arrays = {
+        k: getattr(recon, k) for k in ("images", "extrinsics", "intrinsics", "depth_conf", "points_cam", "points_world", "original_wh")
+    }
     with zipfile.ZipFile(inner, "w") as npz:
         for k, v in arrays.items():
             buf = io.BytesIO()
@@ -101,16 +102,19 @@ def test_npy_header_declaring_559_gib_is_refused(tmp_path, scene, recon):
         Reconstruction.load(bad)
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda m: [m], "manifest is a list"),
-    (lambda m: {k: v for k, v in m.items() if k != "names"}, "no list of frame names"),
-    (lambda m: {**m, "version": None}, "version None"),
-    (lambda m: {**m, "version": "1"}, "version '1'"),
-    (lambda m: {**m, "image_hw": [28]}, "image size"),
-    (lambda m: {**m, "names": m["names"][:2], "num_frames": 2}, "shape"),
-    (lambda m: {**m, "metadata": []}, "'metadata' is not an object"),
-    (lambda m: {**m, "state_scale": "big"}, "state_scale"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda m: [m], "manifest is a list"),
+        (lambda m: {k: v for k, v in m.items() if k != "names"}, "no list of frame names"),
+        (lambda m: {**m, "version": None}, "version None"),
+        (lambda m: {**m, "version": "1"}, "version '1'"),
+        (lambda m: {**m, "image_hw": [28]}, "image size"),
+        (lambda m: {**m, "names": m["names"][:2], "num_frames": 2}, "shape"),
+        (lambda m: {**m, "metadata": []}, "'metadata' is not an object"),
+        (lambda m: {**m, "state_scale": "big"}, "state_scale"),
+    ],
+)
 def test_malformed_manifests_are_scene_file_errors(tmp_path, scene, capsys, change, message):
     bad = rewrite(scene, tmp_path / "bad.zipmap", {"manifest.json": json.dumps(change(manifest_of(scene))).encode()})
     with pytest.raises(SceneFileError, match=message):
@@ -120,8 +124,10 @@ def test_malformed_manifests_are_scene_file_errors(tmp_path, scene, capsys, chan
 
 
 def test_arrays_whose_frame_counts_disagree_are_refused(tmp_path, scene, recon, capsys):
-    arrays = {k: getattr(recon, k) for k in ("images", "extrinsics", "intrinsics", "depth", "depth_conf",
-                                              "points_cam", "points_world", "original_wh")}
+    arrays = {
+        k: getattr(recon, k)
+        for k in ("images", "extrinsics", "intrinsics", "depth", "depth_conf", "points_cam", "points_world", "original_wh")
+    }
     arrays["depth"] = arrays["depth"][:2]
     bad = rewrite(scene, tmp_path / "bad.zipmap", {"arrays.npz": npz_bytes(arrays)})
     with pytest.raises(SceneFileError, match="depth has shape"):
@@ -131,13 +137,16 @@ def test_arrays_whose_frame_counts_disagree_are_refused(tmp_path, scene, recon, 
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("member, data, message", [
-    ("arrays.npz", b"not a zip", "arrays.npz cannot be read"),
-    ("arrays.npz", None, "no arrays.npz"),
-    ("manifest.json", b"\xff\xfe{", "not JSON"),
-    ("state.npz", npz_bytes({"layer0.w0": np.zeros((1, 2, 2), np.float32)}), "incomplete"),
-    ("state.npz", npz_bytes({"evil": np.zeros(3)}), "unexpected scene-state entry"),
-])
+@pytest.mark.parametrize(
+    "member, data, message",
+    [
+        ("arrays.npz", b"not a zip", "arrays.npz cannot be read"),
+        ("arrays.npz", None, "no arrays.npz"),
+        ("manifest.json", b"\xff\xfe{", "not JSON"),
+        ("state.npz", npz_bytes({"layer0.w0": np.zeros((1, 2, 2), np.float32)}), "incomplete"),
+        ("state.npz", npz_bytes({"evil": np.zeros(3)}), "unexpected scene-state entry"),
+    ],
+)
 def test_damaged_members_are_scene_file_errors(tmp_path, recon, member, data, message):
     with_state = dataclasses.replace(recon, state=[{w: np.ones((1, 2, 2), np.float32) for w in ("w0", "w1", "w2")}])
     good = with_state.save(tmp_path / "good.zipmap")
@@ -148,8 +157,10 @@ def test_damaged_members_are_scene_file_errors(tmp_path, recon, member, data, me
 
 
 def test_object_arrays_are_never_unpickled(tmp_path, scene, recon):
-    arrays = {k: getattr(recon, k) for k in ("images", "extrinsics", "intrinsics", "depth", "depth_conf",
-                                              "points_cam", "points_world", "original_wh")}
+    arrays = {
+        k: getattr(recon, k)
+        for k in ("images", "extrinsics", "intrinsics", "depth", "depth_conf", "points_cam", "points_world", "original_wh")
+    }
     arrays["depth"] = np.array([{"a": 1}] * 3, dtype=object)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -159,12 +170,15 @@ def test_object_arrays_are_never_unpickled(tmp_path, scene, recon):
 
 
 # ---- checkpoints --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("content, message", [
-    (lambda p: p.write_bytes(b""), "empty"),
-    (lambda p: torch.save({1: torch.zeros(2), 2: torch.ones(2)}, p), "not text"),
-    (lambda p: torch.save({"a.weight": torch.zeros(2), 3: torch.ones(2)}, p), "not text"),
-    (lambda p: torch.save([torch.zeros(2)], p), "list"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (lambda p: p.write_bytes(b""), "empty"),
+        (lambda p: torch.save({1: torch.zeros(2), 2: torch.ones(2)}, p), "not text"),
+        (lambda p: torch.save({"a.weight": torch.zeros(2), 3: torch.ones(2)}, p), "not text"),
+        (lambda p: torch.save([torch.zeros(2)], p), "list"),
+    ],
+)
 def test_odd_pt_files_are_checkpoint_errors(tmp_path, content, message, capsys):
     path = tmp_path / "odd.pt"
     content(path)
@@ -217,8 +231,9 @@ def test_full_disk_while_training_saves_is_a_write_error(tmp_path, monkeypatch):
 
 
 def _reconstruct(photos: Path, out: Path, ckpt: Path, capsys, export: str = "ply,colmap") -> tuple[int, str]:
-    return run_cli(["reconstruct", str(photos), "-o", str(out), "--checkpoint", str(ckpt), "--device", "cpu",
-                    "--export", export, "-q"], capsys)
+    return run_cli(
+        ["reconstruct", str(photos), "-o", str(out), "--checkpoint", str(ckpt), "--device", "cpu", "--export", export, "-q"], capsys
+    )
 
 
 def test_reconstruct_twice_into_one_folder_replaces_every_output(tmp_path, photos, tiny_ckpt, capsys):
@@ -229,8 +244,7 @@ def test_reconstruct_twice_into_one_folder_replaces_every_output(tmp_path, photo
     code, err = _reconstruct(photos, out, tiny_ckpt, capsys)
     assert code == 0, err
     assert Reconstruction.load(out / "scene.zipmap").timings["total_s"] != first  # the new run's scene
-    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["colmap", "notes.txt", "points.ply",
-                                                                                    "scene.zipmap"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["colmap", "notes.txt", "points.ply", "scene.zipmap"]
     assert not [p for p in out.iterdir() if p.name.startswith(".staging")]
     import pycolmap
 
@@ -288,8 +302,7 @@ def test_cancelled_render_keeps_the_old_frames_and_video(tmp_path, recon):
     before = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     token = CancelToken()
     with pytest.raises(Cancelled):
-        render_path(None, recon, orbit_path(recon, 5)[::-1], k, recon.image_hw, folder,
-                    progress=lambda *a: token.cancel(), cancel=token)
+        render_path(None, recon, orbit_path(recon, 5)[::-1], k, recon.image_hw, folder, progress=lambda *a: token.cancel(), cancel=token)
     assert {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
 
 
@@ -335,10 +348,12 @@ def test_generate_publishes_whole_scenes_and_reruns(tmp_path, monkeypatch):
     from zipmap_core.training import scene_folders as synthetic
 
     out = tmp_path / "data"
-    assert cli.main(["generate", str(out), "--scenes", "2", "--views", "2", "--held-out", "0", "--width", "56",
-                     "--height", "42", "-q"]) == 0
-    assert cli.main(["generate", str(out), "--scenes", "2", "--views", "2", "--held-out", "0", "--width", "56",
-                     "--height", "42", "-q"]) == 0  # again into the same folder
+    assert (
+        cli.main(["generate", str(out), "--scenes", "2", "--views", "2", "--held-out", "0", "--width", "56", "--height", "42", "-q"]) == 0
+    )
+    assert (
+        cli.main(["generate", str(out), "--scenes", "2", "--views", "2", "--held-out", "0", "--width", "56", "--height", "42", "-q"]) == 0
+    )  # again into the same folder
     first = (out / "scene_0000" / "ground_truth.npz").read_bytes()
     real = synthetic.write_scene
 
@@ -348,8 +363,9 @@ def test_generate_publishes_whole_scenes_and_reruns(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(synthetic, "write_scene", dies_half_way)
-    assert cli.main(["generate", str(out), "--scenes", "1", "--views", "3", "--held-out", "0", "--width", "56",
-                     "--height", "42", "-q"]) == 2
+    assert (
+        cli.main(["generate", str(out), "--scenes", "1", "--views", "3", "--held-out", "0", "--width", "56", "--height", "42", "-q"]) == 2
+    )
     assert (out / "scene_0000" / "ground_truth.npz").read_bytes() == first  # the old scene, whole
     assert (out / "scene_0000" / "cameras.json").exists() and sorted(os.listdir(out)) == ["scene_0000", "scene_0001"]
 

@@ -29,8 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def checkpoint_with_config(path: Path, config) -> Path:
     """A small safetensors file whose metadata declares `config` (any JSON value)."""
-    save_file({"w": torch.zeros(2)}, str(path), metadata={"format": FORMAT_NAME, "format_version": "1",
-                                                         "config": json.dumps(config)})
+    save_file({"w": torch.zeros(2)}, str(path), metadata={"format": FORMAT_NAME, "format_version": "1", "config": json.dumps(config)})
     return path
 
 
@@ -42,17 +41,20 @@ def _huge(key: str, value):
     return cfg
 
 
-@pytest.mark.parametrize("config, message", [
-    (_huge("aggregator.depth", 100_000), "aggregator.depth is 100000, outside 1..64"),
-    (_huge("img_size", 14_000), "img_size is 14000, outside 14..1036"),
-    (_huge("embed_dim", "wide"), "embed_dim is 'wide', not int"),
-    (None, "NoneType, not a mapping"),
-    ([1, 2], "list, not a mapping"),
-    (_huge("aggregator", None), "aggregator is NoneType, not a section"),
-    ({**tiny_config().to_dict(), "colour": "blue"}, "unknown settings colour in ZipMapConfig"),
-    (_huge("camera_head.kind", "laser"), "camera_head.kind is 'laser'"),
-    (_huge("aggregator.warp_drive", True), "unknown settings warp_drive in AggregatorConfig"),
-])
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        (_huge("aggregator.depth", 100_000), "aggregator.depth is 100000, outside 1..64"),
+        (_huge("img_size", 14_000), "img_size is 14000, outside 14..1036"),
+        (_huge("embed_dim", "wide"), "embed_dim is 'wide', not int"),
+        (None, "NoneType, not a mapping"),
+        ([1, 2], "list, not a mapping"),
+        (_huge("aggregator", None), "aggregator is NoneType, not a section"),
+        ({**tiny_config().to_dict(), "colour": "blue"}, "unknown settings colour in ZipMapConfig"),
+        (_huge("camera_head.kind", "laser"), "camera_head.kind is 'laser'"),
+        (_huge("aggregator.warp_drive", True), "unknown settings warp_drive in AggregatorConfig"),
+    ],
+)
 def test_a_checkpoint_config_is_checked_before_anything_is_sized_by_it(tmp_path, config, message, capsys):
     path = checkpoint_with_config(tmp_path / "odd.safetensors", config)
     start = time.perf_counter()
@@ -116,30 +118,33 @@ def test_a_tall_strip_is_taken_in_pad_mode():
 
 
 # ---- options -----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("args, option", [
-    (["reconstruct", "x", "-o", "y", "--nproc", "0"], "--nproc"),
-    (["reconstruct", "x", "-o", "y", "--nproc", "-1"], "--nproc"),
-    (["reconstruct", "x", "-o", "y", "--fps", "-1"], "--fps"),
-    (["reconstruct", "x", "-o", "y", "--fps", "0"], "--fps"),
-    (["reconstruct", "x", "-o", "y", "--fps", "1e9"], "--fps"),
-    (["reconstruct", "x", "-o", "y", "--fps", "nan"], "--fps"),
-    (["reconstruct", "x", "-o", "y", "--video-frames", "0"], "--video-frames"),
-    (["reconstruct", "x", "-o", "y", "--max-frames", "0"], "--max-frames"),
-    (["reconstruct", "x", "-o", "y", "--resolution", "0"], "--resolution"),
-    (["reconstruct", "x", "-o", "y", "--resolution", "14000"], "--resolution"),
-    (["reconstruct", "x", "-o", "y", "--resolution", "100"], "--resolution"),
-    (["reconstruct", "x", "-o", "y", "--window-size", "-1"], "--window-size"),
-    (["reconstruct", "x", "-o", "y", "--variant", "bogus"], "--variant"),
-    (["render", "s", "-o", "y", "--orbit", "3", "--fov", "0"], "--fov"),
-    (["render", "s", "-o", "y", "--orbit", "3", "--fov", "180"], "--fov"),
-    (["render", "s", "-o", "y", "--orbit", "3", "--fps", "0"], "--fps"),
-    (["render", "s", "-o", "y", "--orbit", "100000"], "--orbit"),
-    (["render", "s", "-o", "y", "--orbit", "3", "--size", "14000x14000"], "--size"),
-    (["render", "s", "-o", "y", "--orbit", "3", "--size", "big"], "--size"),
-    (["generate", "g", "--scenes", "-1"], "--scenes"),
-    (["generate", "g", "--views", "0"], "--views"),
-    (["export", "s", "--format", "ply", "-o", "p.ply", "--percentile", "101"], "--percentile"),
-])
+@pytest.mark.parametrize(
+    "args, option",
+    [
+        (["reconstruct", "x", "-o", "y", "--nproc", "0"], "--nproc"),
+        (["reconstruct", "x", "-o", "y", "--nproc", "-1"], "--nproc"),
+        (["reconstruct", "x", "-o", "y", "--fps", "-1"], "--fps"),
+        (["reconstruct", "x", "-o", "y", "--fps", "0"], "--fps"),
+        (["reconstruct", "x", "-o", "y", "--fps", "1e9"], "--fps"),
+        (["reconstruct", "x", "-o", "y", "--fps", "nan"], "--fps"),
+        (["reconstruct", "x", "-o", "y", "--video-frames", "0"], "--video-frames"),
+        (["reconstruct", "x", "-o", "y", "--max-frames", "0"], "--max-frames"),
+        (["reconstruct", "x", "-o", "y", "--resolution", "0"], "--resolution"),
+        (["reconstruct", "x", "-o", "y", "--resolution", "14000"], "--resolution"),
+        (["reconstruct", "x", "-o", "y", "--resolution", "100"], "--resolution"),
+        (["reconstruct", "x", "-o", "y", "--window-size", "-1"], "--window-size"),
+        (["reconstruct", "x", "-o", "y", "--variant", "bogus"], "--variant"),
+        (["render", "s", "-o", "y", "--orbit", "3", "--fov", "0"], "--fov"),
+        (["render", "s", "-o", "y", "--orbit", "3", "--fov", "180"], "--fov"),
+        (["render", "s", "-o", "y", "--orbit", "3", "--fps", "0"], "--fps"),
+        (["render", "s", "-o", "y", "--orbit", "100000"], "--orbit"),
+        (["render", "s", "-o", "y", "--orbit", "3", "--size", "14000x14000"], "--size"),
+        (["render", "s", "-o", "y", "--orbit", "3", "--size", "big"], "--size"),
+        (["generate", "g", "--scenes", "-1"], "--scenes"),
+        (["generate", "g", "--views", "0"], "--views"),
+        (["export", "s", "--format", "ply", "-o", "p.ply", "--percentile", "101"], "--percentile"),
+    ],
+)
 def test_nonsense_options_are_refused_while_parsing(args, option, capsys):
     with pytest.raises(SystemExit) as info:
         run_cli(args, capsys)
@@ -148,8 +153,14 @@ def test_nonsense_options_are_refused_while_parsing(args, option, capsys):
 
 
 def test_the_studio_refuses_a_zero_scale_at_once():
-    child = subprocess.run([sys.executable, "-m", "app", "--scale", "0", "--exit"], capture_output=True, text=True,
-                           timeout=120, cwd=ROOT, env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    child = subprocess.run(
+        [sys.executable, "-m", "app", "--scale", "0", "--exit"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+    )
     assert child.returncode == 2 and "argument --scale" in child.stderr
 
 
@@ -204,13 +215,16 @@ def test_an_untrained_camera_head_gives_finite_intrinsics():
     assert torch.isfinite(k).all() and k[0, 0, 0] > 1000 * 21 * 0.99
 
 
-@pytest.mark.parametrize("content, message", [
-    ({"intrinsics": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]}, 'no "c2w"'),
-    ({"c2w": [[1, 2], [3, 4]]}, "3x4 or 4x4"),
-    ({"c2w": [[[float("nan")] * 4] * 3]}, "NaN or infinite"),
-    ({"c2w": "east"}, "not arrays of numbers"),
-    ([[[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1]]], "not arrays of numbers"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ({"intrinsics": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]}, 'no "c2w"'),
+        ({"c2w": [[1, 2], [3, 4]]}, "3x4 or 4x4"),
+        ({"c2w": [[[float("nan")] * 4] * 3]}, "NaN or infinite"),
+        ({"c2w": "east"}, "not arrays of numbers"),
+        ([[[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1]]], "not arrays of numbers"),
+    ],
+)
 def test_odd_camera_files_for_render_are_one_line_errors(tmp_path, recon, content, message, capsys):
     scene = recon.save(tmp_path / "s.zipmap")
     cams = tmp_path / "cams.json"
@@ -223,11 +237,11 @@ def test_odd_camera_files_for_render_are_one_line_errors(tmp_path, recon, conten
 def test_rendering_a_state_another_model_made_is_one_line(tmp_path, recon, tiny_ckpt, capsys):
     import dataclasses
 
-    one = [{"w0": np.ones((1, 32, 64), np.float32), "w1": np.ones((1, 64, 32), np.float32),
-            "w2": np.ones((1, 32, 64), np.float32)}]
+    one = [{"w0": np.ones((1, 32, 64), np.float32), "w1": np.ones((1, 64, 32), np.float32), "w2": np.ones((1, 32, 64), np.float32)}]
     scene = dataclasses.replace(recon, state=one).save(tmp_path / "one_layer.zipmap")
-    code, err = run_cli(["render", str(scene), "--orbit", "2", "-o", str(tmp_path / "r"), "--checkpoint", str(tiny_ckpt),
-                         "--device", "cpu", "-q"], capsys)
+    code, err = run_cli(
+        ["render", str(scene), "--orbit", "2", "-o", str(tmp_path / "r"), "--checkpoint", str(tiny_ckpt), "--device", "cpu", "-q"], capsys
+    )
     assert_one_line_error(code, err)
     assert "made by another model" in err and "1 layers and this model 4" in err and not (tmp_path / "r").exists()
 
@@ -278,22 +292,31 @@ def test_json_nested_too_deeply_is_a_message_not_a_recursion_error(tmp_path, rec
         load_checkpoint(ckpt)
 
 
-@pytest.mark.parametrize("meta, message", [({"format_version": "one"}, "format_version 'one' is not a whole number"),
-                                           ({"shards": "x2"}, "shard count 'x2' is not a whole number")])
+@pytest.mark.parametrize(
+    "meta, message",
+    [
+        ({"format_version": "one"}, "format_version 'one' is not a whole number"),
+        ({"shards": "x2"}, "shard count 'x2' is not a whole number"),
+    ],
+)
 def test_odd_checkpoint_metadata_is_named(tmp_path, meta, message):
     path = tmp_path / "odd.safetensors"
-    save_file({"w": torch.zeros(2)}, str(path), metadata={"format": FORMAT_NAME, "format_version": "1",
-                                                           "config": tiny_config().to_json(), **meta})
+    save_file(
+        {"w": torch.zeros(2)}, str(path), metadata={"format": FORMAT_NAME, "format_version": "1", "config": tiny_config().to_json(), **meta}
+    )
     with pytest.raises(CheckpointError, match=message):
         load_checkpoint(path)
 
 
-@pytest.mark.parametrize("content, message", [
-    ("[1, 2]", "holds a JSON list"),
-    ('{"steps": "many"}', "steps in .* is 'many', not int"),
-    ('{"views": [2, -1]}', "views .* positive whole numbers"),
-    ("{not json", "is not a JSON training config"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("[1, 2]", "holds a JSON list"),
+        ('{"steps": "many"}', "steps in .* is 'many', not int"),
+        ('{"views": [2, -1]}', "views .* positive whole numbers"),
+        ("{not json", "is not a JSON training config"),
+    ],
+)
 def test_odd_training_configs_are_named(tmp_path, content, message):
     from zipmap_core.training.trainer import TrainConfig
 
@@ -311,8 +334,9 @@ def test_novel_views_with_nan_are_refused_and_no_render_is_published(tmp_path, r
     from zipmap_core.pipeline.reconstructor import Reconstructor
 
     rec = Reconstructor.from_checkpoint(tiny_ckpt, "cpu")
-    state = [{k: v[0].detach().numpy()[None] for k, v in blk.ttt_block.initial_state(1).items()}
-             for blk in rec.model.aggregator.global_blocks]
+    state = [
+        {k: v[0].detach().numpy()[None] for k, v in blk.ttt_block.initial_state(1).items()} for blk in rec.model.aggregator.global_blocks
+    ]
     scene = dataclasses.replace(recon, state=state)
     real = rec.model.render
 

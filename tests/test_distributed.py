@@ -39,14 +39,19 @@ def _golden_rank(rank: int, world: int, init: str, out: str) -> None:
         model, _, t = load("main_reference_view")
         images = t["input.images"]
         shard = FrameShard(rank, world, split_counts(images.shape[1], world))
-        mine = images[:, shard.first: shard.first + shard.local]
+        mine = images[:, shard.first : shard.first + shard.local]
         with torch.no_grad():
             o = model(mine, window_size=0, keep_tokens=True, shard=shard)
         outputs = {f"out.aggregated.{i}": shard.all_gather_frames(a) for i, a in enumerate(o.aggregated)}
         outputs.update({f"out.pose_enc_list.{i}": p for i, p in enumerate(o.pose_enc_list)})
-        outputs.update({"out.pose_enc": o.pose_enc, "out.depth": shard.all_gather_frames(o.depth),
-                        "out.depth_conf": shard.all_gather_frames(o.depth_conf),
-                        "out.local_points": shard.all_gather_frames(o.local_points)})
+        outputs.update(
+            {
+                "out.pose_enc": o.pose_enc,
+                "out.depth": shard.all_gather_frames(o.depth),
+                "out.depth_conf": shard.all_gather_frames(o.depth_conf),
+                "out.local_points": shard.all_gather_frames(o.local_points),
+            }
+        )
         outputs.update({f"state.{i}.{k}": v for i, layer in enumerate(o.states) for k, v in layer.items()})
         save_file({k: v.clone().contiguous() for k, v in outputs.items()}, f"{out}.{rank}")
     finally:
@@ -57,8 +62,9 @@ def test_two_gloo_processes_match_the_golden_vectors_and_one_process(tmp_path):
     require_golden("main_reference_view")
     from safetensors.torch import load_file
 
-    torch.multiprocessing.start_processes(_golden_rank, args=(2, f"file://{tmp_path / 'rendezvous'}", str(tmp_path / "out")),
-                                          nprocs=2, start_method="spawn")
+    torch.multiprocessing.start_processes(
+        _golden_rank, args=(2, f"file://{tmp_path / 'rendezvous'}", str(tmp_path / "out")), nprocs=2, start_method="spawn"
+    )
     model, meta, t = golden_model("main_reference_view")
     with torch.no_grad():
         single = model(t["input.images"], window_size=0, keep_tokens=True)
@@ -78,8 +84,7 @@ def test_two_gloo_processes_match_the_golden_vectors_and_one_process(tmp_path):
 
 
 def _cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "zipmap_core.cli", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=600, **kwargs)
+    return subprocess.run([sys.executable, "-m", "zipmap_core.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=600, **kwargs)
 
 
 @pytest.mark.skipif(not BUNDLED_MODEL.exists(), reason="the bundled model is not in this checkout")
@@ -92,7 +97,7 @@ def test_two_processes_reconstruct_the_sample_as_one_does(tmp_path):
     assert b.metadata["frames_per_process"] == [4, 3] and b.names == a.names
     for field in ("depth", "extrinsics", "intrinsics"):
         x, y = getattr(b, field).astype(np.float64), getattr(a, field).astype(np.float64)
-        assert np.sqrt(((x - y) ** 2).mean() / (y ** 2).mean()) < 1e-4, field
+        assert np.sqrt(((x - y) ** 2).mean() / (y**2).mean()) < 1e-4, field
     assert b.state is not None and len(b.state) == len(a.state)
 
 
@@ -131,9 +136,30 @@ def _alive(pid: int) -> bool:
 def test_a_worker_that_dies_or_hangs_ends_the_run_cleanly(tmp_path, fault):
     images = [str(p) for p in SAMPLES] * 4  # 64 frames: long enough to interrupt
     out = tmp_path / "out"
-    launcher = subprocess.Popen([sys.executable, "-m", "zipmap_core.cli", "reconstruct", *images, "-o", str(out),
-                                 "--device", "cpu", "-q", "--nproc", "2", "--resolution", "224", "--dist-timeout", "8"],
-                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    launcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "zipmap_core.cli",
+            "reconstruct",
+            *images,
+            "-o",
+            str(out),
+            "--device",
+            "cpu",
+            "-q",
+            "--nproc",
+            "2",
+            "--resolution",
+            "224",
+            "--dist-timeout",
+            "8",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 60
     workers: dict[int, int] = {}
     while len(workers) < 2 and time.time() < deadline:
@@ -168,8 +194,10 @@ def test_bench_distributed_measures_both_and_projects(tmp_path):
 
 
 def test_the_single_process_path_imports_nothing_distributed_beyond_torch():
-    code = ("import sys, torch; before = {m for m in sys.modules if m.startswith('torch.distributed')}; "
-            "import zipmap_core.cli, zipmap_core.pipeline.reconstructor, zipmap_core.pipeline.distributed; "
-            "print(sorted({m for m in sys.modules if m.startswith('torch.distributed')} - before))")
+    code = (
+        "import sys, torch; before = {m for m in sys.modules if m.startswith('torch.distributed')}; "
+        "import zipmap_core.cli, zipmap_core.pipeline.reconstructor, zipmap_core.pipeline.distributed; "
+        "print(sorted({m for m in sys.modules if m.startswith('torch.distributed')} - before))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]"

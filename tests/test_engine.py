@@ -190,15 +190,18 @@ def test_fast_cpu_bf16_is_opt_in_scoped_and_rounds_like_bf16_hardware(monkeypatc
         assert torch.equal(fast, x)
 
 
-@pytest.mark.parametrize("flags, isa_cap, expected", [
-    ({"avx2", "fma"}, None, False),  # AVX2 only
-    ({"avx512f", "avx512bw"}, None, False),  # AVX-512 without bf16: torch says "AVX512" here too
-    ({"avx512f", "avx512_bf16"}, None, True),  # Cooper Lake, Zen 4 and later
-    ({"avx512f", "amx_bf16", "amx_tile"}, None, True),  # Sapphire Rapids
-    ({"avx512f", "avx512_bf16"}, "AVX2", False),  # oneDNN capped to AVX2 emulates bf16
-    ({"avx512f", "avx512_bf16"}, "avx512_core", False),
-    ({"avx512f", "avx512_bf16"}, "AVX512_CORE_BF16", True),
-])
+@pytest.mark.parametrize(
+    "flags, isa_cap, expected",
+    [
+        ({"avx2", "fma"}, None, False),  # AVX2 only
+        ({"avx512f", "avx512bw"}, None, False),  # AVX-512 without bf16: torch says "AVX512" here too
+        ({"avx512f", "avx512_bf16"}, None, True),  # Cooper Lake, Zen 4 and later
+        ({"avx512f", "amx_bf16", "amx_tile"}, None, True),  # Sapphire Rapids
+        ({"avx512f", "avx512_bf16"}, "AVX2", False),  # oneDNN capped to AVX2 emulates bf16
+        ({"avx512f", "avx512_bf16"}, "avx512_core", False),
+        ({"avx512f", "avx512_bf16"}, "AVX512_CORE_BF16", True),
+    ],
+)
 def test_bf16_unit_detection_reads_cpu_flags_and_the_onednn_cap(flags, isa_cap, expected):
     from zipmap_core.device import bf16_units_from
 
@@ -291,8 +294,9 @@ def test_render_views_returns_rgb_depth_confidence(tiny_model, scene_dir):
 # ---- CLI and scene files -------------------------------------------------------------------------
 def test_cli_reconstruct_writes_a_scene_that_reloads_identically(tmp_path, tiny_ckpt, scene_dir, capsys):
     out = tmp_path / "out"
-    code = cli.main(["reconstruct", str(scene_dir / "images"), "-o", str(out), "--checkpoint", str(tiny_ckpt),
-                     "--device", "cpu", "--mode", "pad", "-q"])
+    code = cli.main(
+        ["reconstruct", str(scene_dir / "images"), "-o", str(out), "--checkpoint", str(tiny_ckpt), "--device", "cpu", "--mode", "pad", "-q"]
+    )
     assert code == 0, capsys.readouterr().err
     scene = Reconstruction.load(out / "scene.zipmap")
     direct = Reconstructor.from_checkpoint(tiny_ckpt, "cpu").reconstruct(_images(scene_dir), mode="pad")

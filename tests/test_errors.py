@@ -22,10 +22,20 @@ def test_every_kind_is_a_zipmap_error_and_the_builtin_it_refines():
     from zipmap_core.io.video import VideoReadError
     from zipmap_core.pipeline.assembly import NonFiniteOutputError
 
-    kinds = {errors.InputError: ValueError, errors.SceneFileError: ValueError, errors.CheckpointError: RuntimeError,
-             errors.DownloadError: RuntimeError, errors.ModelOutputError: ValueError, errors.OutputError: OSError,
-             errors.DistributedError: RuntimeError, WriteError: OSError, NoUsableImagesError: ValueError,
-             ImageReadError: ValueError, VideoReadError: ValueError, NonFiniteOutputError: ValueError}
+    kinds = {
+        errors.InputError: ValueError,
+        errors.SceneFileError: ValueError,
+        errors.CheckpointError: RuntimeError,
+        errors.DownloadError: RuntimeError,
+        errors.ModelOutputError: ValueError,
+        errors.OutputError: OSError,
+        errors.DistributedError: RuntimeError,
+        WriteError: OSError,
+        NoUsableImagesError: ValueError,
+        ImageReadError: ValueError,
+        VideoReadError: ValueError,
+        NonFiniteOutputError: ValueError,
+    }
     for kind, builtin in kinds.items():
         assert issubclass(kind, errors.ZipMapError) and issubclass(kind, builtin), kind
     full = WriteError(28, "No space left on device")
@@ -47,7 +57,9 @@ def test_the_app_shows_user_errors_as_they_are_and_bugs_as_bugs(capsys):
 
 @pytest.mark.parametrize("argv", [["--help"], ["reconstruct", "--help"], ["render", "s", "-o", "o", "--orbit", "0"]])
 def test_the_command_line_answers_without_importing_torch(argv):
-    script = ("import sys\nfrom zipmap_core import cli\ntry:\n    cli.main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-              "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    script = (
+        "import sys\nfrom zipmap_core import cli\ntry:\n    cli.main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
     child = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert child.returncode == 0, child.stderr

@@ -49,8 +49,9 @@ def test_glb_has_points_and_one_frustum_per_camera(tmp_path, recon):
     paths = [g for g in scene.geometry.values() if isinstance(g, trimesh.path.Path3D)]
     assert len(clouds) == 1 and len(clouds[0].vertices) == recon.depth.size
     assert len(paths) == recon.num_frames
-    apexes = sorted(tuple(np.round(p.vertices[np.argmin(np.linalg.norm(p.vertices - c[:3, 3], axis=1))], 4))
-                    for p, c in zip(paths, recon.cam_to_world))
+    apexes = sorted(
+        tuple(np.round(p.vertices[np.argmin(np.linalg.norm(p.vertices - c[:3, 3], axis=1))], 4)) for p, c in zip(paths, recon.cam_to_world)
+    )
     expected = sorted(tuple(np.round(c[:3, 3], 4)) for c in recon.cam_to_world)
     np.testing.assert_allclose(apexes, expected, atol=1e-4)
 

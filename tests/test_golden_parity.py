@@ -27,8 +27,9 @@ def _full_forward_case(name: str, exact_route: bool = True) -> None:
         out = model(t["input.images"], window_size=0, keep_tokens=True)
     pairs = {f"out.aggregated.{i}": a for i, a in enumerate(out.aggregated)}
     pairs.update({f"out.pose_enc_list.{i}": p for i, p in enumerate(out.pose_enc_list)})
-    pairs.update({"out.pose_enc": out.pose_enc, "out.depth": out.depth, "out.depth_conf": out.depth_conf,
-                  "out.local_points": out.local_points})
+    pairs.update(
+        {"out.pose_enc": out.pose_enc, "out.depth": out.depth, "out.depth_conf": out.depth_conf, "out.local_points": out.local_points}
+    )
     _check(meta, pairs, t)
     check_states(meta, out.states, t, case=name if exact_route else "")
 
@@ -65,11 +66,17 @@ def test_streaming_state_carried_into_second_call():
         first = model(t["input.images"][:, :first_frames], window_size=window)
         second = model(t["input.more_images"], states=first.states, window_size=window)
     assert rel_rms(first.depth, t["out.first.depth"]) < meta["rel_rms_tolerance"]["out.second.depth"]
-    _check(meta, {
-        "out.second.depth": second.depth, "out.second.depth_conf": second.depth_conf,
-        "out.second.local_points": second.local_points, "out.second.pose_enc": second.pose_enc,
-        "out.second.pose_enc_mlp_list.0": second.pose_enc_list[0],
-    }, t)
+    _check(
+        meta,
+        {
+            "out.second.depth": second.depth,
+            "out.second.depth_conf": second.depth_conf,
+            "out.second.local_points": second.local_points,
+            "out.second.pose_enc": second.pose_enc,
+            "out.second.pose_enc_mlp_list.0": second.pose_enc_list[0],
+        },
+        t,
+    )
 
 
 def test_state_query_render():

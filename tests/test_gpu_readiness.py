@@ -64,9 +64,16 @@ def test_the_scene_state_stays_on_the_device_between_renders(rec_and_scene, monk
     np.testing.assert_array_equal(first.rgb, second.rgb)
     state_tensors = 3 * len(recon.state)
     assert per_scene >= state_tensors and len(uploads) - per_scene < state_tensors, "the state was uploaded again"
-    other = type(recon)(**{**{f: getattr(recon, f) for f in ("names", "images", "extrinsics", "intrinsics", "depth",
-                                                                "depth_conf", "points_cam", "points_world", "original_wh")},
-                           "state": [dict(layer) for layer in recon.state], "state_scale": recon.state_scale})
+    other = type(recon)(
+        **{
+            **{
+                f: getattr(recon, f)
+                for f in ("names", "images", "extrinsics", "intrinsics", "depth", "depth_conf", "points_cam", "points_world", "original_wh")
+            },
+            "state": [dict(layer) for layer in recon.state],
+            "state_scale": recon.state_scale,
+        }
+    )
     before = len(uploads)
     rec.render_views(other, poses, k)
     assert len(uploads) - before >= state_tensors, "another scene's state must be uploaded"
@@ -144,9 +151,21 @@ def test_fp16_training_scales_the_loss_and_gpus_without_bf16_get_it(tmp_path, mo
     assert device_module.training_half(torch.device("cuda"), "auto") == torch.float16
     assert device_module.needs_loss_scaling(torch.device("cuda"), "auto")
     assert device_module.training_half(torch.device("cpu"), "auto") is None
-    cfg = TrainConfig(model="tiny", output=str(tmp_path / "run"), steps=2, batch=1, views=(2, 2), held_out=1,
-                      heights=(28,), width=56, device="cpu", precision="fp16", activation_checkpointing=True,
-                      log_every=1, save_every=100)
+    cfg = TrainConfig(
+        model="tiny",
+        output=str(tmp_path / "run"),
+        steps=2,
+        batch=1,
+        views=(2, 2),
+        held_out=1,
+        heights=(28,),
+        width=56,
+        device="cpu",
+        precision="fp16",
+        activation_checkpointing=True,
+        log_every=1,
+        save_every=100,
+    )
     trainer = Trainer(cfg, log=lambda line: None)
     assert trainer.scaler.is_enabled() and trainer.model.aggregator.checkpointing
     first = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
@@ -187,15 +206,54 @@ def test_bench_gpu_times_ours_and_a_reference_the_same_way(tmp_path):
     for folder in (package.parent, package):
         (folder / "__init__.py").write_text("")
     (package / "ZipMap.py").write_text(FAKE_REFERENCE)
-    code = cli.main(["bench", "gpu", "--config", "small", "--frames", "2,3", "--size", "56", "--height", "42",
-                     "--repeats", "1", "--device", "cpu", "--reference", str(tmp_path / "reference"), "-o", str(tmp_path)])
+    code = cli.main(
+        [
+            "bench",
+            "gpu",
+            "--config",
+            "small",
+            "--frames",
+            "2,3",
+            "--size",
+            "56",
+            "--height",
+            "42",
+            "--repeats",
+            "1",
+            "--device",
+            "cpu",
+            "--reference",
+            str(tmp_path / "reference"),
+            "-o",
+            str(tmp_path),
+        ]
+    )
     result = json.loads((tmp_path / "gpu_benchmark.json").read_text())
     assert code == 0 and result["device_name"] == "cpu" and [r["frames"] for r in result["rows"]] == [2, 3]
     row = result["rows"][-1]
     assert row["ours"]["fps"] > 0 and row["reference"]["fps"] > 0 and result["query_ms"] > 0
     assert result["ratio_vs_reference"] == pytest.approx(row["ours"]["fps"] / row["reference"]["fps"])
-    assert cli.main(["bench", "gpu", "--config", "small", "--frames", "2", "--size", "56", "--height", "42",
-                     "--reference", str(tmp_path), "-o", str(tmp_path)]) == 2  # not the authors' folder: one line
+    assert (
+        cli.main(
+            [
+                "bench",
+                "gpu",
+                "--config",
+                "small",
+                "--frames",
+                "2",
+                "--size",
+                "56",
+                "--height",
+                "42",
+                "--reference",
+                str(tmp_path),
+                "-o",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )  # not the authors' folder: one line
 
 
 def test_compiled_ttt_kernels_give_the_eager_outputs_and_fall_back_where_compiling_fails(monkeypatch):
@@ -221,6 +279,7 @@ def test_compiled_ttt_kernels_give_the_eager_outputs_and_fall_back_where_compili
     def broken(fn, **kwargs):
         def call(*args):
             raise RuntimeError("no compiler here")
+
         return call
 
     monkeypatch.setattr(ttt, "COMPILED", ttt._Compiled())
@@ -310,9 +369,21 @@ def test_one_fine_tuning_step_of_the_full_model_at_518_px_fits_80_gb(tmp_path):
     from zipmap_core.training.trainer import TrainConfig, Trainer
 
     torch.cuda.reset_peak_memory_stats()
-    cfg = TrainConfig(model="state_query", output=str(tmp_path / "run"), steps=1, batch=2, views=(8, 8), held_out=2,
-                      heights=(294,), width=518, device="cuda", precision="auto", activation_checkpointing=True,
-                      log_every=1, save_every=100)
+    cfg = TrainConfig(
+        model="state_query",
+        output=str(tmp_path / "run"),
+        steps=1,
+        batch=2,
+        views=(8, 8),
+        held_out=2,
+        heights=(294,),
+        width=518,
+        device="cuda",
+        precision="auto",
+        activation_checkpointing=True,
+        log_every=1,
+        save_every=100,
+    )
     trainer = Trainer(cfg, log=lambda line: None)
     stats = trainer.train_step()
     peak = torch.cuda.max_memory_allocated() / 2**30

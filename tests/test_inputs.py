@@ -69,8 +69,7 @@ def test_folder_mixes_images_and_videos_and_skips_broken_ones_by_name(tmp_path):
     (folder / "broken.mp4").write_bytes(b"\x00\x01 not a video" * 50)
     (folder / "notes.txt").write_text("ignored: not an image or video")
     loaded = load_inputs([folder], VideoSampling(fps=1.0))
-    assert loaded.names() == ["clip.mp4#t=0.00s", "clip.mp4#t=1.00s", "clip.mp4#t=2.00s",
-                              "img1.png", "img2.png", "img10.png"]
+    assert loaded.names() == ["clip.mp4#t=0.00s", "clip.mp4#t=1.00s", "clip.mp4#t=2.00s", "img1.png", "img2.png", "img10.png"]
     assert [name for name, _ in loaded.skipped] == ["broken.mp4"]
     assert "video" in loaded.skipped[0][1]
 

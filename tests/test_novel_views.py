@@ -107,8 +107,12 @@ def test_render_cli_c2w_file_matches_the_api(tmp_path, tiny_scene):
     poses = recon.cam_to_world[:2]
     (tmp_path / "cams.json").write_text(json.dumps({"c2w": poses.tolist(), "intrinsics": recon.intrinsics[0].tolist()}))
     out = tmp_path / "views"
-    assert cli.main(["render", str(scene), "--c2w", str(tmp_path / "cams.json"), "-o", str(out),
-                     "--checkpoint", str(ckpt), "--device", "cpu", "-q"]) == 0
+    assert (
+        cli.main(
+            ["render", str(scene), "--c2w", str(tmp_path / "cams.json"), "-o", str(out), "--checkpoint", str(ckpt), "--device", "cpu", "-q"]
+        )
+        == 0
+    )
     api = rec.render_views(recon, poses[1:2], recon.intrinsics[:1], recon.image_hw)
     depth = np.load(out / "frames" / "frame_0001_depth.npy")
     np.testing.assert_allclose(depth, api.depth[0], rtol=1e-4)

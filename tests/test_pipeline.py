@@ -58,7 +58,7 @@ def test_a_video_that_decodes_less_than_its_header_promises_is_reported(tmp_path
         stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
         for i in range(60):
             image = np.zeros((64, 96, 3), np.uint8)
-            image[:, 2 * (i % 48): 2 * (i % 48) + 2] = 255
+            image[:, 2 * (i % 48) : 2 * (i % 48) + 2] = 255
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 out.mux(packet)
         for packet in stream.encode():
@@ -191,8 +191,7 @@ def test_each_streaming_call_assembles_only_its_new_frames(tiny_rec, monkeypatch
     np.testing.assert_allclose(final.extrinsics[0], np.eye(4)[:3], atol=1e-5)  # every call in frame 0's frame
     c2w = final.cam_to_world
     np.testing.assert_allclose(final.points_cam[7] @ c2w[7, :3, :3].T + c2w[7, :3, 3], final.points_world[7], atol=1e-4)
-    assert final.state is not None and final.state_scale == pytest.approx(
-        max(1e-8, float(np.abs(c2w[:, :3, 3]).max())), rel=1e-5)
+    assert final.state is not None and final.state_scale == pytest.approx(max(1e-8, float(np.abs(c2w[:, :3, 3]).max())), rel=1e-5)
 
 
 def test_streaming_equals_the_batch_windowed_reconstruction(tmp_path):
@@ -203,8 +202,9 @@ def test_streaming_equals_the_batch_windowed_reconstruction(tmp_path):
     clip = write_video(tmp_path / "walk.mp4", 8, fps=30.0, size=(112, 84))
     frames = read_video(clip, VideoSampling(fps=None), prepare=Preparation("crop", 56))
     streamed = list(rec.stream(window_size=2, resolution=56).run(iter(frames), window=4))[-1]
-    batch = rec.reconstruct(load_inputs([clip], VideoSampling(fps=None), prepare=Preparation("crop", 56)),
-                            resolution=56, window_size=2)  # the same decoded frames: only the order differs
+    batch = rec.reconstruct(
+        load_inputs([clip], VideoSampling(fps=None), prepare=Preparation("crop", 56)), resolution=56, window_size=2
+    )  # the same decoded frames: only the order differs
     np.testing.assert_allclose(streamed.depth, batch.depth, rtol=5e-3, atol=1e-5)
     np.testing.assert_allclose(streamed.extrinsics, batch.extrinsics, atol=1e-3)
     np.testing.assert_allclose(streamed.points_world, batch.points_world, rtol=1e-2, atol=1e-3)
@@ -253,8 +253,9 @@ def test_bench_pipeline_writes_its_figures(tmp_path):
     import json
 
     clip = write_video(tmp_path / "clip.mp4", 12, fps=30.0, size=(160, 96))
-    code = cli.main(["bench", "pipeline", "--frames", "4,8", "--stream-frames", "6", "--size", "56",
-                     "--video", str(clip), "-o", str(tmp_path / "out")])
+    code = cli.main(
+        ["bench", "pipeline", "--frames", "4,8", "--stream-frames", "6", "--size", "56", "--video", str(clip), "-o", str(tmp_path / "out")]
+    )
     result = json.loads((tmp_path / "out" / "pipeline.json").read_text())
     assert code == 0 and (tmp_path / "out" / "pipeline.png").stat().st_size > 1000
     assert [row["frames"] for row in result["batch"]] == [4, 8]
@@ -357,8 +358,9 @@ def test_batch_runs_encode_while_frames_still_decode_with_the_same_result(tiny_r
     early = tiny_rec.reconstruct([clip], sampling=VideoSampling(fps=None), resolution=56)
     assert events.count("frame") == 20 and [e for e in events if e != "frame"] == ["encode 8", "encode 8", "encode 4"]
     assert events.index("encode 8") == 8  # the first chunk is encoded while 12 frames are still to decode
-    later = tiny_rec.reconstruct(load_inputs([clip], VideoSampling(fps=None), prepare=Preparation("crop", 56)),
-                                 resolution=56)  # decoded first, then encoded
+    later = tiny_rec.reconstruct(
+        load_inputs([clip], VideoSampling(fps=None), prepare=Preparation("crop", 56)), resolution=56
+    )  # decoded first, then encoded
     np.testing.assert_array_equal(early.depth, later.depth)
     np.testing.assert_array_equal(early.extrinsics, later.extrinsics)
     np.testing.assert_array_equal(early.images, later.images)

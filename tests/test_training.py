@@ -53,8 +53,20 @@ def test_normalisation_puts_frame_zero_at_identity_and_unit_translation():
 
 
 def test_training_a_tiny_model_lowers_the_loss(tmp_path):
-    cfg = TrainConfig(model="tiny", output=str(tmp_path / "run"), steps=40, batch=2, views=(3, 3), held_out=1,
-                      heights=(56,), lr=2e-3, warmup=5, log_every=10, save_every=20, device="cpu")
+    cfg = TrainConfig(
+        model="tiny",
+        output=str(tmp_path / "run"),
+        steps=40,
+        batch=2,
+        views=(3, 3),
+        held_out=1,
+        heights=(56,),
+        lr=2e-3,
+        warmup=5,
+        log_every=10,
+        save_every=20,
+        device="cpu",
+    )
     trainer = Trainer(cfg, log=lambda *_: None)
     fixed = [generate(2, 4, 900 + i, (56, 112)) for i in range(2)]
 
@@ -74,8 +86,15 @@ def test_training_a_tiny_model_lowers_the_loss(tmp_path):
     resumed = Trainer(cfg2, log=lambda *_: None)
     assert resumed.step == 40 and len(resumed.opt.state) > 0
     # fine-tuning from the saved file counts its steps too
-    tuned = TrainConfig(**{**cfg.__dict__, "init": str(tmp_path / "run" / "model.safetensors"),
-                           "output": str(tmp_path / "tuned"), "steps": 2, "save_every": 2})
+    tuned = TrainConfig(
+        **{
+            **cfg.__dict__,
+            "init": str(tmp_path / "run" / "model.safetensors"),
+            "output": str(tmp_path / "tuned"),
+            "steps": 2,
+            "save_every": 2,
+        }
+    )
     Trainer(tuned, log=lambda *_: None).run()
     loaded = load_checkpoint(tmp_path / "tuned" / "model.safetensors")
     assert loaded.metadata["train_steps"] == "42" and "42 steps (40 before fine-tuning)" in loaded.description
@@ -86,8 +105,20 @@ def test_fine_tuning_an_official_checkpoint_takes_the_same_path_and_keeps_its_or
     pt = tmp_path / "checkpoint_state_query.pt"
     torch.save({"model": official.state_dict()}, pt)  # their file format
     monkeypatch.setitem(checkpoints.OFFICIAL_CONFIGS, "state_query", official.cfg)  # the published size, shrunk
-    cfg = TrainConfig(init=str(pt), output=str(tmp_path / "tuned"), steps=3, batch=1, views=(2, 2), held_out=1,
-                      heights=(84,), width=112, lr=1e-4, warmup=1, save_every=3, device="cpu")
+    cfg = TrainConfig(
+        init=str(pt),
+        output=str(tmp_path / "tuned"),
+        steps=3,
+        batch=1,
+        views=(2, 2),
+        held_out=1,
+        heights=(84,),
+        width=112,
+        lr=1e-4,
+        warmup=1,
+        save_every=3,
+        device="cpu",
+    )
     trainer = Trainer(cfg, log=lambda *_: None)
     history = trainer.run()
     assert {"camera", "depth", "points", "nvs_rgb", "nvs_depth"} <= set(history[-1])
@@ -98,15 +129,34 @@ def test_fine_tuning_an_official_checkpoint_takes_the_same_path_and_keeps_its_or
     moved = [k for k, v in official.state_dict().items() if not torch.equal(v, tuned.model.state_dict()[k])]
     assert len(moved) > 0.5 * len(official.state_dict())
     # fine-tuning the fine-tuned file again still names the official origin and counts all steps
-    again = TrainConfig(**{**cfg.__dict__, "init": str(tmp_path / "tuned" / "model.safetensors"),
-                           "output": str(tmp_path / "again"), "steps": 1, "save_every": 1})
+    again = TrainConfig(
+        **{
+            **cfg.__dict__,
+            "init": str(tmp_path / "tuned" / "model.safetensors"),
+            "output": str(tmp_path / "again"),
+            "steps": 1,
+            "save_every": 1,
+        }
+    )
     Trainer(again, log=lambda *_: None).run()
     assert load_checkpoint(tmp_path / "again" / "model.safetensors").description.endswith("fine-tuned 4 steps on procedural scenes")
 
 
 def test_bf16_mixed_precision_path_trains_on_the_cpu_too(tmp_path):
-    cfg = TrainConfig(model="tiny", output=str(tmp_path / "bf16"), steps=3, batch=1, views=(2, 2), held_out=1,
-                      heights=(56,), lr=1e-3, warmup=1, save_every=3, device="cpu", precision="bf16")
+    cfg = TrainConfig(
+        model="tiny",
+        output=str(tmp_path / "bf16"),
+        steps=3,
+        batch=1,
+        views=(2, 2),
+        held_out=1,
+        heights=(56,),
+        lr=1e-3,
+        warmup=1,
+        save_every=3,
+        device="cpu",
+        precision="bf16",
+    )
     trainer = Trainer(cfg, log=lambda *_: None)
     seen = []
     # the trunk runs in bf16 (the heads in float32, as in the reference)
@@ -122,8 +172,11 @@ def test_bf16_mixed_precision_path_trains_on_the_cpu_too(tmp_path):
 
 def test_train_cli_reads_a_config_file_and_its_overrides(tmp_path, capsys):
     config = tmp_path / "tiny.json"
-    config.write_text(json.dumps({"model": "tiny", "batch": 1, "views": [2, 2], "held_out": 1, "heights": [56],
-                                  "warmup": 1, "steps": 50, "save_every": 100}))
+    config.write_text(
+        json.dumps(
+            {"model": "tiny", "batch": 1, "views": [2, 2], "held_out": 1, "heights": [56], "warmup": 1, "steps": 50, "save_every": 100}
+        )
+    )
     out = tmp_path / "run"
     assert cli.main(["train", str(config), "-o", str(out), "--steps", "2", "--device", "cpu", "--precision", "bf16"]) == 0
     saved = json.loads((out / "train_config.json").read_text())
@@ -165,9 +218,20 @@ def test_init_scale_rescales_matching_weights_of_the_init_file_only(tmp_path):
 
 
 def test_trainable_globs_freeze_everything_else(tmp_path):
-    cfg = TrainConfig(model="tiny", output=str(tmp_path / "part"), steps=2, batch=1, views=(2, 2), held_out=1,
-                      heights=(56,), lr=1e-3, warmup=1, save_every=2, device="cpu",
-                      trainable=["nvs_head.*", "aggregator.global_blocks.*.ttt_block.*"])
+    cfg = TrainConfig(
+        model="tiny",
+        output=str(tmp_path / "part"),
+        steps=2,
+        batch=1,
+        views=(2, 2),
+        held_out=1,
+        heights=(56,),
+        lr=1e-3,
+        warmup=1,
+        save_every=2,
+        device="cpu",
+        trainable=["nvs_head.*", "aggregator.global_blocks.*.ttt_block.*"],
+    )
     trainer = Trainer(cfg, log=lambda *_: None)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     trainer.run()
@@ -267,12 +331,27 @@ BUNDLED_LIMITS = {"depth_absrel": 0.60, "rot_err_median_deg": 60.0, "novel_psnr_
 
 
 def test_two_view_warm_up_and_a_layerscale_start(tmp_path):
-    cfg = TrainConfig(model="tiny", output=str(tmp_path / "run"), steps=3, batch=1, views=(3, 4), held_out=1,
-                      heights=(28,), width=56, device="cpu", two_view_steps=2, layerscale_init=0.1, log_every=1,
-                      save_every=100)
+    cfg = TrainConfig(
+        model="tiny",
+        output=str(tmp_path / "run"),
+        steps=3,
+        batch=1,
+        views=(3, 4),
+        held_out=1,
+        heights=(28,),
+        width=56,
+        device="cpu",
+        two_view_steps=2,
+        layerscale_init=0.1,
+        log_every=1,
+        save_every=100,
+    )
     trainer = Trainer(cfg, log=lambda line: None)
-    gammas = [m.gamma for n, m in trainer.model.named_modules()
-              if n.startswith(("aggregator.frame_blocks.", "aggregator.global_blocks.")) and hasattr(m, "gamma")]
+    gammas = [
+        m.gamma
+        for n, m in trainer.model.named_modules()
+        if n.startswith(("aggregator.frame_blocks.", "aggregator.global_blocks.")) and hasattr(m, "gamma")
+    ]
     assert gammas and all(torch.allclose(g, torch.full_like(g, 0.1)) for g in gammas)
     views = [trainer.train_step()["views"] for _ in range(3)]
     assert views[:2] == [2, 2] and views[2] in (3, 4)
@@ -344,8 +423,20 @@ def test_the_classic_family_is_unchanged_and_training_takes_either(tmp_path):
     views = generate(1, 3, 123, (28, 56))
     again = generate(1, 3, 123, (28, 56))
     torch.testing.assert_close(views.images, again.images, rtol=0, atol=0)
-    cfg = TrainConfig(model="tiny", output=str(tmp_path / "run"), steps=1, batch=1, views=(2, 2), held_out=1,
-                      heights=(28,), width=56, device="cpu", scenes="captures", log_every=1, save_every=100)
+    cfg = TrainConfig(
+        model="tiny",
+        output=str(tmp_path / "run"),
+        steps=1,
+        batch=1,
+        views=(2, 2),
+        held_out=1,
+        heights=(28,),
+        width=56,
+        device="cpu",
+        scenes="captures",
+        log_every=1,
+        save_every=100,
+    )
     assert np.isfinite(Trainer(cfg, log=lambda line: None).train_step()["loss"])
     with pytest.raises(ValueError, match="scenes must be one of"):
         Trainer(TrainConfig(model="tiny", output=str(tmp_path / "x"), scenes="photos"), log=lambda line: None)

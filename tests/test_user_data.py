@@ -77,8 +77,9 @@ def test_reconstruct_refuses_a_users_folder_among_its_outputs_before_the_model_r
     out = tmp_path / "D"
     (out / "colmap").mkdir(parents=True)
     (out / "colmap" / "notes.txt").write_text("mine")
-    code, err = run_cli(["reconstruct", str(photos), "-o", str(out), "--checkpoint", str(tiny_ckpt), "--device", "cpu",
-                         "--export", "colmap", "-q"], capsys)
+    code, err = run_cli(
+        ["reconstruct", str(photos), "-o", str(out), "--checkpoint", str(tiny_ckpt), "--device", "cpu", "--export", "colmap", "-q"], capsys
+    )
     assert_one_line_error(code, err)
     assert "colmap" in err and "notes.txt" in err
     assert snapshot(out) == {"colmap/notes.txt": b"mine"}
@@ -88,8 +89,7 @@ def test_reconstruct_replaces_its_own_outputs_and_leaves_no_lock_file(tmp_path, 
     out = tmp_path / "D"
     out.mkdir()
     (out / "scene.zipmap").write_bytes(b"a file of the user's that happens to have our name")
-    args = ["reconstruct", str(photos), "-o", str(out), "--checkpoint", str(tiny_ckpt), "--device", "cpu", "-q",
-            "--export", "ply"]
+    args = ["reconstruct", str(photos), "-o", str(out), "--checkpoint", str(tiny_ckpt), "--device", "cpu", "-q", "--export", "ply"]
     code, err = run_cli(args, capsys)
     assert_one_line_error(code, err)
     assert "scene.zipmap" in err and (out / "scene.zipmap").read_bytes().startswith(b"a file of the user's")
@@ -117,8 +117,9 @@ def test_a_killed_runs_temporaries_are_cleared_by_the_next_run(tmp_path, photos,
     (out / ".zipmap.lock").write_text("")  # earlier versions' lock file
     alive = out / f".points.ply.{os.getppid()}.z9.part.ply"  # a live writer's: kept
     alive.write_bytes(b"in progress")
-    code, err = run_cli(["reconstruct", str(photos), "-o", str(out), "--checkpoint", str(tiny_ckpt), "--device", "cpu",
-                         "-q", "--export", "ply"], capsys)
+    code, err = run_cli(
+        ["reconstruct", str(photos), "-o", str(out), "--checkpoint", str(tiny_ckpt), "--device", "cpu", "-q", "--export", "ply"], capsys
+    )
     assert code == 0, err
     hidden = sorted(p.name for p in out.iterdir() if p.name.startswith("."))
     assert hidden == sorted([".zipmap-output", alive.name])

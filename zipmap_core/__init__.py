@@ -11,13 +11,25 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Cancelled": "cancel", "CancelToken": "cancel", "select_device": "device",
-    "CheckpointError": "errors", "SceneFileError": "errors", "ZipMapError": "errors",
-    "convert": "io.checkpoints", "load_checkpoint": "io.checkpoints", "save_model": "io.checkpoints",
-    "NoUsableImagesError": "io.inputs", "VideoSampling": "io.inputs", "load_inputs": "io.inputs",
+    "Cancelled": "cancel",
+    "CancelToken": "cancel",
+    "select_device": "device",
+    "CheckpointError": "errors",
+    "SceneFileError": "errors",
+    "ZipMapError": "errors",
+    "convert": "io.checkpoints",
+    "load_checkpoint": "io.checkpoints",
+    "save_model": "io.checkpoints",
+    "NoUsableImagesError": "io.inputs",
+    "VideoSampling": "io.inputs",
+    "load_inputs": "io.inputs",
     "Reconstruction": "io.reconstruction",
-    "OFFICIAL_CONFIGS": "model.config", "ZipMapConfig": "model.config", "get_config": "model.config",
-    "ZipMap": "model.zipmap", "NovelViews": "pipeline.reconstructor", "Reconstructor": "pipeline.reconstructor",
+    "OFFICIAL_CONFIGS": "model.config",
+    "ZipMapConfig": "model.config",
+    "get_config": "model.config",
+    "ZipMap": "model.zipmap",
+    "NovelViews": "pipeline.reconstructor",
+    "Reconstructor": "pipeline.reconstructor",
     "BUNDLED_MODEL": "resources",
 }
 __all__ = sorted(_EXPORTS)

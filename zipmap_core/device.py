@@ -57,8 +57,9 @@ def free_device_bytes(device: torch.device) -> int | None:
     return None
 
 
-def chunk_frames_for(device: torch.device, frames: int, tokens_per_frame: int, dim: int,
-                     free_bytes: int | None = None, share: float = 0.5) -> int:
+def chunk_frames_for(
+    device: torch.device, frames: int, tokens_per_frame: int, dim: int, free_bytes: int | None = None, share: float = 0.5
+) -> int:
     """Frames per chunk of the frame blocks and the TTT accumulation: on a GPU as many as half
     the free memory holds (about 24 activations of [tokens, dim] in half precision per frame in a
     block: q, k, v, the MLP's 4x hidden, the TTT's SwiGLU hidden and their gradients), so large

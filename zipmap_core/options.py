@@ -26,9 +26,9 @@ PRECISIONS = ("auto", "bf16", "fp16", "float32")
 VARIANTS = ("aff_inv", "with_ref_view", "online", "state_query")  # the published checkpoints
 
 
-def number(kind: type, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
-           what: str = "") -> Callable[[str], float]:
+def number(kind: type, lo: float | None = None, hi: float | None = None, lo_open: bool = False, what: str = "") -> Callable[[str], float]:
     """An argparse type: `kind` (int or float) within [lo, hi] ((lo, hi] with `lo_open`), finite."""
+
     def parse(text: str):
         try:
             value = kind(text)
@@ -37,9 +37,12 @@ def number(kind: type, lo: float | None = None, hi: float | None = None, lo_open
         low_ok = lo is None or (value > lo if lo_open else value >= lo)
         if not math.isfinite(value) or not low_ok or (hi is not None and value > hi):
             left = "(" if lo_open else "["
-            raise argparse.ArgumentTypeError(f"{text} is outside {left}{lo if lo is not None else '-inf'}, "
-                                             f"{hi if hi is not None else 'inf'}]{' ' + what if what else ''}")
+            raise argparse.ArgumentTypeError(
+                f"{text} is outside {left}{lo if lo is not None else '-inf'}, "
+                f"{hi if hi is not None else 'inf'}]{' ' + what if what else ''}"
+            )
         return value
+
     return parse
 
 
@@ -58,18 +61,21 @@ def resolution(text: str) -> int:
 def dimensions(multiple: int = 1) -> Callable[[str], tuple[int, int]]:
     """An argparse type for WIDTHxHEIGHT: each side 14..MAX_RENDER_SIDE, at most MAX_RENDER_PIXELS,
     and (for views the model renders) multiples of `multiple`."""
+
     def parse(text: str) -> tuple[int, int]:
         parts = text.lower().split("x")
         if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
             raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT (for example 518x392)")
         w, h = (int(p) for p in parts)
         if not (PATCH <= w <= MAX_RENDER_SIDE and PATCH <= h <= MAX_RENDER_SIDE) or w * h > MAX_RENDER_PIXELS:
-            raise argparse.ArgumentTypeError(f"{w}x{h} is outside {PATCH}..{MAX_RENDER_SIDE} a side "
-                                             f"(at most {MAX_RENDER_PIXELS:,} pixels)")
+            raise argparse.ArgumentTypeError(f"{w}x{h} is outside {PATCH}..{MAX_RENDER_SIDE} a side (at most {MAX_RENDER_PIXELS:,} pixels)")
         if w % multiple or h % multiple:
-            raise argparse.ArgumentTypeError(f"{w}x{h}: both sides must be multiples of {multiple} (try "
-                                             f"{round(w / multiple) * multiple or multiple}x{round(h / multiple) * multiple or multiple})")
+            raise argparse.ArgumentTypeError(
+                f"{w}x{h}: both sides must be multiples of {multiple} (try "
+                f"{round(w / multiple) * multiple or multiple}x{round(h / multiple) * multiple or multiple})"
+            )
         return w, h
+
     return parse
 
 

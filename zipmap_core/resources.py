@@ -9,10 +9,12 @@ RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 BUNDLED_MODEL = RESOURCES / "zipmap_small.safetensors"
 SAMPLE_SCENE = RESOURCES / "samples"
 # shown where a user of the bundled model looks (the app's model panel and first start, the CLI)
-DEMO_NOTICE = ("The bundled model is a small demonstration model trained on synthetic scenes: expect coarse "
-               "depth, cameras that barely move and grey novel views. For real photos use an official "
-               "checkpoint: `--checkpoint official` (the CLI or the app) or File > Get official weights "
-               "downloads it once (about 5.5 GB) and uses it.")
+DEMO_NOTICE = (
+    "The bundled model is a small demonstration model trained on synthetic scenes: expect coarse "
+    "depth, cameras that barely move and grey novel views. For real photos use an official "
+    "checkpoint: `--checkpoint official` (the CLI or the app) or File > Get official weights "
+    "downloads it once (about 5.5 GB) and uses it."
+)
 
 
 def is_bundled_model(path: str | Path | None) -> bool:

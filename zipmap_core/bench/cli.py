@@ -15,8 +15,10 @@ Result = tuple[str, Any]  # (JSON file name, what was measured)
 
 
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:
-    b = sub.add_parser("bench", help="benchmarks: scaling with the number of frames, query latency, full configuration, "
-                                           "the pipeline around the network, processes")
+    b = sub.add_parser(
+        "bench",
+        help="benchmarks: scaling with the number of frames, query latency, full configuration, the pipeline around the network, processes",
+    )
     b.add_argument("which", choices=tuple(BENCHMARKS))
     b.add_argument("-o", "--output", default="out/bench")
     b.add_argument("--device", help="default: cpu (gpu: cuda where there is one)")
@@ -33,8 +35,9 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--height", type=int, default=392, help="gpu: image height (width: --size, default 518)")
     b.add_argument("--reference", help="gpu: a folder with the authors' code (kept outside this repository), timed beside ours")
     b.add_argument("--skip-full", action="store_true", help="query: skip the full configuration")
-    b.add_argument("--fast-cpu-bf16", action="store_true",
-                   help="float32 products for the bf16 Newton-Schulz (official configurations on CPU)")
+    b.add_argument(
+        "--fast-cpu-bf16", action="store_true", help="float32 products for the bf16 Newton-Schulz (official configurations on CPU)"
+    )
     b.add_argument("--compile", action="store_true", help="gpu: also time ours with compiled TTT kernels")
     b.set_defaults(func=cmd_bench)
 
@@ -65,8 +68,17 @@ def run_scaling(args: argparse.Namespace) -> Result:
     from . import micro
 
     frames = _frames(args, "8,16,32,64,128,256" + (",512" if args.full else ""))
-    res = micro.scaling(frames, args.size or 224, args.repeats, args.device, args.threads, args.attention_max,
-                        args.stream_frames or 500, Path(args.output), log=_log)
+    res = micro.scaling(
+        frames,
+        args.size or 224,
+        args.repeats,
+        args.device,
+        args.threads,
+        args.attention_max,
+        args.stream_frames or 500,
+        Path(args.output),
+        log=_log,
+    )
     print(json.dumps(res["summary"], indent=2))
     return "scaling", res
 
@@ -77,8 +89,14 @@ def run_pipeline(args: argparse.Namespace) -> Result:
     from . import pipeline
 
     torch.set_num_threads(args.threads)
-    res = pipeline.pipeline(_frames(args, "32,128,512,1000"), args.size or 518, args.stream_frames or 1000,
-                            Path(args.video) if args.video else None, Path(args.output), log=_log)
+    res = pipeline.pipeline(
+        _frames(args, "32,128,512,1000"),
+        args.size or 518,
+        args.stream_frames or 1000,
+        Path(args.video) if args.video else None,
+        Path(args.output),
+        log=_log,
+    )
     print(json.dumps(res["summary"], indent=2))
     return "pipeline", res
 
@@ -90,9 +108,16 @@ def run_gpu(args: argparse.Namespace) -> Result:
 
     counts = _frames(args, ",".join(map(str, gpu.PAPER_FRAMES)))
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    res = gpu.gpu(counts, args.config, (args.height, args.size or 518), device,
-                  Path(args.reference) if args.reference else None, repeats=args.repeats or 10,
-                  compiled=args.compile, log=_log)
+    res = gpu.gpu(
+        counts,
+        args.config,
+        (args.height, args.size or 518),
+        device,
+        Path(args.reference) if args.reference else None,
+        repeats=args.repeats or 10,
+        compiled=args.compile,
+        log=_log,
+    )
     return "gpu_benchmark", res
 
 
@@ -108,11 +133,16 @@ def run_generator(args: argparse.Namespace) -> Result:
     from . import micro
 
     batch = args.batch or (1024 if args.device.startswith("cuda") else 1)
-    rows = [micro.generator_rate(hw, 8, max(10, 4 * batch), args.threads, args.device, batch, family)
-            for family in ("classic", "captures") for hw in ((84, 112), (168, 224))]
+    rows = [
+        micro.generator_rate(hw, 8, max(10, 4 * batch), args.threads, args.device, batch, family)
+        for family in ("classic", "captures")
+        for hw in ((84, 112), (168, 224))
+    ]
     for r in rows:
-        print(f"{r['family']:>8} {r['size'][1]}x{r['size'][0]}, {r['views']} views: {r['scenes_per_s']:.2f} scenes/s "
-              f"on {r['device']}, {r['batch']} a call")
+        print(
+            f"{r['family']:>8} {r['size'][1]}x{r['size'][0]}, {r['views']} views: {r['scenes_per_s']:.2f} scenes/s "
+            f"on {r['device']}, {r['batch']} a call"
+        )
     return "generator", rows
 
 
@@ -145,13 +175,21 @@ def run_full_config(args: argparse.Namespace) -> Result:
 
     r = micro.full_config("aff_inv", 4, (392, 518), args.device, args.threads)
     r["fast_cpu_bf16"] = args.fast_cpu_bf16
-    print(f"full configuration, 4 frames at 518x392 on {args.device}: {r['seconds']:.1f} s "
-          f"({r['per_frame_s']:.1f} s/frame), peak RSS {r['peak_rss_gb']:.1f} GB")
+    print(
+        f"full configuration, 4 frames at 518x392 on {args.device}: {r['seconds']:.1f} s "
+        f"({r['per_frame_s']:.1f} s/frame), peak RSS {r['peak_rss_gb']:.1f} GB"
+    )
     return "full_config", r
 
 
 # every `zipmap bench` command: name -> runner returning (JSON name, results)
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], Result]] = {
-    "scaling": run_scaling, "query": run_query, "full-config": run_full_config, "generator": run_generator,
-    "newton-schulz": run_newton_schulz, "pipeline": run_pipeline, "distributed": run_distributed, "gpu": run_gpu,
+    "scaling": run_scaling,
+    "query": run_query,
+    "full-config": run_full_config,
+    "generator": run_generator,
+    "newton-schulz": run_newton_schulz,
+    "pipeline": run_pipeline,
+    "distributed": run_distributed,
+    "gpu": run_gpu,
 }

@@ -47,15 +47,23 @@ def _rank(rank: int, world: int, init: str, frames: int, size: int, threads: int
 def measure(frames: int, world: int, size: int, threads_total: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         torch.multiprocessing.start_processes(
-            _rank, args=(world, f"file://{tmp}/rendezvous", frames, size, max(1, threads_total // world), f"{tmp}/out"),
-            nprocs=world, start_method="spawn")
+            _rank,
+            args=(world, f"file://{tmp}/rendezvous", frames, size, max(1, threads_total // world), f"{tmp}/out"),
+            nprocs=world,
+            start_method="spawn",
+        )
         ranks = [json.loads(Path(f"{tmp}/out.{r}").read_text()) for r in range(world)]
-    return {"frames": frames, "processes": world, "seconds": max(r["seconds"] for r in ranks),
-            "peak_mb_per_process": [r["peak_mb"] for r in ranks]}
+    return {
+        "frames": frames,
+        "processes": world,
+        "seconds": max(r["seconds"] for r in ranks),
+        "peak_mb_per_process": [r["peak_mb"] for r in ranks],
+    }
 
 
-def projection(config: str = "aff_inv", image_hw: tuple[int, int] = (392, 518), frames: int = 750,
-               gpus: tuple[int, ...] = (1, 8, 16, 64)) -> dict:
+def projection(
+    config: str = "aff_inv", image_hw: tuple[int, int] = (392, 518), frames: int = 750, gpus: tuple[int, ...] = (1, 8, 16, 64)
+) -> dict:
     """What a split costs and saves at full size. All-reduce: per global layer, the three
     fast-weight gradients (bf16 under autocast, as the TTT update computes them), once per
     forward in bidirectional order; a ring all-reduce sends 2(N-1)/N of that per process. Token
@@ -70,13 +78,24 @@ def projection(config: str = "aff_inv", image_hw: tuple[int, int] = (392, 518), 
     token_bytes_per_frame = tokens * c * 2 * (1 + 2 * len(cfg.aggregator.dpt_layer_idx))
     rows = []
     for n in gpus:
-        rows.append({"processes": n, "frames_per_process": int(np.ceil(frames / n)),
-                     "token_gb_per_process": token_bytes_per_frame * np.ceil(frames / n) / 2**30,
-                     "allreduce_mb_sent_per_process": layers * per_layer * 2 * (n - 1) / n / 2**20})
-    return {"config": config, "image_hw": list(image_hw), "frames": frames, "global_layers": layers,
-            "allreduce_mb_per_layer_per_update": per_layer / 2**20,
-            "allreduce_mb_per_forward": layers * per_layer / 2**20,
-            "token_mb_per_frame": token_bytes_per_frame / 2**20, "per_process_count": rows}
+        rows.append(
+            {
+                "processes": n,
+                "frames_per_process": int(np.ceil(frames / n)),
+                "token_gb_per_process": token_bytes_per_frame * np.ceil(frames / n) / 2**30,
+                "allreduce_mb_sent_per_process": layers * per_layer * 2 * (n - 1) / n / 2**20,
+            }
+        )
+    return {
+        "config": config,
+        "image_hw": list(image_hw),
+        "frames": frames,
+        "global_layers": layers,
+        "allreduce_mb_per_layer_per_update": per_layer / 2**20,
+        "allreduce_mb_per_forward": layers * per_layer / 2**20,
+        "token_mb_per_frame": token_bytes_per_frame / 2**20,
+        "per_process_count": rows,
+    }
 
 
 def distributed(counts: list[int], size: int, threads: int, log=print) -> dict:
@@ -85,18 +104,27 @@ def distributed(counts: list[int], size: int, threads: int, log=print) -> dict:
         for world in (1, 2):
             row = measure(frames, world, size, threads)
             rows.append(row)
-            log(f"N={frames:4d}, {world} process(es): {row['seconds']:.1f} s, peak "
-                + ", ".join(f"{m:.0f}" for m in row["peak_mb_per_process"]) + " MB per process above the model")
+            log(
+                f"N={frames:4d}, {world} process(es): {row['seconds']:.1f} s, peak "
+                + ", ".join(f"{m:.0f}" for m in row["peak_mb_per_process"])
+                + " MB per process above the model"
+            )
     proj = projection()
-    log(f"full size, {proj['frames']} frames at {proj['image_hw'][1]}x{proj['image_hw'][0]}: "
+    log(
+        f"full size, {proj['frames']} frames at {proj['image_hw'][1]}x{proj['image_hw'][0]}: "
         f"{proj['allreduce_mb_per_forward']:.0f} MB all-reduced per forward "
-        f"({proj['allreduce_mb_per_layer_per_update']:.1f} MB per layer), tokens {proj['token_mb_per_frame']:.1f} MB per frame")
+        f"({proj['allreduce_mb_per_layer_per_update']:.1f} MB per layer), tokens {proj['token_mb_per_frame']:.1f} MB per frame"
+    )
     for r in proj["per_process_count"]:
-        log(f"  {r['processes']:3d} GPUs: {r['frames_per_process']} frames, {r['token_gb_per_process']:.1f} GB of tokens, "
-            f"{r['allreduce_mb_sent_per_process']:.0f} MB sent per process")
+        log(
+            f"  {r['processes']:3d} GPUs: {r['frames_per_process']} frames, {r['token_gb_per_process']:.1f} GB of tokens, "
+            f"{r['allreduce_mb_sent_per_process']:.0f} MB sent per process"
+        )
     by = {(r["frames"], r["processes"]): r for r in rows}
     largest = max(counts)
-    summary = {"largest_frames": largest,
-               "memory_ratio_2_over_1": max(by[(largest, 2)]["peak_mb_per_process"]) / by[(largest, 1)]["peak_mb_per_process"][0],
-               "time_ratio_2_over_1": by[(largest, 2)]["seconds"] / by[(largest, 1)]["seconds"]}
+    summary = {
+        "largest_frames": largest,
+        "memory_ratio_2_over_1": max(by[(largest, 2)]["peak_mb_per_process"]) / by[(largest, 1)]["peak_mb_per_process"][0],
+        "time_ratio_2_over_1": by[(largest, 2)]["seconds"] / by[(largest, 1)]["seconds"],
+    }
     return {"size": size, "threads": threads, "cpus": os.cpu_count(), "rows": rows, "projection": proj, "summary": summary}

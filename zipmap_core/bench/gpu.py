@@ -28,20 +28,28 @@ from ..model.zipmap import ZipMap
 
 PAPER_FRAMES = (5, 10, 25, 50, 100, 200, 400, 750)
 # the authors' constructor for the main model, as their headless inference script builds it
-REFERENCE_CONFIG = {"img_size": 518, "patch_size": 14, "embed_dim": 1024, "enable_camera": True,
-                    "enable_local_point": True, "enable_depth": True,
-                    "ttt_config": {"ttt_mode": True, "params": {"bias": True, "head_dim": 1024, "inter_multi": 2,
-                                                                "base_lr": 0.01, "muon_update_steps": 5,
-                                                                "use_gate_fn": True}},
-                    "other_config": {"affine_invariant": True}}
+REFERENCE_CONFIG = {
+    "img_size": 518,
+    "patch_size": 14,
+    "embed_dim": 1024,
+    "enable_camera": True,
+    "enable_local_point": True,
+    "enable_depth": True,
+    "ttt_config": {
+        "ttt_mode": True,
+        "params": {"bias": True, "head_dim": 1024, "inter_multi": 2, "base_lr": 0.01, "muon_update_steps": 5, "use_gate_fn": True},
+    },
+    "other_config": {"affine_invariant": True},
+}
 
 
 def _peak_bytes(device: torch.device) -> int:
     return torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
 
 
-def time_forward(run: Callable[[torch.Tensor], object], frames: int, size_hw: tuple[int, int], device: torch.device,
-                 warmup: int = 2, repeats: int = 10) -> dict:
+def time_forward(
+    run: Callable[[torch.Tensor], object], frames: int, size_hw: tuple[int, int], device: torch.device, warmup: int = 2, repeats: int = 10
+) -> dict:
     """Mean seconds of `run(images)` on zero images [1, frames, 3, H, W], after `warmup` runs;
     the device is synchronised around every timed run."""
     images = torch.zeros(1, frames, 3, *size_hw, device=device)
@@ -106,8 +114,7 @@ def query_ms(config: str, size_hw: tuple[int, int], device: torch.device, frames
     h, w = size_hw
     with torch.inference_mode(), inference_precision(device):
         states = model(torch.zeros(1, frames, 3, h, w, device=device), window_size=0, point_head=False).states
-        rays = ray_conditions(torch.eye(4, device=device)[None, None, :3], intrinsics_from_fov(60, (h, w))[None, None].to(device),
-                              (h, w))
+        rays = ray_conditions(torch.eye(4, device=device)[None, None, :3], intrinsics_from_fov(60, (h, w))[None, None].to(device), (h, w))
         times = []
         for i in range(2 + repeats):
             synchronize(device)
@@ -119,8 +126,17 @@ def query_ms(config: str, size_hw: tuple[int, int], device: torch.device, frames
     return 1000 * float(np.mean(times))
 
 
-def gpu(frames: list[int], config: str, size_hw: tuple[int, int], device_name: str, reference_dir: Path | None,
-        repeats: int = 10, chunk: int | None = None, compiled: bool = False, log=print) -> dict:
+def gpu(
+    frames: list[int],
+    config: str,
+    size_hw: tuple[int, int],
+    device_name: str,
+    reference_dir: Path | None,
+    repeats: int = 10,
+    chunk: int | None = None,
+    compiled: bool = False,
+    log=print,
+) -> dict:
     device = torch.device(device_name)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     runs = {"ours": ours(config, size_hw[1], device, chunk)}
@@ -139,13 +155,24 @@ def gpu(frames: list[int], config: str, size_hw: tuple[int, int], device_name: s
             if device.type == "cuda":
                 torch.cuda.empty_cache()
         rows.append(row)
-        log(f"N={n:4d}: " + "  ".join(f"{k} {v['fps']:.1f} frames/s, {v['peak_gb']:.1f} GB" if "fps" in v else f"{k} OOM"
-                                       for k, v in row.items() if k != "frames"))
+        log(
+            f"N={n:4d}: "
+            + "  ".join(
+                f"{k} {v['fps']:.1f} frames/s, {v['peak_gb']:.1f} GB" if "fps" in v else f"{k} OOM" for k, v in row.items() if k != "frames"
+            )
+        )
     last = rows[-1]
-    result = {"device_name": name, "config": config, "size": list(size_hw), "repeats": repeats,
-              "dtype": str(gpu_half_dtype(device)) if device.type == "cuda" else "float32", "rows": rows,
-              "fps_at_largest": last["ours"].get("fps"), "largest_frames": last["frames"],
-              "query_ms": query_ms(config, size_hw, device)}
+    result = {
+        "device_name": name,
+        "config": config,
+        "size": list(size_hw),
+        "repeats": repeats,
+        "dtype": str(gpu_half_dtype(device)) if device.type == "cuda" else "float32",
+        "rows": rows,
+        "fps_at_largest": last["ours"].get("fps"),
+        "largest_frames": last["frames"],
+        "query_ms": query_ms(config, size_hw, device),
+    }
     if last["frames"] == 750:
         result["fps_at_750"] = last["ours"].get("fps")
     if "ours_compiled" in last and "fps" in last["ours_compiled"] and "fps" in last["ours"]:

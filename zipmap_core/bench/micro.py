@@ -100,19 +100,43 @@ def slope(ns: list[int], values: list[float]) -> float:
     return float(np.polyfit(np.log(ns), np.log(values), 1)[0])
 
 
-def scaling(frames: list[int], size: int, repeats: int, device: str, threads: int, attention_max: int,
-            stream_total: int, out: Path, log=print) -> dict:
+def scaling(
+    frames: list[int], size: int, repeats: int, device: str, threads: int, attention_max: int, stream_total: int, out: Path, log=print
+) -> dict:
     env_threads = str(threads)
     os.environ["OMP_NUM_THREADS"] = env_threads
-    results: dict = {"device": device, "threads": threads, "size": size, "config": "small", "repeats": repeats,
-                     "cpu": platform.processor() or platform.machine(), "torch": torch.__version__, "methods": {}}
+    results: dict = {
+        "device": device,
+        "threads": threads,
+        "size": size,
+        "config": "small",
+        "repeats": repeats,
+        "cpu": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "methods": {},
+    }
     for mixer in ("ttt", "attention"):
         rows = []
         for n in frames:
             if mixer == "attention" and n > attention_max:
                 continue
-            r = _child(["_one", "--mixer", mixer, "--frames", str(n), "--size", str(size), "--repeats", str(repeats),
-                        "--device", device, "--threads", env_threads])
+            r = _child(
+                [
+                    "_one",
+                    "--mixer",
+                    mixer,
+                    "--frames",
+                    str(n),
+                    "--size",
+                    str(size),
+                    "--repeats",
+                    str(repeats),
+                    "--device",
+                    device,
+                    "--threads",
+                    env_threads,
+                ]
+            )
             rows.append({"frames": n, **r})
             log(f"{mixer:>9} N={n:4d}: {r['time_s']:.3f} s, peak +{r['peak_mb']:.0f} MB")
         results["methods"]["zipmap" if mixer == "ttt" else "attention"] = rows
@@ -123,7 +147,7 @@ def scaling(frames: list[int], size: int, repeats: int, device: str, threads: in
 
     def near(f: int) -> float:
         i = int(np.argmin(np.abs(np.array(fr) - f)))
-        return float(np.median(spw[max(0, i - 2): i + 3]))
+        return float(np.median(spw[max(0, i - 2) : i + 3]))
 
     z = {r["frames"]: r for r in results["methods"]["zipmap"]}
     a = {r["frames"]: r for r in results["methods"]["attention"]}
@@ -169,7 +193,7 @@ def plot_scaling(results: dict, path: Path) -> None:
     fig.suptitle(f"small config, {results['size']} px, {results['device']}, {results['threads']} thread(s)")
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format=Path(path).suffix.lstrip('.') or 'png')
+        fig.savefig(tmp, dpi=110, format=Path(path).suffix.lstrip(".") or "png")
 
 
 def query_latency(config: str, size_hw: tuple[int, int], frames: int, repeats: int, device: str) -> dict:
@@ -208,8 +232,15 @@ def full_config(config: str, frames: int, size_hw: tuple[int, int], device: str,
         model(images, window_size=0, chunk_frames=1)
     synchronize(dev)
     dt = time.perf_counter() - t0
-    return {"config": config, "frames": frames, "size": list(size_hw), "threads": threads, "seconds": dt,
-            "per_frame_s": dt / frames, "peak_rss_gb": _peak_mb() / 1024}
+    return {
+        "config": config,
+        "frames": frames,
+        "size": list(size_hw),
+        "threads": threads,
+        "seconds": dt,
+        "per_frame_s": dt / frames,
+        "peak_rss_gb": _peak_mb() / 1024,
+    }
 
 
 def newton_schulz_routes(shape: tuple[int, int, int], threads: int) -> dict:
@@ -221,18 +252,27 @@ def newton_schulz_routes(shape: tuple[int, int, int], threads: int) -> dict:
     g = torch.randn(*shape)
     ttt.newton_schulz(g[:, :64, :128], 1)  # warm-up
     routes = {}
-    for name, dtype, fast in (("bf16_native", torch.bfloat16, False), ("bf16_fast", torch.bfloat16, True),
-                              ("float32", torch.float32, False)):
+    for name, dtype, fast in (
+        ("bf16_native", torch.bfloat16, False),
+        ("bf16_fast", torch.bfloat16, True),
+        ("float32", torch.float32, False),
+    ):
         with fast_cpu_bf16(fast):
             t0 = time.perf_counter()
             ttt.newton_schulz(g, 5, dtype)
             routes[name] = time.perf_counter() - t0
-    return {"shape": list(shape), "threads": threads, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "seconds": routes, "native_over_fast": routes["bf16_native"] / routes["bf16_fast"]}
+    return {
+        "shape": list(shape),
+        "threads": threads,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "seconds": routes,
+        "native_over_fast": routes["bf16_native"] / routes["bf16_fast"],
+    }
 
 
-def generator_rate(image_hw: tuple[int, int], views: int, scenes: int, threads: int, device: str = "cpu",
-                   batch: int = 1, family: str = "classic") -> dict:
+def generator_rate(
+    image_hw: tuple[int, int], views: int, scenes: int, threads: int, device: str = "cpu", batch: int = 1, family: str = "classic"
+) -> dict:
     """Scenes per second of the procedural generator (what feeds training), `batch` scenes a call
     on `device` (a GPU renders thousands of scenes a call)."""
     from ..training.captures import generate_captures
@@ -250,9 +290,16 @@ def generator_rate(image_hw: tuple[int, int], views: int, scenes: int, threads: 
         generate(batch, views, 1000 + i, image_hw, dev)
     synchronize(dev)
     dt = time.perf_counter() - t0
-    return {"size": list(image_hw), "views": views, "scenes": calls * batch, "batch": batch, "device": device,
-            "family": family,
-            "threads": threads, "scenes_per_s": calls * batch / dt}
+    return {
+        "size": list(image_hw),
+        "views": views,
+        "scenes": calls * batch,
+        "batch": batch,
+        "device": device,
+        "family": family,
+        "threads": threads,
+        "scenes_per_s": calls * batch / dt,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

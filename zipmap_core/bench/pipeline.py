@@ -60,20 +60,25 @@ def host_stages(video: Path, frames: int, size: int, folder: Path) -> dict:
     preprocess_s = time.perf_counter() - t1
     n, (h, w) = len(loaded.frames), images.shape[-2:]
     gen = torch.Generator().manual_seed(0)
-    pose = torch.cat([torch.randn(n, 3, generator=gen) * 0.3, torch.tensor([[0.0, 0.0, 0.0, 1.0]]).repeat(n, 1),
-                      torch.full((n, 2), 1.0)], 1)
+    pose = torch.cat(
+        [torch.randn(n, 3, generator=gen) * 0.3, torch.tensor([[0.0, 0.0, 0.0, 1.0]]).repeat(n, 1), torch.full((n, 2), 1.0)], 1
+    )
     depth = 1 + torch.rand(n, h, w, generator=gen)
     conf = 1 + torch.rand(n, h, w, generator=gen)
     t2 = time.perf_counter()
-    recon = assemble(loaded.names(), images, pose, depth, conf, None, "depth",
-                     original_sizes(crops))
+    recon = assemble(loaded.names(), images, pose, depth, conf, None, "depth", original_sizes(crops))
     t3 = time.perf_counter()
     recon.save(folder / "scene.zipmap", include_state=False)
     t4 = time.perf_counter()
     stages = {"decode": t1 - t0, "preprocess": preprocess_s, "assemble": t3 - t2, "save": t4 - t3}
     per_frame = {k: v / n for k, v in stages.items()}
-    return {"frames": n, "image_hw": [int(h), int(w)], "seconds_per_frame": per_frame,
-            "host_s_per_frame": sum(per_frame.values()), "scene_mb": (folder / "scene.zipmap").stat().st_size / 2**20}
+    return {
+        "frames": n,
+        "image_hw": [int(h), int(w)],
+        "seconds_per_frame": per_frame,
+        "host_s_per_frame": sum(per_frame.values()),
+        "scene_mb": (folder / "scene.zipmap").stat().st_size / 2**20,
+    }
 
 
 def network_per_frame(rec: Reconstructor, video: Path, frames: int, size: int) -> float:
@@ -140,8 +145,10 @@ def pipeline(counts: list[int], size: int, stream_frames: int, video: Path | Non
         for n in counts:
             row = host_stages(video, n, size, work)
             rows.append(row)
-            log(f"N={row['frames']:5d}: host {1000 * row['host_s_per_frame']:.1f} ms/frame "
-                + " ".join(f"{k} {1000 * v:.1f}" for k, v in row["seconds_per_frame"].items()))
+            log(
+                f"N={row['frames']:5d}: host {1000 * row['host_s_per_frame']:.1f} ms/frame "
+                + " ".join(f"{k} {1000 * v:.1f}" for k, v in row["seconds_per_frame"].items())
+            )
         rec = Reconstructor.bundled("cpu")
         net = network_per_frame(rec, video, min(counts[0], 32), size)
         log(f"network (bundled model, {size} px): {1000 * net:.0f} ms/frame")
@@ -149,16 +156,29 @@ def pipeline(counts: list[int], size: int, stream_frames: int, video: Path | Non
     first, last = min(20, stream["frames"][-1]), stream["frames"][-1]
     start, end = fitted(stream, [first, last])
     parts = {key: fitted(stream, [first, last], key) for key in stream["parts_per_call"]}
-    log(f"streaming (fitted line): {1000 * start:.0f} ms per call at frame {first}, {1000 * end:.0f} ms at frame {last}; "
+    log(
+        f"streaming (fitted line): {1000 * start:.0f} ms per call at frame {first}, {1000 * end:.0f} ms at frame {last}; "
         + ", ".join(f"{k[:-2]} {1000 * a:.0f} -> {1000 * b:.0f}" for k, (a, b) in parts.items())
-        + f" (medians of 11 calls: {1000 * near(stream, first):.0f} and {1000 * near(stream, last):.0f} ms)")
-    results = {"size": size, "threads": threads, "cpus": os.cpu_count(), "video": str(video), "batch": rows,
-               "network_s_per_frame": net, "streaming": stream,
-               "summary": {"host_ms_per_frame_at_largest_n": 1000 * rows[-1]["host_s_per_frame"],
-                           "network_ms_per_frame": 1000 * net, "streaming_call_s_at_20": start,
-                           "streaming_call_s_at_end": end, "streaming_ratio_end_over_20": end / start,
-                           "streaming_parts_s_at_20_and_end": parts,
-                           "streaming_median_of_11_calls_s_at_20_and_end": [near(stream, first), near(stream, last)]}}
+        + f" (medians of 11 calls: {1000 * near(stream, first):.0f} and {1000 * near(stream, last):.0f} ms)"
+    )
+    results = {
+        "size": size,
+        "threads": threads,
+        "cpus": os.cpu_count(),
+        "video": str(video),
+        "batch": rows,
+        "network_s_per_frame": net,
+        "streaming": stream,
+        "summary": {
+            "host_ms_per_frame_at_largest_n": 1000 * rows[-1]["host_s_per_frame"],
+            "network_ms_per_frame": 1000 * net,
+            "streaming_call_s_at_20": start,
+            "streaming_call_s_at_end": end,
+            "streaming_ratio_end_over_20": end / start,
+            "streaming_parts_s_at_20_and_end": parts,
+            "streaming_median_of_11_calls_s_at_20_and_end": [near(stream, first), near(stream, last)],
+        },
+    }
     out.mkdir(parents=True, exist_ok=True)
     plot(results, out / "pipeline.png")
     return results
@@ -179,8 +199,11 @@ def plot(results: dict, path: Path) -> None:
         ax1.bar([str(x) for x in n], ms, bottom=bottom, label=stage)
         bottom += ms
     ax1.axhline(15, color="k", ls="--", lw=1, label="15 ms budget")
-    ax1.set(xlabel="frames", ylabel="ms per frame outside the network",
-            title=f"batch, {results['size']} px (network: {1000 * results['network_s_per_frame']:.0f} ms/frame on CPU)")
+    ax1.set(
+        xlabel="frames",
+        ylabel="ms per frame outside the network",
+        title=f"batch, {results['size']} px (network: {1000 * results['network_s_per_frame']:.0f} ms/frame on CPU)",
+    )
     ax1.legend(fontsize=8)
     s = results["streaming"]
     ax2.plot(s["frames"], np.array(s["seconds_per_call"]) * 1000, ".", ms=3, label="per call")
@@ -188,8 +211,12 @@ def plot(results: dict, path: Path) -> None:
     ax2.plot(ends, np.array(fitted(s, ends)) * 1000, "k-", lw=1, label="fitted line")
     ax2.plot(s["frames"], np.array(s["parts_per_call"]["assemble_s"]) * 1000, ".", ms=2, label="assembly")
     ax2.legend(fontsize=8)
-    ax2.set(xlabel="frames so far", ylabel="ms per call (network + assembly)",
-            title=f"streaming, {s['window']} frames a call, {s['size']} px", ylim=(0, None))
+    ax2.set(
+        xlabel="frames so far",
+        ylabel="ms per call (network + assembly)",
+        title=f"streaming, {s['window']} frames a call, {s['size']} px",
+        ylim=(0, None),
+    )
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")

@@ -52,8 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Exception:  # noqa: BLE001 - anything else is ours to fix: the traceback, and a line saying so
         traceback.print_exc()
-        print("zipmap: internal error: this is a bug in ZipMap Studio; please report it with the traceback above",
-              file=sys.stderr)
+        print("zipmap: internal error: this is a bug in ZipMap Studio; please report it with the traceback above", file=sys.stderr)
         return 3
     finally:
         if previous is not None:

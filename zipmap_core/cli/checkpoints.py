@@ -48,6 +48,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     n = sum(p.numel() for p in loaded.model.parameters())
     cfg = loaded.model.cfg
     print(f"{loaded.path.name}: {loaded.description}")
-    print(f"variant {loaded.variant}, {n / 1e6:.1f} M parameters, image size {cfg.img_size}, "
-          f"embed {cfg.embed_dim}, depth {cfg.aggregator.depth}, novel views: {'yes' if cfg.enable_nvs else 'no'}")
+    print(
+        f"variant {loaded.variant}, {n / 1e6:.1f} M parameters, image size {cfg.img_size}, "
+        f"embed {cfg.embed_dim}, depth {cfg.aggregator.depth}, novel views: {'yes' if cfg.enable_nvs else 'no'}"
+    )
     return 0

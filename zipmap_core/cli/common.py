@@ -9,17 +9,25 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ..pipeline.reconstructor import Reconstructor
 
-CHECKPOINT_HELP = ("an official .pt, our .safetensors, or 'official[:VARIANT]' to download the authors' "
-                   "checkpoint once (default variant state_query); default: the bundled demonstration model")
+CHECKPOINT_HELP = (
+    "an official .pt, our .safetensors, or 'official[:VARIANT]' to download the authors' "
+    "checkpoint once (default variant state_query); default: the bundled demonstration model"
+)
 
 
 def add_fast_bf16(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--fast-cpu-bf16", action="store_true",
-                        help="official checkpoints on a CPU without bf16 units: float32 products for the bf16 "
-                             "Newton-Schulz, ~65x faster there, within the parity tolerances of the outputs")
-    parser.add_argument("--compile", action="store_true",
-                        help="compile the TTT layers' elementwise work (torch.compile; for a GPU; the first run "
-                             "compiles, and where compiling fails the eager code runs, with a warning)")
+    parser.add_argument(
+        "--fast-cpu-bf16",
+        action="store_true",
+        help="official checkpoints on a CPU without bf16 units: float32 products for the bf16 "
+        "Newton-Schulz, ~65x faster there, within the parity tolerances of the outputs",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the TTT layers' elementwise work (torch.compile; for a GPU; the first run "
+        "compiles, and where compiling fails the eager code runs, with a warning)",
+    )
 
 
 def reconstructor(args: argparse.Namespace, notice: bool = False) -> Reconstructor:
@@ -28,8 +36,13 @@ def reconstructor(args: argparse.Namespace, notice: bool = False) -> Reconstruct
     from ..pipeline.reconstructor import Reconstructor
     from ..resources import DEMO_NOTICE, is_bundled_model
 
-    rec = Reconstructor.open(args.checkpoint, args.device, getattr(args, "variant", None),
-                             fast_cpu_bf16=getattr(args, "fast_cpu_bf16", False), compile=getattr(args, "compile", False))
+    rec = Reconstructor.open(
+        args.checkpoint,
+        args.device,
+        getattr(args, "variant", None),
+        fast_cpu_bf16=getattr(args, "fast_cpu_bf16", False),
+        compile=getattr(args, "compile", False),
+    )
     if notice and is_bundled_model(rec.path) and not getattr(args, "quiet", False):
         print(f"note: {DEMO_NOTICE}", file=sys.stderr)
     return rec

@@ -38,21 +38,34 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     r.add_argument("--variant", choices=VARIANTS, help="force the official variant")
     r.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    r.add_argument("--resolution", type=resolution,
-                   help=f"model image width, a multiple of 14 up to {MAX_RESOLUTION} (default: the model's)")
+    r.add_argument(
+        "--resolution", type=resolution, help=f"model image width, a multiple of 14 up to {MAX_RESOLUTION} (default: the model's)"
+    )
     r.add_argument("--mode", choices=("crop", "pad"), default="crop")
     r.add_argument("--max-frames", type=positive_int(MAX_FRAMES), help="use at most this many frames, evenly spaced")
     r.add_argument("--fps", type=number(float, 0, 1000, lo_open=True), default=1.0, help="video sampling rate (frames per second)")
     r.add_argument("--video-frames", type=positive_int(MAX_FRAMES), help="take this many evenly spaced frames per video instead")
     r.add_argument("--window-size", type=number(int, 0, MAX_FRAMES), help="TTT window in frames (0 = bidirectional)")
-    r.add_argument("--nproc", type=positive_int(MAX_PROCESSES), default=1,
-                   help="split the reconstruction across N local processes (gloo on CPU, NCCL with one GPU each); "
-                        "under torchrun the split follows the launcher's processes")
-    r.add_argument("--dist-timeout", type=number(float, 0, 1e6, lo_open=True), default=300.0,
-                   help="seconds a split run waits for a silent process before it stops with an error")
+    r.add_argument(
+        "--nproc",
+        type=positive_int(MAX_PROCESSES),
+        default=1,
+        help="split the reconstruction across N local processes (gloo on CPU, NCCL with one GPU each); "
+        "under torchrun the split follows the launcher's processes",
+    )
+    r.add_argument(
+        "--dist-timeout",
+        type=number(float, 0, 1e6, lo_open=True),
+        default=300.0,
+        help="seconds a split run waits for a silent process before it stops with an error",
+    )
     r.add_argument("--no-state", action="store_true", help="do not keep the scene state")
-    r.add_argument("--points-from", choices=POINT_SOURCES, default="depth",
-                   help="world points from unprojected depth (default) or the point head (runs one more dense head)")
+    r.add_argument(
+        "--points-from",
+        choices=POINT_SOURCES,
+        default="depth",
+        help="world points from unprojected depth (default) or the point head (runs one more dense head)",
+    )
     add_fast_bf16(r)
     r.add_argument("--export", help=f"also export these formats into the output folder ({','.join(EXPORT_FORMATS)})")
     r.add_argument("-q", "--quiet", action="store_true")
@@ -87,8 +100,15 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     with Publication(args.output, output_names(formats)) as pub:
         try:
             recon = rec.reconstruct(
-                args.inputs, mode=args.mode, resolution=args.resolution, max_frames=args.max_frames, sampling=sampling,
-                window_size=args.window_size, keep_state=not args.no_state, points_from=args.points_from, progress=bar,
+                args.inputs,
+                mode=args.mode,
+                resolution=args.resolution,
+                max_frames=args.max_frames,
+                sampling=sampling,
+                window_size=args.window_size,
+                keep_state=not args.no_state,
+                points_from=args.points_from,
+                progress=bar,
             )
         finally:
             bar.close()
@@ -156,16 +176,19 @@ def _reconstruct_as_rank(args: argparse.Namespace, launch, formats: list[str]) -
         if root:
             print(f"model: {rec.description}, split across {launch.world} processes", file=sys.stderr)
         bar = StageBar(args.quiet or not root)
-        inputs = load_inputs(args.inputs, VideoSampling(fps=args.fps, max_frames=args.video_frames), args.max_frames,
-                             prepare=Preparation(args.mode, args.resolution or rec.cfg.img_size))
+        inputs = load_inputs(
+            args.inputs,
+            VideoSampling(fps=args.fps, max_frames=args.video_frames),
+            args.max_frames,
+            prepare=Preparation(args.mode, args.resolution or rec.cfg.img_size),
+        )
         shard = make_shard(len(inputs.frames), launch)
         if not root:
             reconstruct_split(rec, inputs, shard, args.mode, args.resolution, args.points_from, not args.no_state, bar)
             return 0
         with Publication(args.output, output_names(formats)) as pub:
             try:
-                recon = reconstruct_split(rec, inputs, shard, args.mode, args.resolution, args.points_from,
-                                          not args.no_state, bar)
+                recon = reconstruct_split(rec, inputs, shard, args.mode, args.resolution, args.points_from, not args.no_state, bar)
             finally:
                 bar.close()
             assert recon is not None

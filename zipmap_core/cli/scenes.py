@@ -18,8 +18,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     x.add_argument("--format", required=True, choices=EXPORT_FORMATS)
     x.add_argument("-o", "--output", required=True, help="file (ply, glb, mesh: .ply/.obj/.glb) or folder (colmap, nerfstudio)")
     x.add_argument("--percentile", type=number(float, 0, 100), help="drop points below this confidence percentile")
-    x.add_argument("--voxel-size", type=number(float, 0, 1e9, lo_open=True),
-                   help="mesh voxel size in scene units (default: from the scene's extent)")
+    x.add_argument(
+        "--voxel-size", type=number(float, 0, 1e9, lo_open=True), help="mesh voxel size in scene units (default: from the scene's extent)"
+    )
     x.add_argument("--text", action="store_true", help="COLMAP text files instead of binary")
     x.add_argument("-q", "--quiet", action="store_true")
     x.set_defaults(func=cmd_export)

@@ -19,8 +19,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--init", help="start from this checkpoint (official .pt or ours)")
     t.add_argument("--device")
     t.add_argument("--threads", type=positive_int(1024))
-    t.add_argument("--precision", choices=PRECISIONS,
-                   help="bf16 autocast or float32 (default auto: bf16 on a GPU, float32 on a CPU)")
+    t.add_argument("--precision", choices=PRECISIONS, help="bf16 autocast or float32 (default auto: bf16 on a GPU, float32 on a CPU)")
     t.add_argument("--time-budget", type=number(float, 0, 1e9, lo_open=True), help="fit the number of steps to this many seconds")
     t.set_defaults(func=cmd_train)
     e = sub.add_parser("eval", help="score a model on scene folders with ground truth (see `generate`)")
@@ -49,14 +48,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..training.trainer import TrainConfig, Trainer
 
     cfg = TrainConfig.from_file(
-        args.config, output=args.output, steps=args.steps, device=args.device, init=args.init,
-        time_budget_s=args.time_budget, threads=args.threads, precision=args.precision,
+        args.config,
+        output=args.output,
+        steps=args.steps,
+        device=args.device,
+        init=args.init,
+        time_budget_s=args.time_budget,
+        threads=args.threads,
+        precision=args.precision,
     )
     trainer = Trainer(cfg, log=lambda line: print(line, flush=True))
     total = sum(p.numel() for p in trainer.model.parameters())
     part = f" ({trainer.trainable_parameters / 1e6:.2f} M trained)" if trainer.trainable_parameters < total else ""
-    print(f"training '{trainer.model.cfg.name}' on {trainer.device}: {total / 1e6:.2f} M parameters{part} -> {cfg.output}",
-          flush=True)
+    print(f"training '{trainer.model.cfg.name}' on {trainer.device}: {total / 1e6:.2f} M parameters{part} -> {cfg.output}", flush=True)
     trainer.run()
     print(f"saved {trainer.model_path} after {trainer.step} steps")
     return 0
@@ -67,8 +71,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     bar = StageBar(args.quiet)
     try:
-        paths = make_dataset(args.output, args.scenes, args.views, args.held_out, args.seed, (args.height, args.width),
-                             args.trajectory, progress=bar)
+        paths = make_dataset(
+            args.output, args.scenes, args.views, args.held_out, args.seed, (args.height, args.width), args.trajectory, progress=bar
+        )
     finally:
         bar.close()
     print(f"wrote {len(paths)} scenes to {args.output}")

@@ -151,8 +151,7 @@ def mark(folder: Path, names: Iterable[str] | None = None) -> None:
         listed = sorted(p.relative_to(folder).as_posix() for p in _files(folder))
     else:
         listed = sorted(set(names) | (owned(folder) or set()))
-    body = {"written_by": "ZipMap Studio", "note": "a later run may replace what is listed here, nothing else",
-            "files": listed}
+    body = {"written_by": "ZipMap Studio", "note": "a later run may replace what is listed here, nothing else", "files": listed}
     (folder / MARKER).write_text(json.dumps(body, indent=1) + "\n")
 
 
@@ -193,8 +192,10 @@ def foreign(target: Path) -> list[str]:
 
 def _refusal(target: Path, found: list[str]) -> WriteError:
     shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
-    return WriteError(f"cannot write {target}: it holds files ZipMap did not write ({shown}); "
-                      f"nothing was changed: choose a new or empty folder, or move them")
+    return WriteError(
+        f"cannot write {target}: it holds files ZipMap did not write ({shown}); "
+        f"nothing was changed: choose a new or empty folder, or move them"
+    )
 
 
 def check_folder_replaceable(target: Path) -> None:
@@ -248,8 +249,9 @@ class OutputLock:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(self._fd)
-            raise WriteError(f"cannot write {self.folder}: another zipmap run is writing into it; "
-                             f"wait for it or choose another folder") from None
+            raise WriteError(
+                f"cannot write {self.folder}: another zipmap run is writing into it; wait for it or choose another folder"
+            ) from None
         return self
 
     def __exit__(self, *exc) -> None:
@@ -302,8 +304,10 @@ class Publication:
             if target.is_dir() and not target.is_symlink():
                 check_folder_replaceable(target)  # a folder: by its own marker
             elif name not in mine:
-                raise WriteError(f"cannot write {target}: it exists and ZipMap did not write it; nothing was changed: "
-                                 f"choose a new or empty folder, or move it")
+                raise WriteError(
+                    f"cannot write {target}: it exists and ZipMap did not write it; nothing was changed: "
+                    f"choose a new or empty folder, or move it"
+                )
 
     def path(self, name: str) -> Path:
         assert self.staging is not None

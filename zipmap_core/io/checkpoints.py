@@ -78,14 +78,12 @@ def _read_torch_file(path: Path) -> Mapping[str, torch.Tensor]:
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
         what = f" (it asks to run {found.group(1)})" if found else ""
         raise CheckpointError(
-            f"{path.name} holds objects other than tensors{what} and was not loaded: it may be unsafe; "
-            f"use the official checkpoint files"
+            f"{path.name} holds objects other than tensors{what} and was not loaded: it may be unsafe; use the official checkpoint files"
         ) from None
     except Exception as exc:
         detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise CheckpointError(
-            f"{path.name} is not a readable PyTorch checkpoint (it may be truncated or another kind of "
-            f"file): {detail}"
+            f"{path.name} is not a readable PyTorch checkpoint (it may be truncated or another kind of file): {detail}"
         ) from exc
     if isinstance(obj, dict):
         for entry in ("model", "ema", "state_dict"):
@@ -95,8 +93,7 @@ def _read_torch_file(path: Path) -> Mapping[str, torch.Tensor]:
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         found = sorted(map(str, obj))[:8] if isinstance(obj, dict) else type(obj).__name__
         raise CheckpointError(
-            f"{path.name} does not contain a ZipMap state_dict (expected a dict of tensors, or one under "
-            f"'model' / 'ema'); found: {found}"
+            f"{path.name} does not contain a ZipMap state_dict (expected a dict of tensors, or one under 'model' / 'ema'); found: {found}"
         )
     odd = [k for k in obj if not isinstance(k, str)]
     if odd:
@@ -148,8 +145,10 @@ def _check_finite(state: Mapping[str, torch.Tensor], path: Path) -> None:
     bad = [k for k, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
     if bad:
         more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
-        raise CheckpointError(f"{path.name} holds NaN or infinite weights in {len(bad)} tensors ({', '.join(bad[:3])}{more}); "
-                              f"the file is damaged or its training diverged")
+        raise CheckpointError(
+            f"{path.name} holds NaN or infinite weights in {len(bad)} tensors ({', '.join(bad[:3])}{more}); "
+            f"the file is damaged or its training diverged"
+        )
 
 
 def _build(cfg: ZipMapConfig, state: Mapping[str, torch.Tensor], path: Path, what: str) -> ZipMap:
@@ -256,8 +255,9 @@ def save_model(
         "description": description or f"ZipMap model '{model.cfg.name}'",
         **(extra or {}),
     }
-    state = {k: v.detach().to("cpu", dtype if dtype and v.is_floating_point() else v.dtype).contiguous()
-             for k, v in model.state_dict().items()}
+    state = {
+        k: v.detach().to("cpu", dtype if dtype and v.is_floating_point() else v.dtype).contiguous() for k, v in model.state_dict().items()
+    }
     parts = _shards(state, max_shard_bytes)
     if len(parts) == 1:
         _write(Path(path), state, meta)

@@ -260,8 +260,9 @@ def _verify_colmap(written, sparse: Path) -> None:
     on_disk = sum(p.stat().st_size for p in sparse.iterdir() if p.is_file())
     budget = READBACK_BYTES_PER_FILE_BYTE * on_disk + READBACK_SLACK_BYTES
     try:
-        child = subprocess.run([sys.executable, "-I", "-c", _COLMAP_READBACK, str(sparse), str(budget)],
-                               capture_output=True, text=True, timeout=600)
+        child = subprocess.run(
+            [sys.executable, "-I", "-c", _COLMAP_READBACK, str(sparse), str(budget)], capture_output=True, text=True, timeout=600
+        )
     except subprocess.TimeoutExpired as exc:
         raise OSError("the COLMAP model does not read back in time (the disk may be full)") from exc
     expected = [written.num_cameras(), written.num_images(), written.num_points3D()]
@@ -292,27 +293,42 @@ def export_nerfstudio(recon: Reconstruction, folder: str | Path, percentile: flo
             m = np.eye(4)
             m[:3, :4] = c2w[i]
             k = recon.intrinsics[i]
-            frames.append({
-                "file_path": f"images/{name}",
-                "transform_matrix": (m @ OPENCV_TO_OPENGL).tolist(),
-                "fl_x": float(k[0, 0]), "fl_y": float(k[1, 1]), "cx": float(k[0, 2]), "cy": float(k[1, 2]),
-                "w": w, "h": h,
-            })
-        meta = {"camera_model": "OPENCV", "w": w, "h": h, "k1": 0.0, "k2": 0.0, "p1": 0.0, "p2": 0.0,
-                "frames": frames, "ply_file_path": "sparse_pc.ply"}
+            frames.append(
+                {
+                    "file_path": f"images/{name}",
+                    "transform_matrix": (m @ OPENCV_TO_OPENGL).tolist(),
+                    "fl_x": float(k[0, 0]),
+                    "fl_y": float(k[1, 1]),
+                    "cx": float(k[0, 2]),
+                    "cy": float(k[1, 2]),
+                    "w": w,
+                    "h": h,
+                }
+            )
+        meta = {
+            "camera_model": "OPENCV",
+            "w": w,
+            "h": h,
+            "k1": 0.0,
+            "k2": 0.0,
+            "p1": 0.0,
+            "p2": 0.0,
+            "frames": frames,
+            "ply_file_path": "sparse_pc.ply",
+        }
         (tmp / "transforms.json").write_text(json.dumps(meta, indent=2))
         export_ply(recon, tmp / "sparse_pc.ply", percentile)
     return Path(folder)
 
 
-def export(recon: Reconstruction, fmt: str, path: str | Path, progress: Progress = _noop,
-           cancel: CancelToken | None = None, **options) -> Path:
+def export(
+    recon: Reconstruction, fmt: str, path: str | Path, progress: Progress = _noop, cancel: CancelToken | None = None, **options
+) -> Path:
     """Dispatch by format name (the CLI's and the app's single entry point). A `cancel` token is
     checked at every progress step; cancelling leaves nothing behind."""
     progress = reporter(progress, cancel or CancelToken())
 
-    writers = {"ply": export_ply, "glb": export_glb, "mesh": export_mesh, "colmap": export_colmap,
-               "nerfstudio": export_nerfstudio}
+    writers = {"ply": export_ply, "glb": export_glb, "mesh": export_mesh, "colmap": export_colmap, "nerfstudio": export_nerfstudio}
     check_formats([fmt])
     return writers[fmt](recon, path, progress=progress, **options)
 

@@ -33,8 +33,26 @@ from .preprocess import (
 from .video import SamplingReport, VideoReadError, decode_video
 
 IMAGE_SUFFIXES = {
-    ".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pbm",
-    ".tga", ".jp2", ".ico", ".dib", ".pcx", ".sgi", ".im", ".heic", ".avif",
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".gif",
+    ".ppm",
+    ".pgm",
+    ".pbm",
+    ".tga",
+    ".jp2",
+    ".ico",
+    ".dib",
+    ".pcx",
+    ".sgi",
+    ".im",
+    ".heic",
+    ".avif",
 }
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
 
@@ -134,8 +152,9 @@ def expand_paths(paths: list[str | Path]) -> tuple[list[Path], list[tuple[str, s
     return files, skipped
 
 
-def _frame(name: str, rgb: np.ndarray, source: Path, time_s: float | None, original_wh: tuple[int, int],
-           prepare: Preparation | None) -> Frame:
+def _frame(
+    name: str, rgb: np.ndarray, source: Path, time_s: float | None, original_wh: tuple[int, int], prepare: Preparation | None
+) -> Frame:
     image = Image.fromarray(rgb)
     frame = Frame(name, image, source, time_s, original_wh if original_wh != image.size else None)
     if prepare is not None:
@@ -144,8 +163,13 @@ def _frame(name: str, rgb: np.ndarray, source: Path, time_s: float | None, origi
     return frame
 
 
-def read_video(path: Path, sampling: VideoSampling, cancel: CancelToken | None = None,
-               prepare: Preparation | None = None, notes: list[str] | None = None) -> list[Frame]:
+def read_video(
+    path: Path,
+    sampling: VideoSampling,
+    cancel: CancelToken | None = None,
+    prepare: Preparation | None = None,
+    notes: list[str] | None = None,
+) -> list[Frame]:
     """The sampled frames of one video; with `prepare`, each is scaled to the model's size as it is
     decoded and nothing larger is kept. A sampling that took less than asked adds to `notes`."""
     skipped: list[tuple[str, str]] = []
@@ -155,8 +179,9 @@ def read_video(path: Path, sampling: VideoSampling, cancel: CancelToken | None =
     return frames
 
 
-def camera_frames(index: int, sampling: VideoSampling, prepare: Preparation | None = None,
-                  cancel: CancelToken | None = None, limit: int | None = None) -> Iterator[Frame]:
+def camera_frames(
+    index: int, sampling: VideoSampling, prepare: Preparation | None = None, cancel: CancelToken | None = None, limit: int | None = None
+) -> Iterator[Frame]:
     """Frames from a camera OpenCV can open (`index` 0 is the first), taken at `sampling.fps`
     (every frame when None), until `cancel`, `limit` frames, or the camera ends."""
     import time
@@ -220,16 +245,21 @@ def _picture(path: Path, prepare: Preparation | None) -> tuple[Frame | None, str
         return None, str(exc).split(": ", 1)[-1]
 
 
-def video_frames(path: Path, sampling: VideoSampling, prepare: Preparation | None = None,
-                 cancel: CancelToken | None = None, notes: list[str] | None = None) -> Iterator[Frame]:
+def video_frames(
+    path: Path,
+    sampling: VideoSampling,
+    prepare: Preparation | None = None,
+    cancel: CancelToken | None = None,
+    notes: list[str] | None = None,
+) -> Iterator[Frame]:
     """The sampled frames of one video as they decode (see `read_video` for the whole list)."""
+
     def note(report: SamplingReport) -> None:
         message = report.message()
         if message and notes is not None:
             notes.append(message)
 
-    decoded = decode_video(path, sampling.fps, sampling.max_frames, prepare.size_for if prepare else None,
-                           cancel, note)
+    decoded = decode_video(path, sampling.fps, sampling.max_frames, prepare.size_for if prepare else None, cancel, note)
     for t, rgb, wh in decoded:
         yield _frame(f"{path.name}#t={t:.2f}s", rgb, path, t, wh, prepare)
 
@@ -275,8 +305,9 @@ def iter_inputs(
                 future.cancel()
 
 
-def _video_or_skip(path: Path, sampling: VideoSampling, prepare: Preparation | None,
-                   cancel: CancelToken | None, skipped: list, notes: list[str] | None) -> Iterator[Frame]:
+def _video_or_skip(
+    path: Path, sampling: VideoSampling, prepare: Preparation | None, cancel: CancelToken | None, skipped: list, notes: list[str] | None
+) -> Iterator[Frame]:
     count = 0
     try:
         for frame in prefetch(video_frames(path, sampling, prepare, cancel, notes), 8, "decode-video"):

@@ -95,8 +95,10 @@ def _check_pixels(path: Path, wh: tuple[int, int]) -> None:
     pixels = wh[0] * wh[1]
     size = path.stat().st_size
     if pixels > BOMB_CHECK_PIXELS and pixels > MAX_PIXELS_PER_BYTE * max(size, 1):
-        raise ImageReadError(f"{path.name}: refused, {wh[0]}x{wh[1]} pixels in {size:,} bytes "
-                             f"({pixels // max(size, 1):,} pixels a byte; a possible decompression bomb)")
+        raise ImageReadError(
+            f"{path.name}: refused, {wh[0]}x{wh[1]} pixels in {size:,} bytes "
+            f"({pixels // max(size, 1):,} pixels a byte; a possible decompression bomb)"
+        )
 
 
 def check_size(size: int) -> int:
@@ -108,15 +110,16 @@ def check_size(size: int) -> int:
 def target_size(width: int, height: int, mode: str, size: int) -> tuple[int, int]:
     """The resized (width, height) before cropping or padding."""
     if mode == "crop" and height > MAX_CROP_ASPECT * width:
-        raise ImageReadError(f"a {width}x{height} picture is too tall for crop mode (the crop would keep "
-                             f"1/{height // width} of it; at most 1/{MAX_CROP_ASPECT}): use --mode pad")
+        raise ImageReadError(
+            f"a {width}x{height} picture is too tall for crop mode (the crop would keep "
+            f"1/{height // width} of it; at most 1/{MAX_CROP_ASPECT}): use --mode pad"
+        )
     if mode == "pad" and height > width:
         return round(width * (size / height) / PATCH) * PATCH, size
     return size, round(height * (size / width) / PATCH) * PATCH
 
 
-def preprocess(img: Image.Image, mode: str = "crop", size: int = DEFAULT_SIZE,
-               as_uint8: bool = False) -> tuple[torch.Tensor, Crop]:
+def preprocess(img: Image.Image, mode: str = "crop", size: int = DEFAULT_SIZE, as_uint8: bool = False) -> tuple[torch.Tensor, Crop]:
     """RGB picture -> model image [3, H, W] in [0, 1] (or its bytes, `as_uint8`) and how it was
     obtained."""
     check_mode_and_size(mode, size)
@@ -131,8 +134,7 @@ def check_mode_and_size(mode: str, size: int) -> None:
     check_size(size)
 
 
-def from_resized(rgb: np.ndarray, original_wh: tuple[int, int], mode: str, size: int,
-                 as_uint8: bool = False) -> tuple[torch.Tensor, Crop]:
+def from_resized(rgb: np.ndarray, original_wh: tuple[int, int], mode: str, size: int, as_uint8: bool = False) -> tuple[torch.Tensor, Crop]:
     """A picture already scaled to `target_size` (uint8 [h, w, 3]; a video frame scaled while it
     was decoded) -> the model image, cropped or padded, and its crop. `as_uint8` keeps the
     bytes ([3, H, W] uint8, white 255): a quarter of the memory until `unit_float`."""
@@ -171,8 +173,9 @@ def pad_white(t: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, t
     return torch.nn.functional.pad(t, pad, mode="constant", value=white), (left, top)
 
 
-def stack_images(images: list[torch.Tensor], crops: list[Crop] | None = None,
-                 pad_to: tuple[int, int] | None = None, as_bytes: bool = False) -> torch.Tensor:
+def stack_images(
+    images: list[torch.Tensor], crops: list[Crop] | None = None, pad_to: tuple[int, int] | None = None, as_bytes: bool = False
+) -> torch.Tensor:
     """Model images [3, h, w] (floats, or uint8 bytes as prepared at decode time) -> one batch
     [N, 3, H, W], mixed sizes padded with white to the largest height and width (or to `pad_to`,
     at least). Each image goes straight into its slot: one pass over memory instead of three

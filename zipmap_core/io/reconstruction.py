@@ -170,8 +170,7 @@ class Reconstruction:
 def numeric_entries(table: dict) -> dict[str, float]:
     """The finite numbers of a file's table (timings are information: an odd entry is dropped,
     never shown as a number it is not)."""
-    return {str(k): float(v) for k, v in table.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)}
+    return {str(k): float(v) for k, v in table.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)}
 
 
 def _lazy_points(name: str) -> property:

@@ -113,13 +113,11 @@ def _member(zf: zipfile.ZipFile, member: str, limit: int, name: str, what: str) 
         raise SceneFileError(f"{name} is damaged: it has no {member}") from None
     if info.file_size > limit:
         raise SceneFileError(
-            f"{name} is damaged or hostile: {member} declares {info.file_size:,} bytes, more than {what} "
-            f"({limit:,} bytes); it was not read"
+            f"{name} is damaged or hostile: {member} declares {info.file_size:,} bytes, more than {what} ({limit:,} bytes); it was not read"
         )
     free = available_memory()
     if 2 * info.file_size > free:
-        raise SceneFileError(f"{name} needs {2 * info.file_size / 2**30:.1f} GB of memory to open and "
-                             f"{free / 2**30:.1f} GB are free")
+        raise SceneFileError(f"{name} needs {2 * info.file_size / 2**30:.1f} GB of memory to open and {free / 2**30:.1f} GB are free")
     return zf.read(member)
 
 
@@ -164,8 +162,9 @@ def read_npz(blob: bytes, name: str, member: str) -> dict[str, np.ndarray]:
         raise SceneFileError(f"{name} is damaged: {member} cannot be read ({exc})") from exc
 
 
-def check_arrays(arrays: dict[str, np.ndarray], num_frames: int, hw: tuple[int, int], name: str,
-                 derived: bool = False) -> dict[str, np.ndarray]:
+def check_arrays(
+    arrays: dict[str, np.ndarray], num_frames: int, hw: tuple[int, int], name: str, derived: bool = False
+) -> dict[str, np.ndarray]:
     """The scene's arrays, each of the shape the manifest implies, in the dtype we work in."""
     out = {}
     for key, (shape, kind) in expected_arrays(num_frames, hw, derived).items():
@@ -174,8 +173,7 @@ def check_arrays(arrays: dict[str, np.ndarray], num_frames: int, hw: tuple[int, 
         a = arrays[key]
         if a.shape != shape:
             raise SceneFileError(
-                f"{name} is damaged: {key} has shape {a.shape}, but the manifest's {num_frames} frames at "
-                f"{hw[1]}x{hw[0]} need {shape}"
+                f"{name} is damaged: {key} has shape {a.shape}, but the manifest's {num_frames} frames at {hw[1]}x{hw[0]} need {shape}"
             )
         if kind == "u" and a.dtype != np.uint8:
             raise SceneFileError(f"{name} is damaged: {key} is {a.dtype}, not uint8")
@@ -187,8 +185,7 @@ def check_arrays(arrays: dict[str, np.ndarray], num_frames: int, hw: tuple[int, 
 FINITE_ARRAYS = ("extrinsics", "intrinsics", "depth")
 
 
-def first_non_finite(arrays: dict[str, np.ndarray], keys: tuple[str, ...] = FINITE_ARRAYS,
-                     first_frame: int = 0) -> str | None:
+def first_non_finite(arrays: dict[str, np.ndarray], keys: tuple[str, ...] = FINITE_ARRAYS, first_frame: int = 0) -> str | None:
     """'depth of frame 3' for the first array and frame holding NaN or infinity, else None.
     Arrays are [frames, ...]; `first_frame` numbers a run of frames inside a longer scene."""
     for key in keys:
@@ -205,8 +202,10 @@ def check_cameras(intrinsics: np.ndarray, name: str) -> None:
     """Every frame's intrinsics a camera: positive focal lengths and a last row of 0, 0, 1."""
     ok = (intrinsics[:, 0, 0] > 0) & (intrinsics[:, 1, 1] > 0) & np.all(intrinsics[:, 2] == [0, 0, 1], axis=1)
     if not ok.all():
-        raise SceneFileError(f"{name} is damaged: the intrinsics of frame {int(np.argmin(ok))} are not a camera's "
-                             f"(focal lengths must be positive, the last row 0 0 1)")
+        raise SceneFileError(
+            f"{name} is damaged: the intrinsics of frame {int(np.argmin(ok))} are not a camera's "
+            f"(focal lengths must be positive, the last row 0 0 1)"
+        )
 
 
 def first_non_finite_state(state: list[dict[str, np.ndarray]]) -> str | None:
@@ -247,8 +246,7 @@ def read_scene(path: os.PathLike | str) -> tuple[dict, dict[str, np.ndarray], li
             except ValueError as exc:  # bad UTF-8 and bad JSON alike
                 raise SceneFileError(f"{name} is damaged: its manifest is not JSON ({exc})") from exc
             frames, hw, derived = check_manifest(manifest, name)
-            blob = _member(zf, "arrays.npz", expected_bytes(frames, hw, derived), name,
-                           f"{frames} frames at {hw[1]}x{hw[0]} need")
+            blob = _member(zf, "arrays.npz", expected_bytes(frames, hw, derived), name, f"{frames} frames at {hw[1]}x{hw[0]} need")
             arrays = check_arrays(read_npz(blob, name, "arrays.npz"), frames, hw, name, derived)
             del blob
             state = None

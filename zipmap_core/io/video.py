@@ -60,13 +60,17 @@ class SamplingReport:
                 why = f"the video has only {info.header_frames} frames"
             else:
                 why = f"{header} but decoding ends at {self.decoded_to_s:.1f} s"
-            return (f"{self.name}: took {taken} of the {self.asked} frames asked: {why}. "
-                    f"To take every frame: --fps {info.fps:g} (in the app: 'every frame').")
+            return (
+                f"{self.name}: took {taken} of the {self.asked} frames asked: {why}. "
+                f"To take every frame: --fps {info.fps:g} (in the app: 'every frame')."
+            )
         if self.rate is not None and taken < MIN_VIDEO_FRAMES:
             more = min(max(MIN_VIDEO_FRAMES, 16), info.header_frames or 16)
-            return (f"{self.name}: a {info.duration_s:.1f} s clip at {self.rate:g} frame(s) per second gives "
-                    f"{taken} frame(s); for more, take {more} evenly spaced frames (--video-frames {more}) "
-                    f"or a higher rate (--fps {min(info.fps, self.rate * more / max(taken, 1)):.3g}).")
+            return (
+                f"{self.name}: a {info.duration_s:.1f} s clip at {self.rate:g} frame(s) per second gives "
+                f"{taken} frame(s); for more, take {more} evenly spaced frames (--video-frames {more}) "
+                f"or a higher rate (--fps {min(info.fps, self.rate * more / max(taken, 1)):.3g})."
+            )
         return None
 
 

@@ -94,8 +94,7 @@ class Aggregator(nn.Module):
         self.patch_embed = DinoEncoder(cfg.encoder, cfg.patch_size)
         self.rope = RotaryEmbedding2D(agg.rope_freq) if agg.rope_freq > 0 else None
         self.frame_blocks = nn.ModuleList(
-            Block(dim, agg.num_heads, agg.mlp_ratio, agg.init_values, qk_norm=agg.qk_norm, rope=self.rope)
-            for _ in range(agg.depth)
+            Block(dim, agg.num_heads, agg.mlp_ratio, agg.init_values, qk_norm=agg.qk_norm, rope=self.rope) for _ in range(agg.depth)
         )
         self.global_blocks = nn.ModuleList(GlobalBlock(cfg, self.rope) for _ in range(agg.depth))
         self.checkpointing = False  # see ZipMap.set_activation_checkpointing
@@ -115,9 +114,7 @@ class Aggregator(nn.Module):
             return others
         return torch.cat((special[:, :1].expand(batch, 1, -1, -1), others[:, 1:]), dim=1)
 
-    def tokenize_images(
-        self, images: Tensor, first_is_reference: bool = True, chunk_frames: int | None = None
-    ) -> Tensor:
+    def tokenize_images(self, images: Tensor, first_is_reference: bool = True, chunk_frames: int | None = None) -> Tensor:
         """images [B, S, 3, H, W] in [0, 1] (or uint8 bytes) -> tokens [B, S, P, C]."""
         b, s, c, h, w = images.shape
         if c != 3:
@@ -127,8 +124,9 @@ class Aggregator(nn.Module):
         std = torch.tensor(IMAGENET_STD, device=images.device, dtype=dtype).view(1, 3, 1, 1)
         flat = images.reshape(b * s, c, h, w)
         step = chunk_frames or flat.shape[0]
-        patches = torch.cat([self.patch_embed((unit_float(flat[i : i + step]).contiguous() - mean) / std)
-                             for i in range(0, flat.shape[0], step)])
+        patches = torch.cat(
+            [self.patch_embed((unit_float(flat[i : i + step]).contiguous() - mean) / std) for i in range(0, flat.shape[0], step)]
+        )
         patches = patches.reshape(b, s, patches.shape[1], -1)
         return torch.cat((self.special_tokens(b, s, first_is_reference), patches), dim=2)
 
@@ -169,8 +167,7 @@ class Aggregator(nn.Module):
             x = torch.cat([self._call(frame_block, x[j : j + step], pos[j : j + step], limit) for j in range(0, b * s, step)])
             frame_out = x.reshape(b, s, p, c)
             state = states[i] if states is not None else None
-            g, new_state = self._call(self.global_blocks[i], x.reshape(b, s * p, c), ops, state, global_pos, chunk_tokens,
-                                      shard)
+            g, new_state = self._call(self.global_blocks[i], x.reshape(b, s * p, c), ops, state, global_pos, chunk_tokens, shard)
             new_states.append(new_state)
             x = g.reshape(b * s, p, c)
             if i in keep:
@@ -181,4 +178,3 @@ class Aggregator(nn.Module):
 
     def _call(self, block: nn.Module, *args):
         return checkpointed(block, *args) if self.checkpointing and torch.is_grad_enabled() else block(*args)
-

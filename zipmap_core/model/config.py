@@ -140,9 +140,11 @@ class ZipMapConfig:
                 out.append(f"{path} is {value!r}, not {kind.__name__ if isinstance(kind, type) else kind}")
             elif lo is not None and isinstance(value, (int, float)) and not lo <= value <= hi:
                 out.append(f"{path} is {value!r}, outside {lo}..{hi}")
-        for path, value, choices in (("aggregator.global_mixer", self.aggregator.global_mixer, ("ttt", "attention")),
-                                     ("camera_head.kind", self.camera_head.kind, ("transformer", "mlp", "none")),
-                                     ("ttt.ns_dtype", self.ttt.ns_dtype, ("bfloat16", "float32", "float16"))):
+        for path, value, choices in (
+            ("aggregator.global_mixer", self.aggregator.global_mixer, ("ttt", "attention")),
+            ("camera_head.kind", self.camera_head.kind, ("transformer", "mlp", "none")),
+            ("ttt.ns_dtype", self.ttt.ns_dtype, ("bfloat16", "float32", "float16")),
+        ):
             if value not in choices:
                 out.append(f"{path} is {value!r}, not one of {', '.join(choices)}")
         if not out:
@@ -153,8 +155,10 @@ class ZipMapConfig:
         out = []
         if self.img_size % self.patch_size:
             out.append(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
-        for name, dim, heads in (("encoder", self.encoder.embed_dim, self.encoder.num_heads),
-                                 ("aggregator", self.embed_dim, self.aggregator.num_heads)):
+        for name, dim, heads in (
+            ("encoder", self.encoder.embed_dim, self.encoder.num_heads),
+            ("aggregator", self.embed_dim, self.aggregator.num_heads),
+        ):
             if dim % heads:
                 out.append(f"{name}: embed_dim {dim} is not divisible by num_heads {heads}")
         idx = self.aggregator.dpt_layer_idx
@@ -210,20 +214,65 @@ class ZipMapConfig:
 # Sanity limits of a config read from a file, by field name (the largest published model is well
 # inside them): a file cannot make us build a 100,000-layer model or resize pictures to 14,000 px.
 LIMITS: dict[str, tuple[float, float]] = {
-    "img_size": (14, 1036), "pretrain_img_size": (14, 1036), "patch_size": (14, 14), "embed_dim": (8, 4096),
-    "depth": (1, 64), "num_heads": (1, 64), "mlp_ratio": (0.25, 16), "num_register_tokens": (0, 64),
-    "head_dim": (8, 8192), "inter_multi": (1, 8), "muon_update_steps": (0, 20), "trunk_depth": (0, 32),
-    "iterations": (1, 16), "features": (1, 1024), "out_channels": (1, 4096), "dpt_layer_idx": (0, 63),
-    "nvs_ray_cond_dim": (1, 64), "window_size": (0, 100_000), "rope_freq": (1e-3, 1e6),
-    "init_values": (0.0, 10.0), "base_lr": (0.0, 10.0), "interpolate_offset": (-1.0, 1.0),
+    "img_size": (14, 1036),
+    "pretrain_img_size": (14, 1036),
+    "patch_size": (14, 14),
+    "embed_dim": (8, 4096),
+    "depth": (1, 64),
+    "num_heads": (1, 64),
+    "mlp_ratio": (0.25, 16),
+    "num_register_tokens": (0, 64),
+    "head_dim": (8, 8192),
+    "inter_multi": (1, 8),
+    "muon_update_steps": (0, 20),
+    "trunk_depth": (0, 32),
+    "iterations": (1, 16),
+    "features": (1, 1024),
+    "out_channels": (1, 4096),
+    "dpt_layer_idx": (0, 63),
+    "nvs_ray_cond_dim": (1, 64),
+    "window_size": (0, 100_000),
+    "rope_freq": (1e-3, 1e6),
+    "init_values": (0.0, 10.0),
+    "base_lr": (0.0, 10.0),
+    "interpolate_offset": (-1.0, 1.0),
 }
 _KINDS: dict[str, Any] = {
-    **{k: int for k in ("img_size", "pretrain_img_size", "patch_size", "embed_dim", "depth", "num_heads",
-                        "num_register_tokens", "head_dim", "inter_multi", "muon_update_steps", "trunk_depth",
-                        "iterations", "features", "out_channels", "dpt_layer_idx", "nvs_ray_cond_dim")},
+    **{
+        k: int
+        for k in (
+            "img_size",
+            "pretrain_img_size",
+            "patch_size",
+            "embed_dim",
+            "depth",
+            "num_heads",
+            "num_register_tokens",
+            "head_dim",
+            "inter_multi",
+            "muon_update_steps",
+            "trunk_depth",
+            "iterations",
+            "features",
+            "out_channels",
+            "dpt_layer_idx",
+            "nvs_ray_cond_dim",
+        )
+    },
     **{k: float for k in ("mlp_ratio", "rope_freq", "init_values", "base_lr", "interpolate_offset")},
-    **{k: bool for k in ("qk_norm", "use_gate_fn", "bias", "interpolate_antialias", "affine_invariant",
-                         "enable_depth", "enable_local_point", "enable_nvs")},
+    **{
+        k: bool
+        for k in (
+            "qk_norm",
+            "use_gate_fn",
+            "bias",
+            "interpolate_antialias",
+            "affine_invariant",
+            "enable_depth",
+            "enable_local_point",
+            "enable_nvs",
+        )
+    },
     **{k: str for k in ("name", "global_mixer", "kind", "ns_dtype")},
     "window_size": "an integer or null",
 }
@@ -284,9 +333,7 @@ def _official(name: str, **model: Any) -> ZipMapConfig:
 OFFICIAL_CONFIGS: dict[str, ZipMapConfig] = {
     "aff_inv": _official("aff_inv", affine_invariant=True),
     "with_ref_view": _official("with_ref_view", affine_invariant=False),
-    "online": _official(
-        "online", affine_invariant=True, window_size=2, camera_head=CameraHeadConfig(kind="mlp")
-    ),
+    "online": _official("online", affine_invariant=True, window_size=2, camera_head=CameraHeadConfig(kind="mlp")),
     "state_query": _official("state_query", affine_invariant=False, enable_nvs=True),
 }
 

@@ -44,8 +44,7 @@ class DinoEncoder(nn.Module):
         self.register_tokens = nn.Parameter(torch.zeros(1, cfg.num_register_tokens, dim))
         self.mask_token = nn.Parameter(torch.zeros(1, dim), requires_grad=False)
         self.blocks = nn.ModuleList(
-            Block(dim, cfg.num_heads, cfg.mlp_ratio, init_values=cfg.init_values, norm_eps=1e-6)
-            for _ in range(cfg.depth)
+            Block(dim, cfg.num_heads, cfg.mlp_ratio, init_values=cfg.init_values, norm_eps=1e-6) for _ in range(cfg.depth)
         )
         self.checkpointing = False  # see ZipMap.set_activation_checkpointing
         self.norm = nn.LayerNorm(dim, eps=1e-6)
@@ -65,9 +64,7 @@ class DinoEncoder(nn.Module):
             scale = ((grid_h + self.cfg.interpolate_offset) / side, (grid_w + self.cfg.interpolate_offset) / side)
             resized = F.interpolate(patches, scale_factor=scale, mode="bicubic", antialias=self.cfg.interpolate_antialias)
         else:
-            resized = F.interpolate(
-                patches, size=(grid_h, grid_w), mode="bicubic", antialias=self.cfg.interpolate_antialias
-            )
+            resized = F.interpolate(patches, size=(grid_h, grid_w), mode="bicubic", antialias=self.cfg.interpolate_antialias)
         resized = resized.permute(0, 2, 3, 1).reshape(1, grid_h * grid_w, -1)
         return torch.cat((table[:, :1], resized), dim=1).to(self.pos_embed.dtype)
 

@@ -20,9 +20,15 @@ def quat_to_mat(q: Tensor) -> Tensor:
     two_s = 2.0 / (q * q).sum(-1)
     m = torch.stack(
         (
-            1 - two_s * (y * y + z * z), two_s * (x * y - z * w), two_s * (x * z + y * w),
-            two_s * (x * y + z * w), 1 - two_s * (x * x + z * z), two_s * (y * z - x * w),
-            two_s * (x * z - y * w), two_s * (y * z + x * w), 1 - two_s * (x * x + y * y),
+            1 - two_s * (y * y + z * z),
+            two_s * (x * y - z * w),
+            two_s * (x * z + y * w),
+            two_s * (x * y + z * w),
+            1 - two_s * (x * x + z * z),
+            two_s * (y * z - x * w),
+            two_s * (x * z - y * w),
+            two_s * (y * z + x * w),
+            1 - two_s * (x * x + y * y),
         ),
         dim=-1,
     )

@@ -44,9 +44,7 @@ class RotaryEmbedding2D(nn.Module):
         cos, sin = self._tables(dim, length if length is not None else int(pos.max()) + 1, x.device, x.dtype)
         rows, cols = x.chunk(2, dim=-1)
         pos = pos.long()
-        return torch.cat(
-            (self._rotate(rows, pos[..., 0], cos, sin), self._rotate(cols, pos[..., 1], cos, sin)), dim=-1
-        )
+        return torch.cat((self._rotate(rows, pos[..., 0], cos, sin), self._rotate(cols, pos[..., 1], cos, sin)), dim=-1)
 
 
 def position_limit(grid_h: int, grid_w: int) -> int:
@@ -56,9 +54,7 @@ def position_limit(grid_h: int, grid_w: int) -> int:
 
 def patch_positions(batch: int, grid_h: int, grid_w: int, num_special: int, device: torch.device) -> Tensor:
     """Positions [batch, num_special + grid_h * grid_w, 2] for one frame's token row."""
-    ys, xs = torch.meshgrid(
-        torch.arange(grid_h, device=device), torch.arange(grid_w, device=device), indexing="ij"
-    )
+    ys, xs = torch.meshgrid(torch.arange(grid_h, device=device), torch.arange(grid_w, device=device), indexing="ij")
     grid = torch.stack((ys.reshape(-1), xs.reshape(-1)), dim=-1) + 1
     special = torch.zeros(num_special, 2, dtype=grid.dtype, device=device)
     return torch.cat((special, grid), dim=0).unsqueeze(0).expand(batch, -1, -1)

@@ -61,8 +61,7 @@ def assemble_frames(
         reference = to_homogeneous(invert_rigid(extrinsics[:1]))[0]
     extrinsics = (to_homogeneous(extrinsics) @ reference.to(extrinsics))[..., :3, :4]
     colours = to_colours(images)
-    host = {"images": colours, "extrinsics": extrinsics, "intrinsics": intrinsics, "depth": depth.float(),
-            "depth_conf": depth_conf.float()}
+    host = {"images": colours, "extrinsics": extrinsics, "intrinsics": intrinsics, "depth": depth.float(), "depth_conf": depth_conf.float()}
     if points_from == "point_head":
         if local_points is None:
             raise InputError("points_from='point_head' needs the point head's output; run the model with point_head=True")
@@ -84,8 +83,9 @@ def check_outputs(arrays: dict[str, np.ndarray]) -> None:
     """Refuses a run of frames whose cameras or depth hold NaN or infinity (names which)."""
     bad = first_non_finite(arrays)
     if bad:
-        raise NonFiniteOutputError(f"the model produced NaN or infinite numbers ({bad}); nothing was written; "
-                                   f"the checkpoint may be damaged")
+        raise NonFiniteOutputError(
+            f"the model produced NaN or infinite numbers ({bad}); nothing was written; the checkpoint may be damaged"
+        )
 
 
 def max_translation(extrinsics: np.ndarray) -> float:
@@ -121,9 +121,11 @@ def assemble(
     original_wh: np.ndarray,
 ) -> Reconstruction:
     """Raw per-frame predictions -> aligned cameras and world points."""
-    arrays, _ = assemble_frames(images.to(depth.device), pose_enc, depth, depth_conf, local_points, points_from,
-                                with_points=False)
-    return Reconstruction(names=list(names), original_wh=original_wh,
-                          state_scale=state_scale(max_translation(arrays["extrinsics"]), len(names)),
-                          **{"points_cam": None, "points_world": None, **arrays},
-                          points_from_depth=points_from == "depth")
+    arrays, _ = assemble_frames(images.to(depth.device), pose_enc, depth, depth_conf, local_points, points_from, with_points=False)
+    return Reconstruction(
+        names=list(names),
+        original_wh=original_wh,
+        state_scale=state_scale(max_translation(arrays["extrinsics"]), len(names)),
+        **{"points_cam": None, "points_world": None, **arrays},
+        points_from_depth=points_from == "depth",
+    )

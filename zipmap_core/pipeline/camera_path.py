@@ -115,8 +115,9 @@ def render_path(
             if cancel is not None:
                 cancel.check()  # a cancel during the last batch still publishes nothing
         video.verify(len(poses))
-        pub.path("path.json").write_text(json.dumps({"source": label, "fps": fps, "intrinsics": np.asarray(k).tolist(),
-                                                     "c2w": np.asarray(poses).tolist()}))
+        pub.path("path.json").write_text(
+            json.dumps({"source": label, "fps": fps, "intrinsics": np.asarray(k).tolist(), "c2w": np.asarray(poses).tolist()})
+        )
     return folder
 
 
@@ -198,7 +199,7 @@ def read_poses(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"{path.name}: not JSON ({exc})") from None
     if isinstance(data, dict) and "c2w" not in data:
-        raise InputError(f"{path.name}: no \"c2w\" list of camera-to-world matrices")
+        raise InputError(f'{path.name}: no "c2w" list of camera-to-world matrices')
     try:
         poses = np.asarray(data["c2w"] if isinstance(data, dict) else data, np.float32)
         k = np.asarray(data["intrinsics"], np.float32) if isinstance(data, dict) and "intrinsics" in data else None
@@ -207,8 +208,9 @@ def read_poses(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     if poses.ndim == 2:
         poses = poses[None]
     if poses.ndim != 3 or poses.shape[-2:] not in ((3, 4), (4, 4)) or not 1 <= len(poses) <= MAX_PATH_VIEWS:
-        raise InputError(f"{path.name}: expected 1 to {MAX_PATH_VIEWS} camera-to-world matrices of 3x4 or 4x4, "
-                         f"got an array of shape {list(poses.shape)}")
+        raise InputError(
+            f"{path.name}: expected 1 to {MAX_PATH_VIEWS} camera-to-world matrices of 3x4 or 4x4, got an array of shape {list(poses.shape)}"
+        )
     if k is not None and k.shape != (3, 3):
         raise InputError(f"{path.name}: intrinsics must be one 3x3 matrix, got shape {list(k.shape)}")
     if not np.isfinite(poses).all() or (k is not None and not np.isfinite(k).all()):

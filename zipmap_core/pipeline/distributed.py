@@ -47,8 +47,9 @@ class Launch:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world <= 1:
             return None
-        return cls(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")),
-                   int(os.environ.get("LOCAL_WORLD_SIZE", str(world))))
+        return cls(
+            int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")), int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+        )
 
 
 def init_group(launch: Launch, timeout_s: float) -> torch.device:
@@ -63,8 +64,7 @@ def init_group(launch: Launch, timeout_s: float) -> torch.device:
     else:
         device, backend = torch.device("cpu"), "gloo"
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // launch.local_world))
-    dist.init_process_group(backend, rank=launch.rank, world_size=launch.world,
-                            timeout=timedelta(seconds=timeout_s))
+    dist.init_process_group(backend, rank=launch.rank, world_size=launch.world, timeout=timedelta(seconds=timeout_s))
     return device
 
 
@@ -100,12 +100,12 @@ def reconstruct_split(
         return None
     w = {k: v for k, v in whole.items() if v is not None}
     with clock.stage("assemble"):
-        recon = assemble(inputs.names(), w["images"], pose_enc, w["depth"], w["depth_conf"], w.get("points"), points_from,
-                         original_sizes(crops))
+        recon = assemble(
+            inputs.names(), w["images"], pose_enc, w["depth"], w["depth_conf"], w.get("points"), points_from, original_sizes(crops)
+        )
         if rec.model.can_render if keep_state is None else keep_state:
             recon.state = host_states(out.states)
-    return record_run(recon, rec, clock, mode=mode, processes=shard.world, frames_per_process=shard.counts,
-                      **inputs.report())
+    return record_run(recon, rec, clock, mode=mode, processes=shard.world, frames_per_process=shard.counts, **inputs.report())
 
 
 def _common_size(inputs: InputSet, mode: str, size: int) -> tuple[tuple[int, int], list[Crop]]:
@@ -142,9 +142,17 @@ def launch_local(nproc: int, argv: list[str], timeout_s: float, poll_s: float = 
     procs = []
     try:
         for rank in range(nproc):
-            env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": str(nproc), "LOCAL_RANK": str(rank),
-                   "LOCAL_WORLD_SIZE": str(nproc), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
-                   "ZIPMAP_LAUNCHED": "1", "ZIPMAP_DIST_TIMEOUT": str(timeout_s)}
+            env = {
+                **os.environ,
+                "RANK": str(rank),
+                "WORLD_SIZE": str(nproc),
+                "LOCAL_RANK": str(rank),
+                "LOCAL_WORLD_SIZE": str(nproc),
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": str(port),
+                "ZIPMAP_LAUNCHED": "1",
+                "ZIPMAP_DIST_TIMEOUT": str(timeout_s),
+            }
             procs.append(subprocess.Popen([sys.executable, "-m", "zipmap_core.cli", *argv], env=env))
         while True:
             codes = [p.poll() for p in procs]
@@ -152,8 +160,7 @@ def launch_local(nproc: int, argv: list[str], timeout_s: float, poll_s: float = 
             if failed:
                 rank, code = failed[0]
                 why = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-                raise DistributedError(f"process {rank} of {nproc} failed ({why}); the run was stopped and "
-                                       "nothing was written")
+                raise DistributedError(f"process {rank} of {nproc} failed ({why}); the run was stopped and nothing was written")
             if all(c == 0 for c in codes):
                 return 0
             time.sleep(poll_s)

@@ -33,8 +33,9 @@ class EarlyEncoding:
     tokens: torch.Tensor | None  # [1, N, P, C] on the model's device; None: encode with the rest
 
 
-def load_and_encode(rec: Reconstructor, paths: list[str | Path], sampling: VideoSampling | None, mode: str,
-                    size: int, report: Progress, cancel: CancelToken) -> EarlyEncoding:
+def load_and_encode(
+    rec: Reconstructor, paths: list[str | Path], sampling: VideoSampling | None, mode: str, size: int, report: Progress, cancel: CancelToken
+) -> EarlyEncoding:
     """Decodes `paths` (skipped files and sampling notes recorded as `load_inputs` does) and
     encodes each chunk of frames as soon as it is complete."""
     inputs = InputSet()
@@ -74,5 +75,4 @@ def encode(rec: Reconstructor, frames: list[Frame], mode: str, size: int, first:
     """Tokens [1, n, P, C] of `frames`; the `first` chunk holds the reference frame."""
     images = stack_images([f.model_input(mode, size, as_uint8=True)[0] for f in frames], as_bytes=True)
     with torch.inference_mode(), rec.precision():
-        return rec.model.aggregator.tokenize_images(images.to(rec.device)[None], first_is_reference=first,
-                                                    chunk_frames=len(frames))
+        return rec.model.aggregator.tokenize_images(images.to(rec.device)[None], first_is_reference=first, chunk_frames=len(frames))

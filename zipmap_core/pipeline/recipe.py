@@ -32,8 +32,9 @@ if TYPE_CHECKING:
     from .reconstructor import Reconstructor
 
 
-def model_images(frames: list[Frame], mode: str, size: int, report: Progress,
-                 pad_to: tuple[int, int] | None = None) -> tuple[torch.Tensor, list[Crop]]:
+def model_images(
+    frames: list[Frame], mode: str, size: int, report: Progress, pad_to: tuple[int, int] | None = None
+) -> tuple[torch.Tensor, list[Crop]]:
     """Stage 1. Model images of `frames` as uint8 [N, 3, H, W] (see `stack_images`): ready where
     they were prepared at decode time, the rest made on a thread pool (PIL's resize runs without
     the GIL). `pad_to` (h, w): the size of a larger set these frames belong to (a split run)."""
@@ -47,17 +48,30 @@ def model_images(frames: list[Frame], mode: str, size: int, report: Progress,
     return stack_images(tensors, crops, pad_to, as_bytes=True), crops
 
 
-def run_network(rec: Reconstructor, images: torch.Tensor, report: Progress, *, states: list | None = None,
-                window_size: int | None = None, point_head: bool = False, tokens: torch.Tensor | None = None,
-                shard: FrameShard | None = None) -> ModelOutput:
+def run_network(
+    rec: Reconstructor,
+    images: torch.Tensor,
+    report: Progress,
+    *,
+    states: list | None = None,
+    window_size: int | None = None,
+    point_head: bool = False,
+    tokens: torch.Tensor | None = None,
+    shard: FrameShard | None = None,
+) -> ModelOutput:
     """Stage 2. The network on `images` [S, 3, H, W] with the Reconstructor's device, precision
     and chunking; `tokens`: already encoded (then only the images' shape is read); `states`: a
     stream's carried scene state; `shard`: this process's frames of a split run."""
     with torch.inference_mode(), rec.precision():
         return rec.model(
             (images if tokens is not None else images.to(rec.device))[None],
-            states=states, window_size=window_size if shard is None else 0, chunk_frames=rec.chunk_for(images),
-            hook=report, point_head=point_head, tokens=tokens, shard=shard,
+            states=states,
+            window_size=window_size if shard is None else 0,
+            chunk_frames=rec.chunk_for(images),
+            hook=report,
+            point_head=point_head,
+            tokens=tokens,
+            shard=shard,
         )
 
 
@@ -100,8 +114,7 @@ class StageClock:
         return {**self.seconds, "total_s": total, "per_frame_s": self.seconds.get("model_s", 0.0) / max(frames, 1)}
 
 
-def record_run(recon: Reconstruction, rec: Reconstructor, clock: StageClock, elapsed: bool = True,
-               **metadata: Any) -> Reconstruction:
+def record_run(recon: Reconstruction, rec: Reconstructor, clock: StageClock, elapsed: bool = True, **metadata: Any) -> Reconstruction:
     """The run's record, built once: timings from `clock`, what made it (`model_metadata`) and
     the driver's own `metadata` (mode, window, processes, inputs' report)."""
     recon.timings = clock.timings(recon.num_frames, elapsed)

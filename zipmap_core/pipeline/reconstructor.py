@@ -64,8 +64,15 @@ class Reconstructor:
         return cls(loaded.model, device, loaded.description, loaded.variant)
 
     @classmethod
-    def open(cls, spec: str | Path | None = None, device: str = "auto", variant: str | None = None, *,
-             fast_cpu_bf16: bool = False, compile: bool = False) -> Reconstructor:
+    def open(
+        cls,
+        spec: str | Path | None = None,
+        device: str = "auto",
+        variant: str | None = None,
+        *,
+        fast_cpu_bf16: bool = False,
+        compile: bool = False,
+    ) -> Reconstructor:
         """The one way the CLI and the app build a Reconstructor from what a user names: a file,
         `official[:VARIANT]` (downloaded once) or nothing (the bundled model), with the numerics
         asked for set at construction. `path` records the file it came from."""
@@ -129,17 +136,20 @@ class Reconstructor:
             else:
                 if not isinstance(inputs, InputSet):
                     report("load", 0, 1)
-                    inputs = load_inputs(list(inputs), sampling, max_frames, cancel=cancel,
-                                         prepare=Preparation(mode, size))
+                    inputs = load_inputs(list(inputs), sampling, max_frames, cancel=cancel, prepare=Preparation(mode, size))
                 cancel.check()
                 images, crops = model_images(inputs.frames, mode, size, report)
         with clock.stage("model"):
-            out = run_network(self, images, report, window_size=window_size, point_head=points_from == "point_head",
-                              tokens=tokens)
+            out = run_network(self, images, report, window_size=window_size, point_head=points_from == "point_head", tokens=tokens)
         with clock.stage("assemble"):
-            recon = assemble(inputs.names(), images, *frame_outputs(out),
-                             None if out.local_points is None else out.local_points[0], points_from,
-                             original_sizes(crops))
+            recon = assemble(
+                inputs.names(),
+                images,
+                *frame_outputs(out),
+                None if out.local_points is None else out.local_points[0],
+                points_from,
+                original_sizes(crops),
+            )
             if self.model.can_render if keep_state is None else keep_state:
                 recon.state = host_states(out.states)
         record_run(recon, self, clock, mode=mode, window_size=window_size, **inputs.report())
@@ -162,8 +172,13 @@ class Reconstructor:
 
     def model_metadata(self, image_hw: tuple[int, int]) -> dict:
         """What a reconstruction records of the model that made it."""
-        return {"model": self.description, "variant": self.variant, "config": self.cfg.name,
-                "image_hw": [int(image_hw[0]), int(image_hw[1])], "can_render": bool(self.model.can_render)}
+        return {
+            "model": self.description,
+            "variant": self.variant,
+            "config": self.cfg.name,
+            "image_hw": [int(image_hw[0]), int(image_hw[1])],
+            "can_render": bool(self.model.can_render),
+        }
 
     # ---- novel views --------------------------------------------------------------------------------
     def render_views(
@@ -178,9 +193,7 @@ class Reconstructor:
         """Renders RGB, depth and confidence from cameras [N, 3|4, 4] (camera-to-world, in the
         reconstruction's frame) with intrinsics [N, 3, 3] for an image of `size` (h, w)."""
         if not self.model.can_render:
-            raise InputError(
-                f"{self.description} has no novel-view head; load checkpoint_state_query.pt or the bundled model"
-            )
+            raise InputError(f"{self.description} has no novel-view head; load checkpoint_state_query.pt or the bundled model")
         if recon.state is None:
             raise InputError("this reconstruction has no stored scene state; reconstruct it with a state-query model")
         self.check_state(recon)
@@ -200,16 +213,19 @@ class Reconstructor:
         views = NovelViews(rgbd[..., :3], rgbd[..., 3] * scale, conf[0].float().cpu().numpy())
         bad = first_non_finite({"colour": views.rgb, "depth": views.depth})
         if bad:
-            raise NonFiniteOutputError(f"the model produced NaN or infinite numbers (the {bad.replace('frame', 'view')}); "
-                                       f"nothing was written")
+            raise NonFiniteOutputError(
+                f"the model produced NaN or infinite numbers (the {bad.replace('frame', 'view')}); nothing was written"
+            )
         return views
 
     def check_state(self, recon: Reconstruction) -> None:
         """A scene state this model cannot query (another model made it) is a clear error."""
         problem = self.model.state_problem(recon.state) if recon.state is not None else None
         if problem:
-            raise InputError(f"this scene's state was made by another model than {self.description} ({problem}); "
-                             f"render it with the checkpoint that made it")
+            raise InputError(
+                f"this scene's state was made by another model than {self.description} ({problem}); "
+                f"render it with the checkpoint that made it"
+            )
 
     def _resident_state(self, recon: Reconstruction) -> list[dict[str, torch.Tensor]]:
         """The scene state on the model's device, uploaded once per scene and kept there between
@@ -221,5 +237,3 @@ class Reconstructor:
 
     def stream(self, window_size: int | None = None, mode: str = "crop", resolution: int | None = None) -> StreamingSession:
         return StreamingSession(self, window_size, mode, resolution or self.cfg.img_size)
-
-

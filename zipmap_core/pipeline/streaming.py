@@ -76,8 +76,7 @@ class StreamingSession:
             out = run_network(self.rec, images, report, states=self.states, window_size=self.window_size)
         with self.clock.stage("assemble"):
             pose_enc, depth, depth_conf = frame_outputs(out)
-            arrays, self._reference = assemble_frames(images.to(depth.device), pose_enc, depth, depth_conf, None, "depth",
-                                                      self._reference)
+            arrays, self._reference = assemble_frames(images.to(depth.device), pose_enc, depth, depth_conf, None, "depth", self._reference)
             arrays["original_wh"] = original_sizes(crops)
             self._arrays.append(arrays)  # raises before anything changes when the size differs
             self.states = out.states
@@ -95,15 +94,16 @@ class StreamingSession:
         if not self._names:
             raise ValueError("no frames were added to the streaming session yet")
         arrays = self._arrays.view()
-        recon = Reconstruction(names=list(self._names), **arrays, points_from_depth=True,
-                               state_scale=state_scale(self._max_translation, self.num_frames))
+        recon = Reconstruction(
+            names=list(self._names), **arrays, points_from_depth=True, state_scale=state_scale(self._max_translation, self.num_frames)
+        )
         if self.rec.model.can_render:
             recon.state = host_states(self.states)
-        return record_run(recon, self.rec, self.clock, elapsed=False, streaming=True, window_size=self.window_size,
-                          mode=self.mode)
+        return record_run(recon, self.rec, self.clock, elapsed=False, streaming=True, window_size=self.window_size, mode=self.mode)
 
-    def run(self, frames: Iterable[Frame], window: int | None = None, progress: Progress | None = None,
-            cancel: CancelToken | None = None) -> Iterator[Reconstruction]:
+    def run(
+        self, frames: Iterable[Frame], window: int | None = None, progress: Progress | None = None, cancel: CancelToken | None = None
+    ) -> Iterator[Reconstruction]:
         """Adds `frames` (any iterable: a prefetching decoder keeps the next window coming while
         the network runs) `window` at a time, yielding the reconstruction after each call."""
         step = window or self.window_size

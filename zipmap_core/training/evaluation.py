@@ -67,6 +67,7 @@ def _rotation_angle_deg(r: np.ndarray) -> np.ndarray:
 
 def pose_errors(pred_w2c: np.ndarray, gt_w2c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Relative rotation and translation-direction errors (degrees) over all pairs i < j."""
+
     def to4(m: np.ndarray) -> np.ndarray:
         return to_homogeneous(torch.as_tensor(m, dtype=torch.float64)).numpy()
 
@@ -156,16 +157,20 @@ def truth_for(gt: GroundTruth, folder: Path, hw: tuple[int, int]) -> SceneTruth:
     scale_k = np.diag([hw[1] / gt.depth.shape[2], hw[0] / gt.depth.shape[1], 1.0])
     k = scale_k @ gt.intrinsics
     depth = resize_map(gt.depth, hw)
-    pts = camera_to_world(depth_to_camera_points(torch.as_tensor(depth[:n], dtype=torch.float64),
-                                                 torch.as_tensor(k[:n])), ext[:n]).numpy()
+    pts = camera_to_world(depth_to_camera_points(torch.as_tensor(depth[:n], dtype=torch.float64), torch.as_tensor(k[:n])), ext[:n]).numpy()
     held = gt.names[n:]
     if held:
         images = np.stack([np.asarray(Image.open(folder / name).convert("RGB"), np.float32) / 255 for name in held])
     else:
         images = np.zeros((0, *gt.depth.shape[1:], 3), np.float32)
     return SceneTruth(
-        extrinsics=ext[:n].numpy(), depth=depth[:n], points=pts, held_c2w=invert_rigid(ext[n:]).numpy(),
-        held_intrinsics=k[n:], held_images=resize_map(images, hw, "bilinear") if held else images, held_depth=depth[n:],
+        extrinsics=ext[:n].numpy(),
+        depth=depth[:n],
+        points=pts,
+        held_c2w=invert_rigid(ext[n:]).numpy(),
+        held_intrinsics=k[n:],
+        held_images=resize_map(images, hw, "bilinear") if held else images,
+        held_depth=depth[n:],
     )
 
 

@@ -37,8 +37,13 @@ def write_scene(views: SceneViews, index: int, folder: str | Path, held_out: int
         intrinsics=views.intrinsics[index].cpu().numpy().astype(np.float64),
         names=np.array(names),
     )
-    meta = {"format": "zipmap-synthetic", "version": 1, "views": names, "held_out": held_out,
-            "conventions": "extrinsics world-to-camera OpenCV, depth = z in metres, world y up"}
+    meta = {
+        "format": "zipmap-synthetic",
+        "version": 1,
+        "views": names,
+        "held_out": held_out,
+        "conventions": "extrinsics world-to-camera OpenCV, depth = z in metres, world y up",
+    }
     (folder / "cameras.json").write_text(json.dumps(meta, indent=2))
     return folder
 
@@ -75,8 +80,14 @@ def interleave_held_out(views: SceneViews, held_out: int) -> SceneViews:
 
 
 def make_dataset(
-    folder: str | Path, scenes: int, views: int, held_out: int, seed: int, image_hw: tuple[int, int],
-    trajectory: str | None = None, progress: Progress | None = None,
+    folder: str | Path,
+    scenes: int,
+    views: int,
+    held_out: int,
+    seed: int,
+    image_hw: tuple[int, int],
+    trajectory: str | None = None,
+    progress: Progress | None = None,
 ) -> list[Path]:
     """Writes `scenes` scene folders (`scene_0000`, ...) with ground truth; one scene per render call
     keeps memory flat."""

@@ -56,14 +56,16 @@ class SceneParams:
 def uniform_sampler(g: torch.Generator, device: torch.device | str):
     """`u(*shape, lo=0, hi=1)`: uniform samples drawn on the CPU from `g` (the same numbers on
     every device), moved to `device`."""
+
     def u(*shape: int, lo: float = 0.0, hi: float = 1.0) -> Tensor:
         return lo + (hi - lo) * torch.rand(*shape, generator=g, device="cpu").to(device)
 
     return u
 
 
-def sample_scenes(batch: int, seed: int, device: torch.device | str = "cpu", slots: int = SLOTS, size: float = 1.0,
-                  freq_hi: float = 9.0) -> SceneParams:
+def sample_scenes(
+    batch: int, seed: int, device: torch.device | str = "cpu", slots: int = SLOTS, size: float = 1.0, freq_hi: float = 9.0
+) -> SceneParams:
     """Random scene layouts; objects stay inside 0.55x the camera radius so cameras never sit inside
     one. `slots` objects of each kind at `size` times the usual size, textures up to `freq_hi`
     cycles per metre (the defaults are the classic family the shipped model was trained on)."""
@@ -85,9 +87,7 @@ def sample_scenes(batch: int, seed: int, device: torch.device | str = "cpu", slo
     spheres = torch.stack((sx, sy, sz, sr, (u(batch, k) < 0.6).float()), -1)
     bx, bz = place(k)
     bh = torch.stack((u(batch, k, lo=0.15, hi=0.5), u(batch, k, lo=0.15, hi=0.8), u(batch, k, lo=0.15, hi=0.5)), -1) * size
-    boxes = torch.cat(
-        (bx[..., None], bh[..., 1:2], bz[..., None], bh, u(batch, k, 1, hi=math.pi), (u(batch, k, 1) < 0.6).float()), -1
-    )
+    boxes = torch.cat((bx[..., None], bh[..., 1:2], bz[..., None], bh, u(batch, k, 1, hi=math.pi), (u(batch, k, 1) < 0.6).float()), -1)
     cx, cz = place(k)
     cr = u(batch, k, lo=0.1, hi=0.4) * size
     cylinders = torch.stack((cx, cz, cr, torch.zeros_like(cr), u(batch, k, lo=0.4, hi=2.0), (u(batch, k) < 0.5).float()), -1)
@@ -99,8 +99,9 @@ def sample_scenes(batch: int, seed: int, device: torch.device | str = "cpu", slo
     tex_freq = direction * u(batch, m, 4, 1, lo=1.5, hi=freq_hi)
     tex_phase = u(batch, m, 4, hi=2 * math.pi)
     light = torch.stack((u(batch, lo=-1, hi=1) * room[:, 0] * 0.6, room[:, 1] * 0.9, u(batch, lo=-1, hi=1) * room[:, 2] * 0.6), -1)
-    return SceneParams(room, spheres, boxes, cylinders, tex_kind, tex_colors, tex_freq, tex_phase, light,
-                       u(batch, lo=0.3, hi=0.5), cam_radius)
+    return SceneParams(
+        room, spheres, boxes, cylinders, tex_kind, tex_colors, tex_freq, tex_phase, light, u(batch, lo=0.3, hi=0.5), cam_radius
+    )
 
 
 def look_at_batch(eye: Tensor, target: Tensor) -> Tensor:
@@ -128,8 +129,14 @@ def sample_cameras(
     ring = start + 2 * math.pi * (torch.arange(views, device=device)[None] + u(b, views, lo=0.0, hi=0.8)) / views
     radius = params.cam_radius[:, None] * u(b, views, lo=0.8, hi=1.0)
     height = u(b, 1, lo=0.9, hi=2.0) + u(b, views, lo=-0.25, hi=0.25)
-    circle = torch.stack((radius * torch.cos(torch.where(kinds[:, None] == 0, orbit, ring)), height,
-                          radius * torch.sin(torch.where(kinds[:, None] == 0, orbit, ring))), -1)
+    circle = torch.stack(
+        (
+            radius * torch.cos(torch.where(kinds[:, None] == 0, orbit, ring)),
+            height,
+            radius * torch.sin(torch.where(kinds[:, None] == 0, orbit, ring)),
+        ),
+        -1,
+    )
     # forward-facing sweep: a lateral dolly along the tangent of the camera circle, looking inwards
     inward = -torch.stack((torch.cos(start), torch.zeros_like(start), torch.sin(start)), -1)  # [b, 1, 3]
     tangent = torch.stack((-torch.sin(start), torch.zeros_like(start), torch.cos(start)), -1)
@@ -232,6 +239,7 @@ def _cylinders(o: Tensor, d: Tensor, cy: Tensor) -> tuple[Tensor, Tensor]:
 
 def _texture(p: Tensor, surface: Tensor, params: SceneParams) -> Tensor:
     """Solid procedural textures evaluated at world points p [B, R, 3] for surface ids [B, R]."""
+
     def pick(t: Tensor) -> Tensor:
         idx = surface.reshape(surface.shape + (1,) * (t.dim() - 2)).expand(surface.shape + t.shape[2:])
         return torch.gather(t, 1, idx)
@@ -252,8 +260,11 @@ def _occluded(params: SceneParams, points: Tensor, to_light: Tensor) -> Tensor:
     """Whether an object stands between each point [B, R, 3] and the light (a shadow ray)."""
     start = points + 1e-3 * to_light
     nearest = torch.full(points.shape[:2], torch.inf, device=points.device)
-    for t_obj, _ in (_spheres(start, to_light, params.spheres), _boxes(start, to_light, params.boxes),
-                     _cylinders(start, to_light, params.cylinders)):
+    for t_obj, _ in (
+        _spheres(start, to_light, params.spheres),
+        _boxes(start, to_light, params.boxes),
+        _cylinders(start, to_light, params.cylinders),
+    ):
         nearest = torch.minimum(nearest, t_obj.min(-1).values)
     return nearest < 1.0  # to_light spans point -> light: t in (0, 1) lies between
 
@@ -262,8 +273,11 @@ def cast(params: SceneParams, origins: Tensor, dirs: Tensor, shadows: bool = Fal
     """Rays [B, R, 3] -> (linear RGB [B, R, 3], hit parameter t [B, R]); dirs need not be unit.
     `shadows` traces a second ray to the light from every hit."""
     t, normal, surface = _room(origins, dirs, params.room)
-    candidates = [(_spheres(origins, dirs, params.spheres), "sphere"), (_boxes(origins, dirs, params.boxes), "box"),
-                  (_cylinders(origins, dirs, params.cylinders), "cyl")]
+    candidates = [
+        (_spheres(origins, dirs, params.spheres), "sphere"),
+        (_boxes(origins, dirs, params.boxes), "box"),
+        (_cylinders(origins, dirs, params.cylinders), "cyl"),
+    ]
     offset = ROOM_FACES
     for (t_obj, extra), kind in candidates:
         best, slot = t_obj.min(-1)
@@ -290,8 +304,7 @@ def cast(params: SceneParams, origins: Tensor, dirs: Tensor, shadows: bool = Fal
     return albedo * shade, t
 
 
-def render_views(params: SceneParams, c2w: Tensor, intrinsics: Tensor, image_hw: tuple[int, int],
-                 shadows: bool = False) -> SceneViews:
+def render_views(params: SceneParams, c2w: Tensor, intrinsics: Tensor, image_hw: tuple[int, int], shadows: bool = False) -> SceneViews:
     """Renders cameras [B,V,3,4] (camera-to-world) into images and z-depth."""
     b, v = c2w.shape[:2]
     h, w = image_hw
@@ -306,7 +319,11 @@ def render_views(params: SceneParams, c2w: Tensor, intrinsics: Tensor, image_hw:
 
 
 def generate(
-    batch: int, views: int, seed: int, image_hw: tuple[int, int], device: torch.device | str = "cpu",
+    batch: int,
+    views: int,
+    seed: int,
+    image_hw: tuple[int, int],
+    device: torch.device | str = "cpu",
     trajectory: str | None = None,
 ) -> SceneViews:
     """`batch` random scenes with `views` cameras each."""

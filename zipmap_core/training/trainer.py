@@ -109,8 +109,9 @@ def build_model(cfg: TrainConfig) -> StartingPoint:
     return StartingPoint(ZipMap(config).train())
 
 
-def compute_losses(model: ZipMap, batch_views, inputs: int, weights: dict[str, float],
-                   normalise_by: str = "cameras") -> tuple[torch.Tensor, dict[str, float]]:
+def compute_losses(
+    model: ZipMap, batch_views, inputs: int, weights: dict[str, float], normalise_by: str = "cameras"
+) -> tuple[torch.Tensor, dict[str, float]]:
     """One forward pass on a rendered batch; returns the weighted total and each part."""
     views, _ = normalise(batch_views, inputs, normalise_by)
     h, w = views.images.shape[-2:]
@@ -136,8 +137,9 @@ def compute_losses(model: ZipMap, batch_views, inputs: int, weights: dict[str, f
     return total, logged
 
 
-def novel_view_losses(model: ZipMap, views, inputs: int, states: list, weights: dict[str, float],
-                      unit: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def novel_view_losses(
+    model: ZipMap, views, inputs: int, states: list, weights: dict[str, float], unit: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
     """The held-out views rendered from the scene state, posed as a reconstruction's queries are:
     translations in units of the input cameras' extent (`unit` per scene, when the views are
     normalised otherwise). Scenes whose cameras barely moved are left out (see MIN_QUERY_UNIT),
@@ -185,7 +187,8 @@ class Trainer:
         no_decay = [p for n, p in named if not decays(n, p)]
         self.opt = torch.optim.AdamW(
             [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=cfg.lr, betas=(0.9, 0.95),
+            lr=cfg.lr,
+            betas=(0.9, 0.95),
         )
         self.step = 0
         self.model_path = self.out / "model.safetensors"  # the first shard when saved in shards
@@ -231,8 +234,15 @@ class Trainer:
         elif torch.isfinite(grad_norm):
             self.opt.step()
         self.step += 1
-        return {"step": self.step, "loss": float(total.detach()), "grad_norm": float(grad_norm), "lr": lr_at(self.step - 1, cfg),
-                "views": inputs, "height": h, **parts}
+        return {
+            "step": self.step,
+            "loss": float(total.detach()),
+            "grad_norm": float(grad_norm),
+            "lr": lr_at(self.step - 1, cfg),
+            "views": inputs,
+            "height": h,
+            **parts,
+        }
 
     def save(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -243,8 +253,15 @@ class Trainer:
         if self.start.origin:
             extra["fine_tuned_from"] = self.start.origin
         limit = int(self.cfg.max_file_mib * 2**20) if self.cfg.max_file_mib else None
-        self.model_path = save_model(self.model, self.out / "model.safetensors", variant=self.start.variant,
-                                     description=self.description(), extra=extra, dtype=dtype, max_shard_bytes=limit)
+        self.model_path = save_model(
+            self.model,
+            self.out / "model.safetensors",
+            variant=self.start.variant,
+            description=self.description(),
+            extra=extra,
+            dtype=dtype,
+            max_shard_bytes=limit,
+        )
         with atomic_path(self.out / "train_config.json") as tmp:
             tmp.write_text(json.dumps(asdict(self.cfg), indent=2))
 

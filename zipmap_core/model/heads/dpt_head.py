@@ -130,9 +130,7 @@ class DPTHead(nn.Module):
         for i in range(1, 5):
             setattr(self.scratch, f"refinenet{i}", FusionBlock(feat, has_residual=i != 4))
         self.scratch.output_conv1 = nn.Conv2d(feat, feat // 2, 3, padding=1)
-        self.scratch.output_conv2 = nn.Sequential(
-            nn.Conv2d(feat // 2, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, output_dim, 1)
-        )
+        self.scratch.output_conv2 = nn.Sequential(nn.Conv2d(feat // 2, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, output_dim, 1))
 
     def forward(
         self, tokens: list[Tensor], image_hw: tuple[int, int], patch_start_idx: int, chunk_frames: int = DENSE_CHUNK_FRAMES
@@ -148,9 +146,7 @@ class DPTHead(nn.Module):
                 confs.append(c.reshape(b, end - start, *c.shape[1:]))
         return torch.cat(values, dim=1), (torch.cat(confs, dim=1) if confs else None)
 
-    def _forward_frames(
-        self, tokens: list[Tensor], image_hw: tuple[int, int], patch_start_idx: int
-    ) -> tuple[Tensor, Tensor | None]:
+    def _forward_frames(self, tokens: list[Tensor], image_hw: tuple[int, int], patch_start_idx: int) -> tuple[Tensor, Tensor | None]:
         h, w = image_hw
         gh, gw = h // self.patch_size, w // self.patch_size
         feats = []
