@@ -349,3 +349,18 @@ def test_novel_views_with_nan_are_refused_and_no_render_is_published(tmp_path, r
     with pytest.raises(NonFiniteOutputError, match="depth of view 1"):
         render_path(rec, scene, orbit_path(scene, 2), recon.intrinsics[0], (28, 42), tmp_path / "r")
     assert [p.name for p in (tmp_path / "r").iterdir()] == []
+
+
+def test_a_missing_confidence_is_written_as_zero_never_as_nan(tmp_path, recon):
+    import dataclasses
+
+    import trimesh
+
+    from zipmap_core.io.exporters import export
+
+    conf = recon.depth_conf.copy()
+    conf[1] = np.nan  # a frame without confidence: allowed in a scene, ranks last
+    path = export(dataclasses.replace(recon, depth_conf=conf), "ply", tmp_path / "p.ply")
+    cloud = trimesh.load(path, process=False)
+    written = np.asarray(cloud.metadata["_ply_raw"]["vertex"]["data"]["confidence"])
+    assert np.isfinite(written).all() and (written == 0).sum() == conf[1].size and np.isfinite(cloud.vertices).all()

@@ -38,7 +38,8 @@ def export_ply(recon: Reconstruction, path: str | Path, percentile: float = 0.0,
     rgba = np.concatenate((cols, np.full((len(cols), 1), 255, np.uint8)), 1)
     # a face-less Trimesh is what trimesh's PLY writer takes extra per-vertex properties from
     cloud = trimesh.Trimesh(pts.astype(np.float64), np.zeros((0, 3), np.int64), vertex_colors=rgba, process=False)
-    cloud.vertex_attributes["confidence"] = conf.astype(np.float32)
+    # a missing (NaN) confidence is written as 0, the lowest: no file of ours holds a non-finite number
+    cloud.vertex_attributes["confidence"] = np.nan_to_num(conf.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     progress("ply", 1, 1)
     with atomic_path(path) as tmp:
         data = trimesh.exchange.ply.export_ply(cloud, encoding="binary", include_attributes=True)
