@@ -75,7 +75,11 @@ def _read_torch_file(path: Path) -> Mapping[str, torch.Tensor]:
     except FileNotFoundError:
         raise
     except pickle.UnpicklingError as exc:  # weights_only refused a pickled object that is not a tensor
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        found = re.search(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)", str(exc))  # torch's two wordings
+        if found is None:  # not a refused object but bytes that are no pickle at all (a text, another format)
+            raise CheckpointError(
+                f"{path.name} is not a PyTorch checkpoint (its bytes do not unpickle); use an official .pt or our .safetensors"
+            ) from None
         what = f" (it asks to run {found.group(1)})" if found else ""
         raise CheckpointError(
             f"{path.name} holds objects other than tensors{what} and was not loaded: it may be unsafe; use the official checkpoint files"
