@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -383,8 +384,8 @@ def test_progress_bars_show_counts_and_no_made_up_rate(capsys):
 def test_progress_bars_count_stages_without_a_made_up_rate(tmp_path, capsys):
     two = sorted((SAMPLE_SCENE / "images").glob("*.png"))[:2]
     assert cli.main(["reconstruct", *map(str, two), "-o", str(tmp_path / "a"), "--device", "cpu"]) == 0
-    err = capsys.readouterr().err
-    assert "%|" in err, "the stage bars are shown"
+    err = capsys.readouterr().err  # not a terminal: one line a stage, with its count
+    assert re.search(r"aggregator: (\d+)/\1 \[", err) and re.search(r"encoder: (\d+)/\1 \[", err), err
     assert "/s]" not in err and "step/s" not in err and "it/s" not in err
 
 
@@ -393,3 +394,31 @@ def test_the_licence_is_an_spdx_string_so_setuptools_does_not_warn():
 
     project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
     assert isinstance(project["license"], str) and project["license"] == "Apache-2.0"
+
+
+def test_progress_written_to_a_log_is_one_line_a_stage_and_a_terminal_gets_bars():
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    log, tty = io.StringIO(), Terminal()
+    for stream in (log, tty):
+        bar = cli.StageBar(stream=stream)
+        for stage in ("load", "encoder"):
+            for done in range(4):
+                bar(stage, done, 3)
+        bar.close()
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue() and len(lines) == 2
+    assert lines[0].split(":")[0].strip() == "load" and "3/3" in lines[1] and lines[1].strip().startswith("encoder")
+    assert "\r" in tty.getvalue()  # a terminal's bar redraws in place
+
+
+def test_the_evaluation_table_counts_scenes_in_words():
+    from zipmap_core.training.evaluation import format_table
+
+    one = format_table({"model": "ZipMap 'small' trained on procedural scenes", "scenes": 1, "mean": {}})
+    assert one.splitlines()[0] == "ZipMap 'small' trained on procedural scenes: scored on 1 scene"
+    assert "scored on 2 scenes" in format_table({"model": "m", "scenes": 2, "mean": {}})

@@ -194,3 +194,25 @@ def test_frame_names_no_file_system_takes_are_renamed_in_exports(tmp_path, recon
     folder = export(odd, fmt, tmp_path / fmt)
     written = sorted(p.name for p in (folder / "images").iterdir())
     assert written == ["a_b.png", "frame_0000.png", "hidden.png"]
+
+
+def test_inputs_that_are_not_there_are_said_before_the_model_loads(tmp_path, tiny_ckpt, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, err = run_cli(
+        [
+            "reconstruct",
+            str(tmp_path / "nowhere"),
+            str(empty),
+            "-o",
+            str(tmp_path / "o"),
+            "--checkpoint",
+            str(tiny_ckpt),
+            "--device",
+            "cpu",
+        ],
+        capsys,
+    )
+    assert_one_line_error(code, err)
+    assert "nowhere: no such file or folder" in err and "empty: folder contains no images" in err
+    assert "model:" not in err and not (tmp_path / "o").exists()

@@ -79,6 +79,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     from ..pipeline.distributed import Launch
 
     formats = check_formats([f.strip() for f in (args.export or "").split(",") if f.strip()])
+    check_inputs_exist(args.inputs)  # before a model takes seconds to load
     launch = Launch.from_env()
     if args.nproc > 1 and launch is None:
         return _launch_processes(args)
@@ -114,6 +115,15 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
             bar.close()
         _write_outputs(recon, formats, pub, bar)
     return _summary(recon, formats, Path(args.output))
+
+
+def check_inputs_exist(paths: list[str]) -> None:
+    """No file among the inputs at all (missing paths, empty folders) is said before any work."""
+    from ..io.inputs import InputSet, check_usable, expand_paths
+
+    files, skipped = expand_paths(paths)
+    if not files:
+        check_usable(InputSet(skipped=skipped))
 
 
 def output_names(formats: list[str]) -> list[str]:

@@ -6,37 +6,49 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
+from typing import TextIO
 
 from tqdm import tqdm
 
 
 class StageBar:
-    """One terminal progress bar per pipeline stage."""
+    """One progress bar per pipeline stage on a terminal; written to a log or a pipe, one line per
+    stage when it ends instead (a bar's carriage-return frames would fill the log)."""
 
-    def __init__(self, quiet: bool = False) -> None:
+    def __init__(self, quiet: bool = False, stream: TextIO | None = None) -> None:
         self.quiet = quiet
+        self.stream = stream or sys.stderr
+        self.live = bool(getattr(self.stream, "isatty", lambda: False)())
         self.stage: str | None = None
         self.bar: tqdm | None = None
+        self.done, self.total, self.started = 0, 0, 0.0
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         if self.quiet:
             return
         if stage != self.stage:
             self.close()
-            self.stage = stage
-            # stages count blocks, frames or files of unequal cost: a rate per "step" would mislead
-            # a total of 0: not known yet (frames counted as they decode)
-            fmt = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}]" if total > 0 else "{desc}: {n_fmt} [{elapsed}]"
-            self.bar = tqdm(total=total or None, desc=f"{stage:>11}", leave=False, file=sys.stderr, bar_format=fmt)
-        assert self.bar is not None
-        self.bar.total = total or None
-        self.bar.n = done
-        self.bar.refresh()
+            self.stage, self.started = stage, time.perf_counter()
+            if self.live:
+                # stages count blocks, frames or files of unequal cost: a rate per "step" would mislead
+                # a total of 0: not known yet (frames counted as they decode)
+                fmt = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}]" if total > 0 else "{desc}: {n_fmt} [{elapsed}]"
+                self.bar = tqdm(total=total or None, desc=f"{stage:>11}", leave=False, file=self.stream, bar_format=fmt)
+        self.done, self.total = done, total
+        if self.bar is not None:
+            self.bar.total = total or None
+            self.bar.n = done
+            self.bar.refresh()
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+        elif self.stage is not None and not self.live and not self.quiet:
+            count = f"{self.done}/{self.total}" if self.total > 0 else f"{self.done}"
+            print(f"{self.stage:>11}: {count} [{time.perf_counter() - self.started:.1f} s]", file=self.stream, flush=True)
+        self.stage = None
 
 
 class Terminated(KeyboardInterrupt):

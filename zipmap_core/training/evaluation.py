@@ -256,7 +256,11 @@ def format_table(result: dict) -> str:
         ("novel view PSNR (dB)", "novel_psnr", "baseline_pointcloud_novel_psnr", "point-cloud splats"),
         ("novel view depth AbsRel", "novel_depth_absrel", None, ""),
     ]
-    lines = [f"{result['model']} on {result['scenes']} scenes", f"{'metric':<28}{'model':>10}{'baseline':>10}  baseline kind"]
+    n = result["scenes"]
+    lines = [
+        f"{result['model']}: scored on {n} scene{'' if n == 1 else 's'}",
+        f"{'metric':<28}{'model':>10}{'baseline':>10}  baseline kind",
+    ]
     for label, key, base, kind in rows:
         if key not in m:
             continue
