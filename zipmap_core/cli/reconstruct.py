@@ -117,7 +117,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     return _summary(recon, formats, Path(args.output))
 
 
-def check_inputs_exist(paths: list[str]) -> None:
+def check_inputs_exist(paths: list[str | Path]) -> None:
     """No file among the inputs at all (missing paths, empty folders) is said before any work."""
     from ..io.inputs import InputSet, check_usable, expand_paths
 
