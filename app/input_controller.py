@@ -38,9 +38,13 @@ SAMPLING_CHOICES = ["1 per second", "2 per second", "32 evenly spaced", "64 even
 class InputController:
     def __init__(self, state: AppState, jobs: JobRunner, inputs: InputPanel, parent: QWidget) -> None:
         self.state, self.jobs, self.inputs, self.parent = state, jobs, inputs, parent
-        self.frames: list[Frame] = []
         self.ask_video_sampling = True
         inputs.removed.connect(self.remove_frames)
+        state.inputs_changed.connect(inputs.set_frames)
+
+    @property
+    def frames(self) -> list[Frame]:
+        return self.state.frames
 
     # ---- dialogs ---------------------------------------------------------------------------------
     def images_dialog(self, add: bool = False) -> None:
@@ -92,8 +96,7 @@ class InputController:
     def _loaded(self, loaded: InputSet, add: bool) -> None:
         if not add:
             self.state.set_scene(None)  # a new input set: the old scene was made from other frames
-        self.frames = (self.frames if add else []) + loaded.frames
-        self.inputs.set_frames(self.frames)
+        self.state.set_frames((self.frames if add else []) + loaded.frames)
         if loaded.skipped:
             listing = "\n".join(f"• {name}: {reason}" for name, reason in loaded.skipped)
             self.state.notify(f"{len(loaded.skipped)} file(s) could not be used and were skipped:\n{listing}")
@@ -104,5 +107,4 @@ class InputController:
 
     def remove_frames(self, rows: list[int]) -> None:
         drop = set(rows)
-        self.frames = [f for i, f in enumerate(self.frames) if i not in drop]
-        self.inputs.set_frames(self.frames)
+        self.state.set_frames([f for i, f in enumerate(self.frames) if i not in drop])

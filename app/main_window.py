@@ -241,10 +241,10 @@ class MainWindow(QMainWindow):
         if self.rec is None:
             self.notify("No model is loaded.")
             return
-        if not self.loader.frames:
+        if not self.state.frames:
             self.notify("Add photos, a folder or a video first (drag them onto the window).")
             return
-        rec, frames = self.rec, list(self.loader.frames)
+        rec, frames = self.rec, list(self.state.frames)
         rec.fast_cpu_bf16 = self.model_panel.fast_bf16.isChecked()
         mode, resolution = self.model_input()
 

@@ -14,8 +14,9 @@ from zipmap_core.model.geometry import intrinsics_from_fov
 from zipmap_core.options import PATCH
 
 if TYPE_CHECKING:
+    from zipmap_core.io.inputs import Frame
     from zipmap_core.io.reconstruction import Reconstruction
-    from zipmap_core.pipeline.reconstructor import Reconstructor
+    from zipmap_core.pipeline.reconstructor import NovelViews, Reconstructor
 
 
 @dataclass
@@ -43,14 +44,35 @@ class AppState:
 
     scene_changed = Signal(object, bool)
     model_changed = Signal(object)
+    inputs_changed = Signal(list)
+    cameras_changed = Signal(list, int)
+    views_changed = Signal(object)
     message = Signal(str)
     status = Signal(str)
 
     def __init__(self) -> None:
         self.recon: Reconstruction | None = None
         self.rec: Reconstructor | None = None
+        self.frames: list[Frame] = []  # the input set a reconstruction will use
+        self.cameras: list[VirtualCamera] = []  # placed by the user in the current scene
+        self.selected = -1  # the virtual camera looked through (-1: none)
+        self.views: NovelViews | None = None  # the latest novel views rendered
         self.messages: list[str] = []  # every message, newest last
         self.mode, self.resolution = "crop", 518  # the model input the user chose
+
+    # - `inputs_changed(frames)`, `cameras_changed(cameras, selected)`, `views_changed(views or None)`
+
+    def set_frames(self, frames: list[Frame]) -> None:
+        self.frames = list(frames)
+        self.inputs_changed.emit(self.frames)
+
+    def set_cameras(self, cameras: list[VirtualCamera], selected: int) -> None:
+        self.cameras, self.selected = list(cameras), selected
+        self.cameras_changed.emit(self.cameras, selected)
+
+    def set_views(self, views: NovelViews | None) -> None:
+        self.views = views
+        self.views_changed.emit(views)
 
     def set_scene(self, recon: Reconstruction | None, keep_view: bool = False) -> None:
         self.recon = recon

@@ -54,8 +54,7 @@ class VirtualCameraController:
     def __init__(self, state: AppState, jobs: JobRunner, view: SceneView, novel: NovelViewPanel, parent: QWidget) -> None:
         self.state, self.jobs, self.view, self.novel, self.parent = state, jobs, view, novel, parent
         state.scene_changed.connect(lambda *_: self.clear())  # a new scene: its cameras go
-        self.virtual_cameras: list[VirtualCamera] = []
-        self.selected = -1
+        state.cameras_changed.connect(view.set_virtual_cameras)  # the view draws what the state holds
         self._generation = 0  # of the scene; renders requested for an older one are dropped
         self.renderer = LatestOnly(render_frames)
         self.renderer.result.connect(self._show_render)
@@ -71,6 +70,24 @@ class VirtualCameraController:
         events.mouse_release.connect(self._on_mouse_release)
         events.mouse_move.connect(self._on_mouse_drag)
 
+    # the cameras and the selection live in the app state; these read and stage them, and
+    # `_refresh` publishes the change
+    @property
+    def virtual_cameras(self) -> list[VirtualCamera]:
+        return self.state.cameras
+
+    @virtual_cameras.setter
+    def virtual_cameras(self, cams: list[VirtualCamera]) -> None:
+        self.state.cameras = cams
+
+    @property
+    def selected(self) -> int:
+        return self.state.selected
+
+    @selected.setter
+    def selected(self, index: int) -> None:
+        self.state.selected = index
+
     @property
     def current(self) -> VirtualCamera | None:
         return self.virtual_cameras[self.selected] if 0 <= self.selected < len(self.virtual_cameras) else None
@@ -80,6 +97,7 @@ class VirtualCameraController:
         self.virtual_cameras, self.selected = [], -1
         self._generation += 1
         self._refresh()
+        self.state.set_views(None)
         self.novel.clear_views("new scene: place a virtual camera (Ctrl+click or V)")
 
     # ---- placing, selecting, moving ------------------------------------------------------------------
@@ -163,7 +181,7 @@ class VirtualCameraController:
     def _refresh(self, names: bool = True) -> None:
         if names:
             self.novel.set_camera_names([c.name for c in self.virtual_cameras], self.selected)
-        self.view.set_virtual_cameras(self.virtual_cameras, self.selected)
+        self.state.set_cameras(self.virtual_cameras, self.selected)
 
     # ---- novel views ------------------------------------------------------------------------------------
     def request_render(self) -> None:
@@ -177,10 +195,11 @@ class VirtualCameraController:
         if key[0] != self._generation:
             return
         label, views = value
+        self.state.set_views(views)
         self.novel.show_views(views, f"{label}: {views.rgb.shape[2]}x{views.rgb.shape[1]}")
 
     def save_novel_view_dialog(self) -> None:
-        if self.novel.last is None:
+        if self.state.views is None:
             self.state.notify("Place a virtual camera first.")
             return
         path, _ = QFileDialog.getSaveFileName(self.parent, "Save novel view", "novel_view.png", "PNG (*.png)")
@@ -189,7 +208,7 @@ class VirtualCameraController:
 
     def save_novel_view(self, path: str | Path) -> list[Path]:
         """RGB PNG, depth as 16-bit PNG (millimetres of scene units, scale in a JSON) and .npy."""
-        views = self.novel.last
+        views = self.state.views
         assert views is not None
         path = Path(path)
         stem = path.with_suffix("")

@@ -1,0 +1,41 @@
+"""The app's Qt-free state (issue 26): every change goes through a method that emits, so views
+and controllers subscribe instead of reaching into the window. No Qt, no display needed."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from app.state import AppState, VirtualCamera
+
+
+def test_changes_reach_every_subscriber_with_what_changed(recon):
+    state, seen = AppState(), []
+    state.scene_changed.connect(lambda r, keep: seen.append(("scene", r, keep)))
+    state.inputs_changed.connect(lambda frames: seen.append(("inputs", len(frames))))
+    state.cameras_changed.connect(lambda cams, sel: seen.append(("cameras", len(cams), sel)))
+    state.views_changed.connect(lambda views: seen.append(("views", views)))
+    state.message.connect(lambda text: seen.append(("message", text)))
+    state.set_scene(recon, keep_view=True)
+    state.set_frames(["a", "b"])
+    state.set_cameras([VirtualCamera(np.eye(4)[:3])], 0)
+    state.set_views(None)
+    state.notify("hello")
+    assert seen == [("scene", recon, True), ("inputs", 2), ("cameras", 1, 0), ("views", None), ("message", "hello")]
+    assert state.recon is recon and state.frames == ["a", "b"] and state.selected == 0 and state.messages == ["hello"]
+
+
+def test_the_model_input_is_whole_patches():
+    state = AppState()
+    state.set_model_input("pad", 120)
+    assert state.model_input() == ("pad", 112)
+    state.set_model_input("crop", 3)
+    assert state.model_input() == ("crop", 14)
+
+
+def test_the_state_module_loads_no_qt():
+    import subprocess
+
+    code = "import sys, app.state; assert not [m for m in sys.modules if m.startswith(('PySide6', 'vispy'))]"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
