@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from PySide6.QtWidgets import QWidget
 
     from .job_runner import JobRunner
-    from .panels import ViewPanel
     from .state import AppState
     from .viewer3d import SceneView
 
@@ -42,8 +41,8 @@ def qimage_to_array(image) -> np.ndarray:
 
 
 class ExportController:
-    def __init__(self, state: AppState, jobs: JobRunner, view: SceneView, view_panel: ViewPanel, parent: QWidget) -> None:
-        self.state, self.jobs, self.view, self.view_panel, self.parent = state, jobs, view, view_panel, parent
+    def __init__(self, state: AppState, jobs: JobRunner, view: SceneView, parent: QWidget) -> None:
+        self.state, self.jobs, self.view, self.parent = state, jobs, view, parent
 
     def export_dialog(self, fmt: str) -> None:
         if self.state.recon is None:
@@ -59,7 +58,7 @@ class ExportController:
             self.export_to(fmt, path)
 
     def export_to(self, fmt: str, path: str) -> Job:
-        recon, pct = self.state.recon, float(self.view_panel.confidence.value())
+        recon, pct = self.state.recon, float(self.state.view.confidence_percentile)
         job = Job(export, recon, fmt, path, percentile=pct)
         job.succeeded.connect(lambda p: self.state.say(f"exported {fmt}: {p}"))
         job.failed.connect(lambda msg: self.state.notify(f"Export failed; nothing was written.\n{msg}"))

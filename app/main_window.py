@@ -80,7 +80,7 @@ class MainWindow(QMainWindow):
         self.loader = InputController(self.state, self.jobs, self.inputs, self)
         self.live = LiveController(self.state, self.jobs, self)
         self.cameras = VirtualCameraController(self.state, self.jobs, self.view, self.novel, self)
-        self.exports = ExportController(self.state, self.jobs, self.view, self.view_panel, self)
+        self.exports = ExportController(self.state, self.jobs, self.view, self)
         self.scenes = SceneFileController(self.state, self.jobs, self.settings, QMenu("Recent", self), self)
         self.models = ModelController(self.state, self.jobs, self.model_panel, self.settings, self)
 
@@ -184,13 +184,27 @@ class MainWindow(QMainWindow):
         mp.official_button.clicked.connect(self.models.download_dialog)
         mp.fast_bf16.setChecked(self.settings.value("fast_cpu_bf16", False, type=bool))
         mp.fast_bf16.toggled.connect(lambda on: self.settings.setValue("fast_cpu_bf16", on))
-        vp.confidence.valueChanged.connect(self.view.set_confidence_percentile)
-        vp.confidence.valueChanged.connect(lambda *_: self._update_status())
-        vp.point_size.valueChanged.connect(self.view.set_point_size)
-        vp.color_mode.currentTextChanged.connect(self.view.set_color_mode)
-        vp.show_images.toggled.connect(self.view.set_show_images)
-        vp.show_guides.toggled.connect(self.view.set_show_guides)
-        vp.fly.toggled.connect(self.view.set_fly_mode)
+        # the view panel writes the state's view settings; the 3D view draws from them
+        apply = {
+            "confidence_percentile": self.view.set_confidence_percentile,
+            "point_size": self.view.set_point_size,
+            "color_mode": self.view.set_color_mode,
+            "show_images": self.view.set_show_images,
+            "show_guides": self.view.set_show_guides,
+            "fly": self.view.set_fly_mode,
+        }
+        self.state.view_changed.connect(lambda setting, value: apply[setting](value))
+        self.state.view_changed.connect(lambda setting, _: setting == "confidence_percentile" and self._update_status())
+        for setting, signal, read in (
+            ("confidence_percentile", vp.confidence.valueChanged, vp.confidence.value),
+            ("point_size", vp.point_size.valueChanged, vp.point_size.value),
+            ("color_mode", vp.color_mode.currentTextChanged, vp.color_mode.currentText),
+            ("show_images", vp.show_images.toggled, vp.show_images.isChecked),
+            ("show_guides", vp.show_guides.toggled, vp.show_guides.isChecked),
+            ("fly", vp.fly.toggled, vp.fly.isChecked),
+        ):
+            setattr(self.state.view, setting, read())
+            signal.connect(lambda *_, setting=setting, read=read: self.state.set_view(setting, read()))
         vp.reset.clicked.connect(self.view.reset_view)
         self.inputs.visibility_changed.connect(self.view.set_frame_visible)
 
@@ -284,8 +298,8 @@ class MainWindow(QMainWindow):
             self.novel.match_aspect(recon.image_hw)
         self.view_panel.flat_confidence.setVisible(recon is not None and recon.confidence_is_flat())
         self.view.set_reconstruction(recon, reset_camera=not keep_view)
-        self.view.set_show_guides(self.view_panel.show_guides.isChecked())
-        self.view.set_confidence_percentile(self.view_panel.confidence.value())
+        self.view.set_show_guides(self.state.view.show_guides)
+        self.view.set_confidence_percentile(self.state.view.confidence_percentile)
         self._update_status()
 
     # ---- mouse and keys ---------------------------------------------------------------------------

@@ -33,6 +33,18 @@ class VirtualCamera:
         return intrinsics_from_fov(self.fov_y_deg, (self.height, self.width)).numpy()
 
 
+@dataclass
+class ViewSettings:
+    """How the 3D view draws the scene, as the view panel sets it."""
+
+    confidence_percentile: float = 0.0
+    point_size: float = 3.0
+    color_mode: str = "rgb"
+    show_images: bool = True
+    show_guides: bool = True
+    fly: bool = False
+
+
 class AppState:
     """What the window shows and works on. Changing it goes through its methods, which emit:
 
@@ -47,6 +59,7 @@ class AppState:
     inputs_changed = Signal(list)
     cameras_changed = Signal(list, int)
     views_changed = Signal(object)
+    view_changed = Signal(str, object)
     message = Signal(str)
     status = Signal(str)
 
@@ -57,10 +70,19 @@ class AppState:
         self.cameras: list[VirtualCamera] = []  # placed by the user in the current scene
         self.selected = -1  # the virtual camera looked through (-1: none)
         self.views: NovelViews | None = None  # the latest novel views rendered
+        self.view = ViewSettings()
         self.messages: list[str] = []  # every message, newest last
         self.mode, self.resolution = "crop", 518  # the model input the user chose
 
-    # - `inputs_changed(frames)`, `cameras_changed(cameras, selected)`, `views_changed(views or None)`
+    # - `inputs_changed(frames)`, `cameras_changed(cameras, selected)`, `views_changed(views or None)`,
+    #   `view_changed(setting, value)`
+
+    def set_view(self, setting: str, value: object) -> None:
+        """One of `ViewSettings`' fields."""
+        if not hasattr(self.view, setting):
+            raise AttributeError(f"no view setting {setting!r}")
+        setattr(self.view, setting, value)
+        self.view_changed.emit(setting, value)
 
     def set_frames(self, frames: list[Frame]) -> None:
         self.frames = list(frames)

@@ -39,3 +39,15 @@ def test_the_state_module_loads_no_qt():
 
     code = "import sys, app.state; assert not [m for m in sys.modules if m.startswith(('PySide6', 'vispy'))]"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def test_view_settings_change_by_name_and_say_so():
+    import pytest
+
+    state, seen = AppState(), []
+    state.view_changed.connect(lambda setting, value: seen.append((setting, value)))
+    state.set_view("point_size", 7)
+    state.set_view("color_mode", "depth")
+    assert seen == [("point_size", 7), ("color_mode", "depth")] and state.view.point_size == 7
+    with pytest.raises(AttributeError, match="no view setting 'sparkle'"):
+        state.set_view("sparkle", True)
