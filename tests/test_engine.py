@@ -311,13 +311,14 @@ def test_cli_reconstruct_writes_a_scene_that_reloads_identically(tmp_path, tiny_
         assert np.array_equal(getattr(again, name), getattr(scene, name))
 
 
-def test_cli_reports_bad_inputs_without_traceback(tmp_path, tiny_ckpt, capsys):
+def test_cli_reports_bad_inputs_without_traceback(tmp_path, tiny_ckpt, scene_dir, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     code = cli.main(["reconstruct", str(empty), "-o", str(tmp_path / "o"), "--checkpoint", str(tiny_ckpt), "-q"])
     err = capsys.readouterr().err
     assert code == 2 and "zipmap: error:" in err and "Traceback" not in err
-    code = cli.main(["reconstruct", str(empty), "-o", str(tmp_path / "o"), "--checkpoint", str(tmp_path / "nope.pt")])
+    images = str(_images(scene_dir)[0])  # inputs that are there: the missing checkpoint is what is said
+    code = cli.main(["reconstruct", images, "-o", str(tmp_path / "o"), "--checkpoint", str(tmp_path / "nope.pt")])
     assert code == 2 and "checkpoint not found" in capsys.readouterr().err
     assert not (tmp_path / "o" / "scene.zipmap").exists()
 

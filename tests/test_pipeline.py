@@ -51,7 +51,7 @@ def test_asking_for_more_frames_than_a_video_has_says_so(tmp_path):
     assert "took 10 of the 32 frames asked: the video has only 10 frames" in loaded.notes[0]
 
 
-def test_a_video_that_decodes_less_than_its_header_promises_is_reported(tmp_path):
+def test_a_video_that_holds_less_than_its_header_promises_is_sampled_over_what_it_holds(tmp_path):
     whole = tmp_path / "whole.mp4"
     with av.open(str(whole), "w", format="mp4", options={"movflags": "+faststart"}) as out:  # index first
         stream = out.add_stream("mpeg4", rate=30)
@@ -66,11 +66,15 @@ def test_a_video_that_decodes_less_than_its_header_promises_is_reported(tmp_path
     cut = tmp_path / "cut.mp4"
     data = whole.read_bytes()
     cut.write_bytes(data[: len(data) * 6 // 10])  # the header still says 60 frames
-    loaded = load_inputs([cut], VideoSampling(fps=None, max_frames=20))
-    assert 0 < len(loaded.frames) < 20
-    note = loaded.notes[0]
-    assert f"took {len(loaded.frames)} of the 20 frames asked" in note and "header promises 60 frames" in note
-    assert "decoding ends at" in note
+    # what the cut file holds is what is spread over: 12 evenly spaced frames of it, not a plan
+    # over the header's 60 that loses its tail
+    loaded = load_inputs([cut], VideoSampling(fps=None, max_frames=12))
+    times = [f.time_s for f in loaded.frames]
+    assert len(times) == 12 and times == sorted(set(times)) and not loaded.notes
+    # more than it holds: fewer frames, and a note that says how many the video has
+    many = load_inputs([cut], VideoSampling(fps=None, max_frames=59))
+    assert len(many.frames) < 59
+    assert f"took {len(many.frames)} of the 59 frames asked" in many.notes[0] and "the video has only" in many.notes[0]
 
 
 # ---- decoding only what is kept, at the model's size ---------------------------------------------------
@@ -396,3 +400,32 @@ def test_batch_and_streaming_runs_keep_one_record(tiny_rec, photos):
         assert batch.metadata[key] == streamed.metadata[key], key
     np.testing.assert_array_equal(batch.original_wh, streamed.original_wh)
     assert batch.original_wh.tolist() == [[42, 28]] * 3
+
+
+def test_a_variable_rate_video_gives_every_frame_asked(tmp_path):
+    """10 frames at irregular times over 9 s (the header's average rate says otherwise): asking
+    10 gives 10, each the frame it is, and a rate of 1 a second gives one per second."""
+    from fractions import Fraction
+
+    path = tmp_path / "vfr.mp4"
+    stamps_ms = [0, 400, 900, 2500, 3000, 5000, 5200, 7000, 8600, 9000]
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        stream.time_base = Fraction(1, 1000)
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for i, ms in enumerate(stamps_ms):
+            image = np.zeros((64, 96, 3), np.uint8)
+            image[:, 8 * i : 8 * i + 8] = 255
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = ms, Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    every = read_video(path, VideoSampling(fps=None, max_frames=10))
+    assert [round(f.time_s, 2) for f in every] == [ms / 1000 for ms in stamps_ms]
+    bars = [int(np.argmax(np.asarray(f.image)[32, :, 0] > 128)) // 8 for f in every]
+    assert bars == list(range(10)), "each taken frame is the one at its time"
+    per_second = read_video(path, VideoSampling(fps=1.0))
+    assert [round(f.time_s, 2) for f in per_second] == [0.0, 2.5, 3.0, 5.0, 7.0, 8.6, 9.0]

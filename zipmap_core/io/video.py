@@ -2,10 +2,11 @@
 scaled to the model's size as they are decoded (one pass from YUV, no full-size RGB copy), and
 the sampling says what it took when that is less than asked.
 
-Frames are chosen by time, not by a frame count read from the header: containers often promise
-more frames than decode (variable frame rate, edit lists), and a plan built on that count
-silently loses its tail. PyAV's FFmpeg decodes on all cores (frame threading); far-apart frames
-are reached by seeking to the keyframe before them instead of decoding everything in between.
+Frames are chosen among the times the container's packets carry (read without decoding), not by
+a frame count and rate read from the header: containers often promise more or fewer frames than
+they hold (variable frame rate, edit lists, a cut file), and a plan built on those silently loses
+frames. PyAV's FFmpeg decodes on all cores (frame threading); far-apart frames are reached by
+seeking to the keyframe before them instead of decoding everything in between.
 """
 
 from __future__ import annotations
@@ -101,17 +102,42 @@ def probe(container, stream) -> VideoInfo:
     return VideoInfo(cc.width, cc.height, fps, duration, int(stream.frames or 0))
 
 
-def wanted_times(info: VideoInfo, fps: float | None, count: int | None) -> np.ndarray:
-    """Seconds from the start at which a frame is wanted: `count` evenly spaced frames, or every
-    round(native / fps)-th frame (on a constant-rate video, the same frames as counting)."""
-    total = info.header_frames or max(1, round(info.duration_s * info.fps))
+def frame_times(path: Path, start: float) -> np.ndarray | None:
+    """The presentation time (s from `start`) of every frame the container holds, read from its
+    packets without decoding them (a demux pass reads the file, not the pictures): the truth a
+    header's frame count and average rate only estimate, wrong for variable-rate videos. None
+    where the packets carry no times (raw elementary streams)."""
+    import av
+
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError, ValueError):
+        return None
+    try:
+        stream = container.streams.video[0]
+        pts = [p.pts for p in container.demux(stream) if p.pts is not None and p.size]
+        times = np.unique(np.array(pts, np.float64) * float(stream.time_base)) - start if pts else None
+    except av.FFmpegError:
+        times = None  # a damaged tail: the decoding pass says what it can
+    finally:
+        container.close()
+    return None if times is None else times[times >= -1e-6]
+
+
+def wanted_times(info: VideoInfo, fps: float | None, count: int | None, times: np.ndarray | None = None) -> np.ndarray:
+    """Seconds from the start at which a frame is wanted: `count` frames evenly spaced by index,
+    or one frame per 1/fps seconds. With the container's `times`, these are its real frames'
+    times; without them, estimated from the header (frame count and average rate)."""
+    if times is None or not len(times):
+        total = info.header_frames or max(1, round(info.duration_s * info.fps))
+        times = np.arange(total) / info.fps
     if count:
-        n = min(count, total)
-        idx = np.unique(np.round(np.linspace(0, total - 1, n)))
-    else:
-        step = max(1, round(info.fps / fps)) if fps else 1
-        idx = np.arange(0, total, step)
-    return idx / info.fps
+        return times[np.unique(np.round(np.linspace(0, len(times) - 1, min(count, len(times)))).astype(int))]
+    if not fps:
+        return times
+    # the first frame at or after each 1/fps step (a frame answers one step at most)
+    steps = np.arange(times[0], times[-1] + 1e-9, 1.0 / fps)
+    return times[np.unique(np.minimum(np.searchsorted(times, steps - 1e-9), len(times) - 1))]
 
 
 def decode_video(
@@ -134,9 +160,13 @@ def decode_video(
     ready: deque = deque()
     try:
         info = probe(container, stream)
-        times = wanted_times(info, fps, count) if times is None else np.sort(np.asarray(times, float))
-        tol = 0.5 / info.fps
         start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        known = frame_times(path, start) if times is None else None
+        if known is not None and len(known):
+            info.header_frames = len(known)  # what decodes, not what the header claims
+        times = wanted_times(info, fps, count, known) if times is None else np.sort(np.asarray(times, float))
+        gaps = np.diff(known) if known is not None and len(known) > 1 else np.array([1.0 / info.fps])
+        tol = 0.5 * float(min(gaps.min(), 1.0 / info.fps))  # half the closest two frames: one frame a time
         taken, last_t, i, can_seek, position = 0, 0.0, 0, True, -math.inf
         frames = container.decode(stream)
         stopped = False
@@ -154,7 +184,7 @@ def decode_video(
             if frame is None:
                 break
             t = float(frame.time) - start if frame.time is not None else position + 1.0 / info.fps
-            if before is not None and t < before:  # keyframes too sparse: the seek went back
+            if before is not None and t <= before:  # keyframes too sparse: the seek went back (or nowhere)
                 can_seek = False
             position = last_t = t
             if t < target - tol:
