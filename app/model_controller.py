@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from psygnal import Signal
 from PySide6.QtWidgets import QFileDialog, QInputDialog
 
 from zipmap_core.io.download import OFFICIAL_PREFIX
@@ -26,8 +27,15 @@ if TYPE_CHECKING:
 
 
 class ModelController:
+    """Loads models; `load_ended(loaded)` says when a background load has ended (a script waits
+    for it), `loaded` whether a model is there now."""
+
+    load_ended = Signal(bool)
+
     def __init__(self, state: AppState, jobs: JobRunner, panel: ModelPanel, settings: QSettings, parent: QWidget) -> None:
         self.state, self.jobs, self.model_panel, self.settings, self.parent = state, jobs, panel, settings, parent
+        self.loading = False
+        self.load_ended.connect(lambda *_: setattr(self, "loading", False))
 
     def remembered(self) -> str | None:
         """The checkpoint last chosen in the app, unless it has since been moved or deleted."""
@@ -61,9 +69,19 @@ class ModelController:
             return
         job = Job(work)
         job.succeeded.connect(lambda result: self._loaded(*result, remember))
-        job.failed.connect(lambda msg: self.state.notify(f"Could not load {name}:\n{msg}"))
+        job.failed.connect(lambda msg: self._failed(name, msg))
+        job.ended.connect(lambda: self.load_ended.emit(self.state.rec is not None))
         self.state.say(f"loading {name}…")
+        self.loading = True
         self._keep = job.start()  # a job nobody else holds: kept alive until it ends
+
+    def _failed(self, name: str, message: str) -> None:
+        """A model that does not load keeps the one before; with none before, the bundled one."""
+        if self.state.rec is None and BUNDLED_MODEL.exists():
+            self.state.notify(f"Could not load {name}:\n{message}\nUsing the bundled demonstration model instead.")
+            self.load(None, background=False)
+        else:
+            self.state.notify(f"Could not load {name}; the model loaded before is kept.\n{message}")
 
     def _loaded(self, rec: Reconstructor, path: Path, remember: bool) -> None:
         self.state.set_model(rec)

@@ -363,3 +363,28 @@ def test_a_long_stream_draws_photos_on_a_bounded_number_of_frusta(qtbot, window)
     assert len(planes) == MAX_IMAGE_PLANES and frames[0] == 0 and frames[-1] == 3 * MAX_IMAGE_PLANES // 2 - 1
     window.view.set_frame_visible(frames[1], False)
     assert not planes[frames[1]].visible and planes[frames[2]].visible == window.view.show_images
+
+
+def test_official_weights_offline_fall_back_to_the_bundled_model_without_a_traceback(qtbot, tmp_path, monkeypatch, capsys):
+    from zipmap_core.io import download
+
+    monkeypatch.setattr(download, "hub_reachable", lambda timeout_s=3.0: False)
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    w = MainWindow("official", settings=settings)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(lambda: w.rec is not None, timeout=30000)
+    assert w.rec.path == BUNDLED_MODEL and not w.models.loading
+    said = "\n".join(w.messages)
+    assert "appears to be offline" in said and "Using the bundled demonstration model instead" in said
+    assert w.model_panel.official_button.isVisible(), "every way to get weights stays available"
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_model_that_fails_to_load_keeps_the_one_before(qtbot, window, tmp_path):
+    before = window.rec
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{not json")
+    window.models.load(str(bad))
+    qtbot.waitUntil(lambda: not window.models.loading, timeout=20000)
+    assert window.rec is before and "the model loaded before is kept" in window.messages[-1]

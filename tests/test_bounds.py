@@ -364,3 +364,37 @@ def test_a_missing_confidence_is_written_as_zero_never_as_nan(tmp_path, recon):
     cloud = trimesh.load(path, process=False)
     written = np.asarray(cloud.metadata["_ply_raw"]["vertex"]["data"]["confidence"])
     assert np.isfinite(written).all() and (written == 0).sum() == conf[1].size and np.isfinite(cloud.vertices).all()
+
+
+# ---- the official weights, offline ---------------------------------------------------------------------
+def test_offline_is_said_at_once_without_the_hub_clients_retries(monkeypatch, tmp_path):
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from zipmap_core.errors import DownloadError
+    from zipmap_core.io import download
+
+    calls = []
+
+    def hub(repo, filename, **kwargs):
+        calls.append(kwargs.get("local_files_only", False))
+        raise LocalEntryNotFoundError("not cached")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hub)
+    monkeypatch.setattr(download, "hub_reachable", lambda timeout_s=3.0: False)
+    start = time.perf_counter()
+    with pytest.raises(DownloadError, match="appears to be offline"):
+        download.download_official("state_query", cache_dir=tmp_path)
+    assert calls == [True] and time.perf_counter() - start < 2  # only the cache was asked
+
+
+def test_a_cached_official_checkpoint_needs_no_network(monkeypatch, tmp_path):
+    import huggingface_hub
+
+    from zipmap_core.io import download
+
+    cached = tmp_path / "checkpoint_state_query.pt"
+    cached.write_bytes(b"weights")
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda repo, filename, **kw: str(cached))
+    monkeypatch.setattr(download, "hub_reachable", lambda timeout_s=3.0: pytest.fail("the network was probed"))
+    assert download.download_official("state_query", cache_dir=tmp_path) == cached

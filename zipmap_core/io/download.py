@@ -23,17 +23,41 @@ def download_official(variant: str, cache_dir: str | Path | None = None, tqdm_cl
     except ImportError as exc:  # pragma: no cover - a declared dependency
         raise DownloadError("huggingface_hub is not installed") from exc
     filename = OFFICIAL_FILES[variant]
+    offline = DownloadError(
+        f"cannot download {filename} from the Hugging Face repository {REPO_ID}: this computer appears to be "
+        f"offline (or HF_HUB_OFFLINE is set). Download it on a connected machine and open it with "
+        f"'Load checkpoint…' / --checkpoint instead."
+    )
+    try:  # a copy already in the cache needs no network
+        return Path(hf_hub_download(REPO_ID, filename, cache_dir=cache_dir, local_files_only=True))
+    except LocalEntryNotFoundError:
+        pass
+    if not hub_reachable():
+        raise offline  # at once, not after the hub client's retries (half a minute)
     try:
         path = hf_hub_download(REPO_ID, filename, cache_dir=cache_dir, tqdm_class=tqdm_class)
     except LocalEntryNotFoundError as exc:
-        raise DownloadError(
-            f"cannot download {filename} from the Hugging Face repository {REPO_ID}: this computer appears to be "
-            f"offline (or HF_HUB_OFFLINE is set). Download it on a connected machine and open it with "
-            f"'Load checkpoint…' / --checkpoint instead."
-        ) from exc
+        raise offline from exc
     except Exception as exc:  # network, HTTP and disk errors from the hub client
         raise DownloadError(f"cannot download {filename} from {REPO_ID}: {exc}") from exc
     return Path(path)
+
+
+def hub_reachable(timeout_s: float = 3.0) -> bool:
+    """Whether the hub's host answers a TCP connection (False offline, or with HF_HUB_OFFLINE)."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
 
 
 def resolve_checkpoint(spec: str | Path | None, tqdm_class=None) -> Path:

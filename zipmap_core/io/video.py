@@ -116,7 +116,8 @@ def frame_times(path: Path, start: float) -> np.ndarray | None:
     try:
         stream = container.streams.video[0]
         pts = [p.pts for p in container.demux(stream) if p.pts is not None and p.size]
-        times = np.unique(np.array(pts, np.float64) * float(stream.time_base)) - start if pts else None
+        base = stream.time_base
+        times = np.unique(np.array(pts, np.float64) * float(base)) - start if pts and base is not None else None
     except av.FFmpegError:
         times = None  # a damaged tail: the decoding pass says what it can
     finally:
