@@ -13,11 +13,21 @@ GROUND = {"device", "cancel", "resources", "options", "errors"}  # small shared 
 MAX_LINES = 400
 
 
-def _imports(path: Path) -> list[str]:
-    """Absolute dotted names of everything `path` imports (relative imports resolved)."""
+def _imports(path: Path, runtime_only: bool = False) -> list[str]:
+    """Absolute dotted names of everything `path` imports (relative imports resolved);
+    `runtime_only`: without the imports under `if TYPE_CHECKING:`."""
+    tree = ast.parse(path.read_text())
+    typing_only = {
+        id(n)
+        for node in ast.walk(tree)
+        if runtime_only and isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+        for n in ast.walk(node)
+    }
     package = list(path.relative_to(ROOT).with_suffix("").parts[:-1])
     names = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             names += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -115,31 +125,11 @@ def test_the_app_state_is_free_of_qt():
     assert not bad, bad
 
 
-def _runtime_imports(path: Path) -> list[str]:
-    """What `path` imports when it runs (imports under `if TYPE_CHECKING:` left out)."""
-    tree = ast.parse(path.read_text())
-    typing_only = {
-        id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING" for n in ast.walk(node)
-    }
-    package = list(path.relative_to(ROOT).with_suffix("").parts[:-1])
-    names = []
-    for node in ast.walk(tree):
-        if id(node) in typing_only:
-            continue
-        if isinstance(node, ast.Import):
-            names += [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = package[: len(package) - node.level + 1] if node.level else []
-            module = ".".join(base + ([node.module] if node.module else []))
-            names += [module] + [f"{module}.{alias.name}" for alias in node.names]
-    return names
-
-
 def test_the_engine_has_no_import_loops():
     modules = {
         ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p for p in (ROOT / "zipmap_core").rglob("*.py")
     }
-    graph = {m: {n for n in _runtime_imports(p) if n in modules and n != m} for m, p in modules.items()}
+    graph = {m: {n for n in _imports(p, runtime_only=True) if n in modules and n != m} for m, p in modules.items()}
 
     def reach(start: str) -> set[str]:
         seen, todo = set(), [start]
