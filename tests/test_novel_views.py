@@ -138,3 +138,40 @@ def test_videos_of_odd_sizes_are_h264_that_reads_back(tmp_path):
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     assert frames[0].shape == (86, 114, 3)
     assert [round(float(f.mean())) for f in frames] == pytest.approx([30 * i for i in range(7)], abs=3)
+
+
+def test_a_default_render_is_a_full_orbit_worth_watching(tmp_path, recon, tiny_ckpt):
+    """Without --orbit or --size: 96 views (4 s at 24 fps) at the scene's aspect, 448 px wide;
+    what is asked for stays as asked."""
+    import json
+
+    import av
+
+    scene = recon.save(tmp_path / "s.zipmap")
+    assert cli.main(["render", str(scene), "-o", str(tmp_path / "r"), "--checkpoint", str(tiny_ckpt), "--device", "cpu", "-q"]) == 0
+    assert len(json.loads((tmp_path / "r" / "path.json").read_text())["c2w"]) == 96
+    with av.open(str(tmp_path / "r" / "path.mp4")) as video:
+        stream = video.streams.video[0]
+        frames = sum(1 for _ in video.decode(video=0))
+        assert (stream.width, stream.height) == (448, 294) and frames == 96  # 42x28 scene: 3:2
+    assert (
+        cli.main(
+            [
+                "render",
+                str(scene),
+                "-o",
+                str(tmp_path / "small"),
+                "--orbit",
+                "4",
+                "--size",
+                "56x28",
+                "--checkpoint",
+                str(tiny_ckpt),
+                "--device",
+                "cpu",
+                "-q",
+            ]
+        )
+        == 0
+    )
+    assert len(json.loads((tmp_path / "small" / "path.json").read_text())["c2w"]) == 4

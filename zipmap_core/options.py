@@ -12,6 +12,8 @@ MAX_RESOLUTION = 1036  # model image width: twice the published 518 (memory grow
 MAX_RENDER_SIDE = 2072  # rendered views: up to 4x the published width on a side
 MAX_RENDER_PIXELS = 2072 * 1554
 MAX_PATH_VIEWS = 3600  # an orbit or path of at most this many views (2.5 minutes at 24 fps)
+DEFAULT_ORBIT_VIEWS = 96  # `zipmap render` without --orbit or --c2w: a full orbit of 4 s at 24 fps
+MIN_PATH_WIDTH = 448  # rendered paths are at least this wide by default: a size worth watching
 MAX_FRAMES = 100_000
 MAX_PROCESSES = 1024
 

@@ -6,7 +6,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..options import EXPORT_FORMATS, MAX_PATH_VIEWS, VARIANTS, number, positive_int, render_size
+from ..options import (
+    DEFAULT_ORBIT_VIEWS,
+    EXPORT_FORMATS,
+    MAX_PATH_VIEWS,
+    MIN_PATH_WIDTH,
+    VARIANTS,
+    number,
+    positive_int,
+    render_size,
+)
 from .common import CHECKPOINT_HELP, reconstructor
 from .terminal import StageBar
 
@@ -26,14 +35,22 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     x.set_defaults(func=cmd_export)
     rn = sub.add_parser("render", help="render novel views of a .zipmap scene from its scene state")
     rn.add_argument("scene")
-    src = rn.add_mutually_exclusive_group(required=True)
+    src = rn.add_mutually_exclusive_group()
     src.add_argument("--c2w", help="JSON with camera-to-world matrices (scene frame, OpenCV axes) and optional intrinsics")
-    src.add_argument("--orbit", type=positive_int(MAX_PATH_VIEWS), help="render an orbit of N views around the scene")
+    src.add_argument(
+        "--orbit",
+        type=positive_int(MAX_PATH_VIEWS),
+        help=f"render an orbit of N views around the scene (default: {DEFAULT_ORBIT_VIEWS}, a full turn)",
+    )
     rn.add_argument("-o", "--output", required=True, help="output folder")
     rn.add_argument("--checkpoint", help="the model that made the scene: " + CHECKPOINT_HELP)
     rn.add_argument("--variant", choices=VARIANTS)
     rn.add_argument("--device", default="auto")
-    rn.add_argument("--size", type=render_size, help="WxH (default: the scene's image size)")
+    rn.add_argument(
+        "--size",
+        type=render_size,
+        help=f"WxH (default: an orbit at the scene's aspect, at least {MIN_PATH_WIDTH} px wide; a --c2w file at the scene's size)",
+    )
     rn.add_argument("--fov", type=number(float, 1, 170), default=60.0, help="vertical field of view in degrees (without intrinsics)")
     rn.add_argument("--fps", type=number(float, 0, 240, lo_open=True), default=24.0)
     rn.add_argument("-q", "--quiet", action="store_true")
@@ -64,7 +81,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     from ..io.reconstruction import Reconstruction
     from ..model.geometry import intrinsics_from_fov
-    from ..pipeline.camera_path import orbit_path, read_poses, render_path
+    from ..pipeline.camera_path import orbit_path, read_poses, render_path, watchable_size
     from ..resources import BUNDLED_MODEL
 
     recon = Reconstruction.load(args.scene)
@@ -73,13 +90,14 @@ def cmd_render(args: argparse.Namespace) -> int:
         rec = reconstructor(args, notice=True)
         if not rec.model.can_render:
             print(f"{rec.description} has no novel-view head: rendering the point-cloud fallback", file=sys.stderr)
-    w, h = args.size or (recon.image_hw[1], recon.image_hw[0])
+    # an orbit is sized to watch; a camera file's cameras (and intrinsics) are the scene's own size
+    w, h = args.size or (watchable_size(recon.image_hw) if not args.c2w else recon.image_hw)[::-1]
     k = intrinsics_from_fov(args.fov, (h, w)).numpy()
     if args.c2w:
         poses, k_file = read_poses(args.c2w)
         k = k_file if k_file is not None else k
     else:
-        poses = orbit_path(recon, args.orbit)
+        poses = orbit_path(recon, args.orbit or DEFAULT_ORBIT_VIEWS)
     bar = StageBar(args.quiet)
     try:
         folder = render_path(rec, recon, poses, k, (h, w), args.output, fps=args.fps, progress=bar)

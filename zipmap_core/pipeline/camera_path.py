@@ -17,6 +17,7 @@ from ..io.files import parse_json, regular_file_problem
 from ..io.preprocess import unit_bytes_np
 from ..io.reconstruction import Reconstruction
 from ..model.geometry import look_at as _look_at
+from ..options import MIN_PATH_WIDTH, PATCH
 
 WORLD_UP = (0.0, -1.0, 0.0)  # reconstructions use OpenCV axes of frame 0: y points down
 
@@ -61,6 +62,13 @@ def path_through(c2ws: list[np.ndarray], frames: int) -> np.ndarray:
     rot = slerp(t).as_matrix()
     pos = np.stack([np.interp(t, times, keys[:, i, 3]) for i in range(3)], -1)
     return np.concatenate((rot, pos[..., None]), -1).astype(np.float32)
+
+
+def watchable_size(image_hw: tuple[int, int], min_width: int = MIN_PATH_WIDTH) -> tuple[int, int]:
+    """(h, w) for a rendered path: the scene's aspect, at least `min_width` wide, whole patches."""
+    h, w = image_hw
+    width = max(w, min_width) // PATCH * PATCH
+    return max(PATCH, round(width * h / w / PATCH) * PATCH), width
 
 
 RENDER_BATCH = 8  # views rendered per model call along a path
