@@ -109,14 +109,14 @@ class ModelController:
             self.load(path, remember=True)
 
     def download_dialog(self) -> None:
-        from zipmap_core.io.download import download_official
+        from zipmap_core.io.download import download_official, progress_tqdm
 
         variant, ok = QInputDialog.getItem(
             self.parent, "Get official weights", "Checkpoint (≈5.5 GB each):", sorted(VARIANTS, key=lambda v: v != "state_query"), 0, False
         )
         if not ok:
             return
-        job = Job(lambda progress, cancel: download_official(variant))
+        job = Job(lambda progress, cancel: download_official(variant, tqdm_class=progress_tqdm(progress)))
         job.succeeded.connect(lambda path: self.load(str(path), remember=True))
         job.failed.connect(lambda msg: self.state.notify(f"Download failed:\n{msg}"))
         job.cancelled.connect(lambda: self.state.notify("Download cancelled."))

@@ -388,3 +388,19 @@ def test_a_model_that_fails_to_load_keeps_the_one_before(qtbot, window, tmp_path
     window.models.load(str(bad))
     qtbot.waitUntil(lambda: not window.models.loading, timeout=20000)
     assert window.rec is before and "the model loaded before is kept" in window.messages[-1]
+
+
+def test_the_official_download_shows_its_progress_and_cancels(qtbot, window, tmp_path, monkeypatch):
+    from test_bounds import fake_hub
+
+    fake_hub(monkeypatch, tmp_path, chunks=400, pause_s=0.02)  # 8 s unless cancelled
+    monkeypatch.setattr(QInputDialog, "getItem", lambda *a, **k: ("state_query", True))
+    before = window.rec
+    window.models.download_dialog()
+    qtbot.waitUntil(lambda: " GB, " in window.progress.label.text(), timeout=10000)
+    assert " of 5.50 GB, " in window.progress.label.text() and window.progress.bar.maximum() == 5245
+    window.progress.grab().save(str(tmp_path / "download.png"))
+    window.cancel()
+    qtbot.waitUntil(lambda: not window.jobs.running, timeout=10000)
+    assert window.messages[-1] == "Download cancelled." and window.rec is before
+    assert not (tmp_path / "checkpoint_state_query.pt").exists()

@@ -398,3 +398,48 @@ def test_a_cached_official_checkpoint_needs_no_network(monkeypatch, tmp_path):
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda repo, filename, **kw: str(cached))
     monkeypatch.setattr(download, "hub_reachable", lambda timeout_s=3.0: pytest.fail("the network was probed"))
     assert download.download_official("state_query", cache_dir=tmp_path) == cached
+
+
+def fake_hub(monkeypatch, tmp_path, chunks: int = 50, pause_s: float = 0.0):
+    """The hub client, downloading 5.5 GB in `chunks` reports (nothing real moves)."""
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from zipmap_core.io import download
+
+    def hub(repo, filename, cache_dir=None, tqdm_class=None, local_files_only=False, **kw):
+        if local_files_only:
+            raise LocalEntryNotFoundError("not cached")
+        bar = tqdm_class(total=5_500_000_000, unit="B")
+        for _ in range(chunks):
+            time.sleep(pause_s)
+            bar.update(110_000_000)
+        bar.close()
+        (tmp_path / filename).write_bytes(b"weights")
+        return str(tmp_path / filename)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hub)
+    monkeypatch.setattr(download, "hub_reachable", lambda timeout_s=3.0: True)
+
+
+def test_a_download_reports_bytes_and_rate_and_stops_when_cancelled(monkeypatch, tmp_path):
+    from zipmap_core.cancel import Cancelled, CancelToken, reporter
+    from zipmap_core.io.download import download_official, progress_tqdm
+
+    fake_hub(monkeypatch, tmp_path)
+    seen = []
+    path = download_official("state_query", tqdm_class=progress_tqdm(lambda *a: seen.append(a)))
+    assert path.read_bytes() == b"weights" and len(seen) == 50
+    text, done_mb, total_mb = seen[-1]
+    assert text.startswith("download 5.50 of 5.50 GB, ") and text.endswith(" MB/s") and done_mb == total_mb == 5245
+    token = CancelToken()
+    reports = []
+
+    def cancel_after_three(*a):
+        reports.append(a)
+        if len(reports) == 3:
+            token.cancel()
+
+    with pytest.raises(Cancelled):  # a cancel, not a "download failed"
+        download_official("aff_inv", tqdm_class=progress_tqdm(reporter(cancel_after_three, token)))
+    assert len(reports) == 3 and not (tmp_path / "checkpoint_aff_inv.pt").exists()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+from ..cancel import Cancelled, Progress
 from ..errors import DownloadError
 from ..model.config import OFFICIAL_FILES
 from ..resources import BUNDLED_MODEL
@@ -38,9 +40,35 @@ def download_official(variant: str, cache_dir: str | Path | None = None, tqdm_cl
         path = hf_hub_download(REPO_ID, filename, cache_dir=cache_dir, tqdm_class=tqdm_class)
     except LocalEntryNotFoundError as exc:
         raise offline from exc
+    except Cancelled:
+        raise
     except Exception as exc:  # network, HTTP and disk errors from the hub client
         raise DownloadError(f"cannot download {filename} from {REPO_ID}: {exc}") from exc
     return Path(path)
+
+
+def progress_tqdm(progress: Progress) -> type:
+    """A tqdm class for the hub client that reports a download to `progress` as
+    ("download 1.2 of 5.5 GB, 35 MB/s", MB done, MB in all): a progress callback that checks a
+    cancel token stops the download where it is (the hub client resumes it next time)."""
+    from tqdm.auto import tqdm
+
+    class Reporting(tqdm):
+        def __init__(self, *args, **kwargs) -> None:
+            kwargs["disable"] = True  # no terminal output: the callback is the display
+            super().__init__(*args, **kwargs)
+            self._started, self._done = time.monotonic(), 0.0  # a disabled tqdm counts nothing itself
+
+        def update(self, n: float | None = 1) -> bool | None:
+            shown = super().update(n)
+            self._done += n or 0
+            total, done = self.total or 0, self._done
+            rate = done / max(time.monotonic() - self._started, 1e-3)
+            text = f"download {done / 1e9:.2f} of {total / 1e9:.2f} GB, {rate / 1e6:.0f} MB/s"
+            progress(text, int(done // 2**20), int(total // 2**20))
+            return shown
+
+    return Reporting
 
 
 def hub_reachable(timeout_s: float = 3.0) -> bool:
