@@ -44,8 +44,11 @@ class ImagePane(pg.GraphicsLayoutWidget):
         self.data: np.ndarray | None = None
 
     def clear_image(self) -> None:
+        """Empty, and a scale bar back to 0..1: the previous scene's range would read as this one's."""
         self.data = None
         self.item.clear()
+        if self.bar is not None:
+            self.bar.setLevels((0.0, 1.0))
 
     def show_array(self, data: np.ndarray) -> None:
         self.data = data

@@ -404,3 +404,13 @@ def test_the_official_download_shows_its_progress_and_cancels(qtbot, window, tmp
     qtbot.waitUntil(lambda: not window.jobs.running, timeout=10000)
     assert window.messages[-1] == "Download cancelled." and window.rec is before
     assert not (tmp_path / "checkpoint_state_query.pt").exists()
+
+
+def test_a_new_scene_resets_the_novel_view_scale_bars(qtbot, window):
+    depth = window.novel.depth
+    depth.show_array(np.linspace(5.0, 10.0, 64, dtype=np.float32).reshape(8, 8))
+    lo, hi = depth.bar.levels()
+    assert 5.0 <= lo < hi <= 10.0
+    window.set_reconstruction(wide_scene(2))  # a new scene clears the views and their ranges
+    assert depth.data is None and tuple(depth.bar.levels()) == (0.0, 1.0)
+    assert tuple(window.novel.confidence.bar.levels()) == (0.0, 1.0)
