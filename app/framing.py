@@ -39,3 +39,17 @@ def confidence_ranks(conf: np.ndarray) -> np.ndarray:
     values = np.where(np.isnan(conf), -np.inf, conf)
     order = np.sort(values)
     return np.searchsorted(order, values, side="left") / max(len(values) - 1, 1)
+
+
+def floor_grid(points: np.ndarray, scale: float, cells: int = 10) -> np.ndarray:
+    """Segment end points [4 (cells + 1), 3] of a square grid under the scene: on the floor (y
+    points down, so the 97th percentile of the points' height), centred on their median, 4 x
+    `scale` wide."""
+    pts = points[np.isfinite(points).all(1)]
+    floor = float(np.percentile(pts[:, 1], 97)) if len(pts) else 0.0
+    cx, cz = (np.median(pts[:, 0]), np.median(pts[:, 2])) if len(pts) else (0.0, 0.0)
+    half = 2.0 * scale
+    segs = []
+    for t in np.linspace(-half, half, cells + 1):
+        segs += [(cx + t, floor, cz - half), (cx + t, floor, cz + half), (cx - half, floor, cz + t), (cx + half, floor, cz + t)]
+    return np.array(segs, np.float32)

@@ -309,9 +309,12 @@ class MainWindow(QMainWindow):
             self.view.look_through(index)
 
     def _next_camera(self) -> None:
+        """N: looks through the next input camera, names it, and dims the others (R resets)."""
         if self.recon is not None:
             self._camera_index = (getattr(self, "_camera_index", -1) + 1) % self.recon.num_frames
             self.view.look_through(self._camera_index)
+            name = self.recon.names[self._camera_index]
+            self.state.say(f"looking through camera {self._camera_index + 1} of {self.recon.num_frames}: {name} (R resets the view)")
 
     def keyPressEvent(self, event) -> None:
         if not self.cameras.handle_key(event.key()):

@@ -21,7 +21,7 @@ from zipmap_core.model.geometry import (
     frustum_segments,
 )
 
-from .framing import MAX_FIT_STEP_BACK, confidence_ranks, fit_distance, fit_fov_deg
+from .framing import MAX_FIT_STEP_BACK, confidence_ranks, fit_distance, fit_fov_deg, floor_grid
 from .picking import nearest_frustum, nearest_point
 from .state import VirtualCamera
 
@@ -31,6 +31,7 @@ COLOR_MODES = ("rgb", "depth", "confidence", "frame")
 FRUSTUM_COLOR = (1.0, 0.55, 0.0, 1.0)
 VIRTUAL_COLOR = (0.9, 0.1, 0.9, 1.0)
 SELECTED_COLOR = (0.1, 0.9, 0.2, 1.0)
+DIMMED_ALPHA = 0.2  # the other input cameras' frusta while looking through one
 # While the user drags or zooms, at most this many points are drawn (an even random subset);
 # the full cloud returns once the camera has been still for IDLE_S. Software GL costs about a
 # microsecond per point, so 2 M points would otherwise take seconds per frame.
@@ -90,6 +91,7 @@ class SceneView:
     # ---- content --------------------------------------------------------------------------------
     def set_reconstruction(self, recon: Reconstruction | None, reset_camera: bool = True) -> None:
         self.recon = recon
+        self.looking_through: int | None = None  # the input camera the view looks through, if any
         self.hidden_frames = set()
         for mesh in self.image_planes.values():
             mesh.parent = None
@@ -131,23 +133,24 @@ class SceneView:
             mesh.attach(TextureFilter(recon.images[i], texcoords))
             mesh.visible = self.show_images
             self.image_planes[i] = mesh
-        self.frusta.set_data(pos=np.concatenate(segs), connect="segments", color=FRUSTUM_COLOR)
+        self._frustum_vertices = (len(segs[0]), len(segs))  # (vertices a frustum, frusta)
+        self.frusta.set_data(pos=np.concatenate(segs), connect="segments")
+        self._color_frusta()
         self.frusta.visible = True
 
     def _build_grid(self) -> None:
-        recon = self.recon
-        assert recon is not None
-        pts = recon.points_world.reshape(-1, 3)
-        pts = pts[np.isfinite(pts).all(1)]
-        floor = float(np.percentile(pts[:, 1], 97)) if len(pts) else 0.0  # y points down: the floor is high y
-        cx, cz = (np.median(pts[:, 0]), np.median(pts[:, 2])) if len(pts) else (0.0, 0.0)
-        half, n = 2.0 * self._scale, 10
-        ticks = np.linspace(-half, half, n + 1)
-        segs = []
-        for t in ticks:
-            segs += [(cx + t, floor, cz - half), (cx + t, floor, cz + half), (cx - half, floor, cz + t), (cx + half, floor, cz + t)]
-        self.grid.set_data(pos=np.array(segs, np.float32), connect="segments")
+        assert self.recon is not None
+        self.grid.set_data(pos=floor_grid(self.recon.points_world.reshape(-1, 3), self._scale), connect="segments")
         self.grid.visible = True
+
+    def _color_frusta(self) -> None:
+        """Every frustum orange; while looking through one input camera, the others dimmed."""
+        per, count = self._frustum_vertices
+        colors = np.tile(np.asarray(FRUSTUM_COLOR, np.float32), (count * per, 1))
+        if self.looking_through is not None:
+            colors[:, 3] = DIMMED_ALPHA
+            colors[self.looking_through * per : (self.looking_through + 1) * per, 3] = 1.0
+        self.frusta.set_data(color=colors)
 
     def point_colors(self, mask: np.ndarray) -> np.ndarray:
         recon = self.recon
@@ -258,6 +261,9 @@ class SceneView:
         recon = self.recon
         if recon is None:
             return
+        if self.looking_through is not None:  # no longer looking through one camera: all alike again
+            self.looking_through = None
+            self._color_frusta()
         pts = self._drawn_positions if len(self._drawn_positions) else recon.points_world.reshape(-1, 3)
         pts = pts[np.isfinite(pts).all(1)]
         centre = np.median(pts, axis=0) if len(pts) else recon.cam_to_world[:, :3, 3].mean(0)
@@ -321,6 +327,8 @@ class SceneView:
         recon = self.recon
         if recon is None:
             return
+        self.looking_through = index
+        self._color_frusta()
         c2w = recon.cam_to_world[index]
         fov = fit_fov_deg(recon.intrinsics[index], recon.image_hw, self.canvas.size)
         self.look_from(c2w[:3, 3], c2w[:3, 3] + c2w[:3, 2] * self._scale, fov)

@@ -414,3 +414,16 @@ def test_a_new_scene_resets_the_novel_view_scale_bars(qtbot, window):
     window.set_reconstruction(wide_scene(2))  # a new scene clears the views and their ranges
     assert depth.data is None and tuple(depth.bar.levels()) == (0.0, 1.0)
     assert tuple(window.novel.confidence.bar.levels()) == (0.0, 1.0)
+
+
+def test_looking_through_a_camera_names_it_and_dims_the_others(qtbot, window, tmp_path):
+    window.set_reconstruction(wide_scene(4))
+    press(qtbot, window, Qt.Key.Key_N)
+    press(qtbot, window, Qt.Key.Key_N)  # camera 2 of 4
+    assert window.status_info.text().startswith("looking through camera 2 of 4: ")
+    per, count = window.view._frustum_vertices
+    alpha = window.view.frusta.color[:, 3]
+    assert count == 4 and (alpha[per : 2 * per] == 1.0).all() and (np.delete(alpha, np.s_[per : 2 * per]) < 0.5).all()
+    window.grab().save(str(tmp_path / "looking_through.png"))
+    press(qtbot, window, Qt.Key.Key_R)  # back to the overview: every camera alike
+    assert (window.view.frusta.color[:, 3] == 1.0).all()
