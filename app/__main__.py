@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from zipmap_core.options import MAX_FRAMES, dimensions, number, positive_int
+from zipmap_core.options import add_video_sampling, dimensions, number
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,13 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="official .pt, our .safetensors, or official[:VARIANT] to download the authors' "
         "checkpoint once (default: last used, else the bundled demonstration model)",
     )
-    p.add_argument(
-        "--fps",
-        type=number(float, 0, 1000, lo_open=True),
-        default=1.0,
-        help="video sampling rate for the inputs given here (frames per second)",
-    )
-    p.add_argument("--video-frames", type=positive_int(MAX_FRAMES), help="take this many evenly spaced frames per video instead")
+    add_video_sampling(p, " for the inputs given here")
     p.add_argument("--screenshot", help="after reconstructing, save a screenshot to this PNG")
     p.add_argument(
         "--capture",

@@ -82,3 +82,12 @@ def dimensions(multiple: int = 1) -> Callable[[str], tuple[int, int]]:
 
 
 render_size = dimensions(PATCH)  # views the model renders: whole patches
+
+
+def add_video_sampling(parser: argparse.ArgumentParser, where: str = "") -> None:
+    """--fps and --video-frames, declared once for the CLI and the studio; `where` says which
+    inputs they apply to."""
+    parser.add_argument(
+        "--fps", type=number(float, 0, 1000, lo_open=True), default=1.0, help=f"video sampling rate{where} (frames per second)"
+    )
+    parser.add_argument("--video-frames", type=positive_int(MAX_FRAMES), help="take this many evenly spaced frames per video instead")

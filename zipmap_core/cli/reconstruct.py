@@ -18,6 +18,7 @@ from ..options import (
     MAX_RESOLUTION,
     POINT_SOURCES,
     VARIANTS,
+    add_video_sampling,
     number,
     positive_int,
     resolution,
@@ -43,8 +44,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     r.add_argument("--mode", choices=("crop", "pad"), default="crop")
     r.add_argument("--max-frames", type=positive_int(MAX_FRAMES), help="use at most this many frames, evenly spaced")
-    r.add_argument("--fps", type=number(float, 0, 1000, lo_open=True), default=1.0, help="video sampling rate (frames per second)")
-    r.add_argument("--video-frames", type=positive_int(MAX_FRAMES), help="take this many evenly spaced frames per video instead")
+    add_video_sampling(r)
     r.add_argument("--window-size", type=number(int, 0, MAX_FRAMES), help="TTT window in frames (0 = bidirectional)")
     r.add_argument(
         "--nproc",
