@@ -16,9 +16,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from zipmap_core.io.exporters import FORMATS
 from zipmap_core.io.inputs import InputSet
 from zipmap_core.io.reconstruction import Reconstruction
+from zipmap_core.options import EXPORT_FORMATS
 from zipmap_core.pipeline.reconstructor import Reconstructor
 from zipmap_core.resources import (
     RESOURCES,
@@ -151,7 +151,7 @@ class MainWindow(QMainWindow):
         f.addMenu(self.scenes.recent_menu)
         f.addSeparator()
         exp = f.addMenu("Export")
-        for fmt in FORMATS:
+        for fmt in EXPORT_FORMATS:
             self._action(exp, f"{fmt.upper() if len(fmt) == 3 else fmt.capitalize()}…", lambda fmt=fmt: self.exports.export_dialog(fmt))
         self._action(f, "Save screenshot…", self.exports.screenshot_dialog, "Ctrl+Shift+S")
         f.addSeparator()

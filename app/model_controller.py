@@ -35,6 +35,7 @@ class ModelController:
     def __init__(self, state: AppState, jobs: JobRunner, panel: ModelPanel, settings: QSettings, parent: QWidget) -> None:
         self.state, self.jobs, self.model_panel, self.settings, self.parent = state, jobs, panel, settings, parent
         self.loading = False
+        self._keep: Job | None = None  # the background load, held until it ends
         self.load_ended.connect(lambda *_: setattr(self, "loading", False))
 
     def remembered(self) -> str | None:
@@ -73,7 +74,7 @@ class ModelController:
         job.ended.connect(lambda: self.load_ended.emit(self.state.rec is not None))
         self.state.say(f"loading {name}…")
         self.loading = True
-        self._keep = job.start()  # a job nobody else holds: kept alive until it ends
+        self._keep = job.start()
 
     def _failed(self, name: str, message: str) -> None:
         """A model that does not load keeps the one before; with none before, the bundled one."""

@@ -19,12 +19,10 @@ import trimesh
 from ..cancel import CancelToken, Progress, reporter
 from ..errors import InputError
 from ..model.geometry import frustum_corners, frustum_segments
-from ..options import EXPORT_FORMATS, EXPORT_NAMES
+from ..options import EXPORT_FORMATS
 from .atomic import atomic_folder, atomic_path
 from .preprocess import unit_bytes_np
 from .reconstruction import Reconstruction
-
-FORMATS = EXPORT_FORMATS
 
 
 def _noop(stage: str, done: int, total: int) -> None:
@@ -334,12 +332,9 @@ def export(
     return writers[fmt](recon, path, progress=progress, **options)
 
 
-DEFAULT_NAMES = EXPORT_NAMES
-
-
 def check_formats(formats: list[str]) -> list[str]:
     """The formats, or a ValueError naming the unknown ones (checked before any work is done)."""
-    bad = [f for f in formats if f not in FORMATS]
+    bad = [f for f in formats if f not in EXPORT_FORMATS]
     if bad:
-        raise InputError(f"unknown export format(s) {', '.join(bad)}; choose from {', '.join(FORMATS)}")
+        raise InputError(f"unknown export format(s) {', '.join(bad)}; choose from {', '.join(EXPORT_FORMATS)}")
     return formats

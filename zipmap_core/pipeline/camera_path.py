@@ -17,7 +17,7 @@ from ..io.files import parse_json, regular_file_problem
 from ..io.preprocess import unit_bytes_np
 from ..io.reconstruction import Reconstruction
 from ..model.geometry import look_at as _look_at
-from ..options import MIN_PATH_WIDTH, PATCH
+from ..options import MAX_PATH_VIEWS, MIN_PATH_WIDTH, PATCH
 
 WORLD_UP = (0.0, -1.0, 0.0)  # reconstructions use OpenCV axes of frame 0: y points down
 
@@ -196,8 +196,6 @@ def count_video_frames(path: Path) -> int:
 def read_poses(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     """Cameras for `zipmap render --c2w FILE.json`: {"c2w": [[4x4 or 3x4], ...], "intrinsics"?: 3x3}
     or a bare list of matrices."""
-    from ..options import MAX_PATH_VIEWS
-
     path = Path(path)
     problem = regular_file_problem(path, "a camera file")
     if problem or path.stat().st_size > 64 << 20:

@@ -60,8 +60,8 @@ class Reconstructor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto", variant: str | None = None) -> Reconstructor:
-        loaded = load_checkpoint(path, variant)
-        return cls(loaded.model, device, loaded.description, loaded.variant)
+        """A checkpoint file on the CPU or `device` (`open` with its defaults)."""
+        return cls.open(path, device, variant)
 
     @classmethod
     def open(
@@ -90,7 +90,7 @@ class Reconstructor:
     @classmethod
     def bundled(cls, device: str = "auto") -> Reconstructor:
         """Our own small model, shipped in resources/ so everything works offline."""
-        return cls.from_checkpoint(BUNDLED_MODEL, device)
+        return cls.open(None, device)
 
     def warm_up(self) -> None:
         """One tiny forward pass, so the first real run does not pay the backend's one-time set-up
