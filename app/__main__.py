@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from zipmap_core.options import add_video_sampling, dimensions, number
+from zipmap_core.options import ENGINES, add_video_sampling, dimensions, number
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +18,10 @@ def build_parser() -> argparse.ArgumentParser:
         "checkpoint once (default: last used, else the bundled demonstration model)",
     )
     add_video_sampling(p, " for the inputs given here")
+    p.add_argument(
+        "--engine", choices=ENGINES, default="zipmap", help="zipmap: the network (default); colmap: COLMAP alone, the classical engine"
+    )
+    p.add_argument("--refine", action="store_true", help="refine the network's cameras with COLMAP's bundle adjustment")
     p.add_argument("--screenshot", help="after reconstructing, save a screenshot to this PNG")
     p.add_argument(
         "--capture",
@@ -50,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     window = MainWindow(args.checkpoint)
     w, h = args.size
     window.resize(w, h)
+    panel = window.model_panel
+    panel.engine.setCurrentIndex(panel.engine.findData(args.engine))
+    panel.refine.setChecked(args.refine)
     window.show()
     status = {"code": 0}
     if args.inputs:

@@ -18,7 +18,8 @@ from PySide6.QtWidgets import (
 
 from zipmap_core.io.inputs import InputSet
 from zipmap_core.io.reconstruction import Reconstruction
-from zipmap_core.options import EXPORT_FORMATS
+from zipmap_core.options import CLASSICAL_WIDTH, EXPORT_FORMATS
+from zipmap_core.pipeline.engines import classical_engine, reconstruct_scene, scene_notes
 from zipmap_core.pipeline.reconstructor import Reconstructor
 from zipmap_core.resources import (
     RESOURCES,
@@ -178,6 +179,8 @@ class MainWindow(QMainWindow):
         self.state.set_model_input(mp.mode.currentText(), mp.resolution.value())
         mp.mode.currentTextChanged.connect(lambda *_: self.state.set_model_input(mp.mode.currentText(), mp.resolution.value()))
         mp.resolution.valueChanged.connect(lambda *_: self.state.set_model_input(mp.mode.currentText(), mp.resolution.value()))
+        mp.engine.currentIndexChanged.connect(lambda *_: self.state.set_engine(mp.engine.currentData(), mp.refine.isChecked()))
+        mp.refine.toggled.connect(lambda *_: self.state.set_engine(mp.engine.currentData(), mp.refine.isChecked()))
         mp.reconstruct_button.clicked.connect(self.reconstruct)
         mp.cancel_button.clicked.connect(self.cancel)
         mp.load_button.clicked.connect(self.models.load_dialog)
@@ -252,18 +255,25 @@ class MainWindow(QMainWindow):
 
     # ---- reconstruction --------------------------------------------------------------------------
     def reconstruct(self) -> None:
-        if self.rec is None:
+        classical = self.state.engine == "colmap"
+        if self.rec is None and not classical:
             self.notify("No model is loaded.")
             return
         if not self.state.frames:
             self.notify("Add photos, a folder or a video first (drag them onto the window).")
             return
-        rec, frames = self.rec, list(self.state.frames)
-        rec.fast_cpu_bf16 = self.model_panel.fast_bf16.isChecked()
+        engine = classical_engine() if classical else self.rec
+        frames, refine = list(self.state.frames), self.state.refine and not classical
+        if self.rec is not None:
+            self.rec.fast_cpu_bf16 = self.model_panel.fast_bf16.isChecked()
         mode, resolution = self.model_input()
+        if classical:
+            resolution = max(resolution, CLASSICAL_WIDTH)  # SIFT needs pixels a small model's input lacks
 
         def work(progress, cancel):
-            recon = rec.reconstruct(InputSet(frames), mode=mode, resolution=resolution, progress=progress, cancel=cancel)
+            recon = reconstruct_scene(
+                engine, InputSet(frames), refine=refine, mode=mode, resolution=resolution, progress=progress, cancel=cancel
+            )
             return recon.ensure_points()  # derived here, not on the GUI thread that draws them
 
         job = Job(work)
@@ -289,6 +299,8 @@ class MainWindow(QMainWindow):
 
     def set_reconstruction(self, recon: Reconstruction | None, keep_view: bool = False) -> None:
         self.state.set_scene(recon, keep_view)
+        for note in scene_notes(recon) if recon is not None else []:
+            self.state.say(note)
 
     def _show_scene(self, recon: Reconstruction | None, keep_view: bool) -> None:
         """Shows `recon` (None: no scene); `keep_view` (a live scene growing) leaves the camera

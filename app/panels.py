@@ -84,6 +84,9 @@ class InputPanel(QGroupBox):
             self.removed.emit(rows)
 
 
+ENGINE_LABELS = {"ZipMap network": "zipmap", "COLMAP (classical)": "colmap"}
+
+
 class ModelPanel(QGroupBox):
     """Which checkpoint, its variant and device, and the preprocessing."""
 
@@ -106,6 +109,21 @@ class ModelPanel(QGroupBox):
             "this computes the products in float32 instead: much faster, outputs within the parity\n"
             "tolerances but not bit-identical to the authors' code. No effect on GPUs or our models."
         )
+        self.engine = QComboBox()
+        for label, key in ENGINE_LABELS.items():
+            self.engine.addItem(label, key)
+        self.engine.setToolTip(
+            "ZipMap network: the loaded checkpoint, dense depth and novel views.\n"
+            "COLMAP (classical): structure from motion alone, real cameras and sparse points from real photos\n"
+            "on any machine, without the official weights; no novel views."
+        )
+        self.refine = QCheckBox("Refine cameras with COLMAP")
+        self.refine.setToolTip(
+            "After the network: match features between the frames it says overlap, bundle-adjust its cameras\n"
+            "and fit each depth map to the triangulated points (falls back to COLMAP's own mapping, and says so,\n"
+            "when the predicted cameras are too far off)."
+        )
+        self.engine.currentIndexChanged.connect(lambda *_: self.refine.setEnabled(self.engine.currentData() == "zipmap"))
         self.load_button = QPushButton("Load checkpoint…")
         # the bundled model is a demonstration: said where the user looks, with the way out
         self.demo_notice = QLabel("Demonstration model: coarse depth, grey novel views. Use an official checkpoint for real photos.")
@@ -113,6 +131,9 @@ class ModelPanel(QGroupBox):
         self.demo_notice.setStyleSheet("color: #b26a00;")
         self.demo_notice.setToolTip(DEMO_NOTICE)
         self.official_button = QPushButton("Get official weights…")
+        self.classical_button = QPushButton("Use COLMAP for real photos")
+        self.classical_button.setToolTip("Switch the engine to COLMAP (classical): real cameras and points without the official weights")
+        self.classical_button.clicked.connect(lambda: self.engine.setCurrentIndex(self.engine.findData("colmap")))
         self.reconstruct_button = QPushButton("Reconstruct")
         self.reconstruct_button.setDefault(True)
         self.cancel_button = QPushButton("Cancel")
@@ -123,9 +144,12 @@ class ModelPanel(QGroupBox):
         form.addRow("Device", self.device)
         form.addRow("Resolution", self.resolution)
         form.addRow("Crop / pad", self.mode)
+        form.addRow("Engine", self.engine)
+        form.addRow(self.refine)
         form.addRow(self.fast_bf16)
         form.addRow(self.demo_notice)
         form.addRow(self.official_button)
+        form.addRow(self.classical_button)
         form.addRow(self.load_button)
         self.set_demo(False)
         row = QHBoxLayout()
@@ -143,6 +167,7 @@ class ModelPanel(QGroupBox):
     def set_demo(self, demo: bool) -> None:
         self.demo_notice.setVisible(demo)
         self.official_button.setVisible(demo)
+        self.classical_button.setVisible(demo)
 
 
 class ViewPanel(QGroupBox):

@@ -40,10 +40,11 @@ class ScriptedRun:
 
     def reconstruct(self) -> None:
         w = self.window
-        if w.rec is None and w.models.loading:  # a model still loading (or downloading): wait for it
+        classical = w.state.engine == "colmap"  # needs no model
+        if w.rec is None and w.models.loading and not classical:  # a model still loading (or downloading): wait for it
             w.models.load_ended.connect(lambda *_: QTimer.singleShot(0, self.reconstruct), check_nargs=False)
             return
-        if w.rec is None:
+        if w.rec is None and not classical:
             self.fail("no model could be loaded")
             return
         w.reconstruct()

@@ -11,7 +11,7 @@ import numpy as np
 from psygnal import Signal
 
 from zipmap_core.model.geometry import intrinsics_from_fov
-from zipmap_core.options import PATCH
+from zipmap_core.options import ENGINES, PATCH
 
 if TYPE_CHECKING:
     from zipmap_core.io.inputs import Frame
@@ -73,6 +73,7 @@ class AppState:
         self.view = ViewSettings()
         self.messages: list[str] = []  # every message, newest last
         self.mode, self.resolution = "crop", 518  # the model input the user chose
+        self.engine, self.refine = "zipmap", False  # which engine makes the scene; COLMAP refinement after the network
 
     # - `inputs_changed(frames)`, `cameras_changed(cameras, selected)`, `views_changed(views or None)`,
     #   `view_changed(setting, value)`
@@ -110,6 +111,12 @@ class AppState:
 
     def model_input(self) -> tuple[str, int]:
         return self.mode, self.resolution
+
+    def set_engine(self, engine: str, refine: bool) -> None:
+        """("zipmap" or "colmap", whether COLMAP refines the network's cameras)."""
+        if engine not in ENGINES:
+            raise ValueError(f"no engine {engine!r}; choose from {', '.join(ENGINES)}")
+        self.engine, self.refine = engine, bool(refine)
 
     def notify(self, text: str) -> None:
         self.messages.append(text)

@@ -101,8 +101,7 @@ class SceneView:
             self.drawn_points = 0
             self.canvas.update()
             return
-        d = recon.depth[np.isfinite(recon.depth)]
-        self._scale = float(np.median(d)) if d.size else 1.0
+        self._scale = recon.median_depth()
         self._build_frusta()
         self._build_grid()
         self.axes.transform = scene.transforms.STTransform(scale=(0.3 * self._scale,) * 3)

@@ -29,6 +29,11 @@ class CancelToken:
     def cancelled(self) -> bool:
         return self._event.is_set()
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Blocks until cancelled (True) or `timeout` seconds pass (False): for a watcher that
+        passes a cancel on to a library with its own token."""
+        return self._event.wait(timeout)
+
     def check(self) -> None:
         if self._event.is_set():
             raise Cancelled("reconstruction cancelled")

@@ -8,6 +8,8 @@ from pathlib import Path
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 BUNDLED_MODEL = RESOURCES / "zipmap_small.safetensors"
 SAMPLE_SCENE = RESOURCES / "samples"
+REAL_SAMPLE = SAMPLE_SCENE / "real" / "great_wall.mp4"  # a real pan (Apache-2.0, see its NOTICE.md)
+REAL_SAMPLE_FRAMES = 24  # what run-sample.sh, the tests and the README's table take from it
 # shown where a user of the bundled model looks (the app's model panel and first start, the CLI)
 DEMO_NOTICE = (
     "The bundled model is a small demonstration model trained on synthetic scenes: expect coarse "

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import InputError
 from ..options import (
+    ENGINES,
     EXPORT_FORMATS,
     EXPORT_NAMES,
     MAX_FRAMES,
@@ -36,6 +37,24 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("reconstruct", help="reconstruct a scene from images, folders or videos")
     r.add_argument("inputs", nargs="+", help="image files, folders or videos")
     r.add_argument("-o", "--output", required=True, help="output folder (receives scene.zipmap)")
+    r.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="zipmap",
+        help="zipmap: the network (default); colmap: COLMAP's structure from motion alone, for real photos without the official weights",
+    )
+    r.add_argument(
+        "--refine",
+        action="store_true",
+        help="bundle-adjust ZipMap's cameras with COLMAP (features matched between the frames ZipMap says overlap) "
+        "and fit the depth to the refined cameras",
+    )
+    r.add_argument(
+        "--intrinsics",
+        type=intrinsics_option,
+        help="known intrinsics of the original pictures: fx,fy,cx,cy in pixels, a JSON file with those keys, "
+        "or COLMAP's cameras.txt; used to unproject depth and held fixed when refining",
+    )
     r.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     r.add_argument("--variant", choices=VARIANTS, help="force the official variant")
     r.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
@@ -72,15 +91,30 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=cmd_reconstruct)
 
 
+def intrinsics_option(text: str):
+    """--intrinsics parsed (and its file read) when the options are, so a bad one is said first."""
+    from ..sfm.intrinsics import parse_intrinsics
+
+    try:
+        return parse_intrinsics(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from ..io.atomic import Publication
     from ..io.exporters import check_formats
     from ..io.inputs import VideoSampling
     from ..pipeline.distributed import Launch
+    from ..pipeline.engines import check_engine_options, classical_engine, reconstruct_scene
 
     formats = check_formats([f.strip() for f in (args.export or "").split(",") if f.strip()])
     check_inputs_exist(args.inputs)  # before a model takes seconds to load
+    classical = args.engine == "colmap"
+    check_engine_options(classical, args.refine, window_size=args.window_size, points_from=args.points_from)
     launch = Launch.from_env()
+    if (classical or args.refine or args.intrinsics) and (args.nproc > 1 or launch is not None):
+        raise InputError("--engine colmap, --refine and --intrinsics run in one process; leave out --nproc (and torchrun)")
     if args.nproc > 1 and launch is None:
         return _launch_processes(args)
     if launch is not None:
@@ -92,24 +126,26 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
             sys.stderr.flush()
             os._exit(code)
         return code
-    rec = reconstructor(args, notice=True)
-    print(f"model: {rec.description} on {rec.device}", file=sys.stderr)
+    engine = classical_engine() if classical else reconstructor(args, notice=True)
+    print(f"model: {engine.description} on {engine.device}", file=sys.stderr)
     bar = StageBar(args.quiet)
     sampling = VideoSampling(fps=args.fps, max_frames=args.video_frames)
+    network = {} if classical else {"window_size": args.window_size, "keep_state": not args.no_state, "points_from": args.points_from}
     # the scene and its exports are staged and published together: a failure or a cancel keeps
     # the previous run's outputs, and a second run into the same folder waits for no one
     with Publication(args.output, output_names(formats)) as pub:
         try:
-            recon = rec.reconstruct(
+            recon = reconstruct_scene(
+                engine,
                 args.inputs,
+                refine=args.refine,
+                intrinsics=args.intrinsics,
+                progress=bar,
                 mode=args.mode,
                 resolution=args.resolution,
                 max_frames=args.max_frames,
                 sampling=sampling,
-                window_size=args.window_size,
-                keep_state=not args.no_state,
-                points_from=args.points_from,
-                progress=bar,
+                **network,
             )
         finally:
             bar.close()
@@ -133,7 +169,10 @@ def output_names(formats: list[str]) -> list[str]:
 
 def _write_outputs(recon: Reconstruction, formats: list[str], pub: Publication, bar: StageBar) -> None:
     from ..io.exporters import export
+    from ..pipeline.engines import scene_notes
 
+    for note in scene_notes(recon):
+        print(note, file=sys.stderr)
     for name, reason in recon.metadata.get("skipped", []):
         print(f"skipped {name}: {reason}", file=sys.stderr)
     for note in recon.metadata.get("sampling_notes", []):  # fewer frames than asked: say why

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..options import PRECISIONS, VARIANTS, number, positive_int
+from ..errors import InputError
+from ..options import ENGINES, PRECISIONS, VARIANTS, add_video_sampling, number, positive_int
 from .common import CHECKPOINT_HELP, add_fast_bf16, reconstructor
 from .terminal import StageBar
 
@@ -22,8 +23,20 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--precision", choices=PRECISIONS, help="bf16 autocast or float32 (default auto: bf16 on a GPU, float32 on a CPU)")
     t.add_argument("--time-budget", type=number(float, 0, 1e9, lo_open=True), help="fit the number of steps to this many seconds")
     t.set_defaults(func=cmd_train)
-    e = sub.add_parser("eval", help="score a model on scene folders with ground truth (see `generate`)")
-    e.add_argument("scenes", help="a scene folder, or a folder of them")
+    e = sub.add_parser(
+        "eval",
+        help="score a model on scene folders with ground truth (see `generate`), or on real footage against COLMAP (--against colmap)",
+    )
+    e.add_argument("scenes", nargs="+", help="a scene folder, or a folder of them; with --against colmap: photos, folders or a video")
+    e.add_argument(
+        "--against",
+        choices=("truth", "colmap"),
+        default="truth",
+        help="truth: the scene folders' ground truth; colmap: the classical engine's cameras and points on the same frames",
+    )
+    e.add_argument("--engine", choices=ENGINES, default="zipmap", help="with --against colmap: the engine scored")
+    e.add_argument("--refine", action="store_true", help="with --against colmap: score the network refined by COLMAP")
+    add_video_sampling(e)
     e.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     e.add_argument("--variant", choices=VARIANTS)
     e.add_argument("--device", default="auto")
@@ -83,6 +96,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from ..training.evaluation import evaluate, format_table, write_json
 
+    if args.against == "colmap":
+        return _eval_against_colmap(args)
+    if len(args.scenes) != 1 or args.engine != "zipmap" or args.refine:
+        raise InputError("scoring against ground truth takes one scene folder (or a folder of them) and the network")
+    args.scenes = args.scenes[0]
     rec = reconstructor(args)
     bar = StageBar(args.quiet)
     try:
@@ -90,6 +108,30 @@ def cmd_eval(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     print(format_table(result))
+    if args.json:
+        write_json(result, args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _eval_against_colmap(args: argparse.Namespace) -> int:
+    """`eval --against colmap INPUT`: the chosen engine against the classical engine, same frames."""
+    from functools import partial
+
+    from ..io.inputs import VideoSampling
+    from ..pipeline.engines import check_engine_options, reconstruct_scene
+    from ..sfm.scoring import evaluate_against_colmap, format_scores
+    from ..training.evaluation import write_json
+
+    classical = args.engine == "colmap"
+    check_engine_options(classical, args.refine)
+    run = None if classical else partial(reconstruct_scene, reconstructor(args), refine=args.refine)
+    bar = StageBar(args.quiet)
+    try:
+        result = evaluate_against_colmap(run, args.scenes, VideoSampling(fps=args.fps, max_frames=args.video_frames), progress=bar)
+    finally:
+        bar.close()
+    print(format_scores(result))
     if args.json:
         write_json(result, args.json)
         print(f"wrote {args.json}")

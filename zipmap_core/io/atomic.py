@@ -238,9 +238,11 @@ class OutputLock:
     def __init__(self, folder: str | os.PathLike) -> None:
         self.folder = Path(folder)
         self._fd: int | None = None
+        self.created = False  # the folder did not exist before: a failed run takes it away again
 
     def __enter__(self) -> OutputLock:
         try:
+            self.created = not self.folder.exists()
             self.folder.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as exc:
@@ -324,6 +326,9 @@ class Publication:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
             self.lock.__exit__(None, None, None)
+            if exc is not None and self.lock.created:
+                with contextlib.suppress(OSError):  # still empty: the failed run leaves no trace
+                    self.folder.rmdir()
 
     def _publish(self) -> None:
         """Each staged name onto its namesake; on a failure the ones done are rolled back."""

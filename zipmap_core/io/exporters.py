@@ -33,22 +33,20 @@ def _noop(stage: str, done: int, total: int) -> None:
 def export_ply(recon: Reconstruction, path: str | Path, percentile: float = 0.0, progress: Progress = _noop) -> Path:
     """Binary PLY: x y z, red green blue, confidence, above a confidence percentile."""
     pts, cols, conf = recon.point_cloud(percentile)
+    progress("ply", 1, 1)
+    return _write_ply(path, pts, cols, conf)
+
+
+def _write_ply(path: str | Path, pts: np.ndarray, cols: np.ndarray, conf: np.ndarray) -> Path:
     rgba = np.concatenate((cols, np.full((len(cols), 1), 255, np.uint8)), 1)
     # a face-less Trimesh is what trimesh's PLY writer takes extra per-vertex properties from
     cloud = trimesh.Trimesh(pts.astype(np.float64), np.zeros((0, 3), np.int64), vertex_colors=rgba, process=False)
     # a missing (NaN) confidence is written as 0, the lowest: no file of ours holds a non-finite number
     cloud.vertex_attributes["confidence"] = np.nan_to_num(conf.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    progress("ply", 1, 1)
     with atomic_path(path) as tmp:
         data = trimesh.exchange.ply.export_ply(cloud, encoding="binary", include_attributes=True)
         tmp.write_bytes(data)
     return Path(path)
-
-
-def scene_scale(recon: Reconstruction) -> float:
-    """A length for drawing and meshing: the median camera-to-point distance."""
-    d = recon.depth[np.isfinite(recon.depth)]
-    return float(np.median(d)) if d.size else 1.0
 
 
 def export_glb(recon: Reconstruction, path: str | Path, percentile: float = 0.0, progress: Progress = _noop) -> Path:
@@ -56,7 +54,7 @@ def export_glb(recon: Reconstruction, path: str | Path, percentile: float = 0.0,
     pts, cols, _ = recon.point_cloud(percentile)
     scene = trimesh.Scene()
     scene.add_geometry(trimesh.PointCloud(pts, colors=cols), node_name="points")
-    size = 0.15 * scene_scale(recon)
+    size = 0.15 * recon.median_depth()
     c2w = recon.cam_to_world
     for i in range(recon.num_frames):
         segs = frustum_segments(frustum_corners(c2w[i], recon.intrinsics[i], recon.image_hw, size)).astype(np.float64)
@@ -151,6 +149,8 @@ def export_mesh(
     kind = path.suffix.lower().lstrip(".") or "ply"
     if kind not in ("ply", "obj", "glb"):
         raise InputError(f"mesh files can be .ply, .obj or .glb, not .{kind}")
+    if recon.is_sparse:
+        raise InputError("a mesh is fused from dense depth; this scene has COLMAP's sparse points only (export ply, colmap or nerfstudio)")
     mesh = fuse_tsdf(recon, voxel_size, percentile, progress=progress)
     data = mesh.export(file_type=kind)
     with atomic_path(path) as tmp:
@@ -198,38 +198,82 @@ def export_colmap(
     progress: Progress = _noop,
 ) -> Path:
     """COLMAP sparse model (`sparse/0/` in binary, or text) written by pycolmap, with the frames in
-    `images/` at the model's resolution. Each 3D point has a one-observation track to its pixel."""
+    `images/` at the scene's resolution. A scene COLMAP made or refined carries its real tracks
+    (each point with every pixel it was seen at); otherwise each of up to `max_points` confident
+    depth points has a one-observation track to its pixel."""
     import pycolmap
 
     with atomic_folder(folder) as tmp:
         names = _write_images(recon, tmp / "images", progress)
         model = pycolmap.Reconstruction()
         h, w = recon.image_hw
-        rng = np.random.default_rng(0)
-        kept = recon.confidence_mask(percentile)
-        per_frame = max(1, max_points // recon.num_frames)
         for i in range(recon.num_frames):
             k = recon.intrinsics[i].astype(np.float64)
             cam = pycolmap.Camera(model="PINHOLE", width=w, height=h, params=[k[0, 0], k[1, 1], k[0, 2], k[1, 2]], camera_id=i + 1)
             model.add_camera_with_trivial_rig(cam)
-            vs, us = np.nonzero(kept[i])
-            pick = rng.choice(len(vs), size=min(per_frame, len(vs)), replace=False) if len(vs) else np.zeros(0, int)
-            vs, us = vs[pick], us[pick]
-            keypoints = np.stack((us + 0.5, vs + 0.5), -1).astype(np.float64)
-            image = pycolmap.Image(name=names[i], keypoints=keypoints, camera_id=i + 1, image_id=i + 1)
-            ext = recon.extrinsics[i].astype(np.float64)
-            pose = pycolmap.Rigid3d(pycolmap.Rotation3d(ext[:, :3]), ext[:, 3])
-            model.add_image_with_trivial_frame(image, pose)
-            for j, (v, u) in enumerate(zip(vs, us)):
-                track = pycolmap.Track()
-                track.add_element(i + 1, j)
-                model.add_point3D(recon.points_world[i, v, u].astype(np.float64), track, recon.images[i, v, u])
-            progress("colmap", i + 1, recon.num_frames)
+        if recon.tracks is not None:
+            _colmap_tracks(model, recon, names, progress)
+        else:
+            _colmap_depth_points(model, recon, names, percentile, max_points, progress)
         sparse = tmp / "sparse" / "0"
         sparse.mkdir(parents=True)
         (model.write_text if text else model.write_binary)(str(sparse))
         _verify_colmap(model, sparse)
     return Path(folder)
+
+
+def _colmap_pose(recon: Reconstruction, i: int):
+    import pycolmap
+
+    ext = recon.extrinsics[i].astype(np.float64)
+    return pycolmap.Rigid3d(pycolmap.Rotation3d(ext[:, :3]), ext[:, 3])
+
+
+def _colmap_tracks(model, recon: Reconstruction, names: list[str], progress: Progress) -> None:
+    """The scene's COLMAP tracks: each frame's observations as its keypoints, each point with all of them."""
+    import pycolmap
+
+    assert recon.tracks is not None
+    t = recon.tracks
+    order = np.argsort(t.observations[:, 1], kind="stable")
+    frame_of_obs = t.observations[order, 1]
+    starts = np.searchsorted(frame_of_obs, np.arange(recon.num_frames + 1))
+    index_in_image = np.empty(len(order), int)
+    for i in range(recon.num_frames):
+        chosen = order[starts[i] : starts[i + 1]]
+        index_in_image[chosen] = np.arange(len(chosen))
+        image = pycolmap.Image(name=names[i], keypoints=t.pixels[chosen].astype(np.float64), camera_id=i + 1, image_id=i + 1)
+        model.add_image_with_trivial_frame(image, _colmap_pose(recon, i))
+        progress("colmap", i + 1, recon.num_frames)
+    by_point = np.argsort(t.observations[:, 0], kind="stable")
+    bounds = np.searchsorted(t.observations[by_point, 0], np.arange(t.num_points + 1))
+    for p in range(t.num_points):
+        track = pycolmap.Track()
+        for o in by_point[bounds[p] : bounds[p + 1]]:
+            track.add_element(int(t.observations[o, 1]) + 1, int(index_in_image[o]))
+        model.add_point3D(t.xyz[p].astype(np.float64), track, t.rgb[p])
+    model.update_point_3d_errors()
+
+
+def _colmap_depth_points(model, recon: Reconstruction, names: list[str], percentile: float, max_points: int, progress: Progress) -> None:
+    """Up to `max_points` confident depth points, each seen once, at its pixel's centre."""
+    import pycolmap
+
+    rng = np.random.default_rng(0)
+    kept = recon.confidence_mask(percentile)
+    per_frame = max(1, max_points // recon.num_frames)
+    for i in range(recon.num_frames):
+        vs, us = np.nonzero(kept[i])
+        pick = rng.choice(len(vs), size=min(per_frame, len(vs)), replace=False) if len(vs) else np.zeros(0, int)
+        vs, us = vs[pick], us[pick]
+        keypoints = np.stack((us + 0.5, vs + 0.5), -1).astype(np.float64)
+        image = pycolmap.Image(name=names[i], keypoints=keypoints, camera_id=i + 1, image_id=i + 1)
+        model.add_image_with_trivial_frame(image, _colmap_pose(recon, i))
+        for j, (v, u) in enumerate(zip(vs, us)):
+            track = pycolmap.Track()
+            track.add_element(i + 1, j)
+            model.add_point3D(recon.points_world[i, v, u].astype(np.float64), track, recon.images[i, v, u])
+        progress("colmap", i + 1, recon.num_frames)
 
 
 # read back in a child whose address space is capped once pycolmap is imported: a model truncated
@@ -316,7 +360,10 @@ def export_nerfstudio(recon: Reconstruction, folder: str | Path, percentile: flo
             "ply_file_path": "sparse_pc.ply",
         }
         (tmp / "transforms.json").write_text(json.dumps(meta, indent=2))
-        export_ply(recon, tmp / "sparse_pc.ply", percentile)
+        if recon.tracks is not None:  # COLMAP's triangulated points, as ns-process-data writes them
+            _write_ply(tmp / "sparse_pc.ply", recon.tracks.xyz, recon.tracks.rgb, recon.tracks.track_length.astype(np.float32))
+        else:
+            export_ply(recon, tmp / "sparse_pc.ply", percentile)
     return Path(folder)
 
 

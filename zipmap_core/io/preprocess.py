@@ -213,3 +213,16 @@ def load_images(paths: list[str | Path], mode: str = "crop", size: int = DEFAULT
     forgiving path that skips and reports)."""
     tensors = [preprocess(open_image(p, exif), mode, size)[0] for p in paths]
     return stack_images(tensors)
+
+
+def detail_image(image: Image.Image, crop: Crop, hw: tuple[int, int], factor: int) -> np.ndarray:
+    """The model image's view `factor` times larger, from the full picture: [factor H, factor W, 3]
+    uint8 whose pixel (x, y) is the model image's (x / factor, y / factor) exactly: the picture
+    resized to `factor` times its resized size and placed at `factor` times its offset (a crop's
+    offset is negative; a pad's margins are white, as in `preprocess`). For COLMAP, whose features
+    need more pixels than a small model's images hold."""
+    w, h = crop.resized_wh
+    big = to_rgb(image, exif=False).resize((w * factor, h * factor), Image.Resampling.BICUBIC)
+    canvas = Image.new("RGB", (hw[1] * factor, hw[0] * factor), (255, 255, 255))
+    canvas.paste(big, (crop.offset_xy[0] * factor, crop.offset_xy[1] * factor))
+    return np.asarray(canvas)

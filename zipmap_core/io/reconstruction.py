@@ -7,7 +7,12 @@ A `.zipmap` file is a zip archive with no pickled objects:
   format version 2, when they are depth unprojected: they are 70 % of the bytes and are derived
   again on loading), original_wh [S,2];
 - `state.npz` (optional): the per-layer fast weights `layer{i}.w0|w1|w2`, so a reopened scene can
-  be queried for novel views without recomputing.
+  be queried for novel views without recomputing;
+- `tracks.npz` (optional, counts in the manifest's `tracks`): COLMAP's points and observations
+  (see `tracks.py`).
+
+A depth of 0 means "not measured": a scene from the classical engine has depth only where a
+triangulated point was seen, and its point maps are NaN elsewhere.
 """
 
 from __future__ import annotations
@@ -30,8 +35,10 @@ from .scene_file import (
     read_scene,
     write_scene,
 )
+from .tracks import Tracks
 
 ARRAY_FIELDS = tuple(expected_arrays(1, (1, 1)))
+DERIVED_LATER: dict[str, Any] = {"points_cam": None, "points_world": None}  # point maps to derive from depth when read
 __all__ = ["ARRAY_FIELDS", "Reconstruction", "SceneFileError"]
 
 
@@ -50,6 +57,7 @@ class Reconstruction:
     state_scale: float = 1.0
     metadata: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    tracks: Tracks | None = None  # COLMAP's sparse model, when COLMAP made or refined the scene
     # the point maps are depth unprojected with the cameras: None above means "derive when
     # first read", and a saved scene leaves them out
     points_from_depth: bool = False
@@ -64,12 +72,22 @@ class Reconstruction:
         _ = self.points_cam, self.points_world
         return self
 
+    def forget_points(self) -> None:
+        """The point maps are derived again from depth when next read (the cameras changed)."""
+        self.__dict__["_points_cam"] = self.__dict__["_points_world"] = None
+        self.points_from_depth = True
+
     def _derive_points(self) -> None:
         """Depth unprojected with the cameras: the assembly's own functions, on the host."""
         depth = torch.from_numpy(np.ascontiguousarray(self.depth, np.float32))
         cam = depth_to_camera_points(depth, torch.from_numpy(self.intrinsics.astype(np.float32)))
         world = camera_to_world(cam, torch.from_numpy(self.extrinsics.astype(np.float32)))
-        self.__dict__["_points_cam"], self.__dict__["_points_world"] = cam.numpy(), world.numpy()
+        cam_np, world_np = cam.numpy(), world.numpy()
+        unmeasured = ~(self.depth > 0)
+        if unmeasured.any():  # a sparse scene's pixels that saw no point
+            cam_np[unmeasured] = np.nan
+            world_np[unmeasured] = np.nan
+        self.__dict__["_points_cam"], self.__dict__["_points_world"] = cam_np, world_np
 
     @property
     def num_frames(self) -> int:
@@ -89,6 +107,16 @@ class Reconstruction:
         rot = self.extrinsics[:, :3, :3].transpose(0, 2, 1)
         t = -rot @ self.extrinsics[:, :3, 3:4]
         return np.concatenate((rot, t), axis=2)
+
+    def median_depth(self) -> float:
+        """The median measured depth (0 is "not measured"): the scene's unit for drawing and meshing."""
+        d = self.depth[np.isfinite(self.depth) & (self.depth > 0)]
+        return float(np.median(d)) if d.size else 1.0
+
+    @property
+    def is_sparse(self) -> bool:
+        """True for a scene whose depth is COLMAP's triangulated points alone (the classical engine)."""
+        return self.tracks is not None and self.metadata.get("engine") == "colmap"
 
     @property
     def has_state(self) -> bool:
@@ -124,7 +152,15 @@ class Reconstruction:
         return float(hi - lo) < spread
 
     def point_cloud(self, percentile: float = 0.0, frames: list[int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(points [N,3], colours uint8 [N,3], confidence [N]) above a confidence percentile."""
+        """(points [N,3], colours uint8 [N,3], confidence [N]) above a confidence percentile: a
+        sparse scene's triangulated points once each (confidence: track length), else the depth's."""
+        if self.is_sparse and self.tracks is not None:
+            t = self.tracks
+            keep = t.seen_in(np.arange(self.num_frames) if frames is None else np.asarray(frames))
+            length = t.track_length.astype(np.float32)
+            if percentile > 0 and keep.any():
+                keep &= length >= np.percentile(length[keep], min(float(percentile), 100.0), method="lower")
+            return t.xyz[keep], t.rgb[keep], length[keep]
         mask = self.confidence_mask(percentile, frames)
         return self.points_world[mask], self.images[mask], self.depth_conf[mask]
 
@@ -149,21 +185,24 @@ class Reconstruction:
             "timings": self.timings,
         }
         state = {f"layer{i}.{k}": v for i, layer in enumerate(self.state or []) for k, v in layer.items()}
+        if self.tracks is not None:
+            manifest["tracks"] = self.tracks.counts()
         with atomic_path(path) as tmp:
-            write_scene(tmp, manifest, arrays, state if has_state else None)
+            write_scene(tmp, manifest, arrays, state if has_state else None, None if self.tracks is None else self.tracks.to_arrays())
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> Reconstruction:
         """Opens a `.zipmap`; a malformed or hostile file raises `SceneFileError` (see `scene_file`)."""
-        manifest, arrays, state = read_scene(path)
+        manifest, arrays, state, tracks = read_scene(path)
         return cls(
             names=list(manifest["names"]),
-            **{"points_cam": None, "points_world": None, **arrays},
+            **{**DERIVED_LATER, **arrays},
             state=state,
             state_scale=float(manifest.get("state_scale", 1.0)),
             metadata=dict(manifest.get("metadata", {})),
             timings=numeric_entries(manifest.get("timings", {})),
+            tracks=tracks,
         )
 
 

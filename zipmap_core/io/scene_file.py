@@ -19,6 +19,8 @@ import numpy as np
 
 from ..errors import SceneFileError
 from .files import parse_json, regular_file_problem
+from .tracks import Tracks, check_counts
+from .tracks import expected_bytes as tracks_bytes
 
 SCENE_FORMAT = "zipmap-scene"
 SCENE_VERSION = 2  # 2: points derived from depth may be left out ("derived_points"); 1 is written otherwise
@@ -232,8 +234,8 @@ def check_state(flat: dict[str, np.ndarray], name: str) -> list[dict[str, np.nda
     return [layers[i] for i in range(len(layers))]
 
 
-def read_scene(path: os.PathLike | str) -> tuple[dict, dict[str, np.ndarray], list[dict[str, np.ndarray]] | None]:
-    """(manifest, arrays, state or None) of a `.zipmap` file; `SceneFileError` for anything else."""
+def read_scene(path: os.PathLike | str) -> tuple[dict, dict[str, np.ndarray], list[dict[str, np.ndarray]] | None, Tracks | None]:
+    """(manifest, arrays, state or None, tracks or None) of a `.zipmap` file; `SceneFileError` for anything else."""
     name = os.path.basename(path)
     problem = regular_file_problem(path, "a scene file")
     if problem:
@@ -249,6 +251,12 @@ def read_scene(path: os.PathLike | str) -> tuple[dict, dict[str, np.ndarray], li
             blob = _member(zf, "arrays.npz", expected_bytes(frames, hw, derived), name, f"{frames} frames at {hw[1]}x{hw[0]} need")
             arrays = check_arrays(read_npz(blob, name, "arrays.npz"), frames, hw, name, derived)
             del blob
+            tracks = None
+            if "tracks" in manifest:
+                counts = check_counts(manifest["tracks"], name)
+                blob = _member(zf, "tracks.npz", tracks_bytes(counts), name, f"{counts['points']} tracks need")
+                tracks = Tracks.from_arrays(read_npz(blob, name, "tracks.npz"), counts, frames, hw, name)
+                del blob
             state = None
             if manifest.get("has_state"):
                 blob = _member(zf, "state.npz", MAX_STATE_BYTES, name, "a scene state may hold")
@@ -263,10 +271,16 @@ def read_scene(path: os.PathLike | str) -> tuple[dict, dict[str, np.ndarray], li
         raise SceneFileError(f"scene file not found: {path}") from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, NotImplementedError, ValueError) as exc:
         raise SceneFileError(f"{name} is damaged or not a ZipMap scene: {exc}") from exc
-    return manifest, arrays, state
+    return manifest, arrays, state, tracks
 
 
-def write_scene(tmp: os.PathLike | str, manifest: dict, arrays: dict[str, np.ndarray], state: dict[str, np.ndarray] | None) -> None:
+def write_scene(
+    tmp: os.PathLike | str,
+    manifest: dict,
+    arrays: dict[str, np.ndarray],
+    state: dict[str, np.ndarray] | None,
+    tracks: dict[str, np.ndarray] | None = None,
+) -> None:
     """Writes the container into `tmp` (the caller's atomic temporary; Python's zipfile reports
     every write error, so a failed write never replaces a good scene)."""
     with zipfile.ZipFile(tmp, "w") as zf:
@@ -274,6 +288,8 @@ def write_scene(tmp: os.PathLike | str, manifest: dict, arrays: dict[str, np.nda
         _write_npz(zf, "arrays.npz", arrays)
         if state is not None:
             _write_npz(zf, "state.npz", state)
+        if tracks is not None:
+            _write_npz(zf, "tracks.npz", tracks)
 
 
 def _write_npz(zf: zipfile.ZipFile, member: str, arrays: dict[str, np.ndarray]) -> None:

@@ -8,7 +8,7 @@ import torch
 
 from ..errors import InputError, ModelOutputError
 from ..io.preprocess import unit_bytes
-from ..io.reconstruction import Reconstruction
+from ..io.reconstruction import DERIVED_LATER, Reconstruction
 from ..io.scene_file import first_non_finite, first_non_finite_state
 from ..model.geometry import (
     camera_to_world,
@@ -126,6 +126,6 @@ def assemble(
         names=list(names),
         original_wh=original_wh,
         state_scale=state_scale(max_translation(arrays["extrinsics"]), len(names)),
-        **{"points_cam": None, "points_world": None, **arrays},
+        **{**DERIVED_LATER, **arrays},
         points_from_depth=points_from == "depth",
     )

@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,6 +30,9 @@ from .assembly import NonFiniteOutputError, assemble, check_point_source, host_s
 from .early_encoding import load_and_encode
 from .recipe import StageClock, frame_outputs, model_images, original_sizes, record_run, run_network
 from .streaming import StreamingSession
+
+if TYPE_CHECKING:
+    from ..sfm.intrinsics import KnownIntrinsics
 
 
 @dataclass
@@ -118,10 +122,17 @@ class Reconstructor:
         window_size: int | None = None,
         keep_state: bool | None = None,
         points_from: str = "depth",
+        intrinsics: KnownIntrinsics | None = None,
         progress: Progress | None = None,
         cancel: CancelToken | None = None,
     ) -> Reconstruction:
+        """`intrinsics`: the camera's, known (see `sfm.intrinsics`): depth is unprojected with them
+        and the scene keeps them in place of the predicted ones."""
         self._check_point_source(points_from)
+        if intrinsics is not None and points_from != "depth":
+            raise InputError(
+                "known intrinsics are used to unproject depth; the point head's points do not take them (use points_from='depth')"
+            )
         cancel = cancel or CancelToken()
         report = reporter(progress, cancel)
         clock = StageClock()
@@ -139,6 +150,8 @@ class Reconstructor:
                     inputs = load_inputs(list(inputs), sampling, max_frames, cancel=cancel, prepare=Preparation(mode, size))
                 cancel.check()
                 images, crops = model_images(inputs.frames, mode, size, report)
+        if intrinsics is not None:
+            intrinsics.check_fits(crops, "the intrinsics given")
         with clock.stage("model"):
             out = run_network(self, images, report, window_size=window_size, point_head=points_from == "point_head", tokens=tokens)
         with clock.stage("assemble"):
@@ -152,6 +165,10 @@ class Reconstructor:
             )
             if self.model.can_render if keep_state is None else keep_state:
                 recon.state = host_states(out.states)
+            if intrinsics is not None:
+                recon.intrinsics = np.stack([intrinsics.matrix_for(c) for c in crops]).astype(np.float32)
+                recon.forget_points()
+                recon.metadata["intrinsics"] = intrinsics.describe()
         record_run(recon, self, clock, mode=mode, window_size=window_size, **inputs.report())
         report("done", 1, 1)
         return recon

@@ -5,7 +5,7 @@ the stream already is."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -93,7 +93,7 @@ class StreamingSession:
         (its size does not depend on the number of frames)."""
         if not self._names:
             raise ValueError("no frames were added to the streaming session yet")
-        arrays = self._arrays.view()
+        arrays: dict[str, Any] = self._arrays.view()  # the point maps among them: no tracks
         recon = Reconstruction(
             names=list(self._names), **arrays, points_from_depth=True, state_scale=state_scale(self._max_translation, self.num_frames)
         )

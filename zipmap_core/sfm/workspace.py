@@ -1,0 +1,228 @@
+"""A COLMAP run's working folder: the frames as pictures, a database of cameras, features and
+matches, and the bridge between our progress-and-cancel protocol and pycolmap's.
+
+pycolmap's calls block and report only through its log; they take a cancellation token. A
+watcher thread passes our `CancelToken` on to that token, and the work is cut into chunks (images
+for features, pairs for matching, one registered image for mapping) so that progress moves and a
+cancel lands within a chunk. Everything lives in a temporary folder removed on the way out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..cancel import CancelToken, Progress
+
+FEATURE_CHUNK = 8  # images per extraction call (a progress step)
+PAIR_CHUNK = 64  # pairs per matching call
+
+
+def quiet_colmap() -> Any:
+    """pycolmap with its log silenced (INFO lines per image and pair, errors said again by us).
+    torch is imported first: pycolmap loaded before it makes feature extraction abort with a
+    double free (pycolmap 4.2, torch 2.13)."""
+    import torch  # noqa: F401
+
+    # isort: split
+    import pycolmap
+
+    pycolmap.logging.minloglevel = 3  # fatal only: its errors reach the user as our messages
+    return pycolmap
+
+
+@contextlib.contextmanager
+def colmap_token(cancel: CancelToken) -> Iterator[Any]:
+    """A pycolmap CancellationToken that is cancelled when `cancel` is."""
+    pycolmap = quiet_colmap()
+    token = pycolmap.CancellationToken()
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            if cancel.wait(0.1):
+                token.cancel()
+                return
+
+    watcher = threading.Thread(target=watch, name="colmap-cancel", daemon=True)
+    watcher.start()
+    try:
+        yield token
+    finally:
+        done.set()
+        watcher.join()
+
+
+@contextlib.contextmanager
+def native_log(path: Path) -> Iterator[None]:
+    """The process's stderr (file descriptor 2) into `path` while COLMAP runs: COLMAP and the
+    Ceres solver it links log per image and per iteration from C++, past Python's reach. The log's
+    last lines are kept for an error message (`log_tail`)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(path, "ab") as log:
+            os.dup2(log.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def log_tail(path: Path, lines: int = 5) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return "\n".join(text[-lines:])
+
+
+def _params(k: np.ndarray, fixed: bool) -> str:
+    """COLMAP's parameters of the median of intrinsics [N, 3, 3]: PINHOLE "fx, fy, cx, cy" when
+    `fixed`, else SIMPLE_PINHOLE "f, cx, cy"; COLMAP's pixel convention (0 at the left edge of the
+    first pixel) is ours."""
+    k = np.median(k.reshape(-1, 3, 3), axis=0)
+    values = (k[0, 0], k[1, 1], k[0, 2], k[1, 2]) if fixed else (np.sqrt(k[0, 0] * k[1, 1]), k[0, 2], k[1, 2])
+    return ", ".join(f"{v:.10g}" for v in values)
+
+
+class Workspace:
+    """Frames [N, H, W, 3] uint8 written as PNG into a temporary folder beside a COLMAP database.
+    `names` of the images in COLMAP are the frames' indices (`00003.png`), so a frame is found
+    again by its number whatever its own name."""
+
+    def __init__(self, images: np.ndarray, cancel: CancelToken) -> None:
+        from PIL import Image
+
+        self.cancel = cancel
+        self.token: Any = None
+        self._stack = contextlib.ExitStack()
+        self.root = Path(tempfile.mkdtemp(prefix="zipmap-colmap-"))
+        self.log = self.root / "colmap.log"
+        self.image_dir = self.root / "images"
+        self.image_dir.mkdir()
+        self.database = self.root / "database.db"
+        self.names = [f"{i:05d}.png" for i in range(len(images))]
+        for name, image in zip(self.names, images):
+            Image.fromarray(image).save(self.image_dir / name, compress_level=1)
+        quiet_colmap().Database.open(self.database).close()  # created empty, as import_images needs
+
+    def __enter__(self) -> Workspace:
+        """Our cancel goes to COLMAP's token until the exit."""
+        self.token = self._stack.enter_context(colmap_token(self.cancel))
+        return self
+
+    @contextlib.contextmanager
+    def cancellable(self) -> Iterator[None]:
+        """Around a pycolmap call: its "Operation cancelled" (our cancel, passed on to its token)
+        becomes our `Cancelled`."""
+        try:
+            yield
+        except InterruptedError:
+            self.cancel.check()
+            raise
+        self.cancel.check()
+
+    def quiet(self) -> contextlib.AbstractContextManager:
+        """For the calls that log past `quiet_colmap` (triangulation's INFO lines, the solver's
+        warnings): their output goes to the workspace's log. Kept short, as everything written to
+        stderr meanwhile goes there too."""
+        return native_log(self.log)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def frame_of(self, name: str) -> int:
+        return int(Path(name).stem)
+
+    def add_cameras(self, intrinsics: np.ndarray | None, shared: bool, fixed: bool = False) -> None:
+        """One camera for all frames (`shared`: a video, or one known camera) or one per frame.
+        With `intrinsics` [N, 3, 3]: PINHOLE when `fixed` (the user's), else SIMPLE_PINHOLE with
+        their mean focal length as a prior (square pixels: a prior's fx and fy must not drift
+        apart); without, COLMAP's guess from the image size."""
+        pycolmap = quiet_colmap()
+        options = pycolmap.ImageReaderOptions()
+        mode = pycolmap.CameraMode.SINGLE if shared else pycolmap.CameraMode.PER_IMAGE
+        options.camera_model = "PINHOLE" if fixed else "SIMPLE_PINHOLE"
+        pycolmap.import_images(self.database, self.image_dir, mode, self.names, options)
+        if intrinsics is not None:
+            self._set_cameras(lambda frames: _params(intrinsics[frames], fixed), prior=True)
+
+    def forget_cameras(self) -> None:
+        """Every camera back to COLMAP's own guess (focal 1.2 x the larger side, no prior): for a
+        fresh start when the predicted intrinsics are not to be trusted."""
+        pycolmap = quiet_colmap()
+        guess = pycolmap.ImageReaderOptions().default_focal_length_factor
+
+        def params(camera: Any) -> str:
+            return f"{guess * max(camera.width, camera.height):.10g}, {camera.width / 2:.10g}, {camera.height / 2:.10g}"
+
+        self._set_cameras(None, prior=False, guess=params)
+
+    def _set_cameras(self, params_of: Any, prior: bool, guess: Any = None) -> None:
+        """Each camera's parameters from the frames that use it (`params_of(frame indices)`)."""
+        pycolmap = quiet_colmap()
+        db = pycolmap.Database.open(self.database)
+        try:
+            users: dict[int, list[int]] = {}
+            for image in db.read_all_images():
+                users.setdefault(image.camera_id, []).append(self.frame_of(image.name))
+            for camera_id, frames in users.items():
+                camera = db.read_camera(camera_id)
+                if guess is not None:
+                    camera.model = pycolmap.CameraModelId.SIMPLE_PINHOLE
+                    camera.params = [float(v) for v in guess(camera).split(",")]
+                else:
+                    camera.set_params_from_string(params_of(frames))
+                camera.has_prior_focal_length = prior
+                db.update_camera(camera)
+        finally:
+            db.close()
+
+    def extract(self, report: Progress) -> None:
+        """SIFT features of every frame, a chunk at a time."""
+        pycolmap = quiet_colmap()
+        options = pycolmap.FeatureExtractionOptions()
+        for start in range(0, len(self.names), FEATURE_CHUNK):
+            chunk = self.names[start : start + FEATURE_CHUNK]
+            with self.cancellable():
+                pycolmap.extract_features(
+                    self.database, self.image_dir, chunk, extraction_options=options, device=pycolmap.Device.cpu, cancellation_token=self.token
+                )
+            report("features", start + len(chunk), len(self.names))
+
+    def match(self, pairs: Sequence[tuple[int, int]], report: Progress) -> None:
+        """Matches and two-view geometry of the frame pairs `pairs`, a chunk of pairs at a time."""
+        pycolmap = quiet_colmap()
+        listing = self.root / "pairs.txt"
+        pairs = list(pairs)
+        for start in range(0, len(pairs), PAIR_CHUNK):
+            chunk = pairs[start : start + PAIR_CHUNK]
+            listing.write_text("".join(f"{self.names[i]} {self.names[j]}\n" for i, j in chunk))
+            options = pycolmap.ImportedPairingOptions()
+            options.match_list_path = str(listing)
+            with self.cancellable():
+                pycolmap.match_image_pairs(self.database, pairing_options=options, device=pycolmap.Device.cpu, cancellation_token=self.token)
+            report("matching", start + len(chunk), len(pairs))
+        if not pairs:
+            report("matching", 1, 1)
+
+    def verified_pairs(self) -> int:
+        """How many pairs of frames share geometrically verified matches."""
+        pycolmap = quiet_colmap()
+        db = pycolmap.Database.open(self.database)
+        try:
+            return int(db.num_verified_image_pairs())
+        finally:
+            db.close()
