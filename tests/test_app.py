@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -376,3 +377,30 @@ def test_novel_views_get_a_third_of_the_height_and_the_layout_is_remembered(qtbo
     qtbot.waitExposed(again)
     qtbot.waitUntil(lambda: again.rec is not None, timeout=10000)
     assert abs(again.novel_dock.height() - 200) <= 8 and again.size() == window.size()
+
+
+def test_classical_engine_from_the_model_panel_shows_a_real_scene(qtbot, window, tmp_path):
+    """The demo notice offers COLMAP for real photos; choosing it reconstructs the real sample
+    video with no model involved and draws its points and cameras."""
+    from zipmap_core.io.inputs import VideoSampling
+    from zipmap_core.resources import REAL_SAMPLE
+
+    panel = window.model_panel
+    empty = frame(window)
+    panel.classical_button.click()
+    assert window.state.engine == "colmap" and not panel.refine.isEnabled()
+    window.loader.load([str(REAL_SAMPLE)], sampling=VideoSampling(fps=None, max_frames=12))
+    qtbot.waitUntil(lambda: len(window.loader.frames) == 12 and not window.jobs.current.running, timeout=60000)
+    window.reconstruct()
+    qtbot.waitUntil(lambda: window.recon is not None and not window.jobs.current.running, timeout=120000)
+    recon = window.recon
+    assert recon.is_sparse and recon.num_frames >= 11
+    # each point where each frame saw it (hiding a frame hides what it saw); exports write each once
+    assert window.view.drawn_points == int((recon.depth > 0).sum()) >= recon.tracks.num_points
+    assert "COLMAP registered" in window.status_info.text()
+    window.view.reset_view()
+    shot = window.exports.save_screenshot(str(tmp_path / "classical.png"))
+    assert Path(shot).exists()
+    assert np.abs(frame(window) - empty).sum(-1).astype(bool).mean() > 0.01  # points and frusta drawn
+    panel.engine.setCurrentIndex(panel.engine.findData("zipmap"))
+    assert window.state.engine == "zipmap" and panel.refine.isEnabled()

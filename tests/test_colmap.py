@@ -20,6 +20,7 @@ from zipmap_core.sfm.intrinsics import KnownIntrinsics, parse_intrinsics
 from zipmap_core.sfm.pairs import exhaustive_pairs, overlap_pairs
 from zipmap_core.sfm.refine import refine
 from zipmap_core.sfm.scoring import aligned_rotation_errors, score
+from zipmap_core.training.textured_room import turned
 
 SAMPLING = VideoSampling(fps=None, max_frames=REAL_SAMPLE_FRAMES)
 
@@ -31,18 +32,8 @@ def classical():
 
 
 def perturbed(truth: Reconstruction, seed: int = 0) -> Reconstruction:
-    """`truth` with every camera but the first turned by 5 to 10 degrees about a random axis."""
-    from scipy.spatial.transform import Rotation
-
-    rng = np.random.default_rng(seed)
-    ext = truth.extrinsics.astype(np.float64).copy()
-    for i in range(1, len(ext)):
-        axis = rng.normal(size=3)
-        turn = Rotation.from_rotvec(np.radians(rng.uniform(5, 10)) * axis / np.linalg.norm(axis)).as_matrix()
-        ext[i, :, :3] = turn @ ext[i, :, :3]
-    return Reconstruction(
-        truth.names, truth.images, ext.astype(np.float32), truth.intrinsics, truth.depth, truth.depth_conf, None, None, truth.original_wh
-    )
+    """`truth` with every camera but the first turned by 5 to 10 degrees (the issue's case)."""
+    return turned(truth, (5.0, 10.0), seed)
 
 
 # ---- the classical engine ---------------------------------------------------------------------------------
@@ -63,6 +54,7 @@ def test_classical_engine_registers_the_real_video(classical):
     assert np.isnan(classical.points_world[~measured]).all()
     pts, rgb, length = classical.point_cloud()
     assert len(pts) == classical.tracks.num_points and rgb.dtype == np.uint8
+    np.testing.assert_array_equal(length, classical.tracks.track_length)  # confidence: frames that saw it
 
 
 def test_classical_scene_file_and_exports_carry_the_tracks(classical, tmp_path):
@@ -111,7 +103,7 @@ def test_photos_without_overlap_are_a_clear_message_and_nothing_is_written(tmp_p
     photos.mkdir()
     for i in range(4):  # unrelated noise: nothing in common between any two
         Image.fromarray((rng.random((240, 320, 3)) * 255).astype(np.uint8)).save(photos / f"p{i}.png")
-    with pytest.raises(NoOverlapError, match="see the same things|register"):
+    with pytest.raises(NoOverlapError, match=r"see the same things|register"):
         ClassicalEngine().reconstruct([photos])
     code, err = run_cli(["reconstruct", str(photos), "--engine", "colmap", "-o", str(tmp_path / "out")], capsys)
     assert_one_line_error(code, err)
@@ -150,7 +142,7 @@ def test_refine_brings_perturbed_cameras_within_a_degree_and_keeps_known_intrins
     # the depth was fitted to the refined cameras: it matches the triangulated points
     from zipmap_core.sfm.models import observed_depths
 
-    frame, z, at = observed_depths(out.tracks, out.extrinsics.astype(np.float64), out.depth)
+    _, z, at = observed_depths(out.tracks, out.extrinsics.astype(np.float64), out.depth)
     assert np.median(np.abs(at - z) / z) < 0.02
     assert start.extrinsics is not out.extrinsics and np.array_equal(start.intrinsics, room.intrinsics)  # input untouched
 
@@ -234,7 +226,7 @@ def test_known_intrinsics_are_used_for_unprojection_and_kept(tiny_rec):
     h, w = recon.image_hw
     scale = w / 640  # crop mode: the picture is scaled to the width and cut in height
     k = recon.intrinsics[0]
-    assert k[0, 0] == pytest.approx(700 * scale, rel=1e-5) and k[1, 1] == pytest.approx(690 * scale, rel=0.2)  # height rounds to whole patches
+    assert k[0, 0] == pytest.approx(700 * scale, rel=1e-5) and k[1, 1] == pytest.approx(690 * scale, rel=0.2)  # h: whole patches
     assert k[0, 2] == pytest.approx(320 * scale, rel=1e-5)
     # the world points are the depth unprojected with exactly these intrinsics
     v, u = h // 2, w // 3

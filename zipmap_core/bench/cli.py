@@ -17,7 +17,8 @@ Result = tuple[str, Any]  # (JSON file name, what was measured)
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser(
         "bench",
-        help="benchmarks: scaling with the number of frames, query latency, full configuration, the pipeline around the network, processes",
+        help="benchmarks: scaling with the number of frames, query latency, full configuration, the pipeline around the network, "
+        "processes, COLMAP refinement",
     )
     b.add_argument("which", choices=tuple(BENCHMARKS))
     b.add_argument("-o", "--output", default="out/bench")
@@ -28,6 +29,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--frames", help="comma-separated frame counts (default: scaling 8..256, pipeline 32..1000, distributed 64..256)")
     b.add_argument("--full", action="store_true", help="also N=512")
     b.add_argument("--attention-max", type=int, default=256, help="largest N for the quadratic baseline")
+    b.add_argument("--exhaustive-max", type=int, default=64, help="refine: largest N timed with exhaustive matching")
     b.add_argument("--stream-frames", type=int, help="frames streamed (default: scaling 500, pipeline 1000)")
     b.add_argument("--video", help="pipeline: this video instead of a generated 1080p one")
     b.add_argument("--batch", type=int, help="generator: scenes per call (default: 1 on a CPU, 1024 on a GPU)")
@@ -99,6 +101,14 @@ def run_pipeline(args: argparse.Namespace) -> Result:
     )
     print(json.dumps(res["summary"], indent=2))
     return "pipeline", res
+
+
+def run_refine(args: argparse.Namespace) -> Result:
+    from .refine import bench_refine
+
+    res = bench_refine(_frames(args, "16,32,64,128,256"), args.exhaustive_max, Path(args.output), log=_log)
+    print(json.dumps(res["summary"], indent=2))
+    return "refine", res
 
 
 def run_gpu(args: argparse.Namespace) -> Result:
@@ -192,4 +202,5 @@ BENCHMARKS: dict[str, Callable[[argparse.Namespace], Result]] = {
     "pipeline": run_pipeline,
     "distributed": run_distributed,
     "gpu": run_gpu,
+    "refine": run_refine,
 }

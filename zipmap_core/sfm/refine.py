@@ -30,7 +30,6 @@ from .models import SparseModel, observed_depths, read_model, to_first_frame
 from .pairs import NEIGHBOURS, exhaustive_pairs, overlap_pairs, sequential_pairs
 from .workspace import Workspace, quiet_colmap
 
-ROUNDS = 2  # bundle adjustments, with retriangulation before each
 MIN_OBSERVATIONS = 15  # a frame seeing fewer triangulated points is not held by the adjustment
 MAX_ERROR_PX = 2.0  # a refinement that ends above this mean reprojection error did not converge
 MIN_DEPTH_POINTS = 8  # a frame's depth is fitted on its own above this many points
@@ -107,13 +106,16 @@ def refine(
     neighbours: int = NEIGHBOURS,
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
+    pairs: list[tuple[int, int]] | None = None,
 ) -> Reconstruction:
     """A new Reconstruction with `recon`'s cameras bundle-adjusted, its depth moved onto them, and
     COLMAP's tracks; `recon` is left as it was (a cancel or a failure keeps it). `detail`: the
-    frames at a whole multiple of the scene's image size (`detail_images`) for COLMAP's features."""
+    frames at a whole multiple of the scene's image size (`detail_images`) for COLMAP's features;
+    `pairs`: the frame pairs to match instead of each frame's `neighbours` by predicted overlap."""
     cancel = cancel or CancelToken()
     report = reporter(progress, cancel)
-    pairs = overlap_pairs(recon.extrinsics, recon.intrinsics, recon.depth, neighbours)
+    if pairs is None:
+        pairs = overlap_pairs(recon.extrinsics, recon.intrinsics, recon.depth, neighbours)
     shared = bool(np.all(recon.original_wh == recon.original_wh[0]))
     images = recon.images if detail is None else detail
     factor = images.shape[2] // recon.image_hw[1]
@@ -184,31 +186,37 @@ def _seeded(ws: Workspace, recon: Reconstruction) -> Any:
 
 
 def _adjust(ws: Workspace, recon: Reconstruction, fixed_intrinsics: bool, report: Progress, factor: int) -> tuple[Any, float, int]:
-    """Triangulation from ZipMap's cameras, then ROUNDS of bundle adjustment and retriangulation;
-    (the model, the mean reprojection error with the predicted cameras in the scene's pixels, and
-    how many points they triangulated)."""
+    """Triangulation from ZipMap's cameras, bundle adjustment, and triangulation again from the
+    adjusted cameras (which completes the tracks the predictions left short); (the model, the
+    mean reprojection error with the predicted cameras in the scene's pixels, and how many points
+    they triangulated). One adjustment: a second, after the retriangulation, cost 12x the first at
+    N = 128 (`zipmap bench refine`) and moved no camera by a measurable amount."""
     pycolmap = quiet_colmap()
     options = pycolmap.IncrementalPipelineOptions()
     model = _seeded(ws, recon)
-    before, points_before = float("nan"), 0
-    for round_ in range(ROUNDS):
-        report("adjustment", round_, ROUNDS)
+
+    def triangulate(model: Any, fresh: bool) -> Any:
         with ws.quiet(), ws.cancellable():
-            model = pycolmap.triangulate_points(
-                model, ws.database, ws.image_dir, ws.root / "tri", clear_points=round_ == 0, options=options, cancellation_token=ws.token
+            return pycolmap.triangulate_points(
+                model, ws.database, ws.image_dir, ws.root / "tri", clear_points=fresh, options=options, cancellation_token=ws.token
             )
-        if round_ == 0:
-            before = float(model.compute_mean_reprojection_error()) / factor if model.num_points3D() else float("nan")
-            points_before = int(model.num_points3D())
-        ba = pycolmap.BundleAdjustmentOptions()
-        ba.refine_focal_length = not fixed_intrinsics
-        ba.refine_principal_point = False
-        ba.refine_extra_params = False
-        ba.print_summary = False
-        if model.num_points3D():
-            with ws.quiet(), ws.cancellable():
-                pycolmap.bundle_adjustment(model, ba, cancellation_token=ws.token)
-    report("adjustment", ROUNDS, ROUNDS)
+
+    report("adjustment", 0, 3)
+    model = triangulate(model, True)
+    before = float(model.compute_mean_reprojection_error()) / factor if model.num_points3D() else float("nan")
+    points_before = int(model.num_points3D())
+    report("adjustment", 1, 3)
+    ba = pycolmap.BundleAdjustmentOptions()
+    ba.refine_focal_length = not fixed_intrinsics
+    ba.refine_principal_point = False
+    ba.refine_extra_params = False
+    ba.print_summary = False
+    if model.num_points3D():
+        with ws.quiet(), ws.cancellable():
+            pycolmap.bundle_adjustment(model, ba, cancellation_token=ws.token)
+    report("adjustment", 2, 3)
+    model = triangulate(model, False)
+    report("adjustment", 3, 3)
     return model, before, points_before
 
 

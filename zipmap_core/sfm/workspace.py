@@ -198,7 +198,12 @@ class Workspace:
             chunk = self.names[start : start + FEATURE_CHUNK]
             with self.cancellable():
                 pycolmap.extract_features(
-                    self.database, self.image_dir, chunk, extraction_options=options, device=pycolmap.Device.cpu, cancellation_token=self.token
+                    self.database,
+                    self.image_dir,
+                    chunk,
+                    extraction_options=options,
+                    device=pycolmap.Device.cpu,
+                    cancellation_token=self.token,
                 )
             report("features", start + len(chunk), len(self.names))
 
@@ -213,7 +218,9 @@ class Workspace:
             options = pycolmap.ImportedPairingOptions()
             options.match_list_path = str(listing)
             with self.cancellable():
-                pycolmap.match_image_pairs(self.database, pairing_options=options, device=pycolmap.Device.cpu, cancellation_token=self.token)
+                pycolmap.match_image_pairs(
+                    self.database, pairing_options=options, device=pycolmap.Device.cpu, cancellation_token=self.token
+                )
             report("matching", start + len(chunk), len(pairs))
         if not pairs:
             report("matching", 1, 1)
