@@ -16,10 +16,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from zipmap_core.engines import classical_engine, reconstruct_scene, scene_notes
 from zipmap_core.io.inputs import InputSet
 from zipmap_core.io.reconstruction import Reconstruction
 from zipmap_core.options import CLASSICAL_WIDTH, EXPORT_FORMATS
-from zipmap_core.pipeline.engines import classical_engine, reconstruct_scene, scene_notes
 from zipmap_core.pipeline.reconstructor import Reconstructor
 from zipmap_core.resources import (
     RESOURCES,

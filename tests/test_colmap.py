@@ -13,10 +13,10 @@ from scenes import textured_room
 from zipmap_core.cancel import Cancelled, CancelToken
 from zipmap_core.errors import InputError
 from zipmap_core.io.inputs import VideoSampling
+from zipmap_core.io.intrinsics import KnownIntrinsics, parse_intrinsics
 from zipmap_core.io.reconstruction import Reconstruction
 from zipmap_core.resources import REAL_SAMPLE, REAL_SAMPLE_FRAMES
 from zipmap_core.sfm.engine import ClassicalEngine, NoOverlapError
-from zipmap_core.sfm.intrinsics import KnownIntrinsics, parse_intrinsics
 from zipmap_core.sfm.pairs import exhaustive_pairs, overlap_pairs
 from zipmap_core.sfm.refine import refine
 from zipmap_core.sfm.scoring import aligned_rotation_errors, score

@@ -93,7 +93,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def intrinsics_option(text: str):
     """--intrinsics parsed (and its file read) when the options are, so a bad one is said first."""
-    from ..sfm.intrinsics import parse_intrinsics
+    from ..io.intrinsics import parse_intrinsics
 
     try:
         return parse_intrinsics(text)
@@ -102,11 +102,11 @@ def intrinsics_option(text: str):
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from ..engines import check_engine_options, classical_engine, reconstruct_scene
     from ..io.atomic import Publication
     from ..io.exporters import check_formats
     from ..io.inputs import VideoSampling
     from ..pipeline.distributed import Launch
-    from ..pipeline.engines import check_engine_options, classical_engine, reconstruct_scene
 
     formats = check_formats([f.strip() for f in (args.export or "").split(",") if f.strip()])
     check_inputs_exist(args.inputs)  # before a model takes seconds to load
@@ -168,8 +168,8 @@ def output_names(formats: list[str]) -> list[str]:
 
 
 def _write_outputs(recon: Reconstruction, formats: list[str], pub: Publication, bar: StageBar) -> None:
+    from ..engines import scene_notes
     from ..io.exporters import export
-    from ..pipeline.engines import scene_notes
 
     for note in scene_notes(recon):
         print(note, file=sys.stderr)

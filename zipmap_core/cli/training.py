@@ -118,8 +118,8 @@ def _eval_against_colmap(args: argparse.Namespace) -> int:
     """`eval --against colmap INPUT`: the chosen engine against the classical engine, same frames."""
     from functools import partial
 
+    from ..engines import check_engine_options, reconstruct_scene
     from ..io.inputs import VideoSampling
-    from ..pipeline.engines import check_engine_options, reconstruct_scene
     from ..sfm.scoring import evaluate_against_colmap, format_scores
     from ..training.evaluation import write_json
 

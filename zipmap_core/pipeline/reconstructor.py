@@ -32,7 +32,7 @@ from .recipe import StageClock, frame_outputs, model_images, original_sizes, rec
 from .streaming import StreamingSession
 
 if TYPE_CHECKING:
-    from ..sfm.intrinsics import KnownIntrinsics
+    from ..io.intrinsics import KnownIntrinsics
 
 
 @dataclass

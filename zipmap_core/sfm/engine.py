@@ -16,11 +16,11 @@ import numpy as np
 from ..cancel import Cancelled, CancelToken, Progress, reporter
 from ..errors import InputError, ZipMapError
 from ..io.inputs import InputSet, Preparation, VideoSampling, load_inputs
+from ..io.intrinsics import KnownIntrinsics, exif_prior
 from ..io.reconstruction import DERIVED_LATER, Reconstruction
 from ..options import CLASSICAL_WIDTH
 from ..pipeline.assembly import max_translation, state_scale
 from ..pipeline.recipe import StageClock, model_images, original_sizes
-from .intrinsics import KnownIntrinsics, exif_prior
 from .models import SparseModel, median_depth, read_model, to_first_frame
 from .pairs import pairs_for
 from .workspace import Workspace, quiet_colmap

@@ -21,11 +21,11 @@ import numpy as np
 
 from ..cancel import CancelToken, Progress, reporter
 from ..io.inputs import Frame, InputSet, Preparation, VideoSampling, load_inputs
+from ..io.intrinsics import KnownIntrinsics
 from ..io.preprocess import Crop, detail_image
 from ..io.reconstruction import DERIVED_LATER, Reconstruction
 from ..io.tracks import Tracks
 from .engine import NoOverlapError
-from .intrinsics import KnownIntrinsics
 from .models import SparseModel, observed_depths, read_model, to_first_frame
 from .pairs import NEIGHBOURS, exhaustive_pairs, overlap_pairs, sequential_pairs
 from .workspace import Workspace, quiet_colmap

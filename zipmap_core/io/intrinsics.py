@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..io.files import parse_json, regular_file_problem
-from ..io.preprocess import Crop
+from .files import parse_json, regular_file_problem
+from .preprocess import Crop
 
 MAX_FILE_BYTES = 1 << 20  # an intrinsics file is a few lines
 FULL_FRAME_DIAGONAL_MM = float(np.hypot(36.0, 24.0))  # what "35 mm equivalent" is relative to

@@ -9,20 +9,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..cancel import CancelToken, Progress
-from ..errors import InputError
-from ..io.reconstruction import Reconstruction
+from .cancel import CancelToken, Progress
+from .errors import InputError
+from .io.reconstruction import Reconstruction
 
 if TYPE_CHECKING:
-    from ..sfm.engine import ClassicalEngine
-    from ..sfm.intrinsics import KnownIntrinsics
-    from .reconstructor import Reconstructor
+    from .io.intrinsics import KnownIntrinsics
+    from .pipeline.reconstructor import Reconstructor
+    from .sfm.engine import ClassicalEngine
 
 NETWORK_ONLY = ("window_size", "keep_state", "points_from")  # options the classical engine has no use for
 
 
 def classical_engine() -> ClassicalEngine:
-    from ..sfm.engine import ClassicalEngine
+    from .sfm.engine import ClassicalEngine
 
     return ClassicalEngine()
 
@@ -51,8 +51,8 @@ def reconstruct_scene(
 ) -> Reconstruction:
     """A scene from `inputs` by `engine`; `options` are `Reconstructor.reconstruct`'s (mode,
     resolution, max_frames, sampling, window_size, keep_state, points_from)."""
-    from ..sfm.engine import ClassicalEngine
-    from ..sfm.refine import reconstruct_refined
+    from .sfm.engine import ClassicalEngine
+    from .sfm.refine import reconstruct_refined
 
     classical = isinstance(engine, ClassicalEngine)
     check_engine_options(classical, refine, **options)
@@ -67,7 +67,7 @@ def reconstruct_scene(
 
 def scene_notes(recon: Reconstruction) -> list[str]:
     """What COLMAP did to a scene, in a line each (frames left out named), for the CLI and the app."""
-    from ..sfm.engine import engine_summary
+    from .sfm.engine import engine_summary
 
     notes = []
     if "colmap" in recon.metadata:
