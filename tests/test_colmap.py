@@ -261,3 +261,18 @@ def test_eval_against_colmap_on_the_real_sample(capsys, tmp_path):
     assert code == 0, err
     result = json.loads((tmp_path / "e.json").read_text())
     assert result["AUC@30"] == pytest.approx(1.0) and result["common_frames"] >= 7
+
+
+def test_exif_focal_length_is_a_prior_in_pixels(tmp_path):
+    from PIL import Image
+
+    from zipmap_core.io.intrinsics import exif_prior
+
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0xA405] = 28  # FocalLengthIn35mmFilm: a phone's wide camera
+    Image.new("RGB", (400, 300), (90, 120, 150)).save(tmp_path / "p.jpg", exif=exif)
+    k = exif_prior(tmp_path / "p.jpg", (400, 300))
+    assert k is not None and not k.fixed
+    assert k.fx == pytest.approx(28 / np.hypot(36, 24) * 500) and (k.cx, k.cy) == (200, 150)
+    Image.new("RGB", (400, 300)).save(tmp_path / "plain.jpg")
+    assert exif_prior(tmp_path / "plain.jpg", (400, 300)) is None
