@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 from zipmap_core.engines import classical_engine, reconstruct_scene, scene_notes
 from zipmap_core.io.inputs import InputSet
 from zipmap_core.io.reconstruction import Reconstruction
-from zipmap_core.options import CLASSICAL_WIDTH, EXPORT_FORMATS
+from zipmap_core.options import EXPORT_FORMATS
 from zipmap_core.pipeline.reconstructor import Reconstructor
 from zipmap_core.resources import (
     RESOURCES,
@@ -267,8 +267,6 @@ class MainWindow(QMainWindow):
         if self.rec is not None:
             self.rec.fast_cpu_bf16 = self.model_panel.fast_bf16.isChecked()
         mode, resolution = self.model_input()
-        if classical:
-            resolution = max(resolution, CLASSICAL_WIDTH)  # SIFT needs pixels a small model's input lacks
 
         def work(progress, cancel):
             recon = reconstruct_scene(

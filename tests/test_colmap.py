@@ -171,6 +171,17 @@ def test_overlap_pairs_are_linear_and_pick_the_true_neighbours():
     assert np.median(gaps) <= 3
 
 
+def test_a_large_photo_set_is_matched_with_look_alike_frames_linearly():
+    from zipmap_core.sfm.pairs import NEIGHBOURS, pairs_for
+
+    room = textured_room(60, seed=4, hw=(48, 64))
+    order = np.random.default_rng(0).permutation(60)  # photos in no useful order
+    how, pairs = pairs_for("photos", room.images[order])
+    assert how == "look-alike" and len(pairs) <= 60 * (NEIGHBOURS + 2)
+    sweep_gap = [abs(int(order[i]) - int(order[j])) for i, j in pairs]  # distance along the true sweep
+    assert np.median(sweep_gap) <= 4  # look-alike frames are the sweep's neighbours, whatever the file order
+
+
 def test_refine_of_the_bundled_model_matches_the_classical_engine(classical, capsys, tmp_path):
     args = ["reconstruct", str(REAL_SAMPLE), "--video-frames", str(REAL_SAMPLE_FRAMES), "--refine", "-o", str(tmp_path / "out"), "-q"]
     code, err = run_cli(args, capsys)

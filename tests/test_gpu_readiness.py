@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from train_runs import small_run
 
 from zipmap_core.model.config import tiny_config
 from zipmap_core.model.heads import dpt_head
@@ -145,26 +146,14 @@ def test_checkpointing_recomputes_blocks_in_the_backward_pass(monkeypatch):
 
 def test_fp16_training_scales_the_loss_and_gpus_without_bf16_get_it(tmp_path, monkeypatch):
     from zipmap_core import device as device_module
-    from zipmap_core.training.trainer import TrainConfig, Trainer
+    from zipmap_core.training.trainer import Trainer
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)  # a pre-sm80 GPU
     assert device_module.training_half(torch.device("cuda"), "auto") == torch.float16
     assert device_module.needs_loss_scaling(torch.device("cuda"), "auto")
     assert device_module.training_half(torch.device("cpu"), "auto") is None
-    cfg = TrainConfig(
-        model="tiny",
-        output=str(tmp_path / "run"),
-        steps=2,
-        batch=1,
-        views=(2, 2),
-        held_out=1,
-        heights=(28,),
-        width=56,
-        device="cpu",
-        precision="fp16",
-        activation_checkpointing=True,
-        log_every=1,
-        save_every=100,
+    cfg = small_run(
+        str(tmp_path / "run"), heights=(28,), width=56, precision="fp16", activation_checkpointing=True, log_every=1, save_every=100
     )
     trainer = Trainer(cfg, log=lambda line: None)
     assert trainer.scaler.is_enabled() and trainer.model.aggregator.checkpointing
@@ -366,12 +355,12 @@ def test_streaming_on_the_gpu_equals_its_windowed_batch():
 @pytest.mark.gpu
 @GPU
 def test_one_fine_tuning_step_of_the_full_model_at_518_px_fits_80_gb(tmp_path):
-    from zipmap_core.training.trainer import TrainConfig, Trainer
+    from zipmap_core.training.trainer import Trainer
 
     torch.cuda.reset_peak_memory_stats()
-    cfg = TrainConfig(
+    cfg = small_run(
+        str(tmp_path / "run"),
         model="state_query",
-        output=str(tmp_path / "run"),
         steps=1,
         batch=2,
         views=(8, 8),

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from golden import golden_model
+from train_runs import small_run
 
 from zipmap_core import cli
 from zipmap_core.io import checkpoints
@@ -53,20 +54,7 @@ def test_normalisation_puts_frame_zero_at_identity_and_unit_translation():
 
 
 def test_training_a_tiny_model_lowers_the_loss(tmp_path):
-    cfg = TrainConfig(
-        model="tiny",
-        output=str(tmp_path / "run"),
-        steps=40,
-        batch=2,
-        views=(3, 3),
-        held_out=1,
-        heights=(56,),
-        lr=2e-3,
-        warmup=5,
-        log_every=10,
-        save_every=20,
-        device="cpu",
-    )
+    cfg = small_run(str(tmp_path / "run"), steps=40, batch=2, views=(3, 3), lr=2e-3, warmup=5, log_every=10, save_every=20)
     trainer = Trainer(cfg, log=lambda *_: None)
     fixed = [generate(2, 4, 900 + i, (56, 112)) for i in range(2)]
 
@@ -143,20 +131,7 @@ def test_fine_tuning_an_official_checkpoint_takes_the_same_path_and_keeps_its_or
 
 
 def test_bf16_mixed_precision_path_trains_on_the_cpu_too(tmp_path):
-    cfg = TrainConfig(
-        model="tiny",
-        output=str(tmp_path / "bf16"),
-        steps=3,
-        batch=1,
-        views=(2, 2),
-        held_out=1,
-        heights=(56,),
-        lr=1e-3,
-        warmup=1,
-        save_every=3,
-        device="cpu",
-        precision="bf16",
-    )
+    cfg = small_run(str(tmp_path / "bf16"), steps=3, lr=1e-3, warmup=1, save_every=3, precision="bf16")
     trainer = Trainer(cfg, log=lambda *_: None)
     seen = []
     # the trunk runs in bf16 (the heads in float32, as in the reference)
@@ -218,19 +193,8 @@ def test_init_scale_rescales_matching_weights_of_the_init_file_only(tmp_path):
 
 
 def test_trainable_globs_freeze_everything_else(tmp_path):
-    cfg = TrainConfig(
-        model="tiny",
-        output=str(tmp_path / "part"),
-        steps=2,
-        batch=1,
-        views=(2, 2),
-        held_out=1,
-        heights=(56,),
-        lr=1e-3,
-        warmup=1,
-        save_every=2,
-        device="cpu",
-        trainable=["nvs_head.*", "aggregator.global_blocks.*.ttt_block.*"],
+    cfg = small_run(
+        str(tmp_path / "part"), lr=1e-3, warmup=1, save_every=2, trainable=["nvs_head.*", "aggregator.global_blocks.*.ttt_block.*"]
     )
     trainer = Trainer(cfg, log=lambda *_: None)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
@@ -331,16 +295,12 @@ BUNDLED_LIMITS = {"depth_absrel": 0.60, "rot_err_median_deg": 60.0, "novel_psnr_
 
 
 def test_two_view_warm_up_and_a_layerscale_start(tmp_path):
-    cfg = TrainConfig(
-        model="tiny",
-        output=str(tmp_path / "run"),
+    cfg = small_run(
+        str(tmp_path / "run"),
         steps=3,
-        batch=1,
         views=(3, 4),
-        held_out=1,
         heights=(28,),
         width=56,
-        device="cpu",
         two_view_steps=2,
         layerscale_init=0.1,
         log_every=1,
@@ -423,20 +383,7 @@ def test_the_classic_family_is_unchanged_and_training_takes_either(tmp_path):
     views = generate(1, 3, 123, (28, 56))
     again = generate(1, 3, 123, (28, 56))
     torch.testing.assert_close(views.images, again.images, rtol=0, atol=0)
-    cfg = TrainConfig(
-        model="tiny",
-        output=str(tmp_path / "run"),
-        steps=1,
-        batch=1,
-        views=(2, 2),
-        held_out=1,
-        heights=(28,),
-        width=56,
-        device="cpu",
-        scenes="captures",
-        log_every=1,
-        save_every=100,
-    )
+    cfg = small_run(str(tmp_path / "run"), steps=1, heights=(28,), width=56, scenes="captures", log_every=1, save_every=100)
     assert np.isfinite(Trainer(cfg, log=lambda line: None).train_step()["loss"])
     with pytest.raises(ValueError, match="scenes must be one of"):
         Trainer(TrainConfig(model="tiny", output=str(tmp_path / "x"), scenes="photos"), log=lambda line: None)

@@ -4,6 +4,7 @@ scenes with ground truth."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from ..errors import InputError
 from ..options import ENGINES, PRECISIONS, VARIANTS, add_video_sampling, number, positive_int
@@ -94,7 +95,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from ..training.evaluation import evaluate, format_table, write_json
+    from ..training.evaluation import evaluate, format_table
 
     if args.against == "colmap":
         return _eval_against_colmap(args)
@@ -102,12 +103,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise InputError("scoring against ground truth takes one scene folder (or a folder of them) and the network")
     args.scenes = args.scenes[0]
     rec = reconstructor(args)
+    return _scored(lambda bar: evaluate(rec, args.scenes, progress=bar), format_table, args)
+
+
+def _scored(work: Callable[[StageBar], dict], table: Callable[[dict], str], args: argparse.Namespace) -> int:
+    """Runs an evaluation under a stage bar, prints its table and writes `--json`."""
+    from ..training.evaluation import write_json
+
     bar = StageBar(args.quiet)
     try:
-        result = evaluate(rec, args.scenes, progress=bar)
+        result = work(bar)
     finally:
         bar.close()
-    print(format_table(result))
+    print(table(result))
     if args.json:
         write_json(result, args.json)
         print(f"wrote {args.json}")
@@ -121,18 +129,9 @@ def _eval_against_colmap(args: argparse.Namespace) -> int:
     from ..engines import check_engine_options, reconstruct_scene
     from ..io.inputs import VideoSampling
     from ..sfm.scoring import evaluate_against_colmap, format_scores
-    from ..training.evaluation import write_json
 
     classical = args.engine == "colmap"
     check_engine_options(classical, args.refine)
     run = None if classical else partial(reconstruct_scene, reconstructor(args), refine=args.refine)
-    bar = StageBar(args.quiet)
-    try:
-        result = evaluate_against_colmap(run, args.scenes, VideoSampling(fps=args.fps, max_frames=args.video_frames), progress=bar)
-    finally:
-        bar.close()
-    print(format_scores(result))
-    if args.json:
-        write_json(result, args.json)
-        print(f"wrote {args.json}")
-    return 0
+    sampling = VideoSampling(fps=args.fps, max_frames=args.video_frames)
+    return _scored(lambda bar: evaluate_against_colmap(run, args.scenes, sampling, progress=bar), format_scores, args)

@@ -47,9 +47,6 @@ class Tracks:
         seen[self.observations[chosen[self.observations[:, 1]], 0]] = True
         return seen
 
-    def scaled(self, factor: float) -> Tracks:
-        return Tracks(self.xyz * np.float32(factor), self.rgb, self.error, self.observations, self.pixels)
-
     def depth_maps(self, extrinsics: np.ndarray, hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         """(depth, track length) [S, H, W] at each observation's pixel, 0 elsewhere: the sparse
         depth of a scene COLMAP made (the nearest point where two fall on one pixel)."""

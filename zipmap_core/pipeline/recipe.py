@@ -13,16 +13,17 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
 
-from ..cancel import Progress
+from ..cancel import CancelToken, Progress
 from ..errors import InputError
-from ..io.inputs import Frame
+from ..io.inputs import Frame, InputSet, Preparation, VideoSampling, load_inputs
 from ..io.preprocess import Crop, check_mode_and_size, stack_images
 from ..io.reconstruction import Reconstruction
 
@@ -30,6 +31,29 @@ if TYPE_CHECKING:
     from ..model.shard import FrameShard
     from ..model.zipmap import ModelOutput
     from .reconstructor import Reconstructor
+
+
+class Engine(Protocol):
+    """What makes a scene (the network's `Reconstructor`, the classical engine): it says what it is."""
+
+    def model_metadata(self, image_hw: tuple[int, int]) -> dict: ...
+
+
+def input_set(
+    inputs: Sequence[str | Path] | InputSet,
+    sampling: VideoSampling | None,
+    max_frames: int | None,
+    mode: str,
+    size: int,
+    report: Progress,
+    cancel: CancelToken,
+) -> InputSet:
+    """Stage 0. The frames of `inputs` (files, folders, videos), each made ready for the model
+    input (mode, size) as it decodes; an InputSet already loaded is taken as it is."""
+    if isinstance(inputs, InputSet):
+        return inputs
+    report("load", 0, 1)
+    return load_inputs(list(inputs), sampling, max_frames, cancel=cancel, prepare=Preparation(mode, size))
 
 
 def model_images(
@@ -114,7 +138,7 @@ class StageClock:
         return {**self.seconds, "total_s": total, "per_frame_s": self.seconds.get("model_s", 0.0) / max(frames, 1)}
 
 
-def record_run(recon: Reconstruction, rec: Reconstructor, clock: StageClock, elapsed: bool = True, **metadata: Any) -> Reconstruction:
+def record_run(recon: Reconstruction, rec: Engine, clock: StageClock, elapsed: bool = True, **metadata: Any) -> Reconstruction:
     """The run's record, built once: timings from `clock`, what made it (`model_metadata`) and
     the driver's own `metadata` (mode, window, processes, inputs' report)."""
     recon.timings = clock.timings(recon.num_frames, elapsed)

@@ -20,7 +20,7 @@ from ..cancel import CancelToken, Progress, reporter
 from ..device import chunk_frames_for, inference_precision, select_device
 from ..errors import CheckpointError, InputError
 from ..io.checkpoints import load_checkpoint
-from ..io.inputs import InputSet, Preparation, VideoSampling, load_inputs
+from ..io.inputs import InputSet, VideoSampling
 from ..io.reconstruction import Reconstruction
 from ..io.scene_file import first_non_finite
 from ..model.geometry import ray_conditions
@@ -28,7 +28,7 @@ from ..model.zipmap import ZipMap
 from ..resources import BUNDLED_MODEL
 from .assembly import NonFiniteOutputError, assemble, check_point_source, host_states
 from .early_encoding import load_and_encode
-from .recipe import StageClock, frame_outputs, model_images, original_sizes, record_run, run_network
+from .recipe import StageClock, frame_outputs, input_set, model_images, original_sizes, record_run, run_network
 from .streaming import StreamingSession
 
 if TYPE_CHECKING:
@@ -145,9 +145,7 @@ class Reconstructor:
                 early = load_and_encode(self, list(inputs), sampling, mode, size, report, cancel)
                 inputs, images, crops, tokens = early.inputs, early.images, early.crops, early.tokens
             else:
-                if not isinstance(inputs, InputSet):
-                    report("load", 0, 1)
-                    inputs = load_inputs(list(inputs), sampling, max_frames, cancel=cancel, prepare=Preparation(mode, size))
+                inputs = input_set(inputs, sampling, max_frames, mode, size, report, cancel)
                 cancel.check()
                 images, crops = model_images(inputs.frames, mode, size, report)
         if intrinsics is not None:

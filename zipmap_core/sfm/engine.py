@@ -15,12 +15,12 @@ import numpy as np
 
 from ..cancel import Cancelled, CancelToken, Progress, reporter
 from ..errors import InputError, ZipMapError
-from ..io.inputs import InputSet, Preparation, VideoSampling, load_inputs
+from ..io.inputs import InputSet, VideoSampling
 from ..io.intrinsics import KnownIntrinsics, exif_prior
 from ..io.reconstruction import DERIVED_LATER, Reconstruction
 from ..options import CLASSICAL_WIDTH
 from ..pipeline.assembly import max_translation, state_scale
-from ..pipeline.recipe import StageClock, model_images, original_sizes
+from ..pipeline.recipe import StageClock, input_set, model_images, original_sizes, record_run
 from .models import SparseModel, median_depth, read_model, to_first_frame
 from .pairs import pairs_for
 from .workspace import Workspace, quiet_colmap
@@ -40,9 +40,14 @@ class ClassicalEngine:
     variant = "colmap"
 
     def model_metadata(self, image_hw: tuple[int, int]) -> dict:
-        import pycolmap
-
-        return {"model": self.description, "variant": self.variant, "config": f"pycolmap {pycolmap.__version__}", "can_render": False}
+        version = quiet_colmap().__version__
+        return {
+            "model": self.description,
+            "variant": self.variant,
+            "config": f"pycolmap {version}",
+            "image_hw": [int(image_hw[0]), int(image_hw[1])],
+            "can_render": False,
+        }
 
     def reconstruct(
         self,
@@ -58,11 +63,9 @@ class ClassicalEngine:
         cancel = cancel or CancelToken()
         report = reporter(progress, cancel)
         clock = StageClock()
-        size = resolution or CLASSICAL_WIDTH
+        size = max(resolution or CLASSICAL_WIDTH, CLASSICAL_WIDTH)  # SIFT needs the pixels
         with clock.stage("preprocess"):
-            if not isinstance(inputs, InputSet):
-                report("load", 0, 1)
-                inputs = load_inputs(list(inputs), sampling, max_frames, cancel=cancel, prepare=Preparation(mode, size))
+            inputs = input_set(inputs, sampling, max_frames, mode, size, report, cancel)
             cancel.check()
             images, crops = model_images(inputs.frames, mode, size, report)
         if len(inputs.frames) < MIN_REGISTERED:
@@ -77,28 +80,19 @@ class ClassicalEngine:
         with clock.stage("assemble"):
             recon = to_reconstruction(model, frames, inputs.names(), original_sizes(crops))
         unregistered = [n for i, n in enumerate(inputs.names()) if i not in set(model.frames.tolist())]
-        recon.timings = clock.timings(recon.num_frames)
-        recon.metadata.update(
-            {
-                **self.model_metadata(recon.image_hw),
-                "engine": "colmap",
-                "image_hw": list(recon.image_hw),
-                "mode": mode,
-                **inputs.report(),
-                "colmap": {
-                    "matching": how,
-                    "pairs": len(pairs),
-                    "registered": len(model.frames),
-                    "frames": len(frames),
-                    "unregistered": unregistered,
-                    "models": models,
-                    "model_sizes": registered_by_model,
-                    "points": model.tracks.num_points,
-                    "mean_reprojection_error_px": model.mean_error,
-                    "intrinsics": None if known is None else known.describe(),
-                },
-            }
-        )
+        colmap = {
+            "matching": how,
+            "pairs": len(pairs),
+            "registered": len(model.frames),
+            "frames": len(frames),
+            "unregistered": unregistered,
+            "models": models,
+            "model_sizes": registered_by_model,
+            "points": model.tracks.num_points,
+            "mean_reprojection_error_px": model.mean_error,
+            "intrinsics": None if known is None else known.describe(),
+        }
+        record_run(recon, self, clock, engine="colmap", mode=mode, colmap=colmap, **inputs.report())
         report("done", 1, 1)
         return recon
 

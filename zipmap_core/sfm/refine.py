@@ -20,14 +20,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..cancel import CancelToken, Progress, reporter
-from ..io.inputs import Frame, InputSet, Preparation, VideoSampling, load_inputs
+from ..io.inputs import Frame, InputSet, VideoSampling
 from ..io.intrinsics import KnownIntrinsics
 from ..io.preprocess import Crop, detail_image
 from ..io.reconstruction import DERIVED_LATER, Reconstruction
 from ..io.tracks import Tracks
+from ..pipeline.recipe import input_set
 from .engine import NoOverlapError
 from .models import SparseModel, observed_depths, read_model, to_first_frame
-from .pairs import NEIGHBOURS, exhaustive_pairs, overlap_pairs, sequential_pairs
+from .pairs import EXHAUSTIVE_UP_TO, NEIGHBOURS, exhaustive_pairs, overlap_pairs, sequential_pairs
 from .workspace import Workspace, quiet_colmap
 
 MIN_OBSERVATIONS = 15  # a frame seeing fewer triangulated points is not held by the adjustment
@@ -80,10 +81,7 @@ def reconstruct_refined(
     """ZipMap's reconstruction of `inputs`, then `refine` on the frames at COLMAP's size."""
     cancel = cancel or CancelToken()
     size = resolution or rec.cfg.img_size
-    if isinstance(inputs, InputSet):
-        loaded = inputs
-    else:
-        loaded = load_inputs(list(inputs), sampling, max_frames, cancel=cancel, prepare=Preparation(mode, size))
+    loaded = input_set(inputs, sampling, max_frames, mode, size, reporter(progress, cancel), cancel)
     recon = rec.reconstruct(loaded, mode=mode, resolution=resolution, intrinsics=intrinsics, progress=progress, cancel=cancel, **options)
     t0 = time.perf_counter()
     crops = [f.model_input(mode, size)[1] for f in loaded.frames]
@@ -133,7 +131,7 @@ def refine(
         if weak and len(weak) <= recon.num_frames // 2:
             model = _register_weak(ws, model, weak, fixed_intrinsics, report)
             path = f"bundle adjustment ({len(weak)} frames too far off re-registered by COLMAP)"
-        if not _converged(model, recon.num_frames, factor):
+        if not _converged(model, recon.num_frames):
             ws.match(_fallback_pairs(recon.num_frames, pairs), report)
             if not fixed_intrinsics:
                 ws.forget_cameras()
@@ -173,15 +171,12 @@ def _seeded(ws: Workspace, recon: Reconstruction) -> Any:
     """A pycolmap model of the database's cameras and images posed where ZipMap put them."""
     pycolmap = quiet_colmap()
     model = pycolmap.Reconstruction()
-    db = pycolmap.Database.open(ws.database)
-    try:
+    with ws.database_open() as db:
         for camera in db.read_all_cameras():
             model.add_camera_with_trivial_rig(camera)
         for image in db.read_all_images():
             pose = pycolmap.Rigid3d(recon.extrinsics[ws.frame_of(image.name)].astype(np.float64))
             model.add_image_with_trivial_frame(pycolmap.Image(name=image.name, camera_id=image.camera_id, image_id=image.image_id), pose)
-    finally:
-        db.close()
     return model
 
 
@@ -220,12 +215,13 @@ def _adjust(ws: Workspace, recon: Reconstruction, fixed_intrinsics: bool, report
     return model, before, points_before
 
 
-def _converged(model: Any, frames: int, factor: int) -> bool:
-    """Every frame held by enough points and the adjustment ended near a pixel (of COLMAP's pictures)."""
+def _converged(model: Any, frames: int) -> bool:
+    """Every frame held by enough points and the adjustment ended near a pixel (of the pictures
+    COLMAP's features were found in)."""
     if model.num_points3D() == 0 or model.num_reg_images() < frames:
         return False
     seen = [model.image(i).num_points3D for i in model.reg_image_ids()]
-    return min(seen) >= MIN_OBSERVATIONS and model.compute_mean_reprojection_error() <= MAX_ERROR_PX * max(1.0, factor / 2)
+    return min(seen) >= MIN_OBSERVATIONS and model.compute_mean_reprojection_error() <= MAX_ERROR_PX
 
 
 def _weak_frames(model: Any) -> list[int]:
@@ -248,7 +244,7 @@ def _register_weak(ws: Workspace, model: Any, weak: list[int], fixed_intrinsics:
 def _fallback_pairs(n: int, tried: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Pairs the predictions did not choose, from the input order (COLMAP skips pairs it matched)."""
     done = set(tried)
-    more = exhaustive_pairs(n) if n <= 40 else sequential_pairs(n)
+    more = exhaustive_pairs(n) if n <= EXHAUSTIVE_UP_TO else sequential_pairs(n)
     return [p for p in more if p not in done]
 
 

@@ -15,7 +15,7 @@ import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +65,7 @@ def colmap_token(cancel: CancelToken) -> Iterator[Any]:
 @contextlib.contextmanager
 def native_log(path: Path) -> Iterator[None]:
     """The process's stderr (file descriptor 2) into `path` while COLMAP runs: COLMAP and the
-    Ceres solver it links log per image and per iteration from C++, past Python's reach. The log's
-    last lines are kept for an error message (`log_tail`)."""
+    Ceres solver it links log per image and per iteration from C++, past Python's reach."""
     sys.stderr.flush()
     saved = os.dup(2)
     try:
@@ -77,14 +76,6 @@ def native_log(path: Path) -> Iterator[None]:
         sys.stderr.flush()
         os.dup2(saved, 2)
         os.close(saved)
-
-
-def log_tail(path: Path, lines: int = 5) -> str:
-    try:
-        text = path.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return "\n".join(text[-lines:])
 
 
 def _params(k: np.ndarray, fixed: bool) -> str:
@@ -156,37 +147,45 @@ class Workspace:
         mode = pycolmap.CameraMode.SINGLE if shared else pycolmap.CameraMode.PER_IMAGE
         options.camera_model = "PINHOLE" if fixed else "SIMPLE_PINHOLE"
         pycolmap.import_images(self.database, self.image_dir, mode, self.names, options)
-        if intrinsics is not None:
-            self._set_cameras(lambda frames: _params(intrinsics[frames], fixed), prior=True)
+        if intrinsics is None:
+            return
+
+        def known(camera: Any, frames: list[int]) -> None:
+            camera.set_params_from_string(_params(intrinsics[frames], fixed))
+            camera.has_prior_focal_length = True
+
+        self._set_cameras(known)
 
     def forget_cameras(self) -> None:
         """Every camera back to COLMAP's own guess (focal 1.2 x the larger side, no prior): for a
         fresh start when the predicted intrinsics are not to be trusted."""
         pycolmap = quiet_colmap()
-        guess = pycolmap.ImageReaderOptions().default_focal_length_factor
+        factor = pycolmap.ImageReaderOptions().default_focal_length_factor
 
-        def params(camera: Any) -> str:
-            return f"{guess * max(camera.width, camera.height):.10g}, {camera.width / 2:.10g}, {camera.height / 2:.10g}"
+        def guess(camera: Any, frames: list[int]) -> None:
+            camera.model = pycolmap.CameraModelId.SIMPLE_PINHOLE
+            camera.params = [factor * max(camera.width, camera.height), camera.width / 2, camera.height / 2]
+            camera.has_prior_focal_length = False
 
-        self._set_cameras(None, prior=False, guess=params)
+        self._set_cameras(guess)
 
-    def _set_cameras(self, params_of: Any, prior: bool, guess: Any = None) -> None:
-        """Each camera's parameters from the frames that use it (`params_of(frame indices)`)."""
-        pycolmap = quiet_colmap()
-        db = pycolmap.Database.open(self.database)
-        try:
+    def _set_cameras(self, update: Callable[[Any, list[int]], None]) -> None:
+        """`update(camera, frames that use it)` on each camera of the database."""
+        with self.database_open() as db:
             users: dict[int, list[int]] = {}
             for image in db.read_all_images():
                 users.setdefault(image.camera_id, []).append(self.frame_of(image.name))
             for camera_id, frames in users.items():
                 camera = db.read_camera(camera_id)
-                if guess is not None:
-                    camera.model = pycolmap.CameraModelId.SIMPLE_PINHOLE
-                    camera.params = [float(v) for v in guess(camera).split(",")]
-                else:
-                    camera.set_params_from_string(params_of(frames))
-                camera.has_prior_focal_length = prior
+                update(camera, frames)
                 db.update_camera(camera)
+
+    @contextlib.contextmanager
+    def database_open(self) -> Iterator[Any]:
+        """The workspace's COLMAP database, closed on the way out."""
+        db = quiet_colmap().Database.open(self.database)
+        try:
+            yield db
         finally:
             db.close()
 
@@ -227,9 +226,5 @@ class Workspace:
 
     def verified_pairs(self) -> int:
         """How many pairs of frames share geometrically verified matches."""
-        pycolmap = quiet_colmap()
-        db = pycolmap.Database.open(self.database)
-        try:
+        with self.database_open() as db:
             return int(db.num_verified_image_pairs())
-        finally:
-            db.close()
