@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
-from zipmap_core.options import ENGINES, add_video_sampling, dimensions, number
+from zipmap_core.options import ENGINES, STUDIO_WINDOW, add_video_sampling, dimensions, number
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,12 +31,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="what --screenshot captures: the 3D view (default) or the whole window",
     )
     p.add_argument("--scale", type=number(float, 0.25, 8), default=1.0, help="screenshot scale (2 or 4 renders offscreen, larger)")
-    p.add_argument("--size", type=dimensions(), default=(1280, 800), help="window size WxH")
-    p.add_argument("--exit", action="store_true", help="quit when the screenshot is saved (for scripts and CI)")
+    p.add_argument("--size", type=dimensions(), default=STUDIO_WINDOW, help="window size WxH (default {}x{})".format(*STUDIO_WINDOW))
+    p.add_argument(
+        "--exit",
+        action="store_true",
+        help="quit when the screenshot is saved; without inputs, once the model has loaded (for scripts and CI)",
+    )
+    p.add_argument(
+        "--startup-report",
+        action="store_true",
+        help="print one JSON line with the wall-clock times (time.time()) at which the studio started, its window was on "
+        "screen and its model was ready (what `zipmap bench startup` reads)",
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    started = time.time()
     args = build_parser().parse_args(argv)
     import vispy
 
@@ -43,10 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from zipmap_core.io.inputs import VideoSampling
-
     from .main_window import MainWindow
-    from .script import ScriptedRun
+    from .script import ScriptedRun, StartupReport
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("ZipMap Studio")
@@ -58,14 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     panel.engine.setCurrentIndex(panel.engine.findData(args.engine))
     panel.refine.setChecked(args.refine)
     window.show()
+    report = StartupReport(window, started, args.startup_report, quit_when_ready=args.exit and not args.inputs)
     status = {"code": 0}
     if args.inputs:
-        sampling = VideoSampling(fps=args.fps, max_frames=args.video_frames)
-        run = ScriptedRun(window, args.inputs, sampling, status, args.screenshot, args.scale, args.capture, args.exit)
+        run = ScriptedRun(window, args.inputs, (args.fps, args.video_frames), status, args.screenshot, args.scale, args.capture, args.exit)
         QTimer.singleShot(0, run.start)
-    elif args.exit:
-        QTimer.singleShot(0, app.quit)
     app.exec()
+    del report
     return status["code"]
 
 

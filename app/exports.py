@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PySide6.QtWidgets import QFileDialog, QInputDialog
+from PySide6.QtWidgets import QInputDialog
 
 from zipmap_core.io.atomic import atomic_path
-from zipmap_core.io.exporters import export
 
+from . import dialogs
 from .jobs import Job
 
 if TYPE_CHECKING:
@@ -40,6 +40,14 @@ def qimage_to_array(image) -> np.ndarray:
     return np.frombuffer(rgb.constBits(), np.uint8, count=h * stride).reshape(h, stride)[:, : 3 * w].reshape(h, w, 3).copy()
 
 
+def export_scene(*args, **kwargs) -> Path:
+    """The engine's `export`, imported where an export runs: trimesh and torch would otherwise
+    load before the window is on screen."""
+    from zipmap_core.io.exporters import export
+
+    return export(*args, **kwargs)
+
+
 class ExportController:
     def __init__(self, state: AppState, jobs: JobRunner, view: SceneView, parent: QWidget) -> None:
         self.state, self.jobs, self.view, self.parent = state, jobs, view, parent
@@ -49,20 +57,20 @@ class ExportController:
             self.state.notify("There is no scene to export yet.")
             return
         if fmt in ("colmap", "nerfstudio"):
-            path = QFileDialog.getExistingDirectory(self.parent, f"Export {fmt} into a new folder")
+            path = dialogs.folder(self.parent, f"Export {fmt} into a new folder")
             path = str(Path(path) / f"{fmt}_export") if path else ""
         else:
             suffix = {"ply": "ply", "glb": "glb", "mesh": "ply"}[fmt]
-            path, _ = QFileDialog.getSaveFileName(self.parent, f"Export {fmt}", f"scene.{suffix}")
+            path = dialogs.save_file(self.parent, f"Export {fmt}", f"scene.{suffix}")
         if path:
             self.export_to(fmt, path)
 
     def export_to(self, fmt: str, path: str) -> Job:
         recon, pct = self.state.recon, float(self.state.view.confidence_percentile)
-        job = Job(export, recon, fmt, path, percentile=pct)
+        job = Job(export_scene, recon, fmt, path, percentile=pct)
         job.succeeded.connect(lambda p: self.state.say(f"exported {fmt}: {p}"))
         job.failed.connect(lambda msg: self.state.notify(f"Export failed; nothing was written.\n{msg}"))
-        job.cancelled.connect(lambda: self.state.notify("Export cancelled; nothing was written."))
+        job.cancelled.connect(lambda: self.state.say("export cancelled; nothing was written"))
         self.jobs.run(job, f"export {fmt}")
         return job
 
@@ -70,7 +78,7 @@ class ExportController:
         scale, ok = QInputDialog.getItem(self.parent, "Save screenshot", "Size:", ["1x (window)", "2x", "4x"], 0, False)
         if not ok:
             return
-        path, _ = QFileDialog.getSaveFileName(self.parent, "Save screenshot", "screenshot.png", "PNG (*.png)")
+        path = dialogs.save_file(self.parent, "Save screenshot", "screenshot.png", "PNG (*.png)")
         if path:
             self.save_screenshot(path, float(scale[0]))
 

@@ -10,23 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtWidgets import QFileDialog, QInputDialog
+from PySide6.QtWidgets import QInputDialog
 
-from zipmap_core.io.inputs import (
-    IMAGE_SUFFIXES,
-    VIDEO_SUFFIXES,
-    Frame,
-    InputSet,
-    Preparation,
-    VideoSampling,
-    is_video,
-    load_inputs,
-)
+from zipmap_core.options import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
+from . import dialogs
 from .jobs import Job
 
 if TYPE_CHECKING:
     from PySide6.QtWidgets import QWidget
+
+    from zipmap_core.io.inputs import Frame, InputSet, VideoSampling
 
     from .job_runner import JobRunner
     from .panels import InputPanel
@@ -50,24 +44,26 @@ class InputController:
     def images_dialog(self, add: bool = False) -> None:
         pattern = " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES))
         title = "Add images" if add else "Open images"
-        paths, _ = QFileDialog.getOpenFileNames(self.parent, title, "", f"Images ({pattern});;All files (*)")
+        paths = dialogs.open_files(self.parent, title, f"Images ({pattern});;All files (*)")
         if paths:
             self.load(paths, add=add)
 
     def folder_dialog(self, add: bool = False) -> None:
-        path = QFileDialog.getExistingDirectory(self.parent, "Add folder" if add else "Open folder")
+        path = dialogs.folder(self.parent, "Add folder" if add else "Open folder")
         if path:
             self.load([path], add=add)
 
     def video_dialog(self, add: bool = False) -> None:
         pattern = " ".join(f"*{s}" for s in sorted(VIDEO_SUFFIXES))
-        path, _ = QFileDialog.getOpenFileName(self.parent, "Add video" if add else "Open video", "", f"Videos ({pattern})")
+        path = dialogs.open_file(self.parent, "Add video" if add else "Open video", f"Videos ({pattern})")
         if path:
             self.load([path], add=add)
 
     def ask_sampling(self, paths: list[str]) -> VideoSampling | None:
         """Asks how to sample videos (None: the user said no); without asking (tests) one frame a
         second. Only input sets with a video ask."""
+        from zipmap_core.io.inputs import VideoSampling, is_video  # the engine's inputs (torch) load where they are used
+
         if not any(is_video(Path(p)) for p in paths) or not self.ask_video_sampling:
             return VideoSampling(fps=1.0)
         choice, ok = QInputDialog.getItem(self.parent, "Video sampling", "Take frames:", SAMPLING_CHOICES, 0, False)
@@ -83,6 +79,8 @@ class InputController:
         """Decodes `paths` in the background; `add` appends them to the current frames, otherwise
         they become the new input set. `sampling` given (a script, the command line) skips the
         question for this load only."""
+        from zipmap_core.io.inputs import Preparation, load_inputs
+
         sampling = sampling or self.ask_sampling(paths)
         if sampling is None:
             return None

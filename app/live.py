@@ -12,19 +12,22 @@ from typing import TYPE_CHECKING, Any
 
 from psygnal import Signal as PSignal
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QFileDialog, QInputDialog
+from PySide6.QtWidgets import QInputDialog
 from superqt.utils import create_worker
 
 from zipmap_core.cancel import CancelToken
 from zipmap_core.errors import InputError
-from zipmap_core.io.inputs import VIDEO_SUFFIXES, Preparation, VideoSampling, camera_frames, iter_inputs
 from zipmap_core.io.prefetch import prefetch
-from zipmap_core.io.reconstruction import Reconstruction
+from zipmap_core.options import VIDEO_SUFFIXES
 
+from . import dialogs
 from .jobs import Job
 
 if TYPE_CHECKING:
     from PySide6.QtWidgets import QWidget
+
+    from zipmap_core.io.inputs import VideoSampling
+    from zipmap_core.io.reconstruction import Reconstruction
 
     from .job_runner import JobRunner
     from .state import AppState
@@ -83,7 +86,7 @@ class LiveController:
     # ---- dialogs -----------------------------------------------------------------------------------
     def video_dialog(self) -> None:
         pattern = " ".join(f"*{s}" for s in sorted(VIDEO_SUFFIXES))
-        path, _ = QFileDialog.getOpenFileName(self.parent, "Live from video", "", f"Videos ({pattern})")
+        path = dialogs.open_file(self.parent, "Live from video", f"Videos ({pattern})")
         window = self._ask_window() if path else None
         if path and window:
             self.start(path, window)
@@ -106,6 +109,8 @@ class LiveController:
             self.state.notify("No model is loaded.")
             return None
         mode, size = self.state.model_input()
+        from zipmap_core.io.inputs import Preparation, VideoSampling, camera_frames, iter_inputs  # torch: where it runs
+
         sampling = sampling or VideoSampling(fps=2.0)
 
         def frames(cancel: CancelToken) -> Iterator:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QIcon, QKeySequence
 from PySide6.QtWidgets import (
@@ -12,18 +14,15 @@ from PySide6.QtWidgets import (
     QMenu,
     QMessageBox,
     QScrollArea,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
+from superqt import QElidingLabel
 
-from zipmap_core.engines import classical_engine, reconstruct_scene, scene_notes
-from zipmap_core.io.inputs import InputSet
-from zipmap_core.io.reconstruction import Reconstruction
-from zipmap_core.options import EXPORT_FORMATS
-from zipmap_core.pipeline.reconstructor import Reconstructor
-from zipmap_core.resources import (
-    RESOURCES,
-)
+from zipmap_core.io.metric import scale_note, units
+from zipmap_core.options import EXPORT_FORMATS, STUDIO_WINDOW
+from zipmap_core.resources import RESOURCES
 
 from .about import about_text
 from .exports import ExportController
@@ -31,6 +30,7 @@ from .input_controller import InputController
 from .job_runner import JobRunner
 from .jobs import Job
 from .live import LiveController
+from .measure import MeasureController, MeasurePanel, scale_view
 from .model_controller import ModelController
 from .novel_view import NovelViewPanel
 from .panels import InputPanel, ModelPanel, StageProgress, ViewPanel
@@ -39,34 +39,26 @@ from .state import AppState
 from .viewer3d import SceneView
 from .virtual_cameras import VirtualCameraController
 
+if TYPE_CHECKING:
+    from zipmap_core.io.reconstruction import Reconstruction
+    from zipmap_core.pipeline.reconstructor import Reconstructor
+
 APP_NAME = "ZipMap Studio"
 ICON = RESOURCES / "icons" / "zipmap-studio.svg"
 NOVEL_DOCK_MIN_PX = 240  # default height of the novel-view dock when no layout was saved
 
 
-def reserve_gui_core() -> None:
-    """Leaves one core to the GUI thread: with every core in torch's pool the OS scheduler can
-    starve the event loop for hundreds of milliseconds on small machines."""
-    import os
-
-    import torch
-
-    cores = os.cpu_count() or 1
-    if cores > 1 and torch.get_num_threads() >= cores:
-        torch.set_num_threads(cores - 1)
-
-
 class MainWindow(QMainWindow):
     def __init__(self, checkpoint: str | None = None, settings: QSettings | None = None) -> None:
         super().__init__()
-        reserve_gui_core()
         self.setWindowTitle(APP_NAME)
         self.setWindowIcon(QIcon(str(ICON)))
-        self.resize(1400, 900)
+        self.resize(*STUDIO_WINDOW)
         self.setAcceptDrops(True)
         self.settings = settings or QSettings("ZipMap", "ZipMap Studio")
         self._layout_restored = False
         self.state = AppState()  # the scene, the model, messages: views subscribe to it
+        self.message_box: QMessageBox | None = None  # made at the first message, then reused
 
         self.view = SceneView()
         self.inputs = InputPanel()
@@ -75,7 +67,9 @@ class MainWindow(QMainWindow):
         self.novel = NovelViewPanel()
         self.progress = StageProgress()
         self.status_device = QLabel("")
-        self.status_info = QLabel("")
+        self.status_info = QElidingLabel("")  # gives way first when the status bar is short of room
+        self.status_scale = QLabel("")  # the scene's units: metres once a scale is set
+        self.measure_panel = MeasurePanel()
         # the window's parts, one job each
         self.jobs = JobRunner(self.progress, self.model_panel, self.notify)
         self.loader = InputController(self.state, self.jobs, self.inputs, self)
@@ -84,12 +78,14 @@ class MainWindow(QMainWindow):
         self.exports = ExportController(self.state, self.jobs, self.view, self)
         self.scenes = SceneFileController(self.state, self.jobs, self.settings, QMenu("Recent", self), self)
         self.models = ModelController(self.state, self.jobs, self.model_panel, self.settings, self)
+        self.measure = MeasureController(self.state, self.view, self.measure_panel)
 
         self._build_layout()
         self._build_menus()
         self._connect()
         self.view.canvas.events.mouse_double_click.connect(self._on_double_click)
-        QTimer.singleShot(0, lambda: self.models.load(checkpoint or self.models.remembered(), background=False))
+        # in the background: the window is on screen and usable while the model loads
+        QTimer.singleShot(0, lambda: self.models.load(checkpoint or self.models.remembered()))
 
     # ---- layout -----------------------------------------------------------------------------------
     def _build_layout(self) -> None:
@@ -97,10 +93,15 @@ class MainWindow(QMainWindow):
         left = QWidget()
         col = QVBoxLayout(left)
         col.addWidget(self.inputs, 1)
-        col.addWidget(self.model_panel)
-        col.addWidget(self.view_panel)
+        col.addWidget(self.model_panel.run_row)
+        # the model's, the view's and the measuring controls share one place: all three stacked
+        # needed scrolling at the default window size
+        self.tabs = QTabWidget()
+        for panel, title in ((self.model_panel, "Model"), (self.view_panel, "View"), (self.measure_panel, "Measure")):
+            self.tabs.addTab(panel, title)
+        col.addWidget(self.tabs)
         # scrolls rather than growing the window when a notice or a small screen leaves no room
-        column = QScrollArea()
+        self.scene_column = column = QScrollArea()
         column.setWidget(left)
         column.setWidgetResizable(True)
         column.setFrameShape(QFrame.Shape.NoFrame)
@@ -120,6 +121,7 @@ class MainWindow(QMainWindow):
         self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
         bar = self.statusBar()
         bar.addWidget(self.status_info, 1)
+        bar.addPermanentWidget(self.status_scale)
         bar.addPermanentWidget(self.progress)
         bar.addPermanentWidget(self.status_device)
 
@@ -175,6 +177,7 @@ class MainWindow(QMainWindow):
         self.state.message.connect(self._show_message)
         self.state.status.connect(self.status_info.setText, check_nargs=False)
         self.state.scene_changed.connect(self._show_scene)
+        self.state.scene_rescaled.connect(self._show_rescaled)
         self.state.model_changed.connect(self._show_model)
         self.state.set_model_input(mp.mode.currentText(), mp.resolution.value())
         mp.mode.currentTextChanged.connect(lambda *_: self.state.set_model_input(mp.mode.currentText(), mp.resolution.value()))
@@ -221,14 +224,23 @@ class MainWindow(QMainWindow):
         self.state.notify(text)
 
     def _show_message(self, text: str) -> None:
-        """Status-bar line plus a non-modal message box."""
+        """Status-bar line plus one non-modal message box. The box is reused, so a burst of
+        messages is one box showing the newest rather than a stack of them, and it takes the
+        keyboard so that Return or Esc closes it. A deliberate cancel is not a message: it is
+        said in the status bar (`AppState.say`)."""
         self.status_info.setText(text.splitlines()[0])
-        box = QMessageBox(QMessageBox.Icon.Information, APP_NAME, text, parent=self)
-        box.setModal(False)
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.show()
+        if self.message_box is None:
+            self.message_box = QMessageBox(QMessageBox.Icon.Information, APP_NAME, "", QMessageBox.StandardButton.Ok, self)
+            self.message_box.setWindowModality(Qt.WindowModality.NonModal)
+            self.message_box.setDefaultButton(QMessageBox.StandardButton.Ok)
+        self.message_box.setText(text)
+        self.message_box.show()
+        self.message_box.raise_()
+        self.message_box.activateWindow()
 
     def _update_status(self) -> None:
+        self.status_scale.setText(scale_note(self.recon))
+        self.novel.set_depth_units(units(self.recon) if self.recon is not None else "units")
         if self.recon is None:
             self.status_info.setText("drop photos, a folder or a video to start")
             return
@@ -255,9 +267,17 @@ class MainWindow(QMainWindow):
 
     # ---- reconstruction --------------------------------------------------------------------------
     def reconstruct(self) -> None:
+        # the engine (torch, pycolmap) is imported here, the first time it runs: never before the window is up
+        from zipmap_core.engines import classical_engine, reconstruct_scene
+        from zipmap_core.io.inputs import InputSet
+
         classical = self.state.engine == "colmap"
         if self.rec is None and not classical:
-            self.notify("No model is loaded.")
+            self.notify(
+                "The model is still loading; Reconstruct again once the status bar says it is ready."
+                if self.models.loading
+                else "No model is loaded."
+            )
             return
         if not self.state.frames:
             self.notify("Add photos, a folder or a video first (drag them onto the window).")
@@ -277,7 +297,7 @@ class MainWindow(QMainWindow):
         job = Job(work)
         job.succeeded.connect(self.set_reconstruction)
         job.failed.connect(lambda msg: self.notify(f"Reconstruction failed; the previous scene is kept.\n{msg}"))
-        job.cancelled.connect(lambda: self.notify("Reconstruction cancelled; the previous scene is kept."))
+        job.cancelled.connect(lambda: self.state.say("reconstruction cancelled; the previous scene is kept"))
         self.jobs.run(job, "reconstruct")
 
     def model_input(self) -> tuple[str, int]:
@@ -287,8 +307,8 @@ class MainWindow(QMainWindow):
     def cancel(self) -> None:
         self.jobs.cancel()
 
-    def load_model(self, path: str | None, background: bool = True, remember: bool = False) -> None:
-        self.models.load(path, background, remember)
+    def load_model(self, path: str | None, remember: bool = False) -> None:
+        self.models.load(path, remember)
 
     def _show_model(self, rec: Reconstructor) -> None:
         self.status_device.setText(f"device: {rec.device.type}")
@@ -296,6 +316,8 @@ class MainWindow(QMainWindow):
         self.novel.match_aspect(self.recon.image_hw if self.recon is not None else (3, 4))
 
     def set_reconstruction(self, recon: Reconstruction | None, keep_view: bool = False) -> None:
+        from zipmap_core.engines import scene_notes
+
         self.state.set_scene(recon, keep_view)
         for note in scene_notes(recon) if recon is not None else []:
             self.state.say(note)
@@ -310,6 +332,12 @@ class MainWindow(QMainWindow):
         self.view.set_reconstruction(recon, reset_camera=not keep_view)
         self.view.set_show_guides(self.state.view.show_guides)
         self.view.set_confidence_percentile(self.state.view.confidence_percentile)
+        self._update_status()
+
+    def _show_rescaled(self, recon: Reconstruction, factor: float) -> None:
+        """The same scene in metres: redrawn from the same place in the picture."""
+        self.view.set_reconstruction(recon, reset_camera=False)
+        scale_view(self.view, factor)
         self._update_status()
 
     # ---- mouse and keys ---------------------------------------------------------------------------

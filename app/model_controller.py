@@ -8,22 +8,35 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from psygnal import Signal
-from PySide6.QtWidgets import QFileDialog, QInputDialog
+from PySide6.QtWidgets import QInputDialog
 
-from zipmap_core.io.download import OFFICIAL_PREFIX
 from zipmap_core.options import VARIANTS
-from zipmap_core.pipeline.reconstructor import Reconstructor
 from zipmap_core.resources import BUNDLED_MODEL, DEMO_NOTICE, is_bundled_model
 
-from .jobs import Job, error_text
+from . import dialogs
+from .jobs import Job
 
 if TYPE_CHECKING:
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QWidget
 
+    from zipmap_core.pipeline.reconstructor import Reconstructor
+
     from .job_runner import JobRunner
     from .panels import ModelPanel
     from .state import AppState
+
+
+def reserve_gui_core() -> None:
+    """Leaves one core to the GUI thread: with every core in torch's pool the OS scheduler can
+    starve the event loop for hundreds of milliseconds on small machines."""
+    import os
+
+    import torch
+
+    cores = os.cpu_count() or 1
+    if cores > 1 and torch.get_num_threads() >= cores:
+        torch.set_num_threads(cores - 1)
 
 
 class ModelController:
@@ -47,32 +60,30 @@ class ModelController:
             return None
         return path or None
 
-    def load(self, path: str | None, background: bool = True, remember: bool = False) -> None:
-        """Load a checkpoint (a path, or `official[:VARIANT]`, downloaded once); `remember`
+    def load(self, path: str | None, remember: bool = False) -> None:
+        """Load a checkpoint (a path, or `official[:VARIANT]`, downloaded once) in the background:
+        the window is usable while torch is imported and the weights are read. `remember`
         (choices made in the app, not on the command line) keeps it as the next start's default."""
         spec = path or (str(BUNDLED_MODEL) if BUNDLED_MODEL.exists() else None)
         if spec is None:
             self.state.notify("No model: the bundled model is missing. Use File ▸ Load checkpoint…")
+            self.load_ended.emit(False)
             return
         device, fast = self.model_panel.device.currentText(), self.model_panel.fast_bf16.isChecked()
 
         def work(progress, cancel):
+            from zipmap_core.pipeline.reconstructor import Reconstructor  # torch, imported here off the GUI thread
+
+            reserve_gui_core()
             rec = Reconstructor.open(spec, device, fast_cpu_bf16=fast)
             rec.warm_up()
             return rec, rec.path
 
-        name = Path(spec).name
-        if not background and not spec.startswith(OFFICIAL_PREFIX):  # a download never blocks the window
-            try:
-                self._loaded(*work(None, None), remember)
-            except Exception as exc:  # noqa: BLE001 - shown to the user, a bug said to be one
-                self.state.notify(f"Could not load {name}:\n{error_text(exc)}")
-            return
         job = Job(work)
         job.succeeded.connect(lambda result: self._loaded(*result, remember))
-        job.failed.connect(lambda msg: self._failed(name, msg))
+        job.failed.connect(lambda msg: self._failed(Path(spec).name, msg))
         job.ended.connect(lambda: self.load_ended.emit(self.state.rec is not None))
-        self.state.say(f"loading {name}…")
+        self.state.say(f"loading {Path(spec).name}…")
         self.loading = True
         self._keep = job.start()
 
@@ -80,7 +91,7 @@ class ModelController:
         """A model that does not load keeps the one before; with none before, the bundled one."""
         if self.state.rec is None and BUNDLED_MODEL.exists():
             self.state.notify(f"Could not load {name}:\n{message}\nUsing the bundled demonstration model instead.")
-            self.load(None, background=False)
+            self.load(None)
         else:
             self.state.notify(f"Could not load {name}; the model loaded before is kept.\n{message}")
 
@@ -105,7 +116,7 @@ class ModelController:
             self.state.notify(DEMO_NOTICE)
 
     def load_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self.parent, "Load checkpoint", "", "Checkpoints (*.pt *.pth *.safetensors);;All files (*)")
+        path = dialogs.open_file(self.parent, "Load checkpoint", "Checkpoints (*.pt *.pth *.safetensors);;All files (*)")
         if path:
             self.load(path, remember=True)
 
@@ -120,5 +131,5 @@ class ModelController:
         job = Job(lambda progress, cancel: download_official(variant, tqdm_class=progress_tqdm(progress)))
         job.succeeded.connect(lambda path: self.load(str(path), remember=True))
         job.failed.connect(lambda msg: self.state.notify(f"Download failed:\n{msg}"))
-        job.cancelled.connect(lambda: self.state.notify("Download cancelled."))
+        job.cancelled.connect(lambda: self.state.say("download cancelled; the model loaded before is kept"))
         self.jobs.run(job, "download")

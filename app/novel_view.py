@@ -3,6 +3,8 @@ selected one (pyqtgraph), rendered on a worker where the newest request wins."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Signal
@@ -21,7 +23,9 @@ from PySide6.QtWidgets import (
 )
 
 from zipmap_core.options import MAX_RENDER_SIDE, PATCH
-from zipmap_core.pipeline.reconstructor import NovelViews
+
+if TYPE_CHECKING:
+    from zipmap_core.pipeline.reconstructor import NovelViews
 
 
 class ImagePane(pg.GraphicsLayoutWidget):
@@ -159,6 +163,10 @@ class NovelViewPanel(QGroupBox):
         for pane in (self.rgb, self.depth, self.confidence):
             pane.clear_image()
         self.status.setText(label)
+
+    def set_depth_units(self, units: str) -> None:
+        """The depth pane says what its numbers are: metres once the scene has a scale."""
+        self.depth.plot.setTitle(f"Depth ({units})")
 
     def match_aspect(self, image_hw: tuple[int, int]) -> None:
         """New virtual cameras take the scene's aspect at the current width (multiples of 14,

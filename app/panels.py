@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
@@ -23,9 +24,11 @@ from PySide6.QtWidgets import (
 )
 from superqt import QElidingLabel, QLabeledDoubleSlider, QLabeledSlider
 
-from zipmap_core.io.inputs import Frame
 from zipmap_core.options import PATCH
 from zipmap_core.resources import DEMO_NOTICE
+
+if TYPE_CHECKING:
+    from zipmap_core.io.inputs import Frame
 
 THUMB = 96
 
@@ -91,7 +94,7 @@ class ModelPanel(QGroupBox):
     """Which checkpoint, its variant and device, and the preprocessing."""
 
     def __init__(self) -> None:
-        super().__init__("Model")
+        super().__init__()  # a tab of the scene column carries the title
         # one elided line: a wrapped label in a form row gets one line's height and is cut off;
         # the whole description is the tooltip (and the status bar's text)
         self.name = QElidingLabel("—")
@@ -152,10 +155,13 @@ class ModelPanel(QGroupBox):
         form.addRow(self.classical_button)
         form.addRow(self.load_button)
         self.set_demo(False)
-        row = QHBoxLayout()
+        # Reconstruct and Cancel are a row of their own, which the window keeps in sight above
+        # the model's settings (these share a tab with the view's and the measurements)
+        self.run_row = QWidget()
+        row = QHBoxLayout(self.run_row)
+        row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self.reconstruct_button)
         row.addWidget(self.cancel_button)
-        form.addRow(row)
 
     def show_model(self, description: str, variant: str, img_size: int, can_render: bool, demo: bool) -> None:
         self.name.setText(description)
@@ -174,7 +180,7 @@ class ViewPanel(QGroupBox):
     """Point-cloud display controls."""
 
     def __init__(self) -> None:
-        super().__init__("View")
+        super().__init__()  # a tab of the scene column carries the title
         self.confidence = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
         self.confidence.setRange(0, 99)
         self.confidence.setValue(0)

@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QFileDialog, QMenu
+from PySide6.QtWidgets import QMenu
 
-from zipmap_core.io.reconstruction import Reconstruction
-
+from . import dialogs
 from .jobs import Job
 
 if TYPE_CHECKING:
@@ -29,11 +28,13 @@ class SceneFileController:
         self._refresh_recent()
 
     def open_scene_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self.parent, "Open scene", "", SCENE_FILTER)
+        path = dialogs.open_file(self.parent, "Open scene", SCENE_FILTER)
         if path:
             self.open_scene(path)
 
     def open_scene(self, path: str) -> None:
+        from zipmap_core.io.reconstruction import Reconstruction  # torch: imported where a scene is read
+
         job = Job(lambda progress, cancel: Reconstruction.load(path).ensure_points())
         job.succeeded.connect(lambda recon: (self.state.set_scene(recon), self._add_recent(path)))
         job.failed.connect(lambda msg: self.state.notify(f"Could not open {Path(path).name}:\n{msg}"))
@@ -43,7 +44,7 @@ class SceneFileController:
         if self.state.recon is None:
             self.state.notify("There is no scene to save yet.")
             return
-        path, _ = QFileDialog.getSaveFileName(self.parent, "Save scene", "scene.zipmap", SCENE_FILTER)
+        path = dialogs.save_file(self.parent, "Save scene", "scene.zipmap", SCENE_FILTER)
         if path:
             recon = self.state.recon
             job = Job(lambda progress, cancel: recon.save(path))

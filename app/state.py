@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 from psygnal import Signal
 
-from zipmap_core.model.geometry import intrinsics_from_fov
 from zipmap_core.options import ENGINES, PATCH
 
 if TYPE_CHECKING:
     from zipmap_core.io.inputs import Frame
+    from zipmap_core.io.metric import Endpoint
     from zipmap_core.io.reconstruction import Reconstruction
     from zipmap_core.pipeline.reconstructor import NovelViews, Reconstructor
 
@@ -30,6 +30,8 @@ class VirtualCamera:
     name: str = "virtual"
 
     def intrinsics(self) -> np.ndarray:
+        from zipmap_core.model.geometry import intrinsics_from_fov  # torch: loaded by the time a camera is placed in a scene
+
         return intrinsics_from_fov(self.fov_y_deg, (self.height, self.width)).numpy()
 
 
@@ -49,6 +51,7 @@ class AppState:
     """What the window shows and works on. Changing it goes through its methods, which emit:
 
     - `scene_changed(recon, keep_view)`: a new scene (None: none); `keep_view` while a live scene grows
+    - `scene_rescaled(recon, factor)`: the same scene in other units (a metric scale was set)
     - `model_changed(rec)`: a model was loaded
     - `message(text)`: something the user must read (a box and the status bar)
     - `status(text)`: a line for the status bar
@@ -62,6 +65,8 @@ class AppState:
     view_changed = Signal(str, object)
     message = Signal(str)
     status = Signal(str)
+    measure_changed = Signal(list)
+    scene_rescaled = Signal(object, float)
 
     def __init__(self) -> None:
         self.recon: Reconstruction | None = None
@@ -74,9 +79,10 @@ class AppState:
         self.messages: list[str] = []  # every message, newest last
         self.mode, self.resolution = "crop", 518  # the model input the user chose
         self.engine, self.refine = "zipmap", False  # which engine makes the scene; COLMAP refinement after the network
+        self.measure: list[Endpoint] = []  # the ends of the measured segment (0, 1 or 2)
 
     # - `inputs_changed(frames)`, `cameras_changed(cameras, selected)`, `views_changed(views or None)`,
-    #   `view_changed(setting, value)`
+    #   `view_changed(setting, value)`, `measure_changed(ends)`
 
     def set_view(self, setting: str, value: object) -> None:
         """One of `ViewSettings`' fields."""
@@ -100,6 +106,20 @@ class AppState:
     def set_scene(self, recon: Reconstruction | None, keep_view: bool = False) -> None:
         self.recon = recon
         self.scene_changed.emit(recon, keep_view)
+
+    def rescale_scene(self, recon: Reconstruction, factor: float) -> None:
+        """`recon` is the current scene with every length times `factor`: the virtual cameras and
+        the measurement placed in it scale along, so they stay where they were in the picture."""
+        self.recon = recon
+        for cam in self.cameras:
+            cam.c2w = cam.c2w.copy()
+            cam.c2w[:, 3] *= factor
+        self.measure = [end.rescaled(factor) for end in self.measure]
+        self.scene_rescaled.emit(recon, factor)
+
+    def set_measure(self, ends: list[Endpoint]) -> None:
+        self.measure = list(ends)
+        self.measure_changed.emit(self.measure)
 
     def set_model(self, rec: Reconstructor) -> None:
         self.rec = rec

@@ -7,6 +7,7 @@ A fixed node transform turns them z-up for VisPy's turntable, so "up" is the pho
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 from vispy import app as vispy_app
@@ -15,15 +16,14 @@ from vispy.color import get_colormap
 from vispy.visuals.filters import TextureFilter
 from vispy.visuals.transforms import MatrixTransform
 
-from zipmap_core.io.reconstruction import Reconstruction
-from zipmap_core.model.geometry import (
-    frustum_corners,
-    frustum_segments,
-)
+from zipmap_core.model.frusta import frustum_corners, frustum_segments
 
 from .framing import MAX_FIT_STEP_BACK, confidence_ranks, fit_distance, fit_fov_deg, floor_grid
 from .picking import nearest_frustum, nearest_point
 from .state import VirtualCamera
+
+if TYPE_CHECKING:
+    from zipmap_core.io.reconstruction import Reconstruction
 
 # row-vector matrix: (x, y, z) -> (x, z, -y)
 OPENCV_TO_ZUP = np.array([[1, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], np.float32)

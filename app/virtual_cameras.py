@@ -12,18 +12,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFileDialog
 
 from zipmap_core.io.atomic import atomic_path
-from zipmap_core.io.preprocess import unit_bytes_np
-from zipmap_core.pipeline.camera_path import (
-    look_at,
-    orbit_path,
-    path_through,
-    render_frames,
-    render_path,
-)
 
+from . import dialogs
 from .exports import save_png
 from .jobs import Job, LatestOnly
 from .state import VirtualCamera
@@ -35,6 +27,15 @@ if TYPE_CHECKING:
     from .novel_view import NovelViewPanel
     from .state import AppState
     from .viewer3d import SceneView
+
+
+def render_frames(*args):
+    """The engine's renderer, imported where it runs: the window is on screen before torch loads
+    (so is every engine call in this module)."""
+    from zipmap_core.pipeline.camera_path import render_frames as render
+
+    return render(*args)
+
 
 STEP_BACK = 0.6  # of the scene depth: a new camera's frustum (0.15 deep) fills part of the view
 CLICK_SLOP_PX = 4  # a press and release closer than this is a click, not an orbit drag
@@ -55,6 +56,7 @@ class VirtualCameraController:
         self.state, self.jobs, self.view, self.novel, self.parent = state, jobs, view, novel, parent
         state.scene_changed.connect(lambda *_: self.clear())  # a new scene: its cameras go
         state.cameras_changed.connect(view.set_virtual_cameras)  # the view draws what the state holds
+        state.scene_rescaled.connect(lambda *_: (self._refresh(names=False), self.request_render()))  # same cameras, new units
         self._generation = 0  # of the scene; renders requested for an older one are dropped
         self.renderer = LatestOnly(render_frames)
         self.renderer.result.connect(self._show_render)
@@ -123,6 +125,8 @@ class VirtualCameraController:
         point = self.view.pick_point(canvas_xy)
         if point is None:
             return False
+        from zipmap_core.pipeline.camera_path import look_at
+
         eye, _ = self.view.camera_pose()
         self.add(look_at(eye, point))
         return True
@@ -202,13 +206,16 @@ class VirtualCameraController:
         if self.state.views is None:
             self.state.notify("Place a virtual camera first.")
             return
-        path, _ = QFileDialog.getSaveFileName(self.parent, "Save novel view", "novel_view.png", "PNG (*.png)")
+        path = dialogs.save_file(self.parent, "Save novel view", "novel_view.png", "PNG (*.png)")
         if path:
             self.save_novel_view(path)
 
     def save_novel_view(self, path: str | Path) -> list[Path]:
         """RGB PNG, depth as 16-bit PNG (millimetres of scene units, scale in a JSON) and .npy."""
-        views = self.state.views
+        from zipmap_core.io.metric import units
+        from zipmap_core.io.preprocess import unit_bytes_np
+
+        views, recon = self.state.views, self.state.recon
         assert views is not None
         path = Path(path)
         stem = path.with_suffix("")
@@ -220,15 +227,18 @@ class VirtualCameraController:
             with open(tmp, "wb") as fh:
                 np.save(fh, depth.astype(np.float32))
         with atomic_path(f"{stem}_depth.json") as tmp:
-            tmp.write_text(json.dumps({"depth_png_units_per_scene_unit": scale}))
+            unit = units(recon) if recon is not None else "units"
+            tmp.write_text(json.dumps({"depth_png_units_per_scene_unit": scale, "scene_unit": unit}))
         return [*out, Path(f"{stem}_depth.npy")]
 
     def render_path_dialog(self) -> None:
         if self.state.recon is None:
             return
-        folder = QFileDialog.getExistingDirectory(self.parent, "Render camera path into folder")
+        folder = dialogs.folder(self.parent, "Render camera path into folder")
         if not folder:
             return
+        from zipmap_core.pipeline.camera_path import orbit_path, path_through, render_path
+
         cams = self.virtual_cameras
         poses = path_through([c.c2w for c in cams], 60) if len(cams) >= 2 else orbit_path(self.state.recon, 60)
         h, w = self.novel.size()

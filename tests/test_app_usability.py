@@ -4,21 +4,27 @@ whole window, the confidence filter, and the demonstration-model notice."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from gui import ROOT, SAMPLES, drop, frame, load_and_reconstruct, wait_idle
 from PIL import Image
-from PySide6.QtCore import QSettings, Qt
-from PySide6.QtWidgets import QFileDialog, QInputDialog
+from PySide6.QtCore import QPoint, QSettings, Qt
+from PySide6.QtWidgets import QApplication, QFileDialog, QFileSystemModel, QInputDialog, QMessageBox, QTreeView
 from videos import write_video
 
+from app import dialogs
 from app.exports import qimage_to_array
 from app.main_window import MainWindow
 from app.script import ScriptedRun
 from app.viewer3d import SELECTED_COLOR
+from zipmap_core import engines
 from zipmap_core.io.inputs import VideoSampling
+from zipmap_core.io.metric import camera_endpoint, distance, units
 from zipmap_core.io.reconstruction import Reconstruction
-from zipmap_core.model.geometry import frustum_corners
+from zipmap_core.model.frusta import frustum_corners
+from zipmap_core.options import STUDIO_WINDOW
 from zipmap_core.resources import BUNDLED_MODEL
 
 BACKGROUND = np.array([0x1E, 0x1E, 0x24])
@@ -78,12 +84,12 @@ def test_a_command_line_video_keeps_the_sampling_question_and_open_replaces_the_
     asked = []
     monkeypatch.setattr(QInputDialog, "getItem", lambda *a, **k: (asked.append(a[1]), ("2 per second", True))[1])
     status: dict = {"code": 0}
-    ScriptedRun(window, [str(first)], VideoSampling(fps=2.0), status).start()  # `zipmap-studio first.mp4 --fps 2`
+    ScriptedRun(window, [str(first)], (2.0, None), status).start()  # `zipmap-studio first.mp4 --fps 2`
     qtbot.waitUntil(lambda: window.recon is not None and not window.jobs.running, timeout=60000)
     assert status["code"] == 0 and not asked, "the command line's sampling must not ask"
     assert window.recon.num_frames == 6 and window.loader.ask_video_sampling
 
-    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(second), ""))
+    monkeypatch.setattr(dialogs, "_run", lambda dialog: [str(second)])
     menu_action(window, "File", "Open video…").trigger()
     wait_idle(qtbot, window)
     assert asked == ["Video sampling"], "File > Open video must ask how to sample"
@@ -98,7 +104,7 @@ def test_add_to_inputs_and_a_ctrl_drop_append_while_a_plain_drop_replaces(qtbot,
     drop(window, SAMPLES[2:4], Qt.KeyboardModifier.ControlModifier)
     wait_idle(qtbot, window)
     assert [f.name for f in window.loader.frames] == [p.name for p in SAMPLES[:4]]
-    monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda *a, **k: ([str(SAMPLES[4])], ""))
+    monkeypatch.setattr(dialogs, "_run", lambda dialog: [str(SAMPLES[4])])
     menu_action(window, "File", "Add to inputs", "Images…").trigger()
     wait_idle(qtbot, window)
     assert len(window.loader.frames) == 5 and "1 added, 5 images loaded" in window.status_info.text()
@@ -319,10 +325,10 @@ def gated_frames(monkeypatch, first: int):
     test, not the machine's speed, decides how far the stream has got."""
     import threading
 
-    import app.live
+    from zipmap_core.io import inputs
 
     gate = threading.Event()
-    real = app.live.iter_inputs
+    real = inputs.iter_inputs
 
     def frames(*args, **kwargs):
         for i, f in enumerate(real(*args, **kwargs)):
@@ -333,7 +339,7 @@ def gated_frames(monkeypatch, first: int):
                         return
             yield f
 
-    monkeypatch.setattr(app.live, "iter_inputs", frames)
+    monkeypatch.setattr(inputs, "iter_inputs", frames)  # live mode imports it where it runs
     return gate
 
 
@@ -402,7 +408,7 @@ def test_the_official_download_shows_its_progress_and_cancels(qtbot, window, tmp
     window.progress.grab().save(str(tmp_path / "download.png"))
     window.cancel()
     qtbot.waitUntil(lambda: not window.jobs.running, timeout=10000)
-    assert window.messages[-1] == "Download cancelled." and window.rec is before
+    assert window.status_info.text().startswith("download cancelled") and window.rec is before
     assert not (tmp_path / "checkpoint_state_query.pt").exists()
 
 
@@ -427,3 +433,172 @@ def test_looking_through_a_camera_names_it_and_dims_the_others(qtbot, window, tm
     window.grab().save(str(tmp_path / "looking_through.png"))
     press(qtbot, window, Qt.Key.Key_R)  # back to the overview: every camera alike
     assert (window.view.frusta.color[:, 3] == 1.0).all()
+
+
+# ---- 28: a deliberate cancel is no dialog; a message takes the keyboard ----
+
+
+def visible_boxes(window) -> list[QMessageBox]:
+    return [b for b in window.findChildren(QMessageBox) if b.isVisible()]
+
+
+def test_a_deliberate_esc_is_said_in_the_status_bar_without_a_dialog(qtbot, window, monkeypatch):
+    def until_cancelled(*args, cancel, **kwargs):
+        while True:
+            cancel.check()
+            time.sleep(0.01)
+
+    monkeypatch.setattr(engines, "reconstruct_scene", until_cancelled)  # the window imports it where it runs
+    assert window.loader.load([str(p) for p in SAMPLES[:2]]) is not None
+    wait_idle(qtbot, window)
+    window.reconstruct()
+    assert window.jobs.running
+    press(qtbot, window, Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: not window.jobs.running, timeout=10000)
+    assert window.status_info.text().startswith("reconstruction cancelled")
+    assert visible_boxes(window) == [] and not any("cancel" in m for m in window.messages)
+
+
+def test_a_message_takes_the_keyboard_return_closes_it_and_a_burst_is_one_box(qtbot, window):
+    window.state.set_frames([])
+    window.reconstruct()  # nothing to reconstruct: a message the user must read
+    box = window.message_box
+    assert visible_boxes(window) == [box] and "Add photos" in box.text()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is box, timeout=5000)
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: not box.isVisible(), timeout=5000)
+    for text in ("first", "second", "third"):
+        window.notify(text)
+    assert visible_boxes(window) == [box] and box.text() == "third"
+
+
+# ---- 28: the default window needs no scrolling; file dialogs show their columns ----
+
+
+def test_the_scene_column_fits_the_default_window_unscrolled(qtbot, window):
+    window.model_panel.set_demo(True)  # the tallest the model tab gets: notice and three buttons
+    window.resize(*STUDIO_WINDOW)
+    qtbot.waitUntil(lambda: window.size().width() == STUDIO_WINDOW[0], timeout=5000)
+    qtbot.wait(50)  # the layout pass after the resize
+    assert window.scene_column.verticalScrollBar().maximum() == 0
+    assert window.model_panel.reconstruct_button.isVisible() and window.model_panel.official_button.isVisible()
+    for tab in range(window.tabs.count()):  # every tab fits as well, the measuring one included
+        window.tabs.setCurrentIndex(tab)
+        qtbot.wait(20)
+        assert window.scene_column.verticalScrollBar().maximum() == 0, window.tabs.tabText(tab)
+
+
+def test_file_dialogs_show_the_size_type_and_date_columns_whole(qtbot, window, tmp_path):
+    for i in range(3):
+        (tmp_path / f"a_rather_long_photo_name_{i:03d}.png").write_bytes(b"\0" * (123_456 * (i + 1)))
+    dialog = dialogs.build(window, "Open images", QFileDialog.FileMode.ExistingFiles, "Images (*.png)")
+    fitted = []
+    model = dialog.findChild(QFileSystemModel)
+    model.directoryLoaded.connect(lambda folder: fitted.append(folder))
+    dialog.setDirectory(str(tmp_path))
+    dialog.show()
+    qtbot.waitUntil(lambda: str(tmp_path) in fitted, timeout=5000)
+    qtbot.wait(50)
+    tree = dialog.findChild(QTreeView)
+    header = tree.header()
+    assert header.count() == 4
+    for column in range(1, 4):  # size, type, date modified: nothing cut to an ellipsis
+        assert header.sectionSize(column) >= tree.sizeHintForColumn(column), header.model().headerData(column, Qt.Orientation.Horizontal)
+    assert header.sectionViewportPosition(3) + header.sectionSize(3) <= tree.viewport().width()
+    assert header.sectionSize(0) >= tree.sizeHintForColumn(0)  # and the names whole too
+    dialog.grab().save(str(tmp_path / "file_dialog.png"))
+    dialog.reject()
+
+
+# ---- 28: measuring and a metric scale ----
+
+
+def frustum_on_screen(window, index: int) -> QPoint:
+    """Where input camera `index`'s frustum is drawn (what a click picks it by)."""
+    recon = window.recon
+    centre = frustum_corners(recon.cam_to_world[index], recon.intrinsics[index], recon.image_hw, 0.12 * window.view.scene_scale).mean(0)
+    screen = window.view.frusta.get_transform("visual", "canvas").map(centre[None])[0]
+    x, y = (screen[:2] / screen[3]).round().astype(int)
+    return QPoint(int(x), int(y))
+
+
+def shift_click(qtbot, window, where: QPoint) -> None:
+    qtbot.mouseClick(window.view.widget, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ShiftModifier, where)
+
+
+def test_measuring_between_cameras_and_giving_the_true_length_makes_the_scene_metric(qtbot, window, tmp_path):
+    window.set_reconstruction(wide_scene(4))  # cameras 0.3 units apart in a row
+    window.tabs.setCurrentWidget(window.measure_panel)
+    window.cameras.add_from_view()
+    virtual = window.cameras.virtual_cameras[0].c2w.copy()
+    window.view.reset_view()
+    shift_click(qtbot, window, frustum_on_screen(window, 0))
+    assert "Shift+click the second end" in window.measure_panel.length.text()
+    shift_click(qtbot, window, frustum_on_screen(window, 3))
+    assert [e.camera for e in window.state.measure] == [0, 3]
+    assert window.measure_panel.length.text() == "Distance: 0.9 units"
+    assert window.status_info.text().startswith("measured 0.9 units: camera 1 (wide0.png) to camera 4 (wide3.png)")
+    assert window.measure.line.visible and window.measure.text.text.strip() == "0.9 units"
+    assert "arbitrary" in window.status_scale.text()
+    before = frame(window)
+    qtbot.wait(50)  # the status bar's layout pass
+    window.grab().save(str(tmp_path / "measurement.png"))
+
+    window.measure_panel.true_length.setValue(1.8)
+    qtbot.mouseClick(window.measure_panel.scale_button, Qt.MouseButton.LeftButton)
+    recon = window.recon
+    assert units(recon) == "m" and distance(camera_endpoint(recon, 0), camera_endpoint(recon, 3)) == pytest.approx(1.8, rel=1e-5)
+    assert window.status_scale.text() == "scale: metres (camera 1 to camera 4 = 1.8 m)"
+    assert window.measure_panel.length.text() == "Distance: 1.8 m" and window.measure.text.text.strip() == "1.8 m"
+    np.testing.assert_allclose(window.cameras.virtual_cameras[0].c2w[:, 3], virtual[:, 3] * 2.0, rtol=1e-5)  # placed things scale along
+    assert window.novel.depth.plot.titleLabel.text == "Depth (m)"
+    after = frame(window)
+    assert np.abs(after - before).max(-1).mean() < 0.02 * 255, "the picture is kept: only the units changed"
+    qtbot.wait(50)
+    window.grab().save(str(tmp_path / "scaled.png"))
+
+    reopened = Reconstruction.load(recon.save(tmp_path / "metric.zipmap"))
+    window.set_reconstruction(reopened)
+    assert window.status_scale.text() == "scale: metres (camera 1 to camera 4 = 1.8 m)" and window.state.measure == []
+
+
+def test_a_shift_click_on_a_point_measures_to_it_a_shift_drag_does_not_and_a_third_click_starts_again(qtbot, window):
+    window.set_reconstruction(wide_scene(2))
+    window.view.reset_view()
+    pos = window.view._drawn_positions
+    screen = window.view.points.get_transform("visual", "canvas").map(pos[len(pos) // 3][None])[0]
+    point = QPoint(*(int(v) for v in (screen[:2] / screen[3]).round()))
+    shift_click(qtbot, window, point)
+    assert len(window.state.measure) == 1 and window.state.measure[0].camera is None
+    widget = window.view.widget
+    qtbot.mousePress(widget, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ShiftModifier, point)
+    qtbot.mouseMove(widget, point + QPoint(40, 0))
+    qtbot.mouseRelease(widget, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ShiftModifier, point + QPoint(40, 0))
+    assert len(window.state.measure) == 1, "a drag pans; it picks nothing"
+    window.measure_panel.camera_a.setValue(1)
+    window.measure_panel.camera_b.setValue(2)
+    qtbot.mouseClick(window.measure_panel.cameras_button, Qt.MouseButton.LeftButton)
+    assert [e.camera for e in window.state.measure] == [0, 1] and window.measure_panel.length.text() == "Distance: 0.3 units"
+    shift_click(qtbot, window, frustum_on_screen(window, 1))  # a third end: a new measurement
+    assert [e.camera for e in window.state.measure] == [1]
+    qtbot.mouseClick(window.measure_panel.clear_button, Qt.MouseButton.LeftButton)
+    assert window.state.measure == [] and not window.measure.line.visible and not window.measure.ends.visible
+
+
+# ---- 28: the window first, the model in the background ----
+
+
+def test_the_window_is_on_screen_before_the_model_and_exit_waits_for_the_model(tmp_path, tiny_checkpoint):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "QT_API": "pyside6", "HOME": str(tmp_path)}  # settings of its own
+    command = [sys.executable, "-m", "app", "--exit", "--startup-report", "--checkpoint", str(tiny_checkpoint)]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["model_loaded"] is True
+    assert report["started"] < report["window_on_screen"] < report["model_ready"], report
+    assert "Traceback" not in done.stderr

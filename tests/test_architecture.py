@@ -142,3 +142,18 @@ def test_the_engine_has_no_import_loops():
 
     loops = sorted(m for m in graph if m in reach(m))
     assert not loops, f"import loops through {loops}"
+
+
+def test_the_studio_window_is_built_before_torch_trimesh_or_pycolmap_load():
+    """The window is on screen while the engine loads in the background: building it imports none
+    of the heavy libraries (each app module imports the engine where it runs)."""
+    import subprocess
+    import sys
+
+    heavy = ("torch", "trimesh", "pycolmap", "scipy")
+    code = (
+        f"import sys, vispy; vispy.use('pyside6'); import app.__main__, app.main_window; print([m for m in {heavy!r} if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]", f"imported before the window: {done.stdout.strip()}"

@@ -14,11 +14,38 @@ MAX_RENDER_PIXELS = 2072 * 1554
 MAX_PATH_VIEWS = 3600  # an orbit or path of at most this many views (2.5 minutes at 24 fps)
 DEFAULT_ORBIT_VIEWS = 96  # `zipmap render` without --orbit or --c2w: a full orbit of 4 s at 24 fps
 MIN_PATH_WIDTH = 448  # rendered paths are at least this wide by default: a size worth watching
+STUDIO_WINDOW = (1280, 800)  # the studio's first window (w, h): everything in the scene column fits it unscrolled
 MAX_FRAMES = 100_000
 MAX_PROCESSES = 1024
 
 # choices a user names on the command line and in the app, kept here so that the parser can be
 # built without importing the modules (and torch) that act on them
+# the files taken as inputs, by suffix (the studio's dialogs filter by them before torch loads)
+IMAGE_SUFFIXES = frozenset(
+    {
+        ".jpg",
+        ".jpeg",
+        ".png",
+        ".bmp",
+        ".tif",
+        ".tiff",
+        ".webp",
+        ".gif",
+        ".ppm",
+        ".pgm",
+        ".pbm",
+        ".tga",
+        ".jp2",
+        ".ico",
+        ".dib",
+        ".pcx",
+        ".sgi",
+        ".im",
+        ".heic",
+        ".avif",
+    }
+)
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
 EXPORT_FORMATS = ("ply", "glb", "mesh", "colmap", "nerfstudio")
 # where `zipmap reconstruct --export` puts each format inside its output folder
 EXPORT_NAMES = {"ply": "points.ply", "glb": "scene.glb", "mesh": "mesh.ply", "colmap": "colmap", "nerfstudio": "nerfstudio"}

@@ -18,7 +18,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser(
         "bench",
         help="benchmarks: scaling with the number of frames, query latency, full configuration, the pipeline around the network, "
-        "processes, COLMAP refinement",
+        "processes, COLMAP refinement, the studio's startup",
     )
     b.add_argument("which", choices=tuple(BENCHMARKS))
     b.add_argument("-o", "--output", default="out/bench")
@@ -41,6 +41,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
         "--fast-cpu-bf16", action="store_true", help="float32 products for the bf16 Newton-Schulz (official configurations on CPU)"
     )
     b.add_argument("--compile", action="store_true", help="gpu: also time ours with compiled TTT kernels")
+    b.add_argument("--checkpoint", help="startup: the model the studio loads (default: the bundled one)")
     b.set_defaults(func=cmd_bench)
 
 
@@ -192,6 +193,14 @@ def run_full_config(args: argparse.Namespace) -> Result:
     return "full_config", r
 
 
+def run_startup(args: argparse.Namespace) -> Result:
+    from .startup import startup
+
+    res = startup(args.repeats, args.checkpoint, log=_log)
+    print(json.dumps(res["summary"], indent=2))
+    return "startup", res
+
+
 # every `zipmap bench` command: name -> runner returning (JSON name, results)
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], Result]] = {
     "scaling": run_scaling,
@@ -203,4 +212,5 @@ BENCHMARKS: dict[str, Callable[[argparse.Namespace], Result]] = {
     "distributed": run_distributed,
     "gpu": run_gpu,
     "refine": run_refine,
+    "startup": run_startup,
 }

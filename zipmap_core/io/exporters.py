@@ -18,7 +18,7 @@ import trimesh
 
 from ..cancel import CancelToken, Progress, reporter
 from ..errors import InputError
-from ..model.geometry import frustum_corners, frustum_segments
+from ..model.frusta import frustum_corners, frustum_segments
 from ..options import EXPORT_FORMATS
 from .atomic import atomic_folder, atomic_path
 from .preprocess import unit_bytes_np

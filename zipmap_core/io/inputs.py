@@ -19,6 +19,7 @@ from PIL import Image
 
 from ..cancel import Cancelled, CancelToken
 from ..errors import InputError
+from ..options import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from .prefetch import prefetch
 from .preprocess import (
     PATCH,
@@ -31,30 +32,6 @@ from .preprocess import (
     unit_float,
 )
 from .video import SamplingReport, VideoReadError, decode_video
-
-IMAGE_SUFFIXES = {
-    ".jpg",
-    ".jpeg",
-    ".png",
-    ".bmp",
-    ".tif",
-    ".tiff",
-    ".webp",
-    ".gif",
-    ".ppm",
-    ".pgm",
-    ".pbm",
-    ".tga",
-    ".jp2",
-    ".ico",
-    ".dib",
-    ".pcx",
-    ".sgi",
-    ".im",
-    ".heic",
-    ".avif",
-}
-VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
 
 
 class NoUsableImagesError(InputError):

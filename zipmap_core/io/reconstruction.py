@@ -17,7 +17,7 @@ triangulated point was seen, and its point maps are NaN elsewhere.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,26 @@ class Reconstruction:
             cam_np[unmeasured] = np.nan
             world_np[unmeasured] = np.nan
         self.__dict__["_points_cam"], self.__dict__["_points_world"] = cam_np, world_np
+
+    def rescaled(self, factor: float, metadata: dict[str, Any] | None = None) -> Reconstruction:
+        """This scene with every length multiplied by `factor` (`metric.apply_metric_scale` makes a
+        scene metric with it): camera positions, depth, point maps, COLMAP's points, and the scene
+        state's unit, so novel views come out in the new unit too. Angles, pixels, colours,
+        confidences and reprojection errors do not change. `metadata` entries are added."""
+        f = float(factor)
+        ext = self.extrinsics.copy()
+        ext[:, :3, 3] *= f
+        points = {} if self.points_from_depth else {"points_cam": self.points_cam * f, "points_world": self.points_world * f}
+        return replace(
+            self,
+            extrinsics=ext,
+            depth=self.depth * f,
+            **(points or DERIVED_LATER),
+            state_scale=self.state_scale * f,
+            metadata={**self.metadata, **(metadata or {})},
+            timings=dict(self.timings),
+            tracks=None if self.tracks is None else replace(self.tracks, xyz=self.tracks.xyz * f),
+        )
 
     @property
     def num_frames(self) -> int:
