@@ -78,7 +78,7 @@ class MainWindow(QMainWindow):
         self.exports = ExportController(self.state, self.jobs, self.view, self)
         self.scenes = SceneFileController(self.state, self.jobs, self.settings, QMenu("Recent", self), self)
         self.models = ModelController(self.state, self.jobs, self.model_panel, self.settings, self)
-        self.measure = MeasureController(self.state, self.view, self.measure_panel)
+        self.measure = MeasureController(self.state, self.jobs, self.view, self.measure_panel)
 
         self._build_layout()
         self._build_menus()

@@ -30,6 +30,7 @@ from zipmap_core.io.metric import Endpoint, apply_metric_scale, camera_endpoint,
 if TYPE_CHECKING:
     from zipmap_core.io.reconstruction import Reconstruction
 
+    from .job_runner import JobRunner
     from .state import AppState
     from .viewer3d import SceneView
 
@@ -106,8 +107,8 @@ class MeasurePanel(QGroupBox):
 class MeasureController:
     """Picks the ends, draws the segment, and scales the scene (through the state)."""
 
-    def __init__(self, state: AppState, view: SceneView, panel: MeasurePanel) -> None:
-        self.state, self.view, self.panel = state, view, panel
+    def __init__(self, state: AppState, jobs: JobRunner, view: SceneView, panel: MeasurePanel) -> None:
+        self.state, self.jobs, self.view, self.panel = state, jobs, view, panel
         self.line = scene.visuals.Line(parent=view.world, color=MEASURE_COLOR, width=3)
         self.ends = scene.visuals.Markers(parent=view.world)
         self.text = scene.visuals.Text("", color=MEASURE_COLOR, font_size=14, parent=view.world, anchor_x="left")
@@ -154,6 +155,9 @@ class MeasureController:
         recon, ends = self.state.recon, self.state.measure
         if recon is None or len(ends) != 2:
             self.state.notify("Measure a segment first: Shift+click its two ends in the 3D view.")
+            return
+        if self.jobs.running:  # live mode's next window, or a run, would replace the scaled scene
+            self.state.notify("The scale was not set: a task is running. Set it once it has ended (or cancel it).")
             return
         try:
             scaled = apply_metric_scale(recon, ends[0], ends[1], true_metres)

@@ -215,6 +215,9 @@ class ViewPanel(QGroupBox):
         form.addRow(self.reset)
 
 
+WIDEST_STAGE = "download 5.50 of 5.50 GB, 100 MB/s"
+
+
 class StageProgress(QWidget):
     """A progress bar per pipeline stage, in one row: stage name and a bar.
 
@@ -229,7 +232,9 @@ class StageProgress(QWidget):
 
         super().__init__()
         self.label = QLabel("")
-        self.label.setMinimumWidth(150)  # stage names of any length never re-lay out the status bar
+        # as wide as the longest line it shows (a download's), so that no stage is cut off and
+        # none re-lays out the status bar
+        self.label.setMinimumWidth(self.label.fontMetrics().horizontalAdvance(WIDEST_STAGE) + 8)
         self.bar = QProgressBar()
         self.bar.setMaximumWidth(220)
         layout = QHBoxLayout(self)

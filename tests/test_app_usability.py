@@ -394,6 +394,10 @@ def test_a_model_that_fails_to_load_keeps_the_one_before(qtbot, window, tmp_path
     window.models.load(str(bad))
     qtbot.waitUntil(lambda: not window.models.loading, timeout=20000)
     assert window.rec is before and "the model loaded before is kept" in window.messages[-1]
+    assert window.message_box.isVisible() and "broken.safetensors" in window.message_box.text()
+    qtbot.wait(50)
+    window.grab().save(str(tmp_path / "failed_load.png"))
+    window.message_box.grab().save(str(tmp_path / "failed_load_message.png"))
 
 
 def test_the_official_download_shows_its_progress_and_cancels(qtbot, window, tmp_path, monkeypatch):
@@ -405,7 +409,10 @@ def test_the_official_download_shows_its_progress_and_cancels(qtbot, window, tmp
     window.models.download_dialog()
     qtbot.waitUntil(lambda: " GB, " in window.progress.label.text(), timeout=10000)
     assert " of 5.50 GB, " in window.progress.label.text() and window.progress.bar.maximum() == 5245
-    window.progress.grab().save(str(tmp_path / "download.png"))
+    label = window.progress.label
+    qtbot.wait(50)
+    assert label.width() >= label.fontMetrics().horizontalAdvance(label.text()), "the download line is cut off"
+    window.grab().save(str(tmp_path / "download.png"))
     window.cancel()
     qtbot.waitUntil(lambda: not window.jobs.running, timeout=10000)
     assert window.status_info.text().startswith("download cancelled") and window.rec is before
@@ -442,12 +449,14 @@ def visible_boxes(window) -> list[QMessageBox]:
     return [b for b in window.findChildren(QMessageBox) if b.isVisible()]
 
 
-def test_a_deliberate_esc_is_said_in_the_status_bar_without_a_dialog(qtbot, window, monkeypatch):
-    def until_cancelled(*args, cancel, **kwargs):
-        while True:
-            cancel.check()
-            time.sleep(0.01)
+def until_cancelled(*args, cancel, **kwargs):
+    """A reconstruction that runs until it is cancelled."""
+    while True:
+        cancel.check()
+        time.sleep(0.01)
 
+
+def test_a_deliberate_esc_is_said_in_the_status_bar_without_a_dialog(qtbot, window, monkeypatch):
     monkeypatch.setattr(engines, "reconstruct_scene", until_cancelled)  # the window imports it where it runs
     assert window.loader.load([str(p) for p in SAMPLES[:2]]) is not None
     wait_idle(qtbot, window)
@@ -562,7 +571,7 @@ def test_measuring_between_cameras_and_giving_the_true_length_makes_the_scene_me
     assert window.status_scale.text() == "scale: metres (camera 1 to camera 4 = 1.8 m)" and window.state.measure == []
 
 
-def test_a_shift_click_on_a_point_measures_to_it_a_shift_drag_does_not_and_a_third_click_starts_again(qtbot, window):
+def test_a_shift_click_on_a_point_measures_to_it_a_shift_drag_does_not_and_a_third_click_starts_again(qtbot, window, monkeypatch):
     window.set_reconstruction(wide_scene(2))
     window.view.reset_view()
     pos = window.view._drawn_positions
@@ -581,6 +590,15 @@ def test_a_shift_click_on_a_point_measures_to_it_a_shift_drag_does_not_and_a_thi
     assert [e.camera for e in window.state.measure] == [0, 1] and window.measure_panel.length.text() == "Distance: 0.3 units"
     shift_click(qtbot, window, frustum_on_screen(window, 1))  # a third end: a new measurement
     assert [e.camera for e in window.state.measure] == [1]
+    shift_click(qtbot, window, frustum_on_screen(window, 0))
+    recon = window.recon
+    monkeypatch.setattr(engines, "reconstruct_scene", until_cancelled)
+    window.state.frames = ["a frame"]  # something to run on (the stand-in run never reads it)
+    window.reconstruct()
+    qtbot.mouseClick(window.measure_panel.scale_button, Qt.MouseButton.LeftButton)
+    assert window.recon is recon and "a task is running" in window.messages[-1], "a running task would replace the scaled scene"
+    window.cancel()
+    qtbot.waitUntil(lambda: not window.jobs.running, timeout=10000)
     qtbot.mouseClick(window.measure_panel.clear_button, Qt.MouseButton.LeftButton)
     assert window.state.measure == [] and not window.measure.line.visible and not window.measure.ends.visible
 
