@@ -99,7 +99,7 @@ class ModelController:
         self.state.set_model(rec)
         cfg = rec.cfg
         demo = is_bundled_model(path)
-        self.model_panel.show_model(rec.description, rec.variant, cfg.img_size, rec.model.can_render, demo)
+        self.model_panel.show_model(rec.description, f"{rec.variant} · {rec.precision_name}", cfg.img_size, rec.model.can_render, demo)
         if remember:
             self.settings.setValue("checkpoint", str(path))
         can = (

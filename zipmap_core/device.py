@@ -47,7 +47,11 @@ def gpu_half_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16
 
 
-CPU_CHUNK_FRAMES = 8  # frames per chunk on a CPU: small working sets stay in cache
+CPU_CHUNK_FRAMES = 8  # frames per chunk on a CPU, at most: small working sets stay in cache
+# ... and at most this many tokens: the official model's 1041-token frames go one at a time, so
+# the working set is one frame's (a chunk of 8 held ~0.2 GB a frame more), while a small model's
+# 69-token frames still go 8 at a time (the products stay large enough to run at full speed)
+CPU_CHUNK_TOKENS = 2048
 
 
 def free_device_bytes(device: torch.device) -> int | None:
@@ -63,10 +67,11 @@ def chunk_frames_for(
     """Frames per chunk of the frame blocks and the TTT accumulation: on a GPU as many as half
     the free memory holds (about 24 activations of [tokens, dim] in half precision per frame in a
     block: q, k, v, the MLP's 4x hidden, the TTT's SwiGLU hidden and their gradients), so large
-    GPUs run few big kernels instead of hundreds of small ones; 8 on a CPU."""
+    GPUs run few big kernels instead of hundreds of small ones; on a CPU up to 8 frames and
+    `CPU_CHUNK_TOKENS` tokens."""
     free = free_device_bytes(device) if free_bytes is None else free_bytes
     if free is None:
-        return min(CPU_CHUNK_FRAMES, max(frames, 1))
+        return max(1, min(CPU_CHUNK_FRAMES, frames, CPU_CHUNK_TOKENS // max(tokens_per_frame, 1)))
     per_frame = 24 * tokens_per_frame * dim * 2
     return int(max(1, min(frames, free * share // per_frame)))
 
@@ -145,9 +150,37 @@ def emulate_bf16_matmul(device: torch.device) -> bool:
 
 
 # ---- autocast ---------------------------------------------------------------------------------------
-def inference_precision(device: torch.device, fast_bf16: bool = False) -> contextlib.AbstractContextManager:
-    """Inference numerics: half-precision autocast on a GPU (as the authors run it); float32 on
-    a CPU or MPS, with the opt-in float32 route for the bf16 Newton-Schulz."""
+HALF_MIN_PARAMS = 100_000_000  # `auto` holds models at least this large in half precision
+
+
+def inference_half(device: torch.device, precision: str, params: int) -> torch.dtype | None:
+    """The type a model's weights are held and run in for inference (None: float32).
+
+    `float32`, `bf16`, `fp16`: as asked. `auto`: half precision for large models (the official
+    ones, 1.2 to 1.4 B parameters: half the memory, and products about twice as fast) on devices
+    whose half-precision products run in hardware: a GPU (bfloat16, or float16 before compute
+    capability 8) and a CPU with AVX512-BF16 or AMX (bfloat16). Small models (our bundled one)
+    and other CPUs and Apple's MPS stay in float32: there half precision saves little or runs
+    emulated, many times slower."""
+    check_precision(precision)
+    if precision != "auto":
+        return {"float32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    if params < HALF_MIN_PARAMS or device.type not in ("cuda", "cpu"):
+        return None
+    if device.type == "cuda":
+        return gpu_half_dtype(device)
+    return torch.bfloat16 if cpu_has_bf16_units() else None
+
+
+def inference_precision(
+    device: torch.device, fast_bf16: bool = False, half: torch.dtype | None = None
+) -> contextlib.AbstractContextManager:
+    """Inference numerics: autocast in `half` for a model held in it (`ZipMap.set_precision`), so
+    that softmax and norms stay float32 by autocast's rules; otherwise half-precision autocast on
+    a GPU (as the authors run it) and float32 on a CPU or MPS, with the opt-in float32 route for
+    the bf16 Newton-Schulz."""
+    if half is not None:
+        return torch.autocast(device.type, dtype=half)
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=gpu_half_dtype(device))
     return fast_cpu_bf16(fast_bf16)

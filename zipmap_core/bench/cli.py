@@ -33,15 +33,16 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--stream-frames", type=int, help="frames streamed (default: scaling 500, pipeline 1000)")
     b.add_argument("--video", help="pipeline: this video instead of a generated 1080p one")
     b.add_argument("--batch", type=int, help="generator: scenes per call (default: 1 on a CPU, 1024 on a GPU)")
-    b.add_argument("--config", default="aff_inv", help="gpu: the configuration timed (an official one, or small)")
+    b.add_argument("--config", default="aff_inv", help="gpu, memory: the configuration timed (an official one, or small)")
     b.add_argument("--height", type=int, default=392, help="gpu: image height (width: --size, default 518)")
-    b.add_argument("--reference", help="gpu: a folder with the authors' code (kept outside this repository), timed beside ours")
+    b.add_argument("--reference", help="gpu, memory: a folder with the authors' code (kept outside this repository), timed beside ours")
     b.add_argument("--skip-full", action="store_true", help="query: skip the full configuration")
     b.add_argument(
         "--fast-cpu-bf16", action="store_true", help="float32 products for the bf16 Newton-Schulz (official configurations on CPU)"
     )
     b.add_argument("--compile", action="store_true", help="gpu: also time ours with compiled TTT kernels")
     b.add_argument("--checkpoint", help="startup: the model the studio loads (default: the bundled one)")
+    b.add_argument("--precision", default="auto", help="memory: ours in this precision (default auto, as zipmap reconstruct)")
     b.set_defaults(func=cmd_bench)
 
 
@@ -193,6 +194,16 @@ def run_full_config(args: argparse.Namespace) -> Result:
     return "full_config", r
 
 
+def run_memory(args: argparse.Namespace) -> Result:
+    from .memory import memory
+
+    res = memory(
+        _frames(args, "1,2,4,8"), args.reference, args.device, args.threads, args.precision, args.config, Path(args.output), log=_log
+    )
+    print(json.dumps(res["summary"], indent=2))
+    return "memory", res
+
+
 def run_startup(args: argparse.Namespace) -> Result:
     from .startup import startup
 
@@ -213,4 +224,5 @@ BENCHMARKS: dict[str, Callable[[argparse.Namespace], Result]] = {
     "gpu": run_gpu,
     "refine": run_refine,
     "startup": run_startup,
+    "memory": run_memory,
 }

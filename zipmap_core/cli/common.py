@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from ..options import PRECISIONS
+
 if TYPE_CHECKING:
     from ..pipeline.reconstructor import Reconstructor
 
@@ -15,7 +17,7 @@ CHECKPOINT_HELP = (
 )
 
 
-def add_fast_bf16(parser: argparse.ArgumentParser) -> None:
+def add_numerics(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fast-cpu-bf16",
         action="store_true",
@@ -27,6 +29,13 @@ def add_fast_bf16(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="compile the TTT layers' elementwise work (torch.compile; for a GPU; the first run "
         "compiles, and where compiling fails the eager code runs, with a warning)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="the type the weights are held and run in (default auto: bf16 or fp16 for the official models on a GPU "
+        "or a CPU with bf16 units, half the memory; float32 elsewhere and for small models; float32: the authors' numerics)",
     )
 
 
@@ -42,6 +51,7 @@ def reconstructor(args: argparse.Namespace, notice: bool = False) -> Reconstruct
         getattr(args, "variant", None),
         fast_cpu_bf16=getattr(args, "fast_cpu_bf16", False),
         compile=getattr(args, "compile", False),
+        precision=getattr(args, "precision", "auto"),
     )
     if notice and is_bundled_model(rec.path) and not getattr(args, "quiet", False):
         print(f"note: {DEMO_NOTICE}", file=sys.stderr)

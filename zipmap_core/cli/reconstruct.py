@@ -24,7 +24,7 @@ from ..options import (
     positive_int,
     resolution,
 )
-from .common import CHECKPOINT_HELP, add_fast_bf16, reconstructor
+from .common import CHECKPOINT_HELP, add_numerics, reconstructor
 from .terminal import StageBar
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         default="depth",
         help="world points from unprojected depth (default) or the point head (runs one more dense head)",
     )
-    add_fast_bf16(r)
+    add_numerics(r)
     r.add_argument("--export", help=f"also export these formats into the output folder ({','.join(EXPORT_FORMATS)})")
     r.add_argument("-q", "--quiet", action="store_true")
     r.set_defaults(func=cmd_reconstruct)
@@ -127,7 +127,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
             os._exit(code)
         return code
     engine = classical_engine() if classical else reconstructor(args, notice=True)
-    print(f"model: {engine.description} on {engine.device}", file=sys.stderr)
+    precision = f", {engine.precision_name}" if hasattr(engine, "precision_name") else ""
+    print(f"model: {engine.description} on {engine.device}{precision}", file=sys.stderr)
     bar = StageBar(args.quiet)
     sampling = VideoSampling(fps=args.fps, max_frames=args.video_frames)
     network = {} if classical else {"window_size": args.window_size, "keep_state": not args.no_state, "points_from": args.points_from}
@@ -248,6 +249,8 @@ def _reconstruct_as_rank(args: argparse.Namespace, launch, formats: list[str]) -
 
 
 def _summary(recon: Reconstruction, formats: list[str], out_dir: Path) -> int:
+    if isinstance(recon.metadata.get("memory"), str):
+        print(f"memory: {recon.metadata['memory']}", file=sys.stderr)
     for fmt in formats:
         print(f"exported {fmt}: {out_dir / EXPORT_NAMES[fmt]}", file=sys.stderr)
     t = recon.timings

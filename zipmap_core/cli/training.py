@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from ..errors import InputError
 from ..options import ENGINES, PRECISIONS, VARIANTS, add_video_sampling, number, positive_int
-from .common import CHECKPOINT_HELP, add_fast_bf16, reconstructor
+from .common import CHECKPOINT_HELP, add_numerics, reconstructor
 from .terminal import StageBar
 
 
@@ -42,7 +42,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--variant", choices=VARIANTS)
     e.add_argument("--device", default="auto")
     e.add_argument("--json", help="also write the full results here")
-    add_fast_bf16(e)
+    add_numerics(e)
     e.add_argument("-q", "--quiet", action="store_true")
     e.set_defaults(func=cmd_eval)
     g = sub.add_parser("generate", help="write procedurally generated scenes with ground truth")

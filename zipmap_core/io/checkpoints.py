@@ -1,9 +1,10 @@
 """Reading and writing model weights: the authors' `.pt` files and our safetensors format.
 
-Official files are opened with `weights_only=True` and memory-mapped, and the model is built on
-the meta device and then handed the mapped tensors (`assign=True`), so a 5.5 GB checkpoint never
-needs twice its size in RAM. Every failure becomes a `CheckpointError` that says what was
-expected and what was found.
+Official files are opened with `weights_only=True` and memory-mapped, safetensors files are read
+one tensor at a time, and the model is built on the meta device and then handed each tensor
+converted to the type it will run in (`assign=True`): a 5.5 GB float32 checkpoint loaded for
+bfloat16 inference never holds a float32 copy of the model, only one tensor at a time. Every
+failure becomes a `CheckpointError` that says what was expected and what was found.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import pickle
 import re
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,21 @@ from .files import parse_json, regular_file_problem
 SHARD_NAME = re.compile(r"-\d{5}-of-\d{5}$")
 FORMAT_NAME = "zipmap-studio"
 FORMAT_VERSION = 1
+
+
+HalfFor = Callable[[ZipMap], "torch.dtype | None"]  # the type a model (on the meta device) will run in
+
+
+@dataclass
+class TensorSource:
+    """A checkpoint's tensors by name: shapes known up front, each tensor read when asked."""
+
+    shapes: dict[str, tuple[int, ...]]
+    read: Callable[[str], torch.Tensor]
+
+    @classmethod
+    def of(cls, state: Mapping[str, torch.Tensor]) -> TensorSource:
+        return cls({k: tuple(v.shape) for k, v in state.items()}, state.__getitem__)
 
 
 @dataclass
@@ -125,14 +141,12 @@ def _safetensors_truncation(path: Path) -> str | None:
     return None
 
 
-def _check_layout(model: ZipMap, state: Mapping[str, torch.Tensor], path: Path, what: str) -> None:
+def _check_layout(model: ZipMap, found: dict[str, tuple[int, ...]], path: Path, what: str) -> None:
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
     shapes = sorted(
-        f"{k}: expected {list(expected[k])}, found {list(state[k].shape)}"
-        for k in set(expected) & set(state)
-        if tuple(state[k].shape) != expected[k]
+        f"{k}: expected {list(expected[k])}, found {list(found[k])}" for k in set(expected) & set(found) if tuple(found[k]) != expected[k]
     )
     if not (missing or unexpected or shapes):
         return
@@ -144,9 +158,8 @@ def _check_layout(model: ZipMap, state: Mapping[str, torch.Tensor], path: Path, 
     raise CheckpointError("\n".join(lines))
 
 
-def _check_finite(state: Mapping[str, torch.Tensor], path: Path) -> None:
+def _check_finite(bad: list[str], path: Path) -> None:
     """Weights with NaN or infinity give NaN scenes: refused where they enter, by name."""
-    bad = [k for k, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
     if bad:
         more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
         raise CheckpointError(
@@ -155,39 +168,67 @@ def _check_finite(state: Mapping[str, torch.Tensor], path: Path) -> None:
         )
 
 
-def _build(cfg: ZipMapConfig, state: Mapping[str, torch.Tensor], path: Path, what: str) -> ZipMap:
+def _build(cfg: ZipMapConfig, source: TensorSource, path: Path, what: str, half_for: HalfFor | None = None) -> ZipMap:
+    """The model, each tensor read, converted to the type it runs in and checked one at a time:
+    float32, or `half_for(model)` with the norms in float32 (see `ZipMap.set_precision`). Files in
+    half precision (our bundled model) run in float32 unless a half type is asked for."""
     with torch.device("meta"):
         model = ZipMap(cfg)
-    _check_layout(model, state, path, what)
-    _check_finite(state, path)
-    model.load_state_dict(dict(state), strict=True, assign=True)
-    if any(t.dtype != torch.float32 for t in model.state_dict().values() if t.is_floating_point()):
-        model = model.float()  # half-precision files (our bundled model) compute in float32
+    _check_layout(model, source.shapes, path, what)
+    half = half_for(model) if half_for is not None else None
+    keep = model.float32_names()
+    state, bad = {}, []
+    for name in source.shapes:
+        tensor = source.read(name)
+        if tensor.is_floating_point():
+            tensor = tensor.to(torch.float32 if half is None or name in keep else half)
+            if not bool(torch.isfinite(tensor).all()):
+                bad.append(name)
+        state[name] = tensor
+    _check_finite(bad, path)
+    model.load_state_dict(state, strict=True, assign=True)
+    model.half_type = half
     return model.eval()
 
 
-def load_official(path: str | os.PathLike, variant: str | None = None, config: ZipMapConfig | None = None) -> LoadedCheckpoint:
+def load_official(
+    path: str | os.PathLike, variant: str | None = None, config: ZipMapConfig | None = None, half_for: HalfFor | None = None
+) -> LoadedCheckpoint:
     """An authors'-format `.pt`; `config` overrides the published size (files of their code at
-    other sizes, such as the parity vectors' models)."""
+    other sizes, such as the parity vectors' models); `half_for`: see `_build`."""
     path = _checkpoint_path(path)
     state = _read_torch_file(path)
     variant = variant or detect_variant(set(state), path.name)
     if variant not in OFFICIAL_CONFIGS:
         raise CheckpointError(f"unknown variant {variant!r}; expected one of {sorted(OFFICIAL_CONFIGS)}")
     cfg = config or OFFICIAL_CONFIGS[variant]
-    model = _build(cfg, state, path, f"official '{variant}' checkpoint")
+    model = _build(cfg, TensorSource.of(state), path, f"official '{variant}' checkpoint", half_for)
     return LoadedCheckpoint(model, variant, path, f"official ZipMap checkpoint ({variant})", {})
 
 
-def _read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+def _read_safetensors(path: Path) -> tuple[dict[str, str], TensorSource]:
+    """The file's metadata and its tensors, read one at a time when asked (the file stays open
+    until the source is dropped)."""
     try:
-        with safe_open(str(path), framework="pt") as f:
-            return dict(f.metadata() or {}), {k: f.get_tensor(k) for k in f.keys()}
+        f = safe_open(str(path), framework="pt")
+        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        return dict(f.metadata() or {}), TensorSource(shapes, lambda k: _safetensors_tensor(f, k, path))
     except (SafetensorError, OSError, ValueError) as exc:
-        cut = _safetensors_truncation(path)
-        if cut:
-            raise CheckpointError(f"{path.name} is truncated ({cut}); download or copy it again") from None
-        raise CheckpointError(f"{path.name} is not a readable safetensors file: {exc}") from exc
+        raise _unreadable(path, exc) from None
+
+
+def _safetensors_tensor(f, name: str, path: Path) -> torch.Tensor:
+    try:
+        return f.get_tensor(name)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise _unreadable(path, exc) from None
+
+
+def _unreadable(path: Path, exc: Exception) -> CheckpointError:
+    cut = _safetensors_truncation(path)
+    if cut:
+        return CheckpointError(f"{path.name} is truncated ({cut}); download or copy it again")
+    return CheckpointError(f"{path.name} is not a readable safetensors file: {exc}")
 
 
 def shard_paths(path: Path, count: int) -> list[Path]:
@@ -196,19 +237,20 @@ def shard_paths(path: Path, count: int) -> list[Path]:
     return [path.with_name(f"{base}-{i:05d}-of-{count:05d}{path.suffix}") for i in range(1, count + 1)]
 
 
-def load_safetensors(path: str | os.PathLike) -> LoadedCheckpoint:
+def load_safetensors(path: str | os.PathLike, half_for: HalfFor | None = None) -> LoadedCheckpoint:
     path = _checkpoint_path(path)
-    meta, state = _read_safetensors(path)
+    meta, source = _read_safetensors(path)
     count = _whole_number(meta.get("shards", "1") or "1", path, "shard count")
     if count > 1:  # one shard of several: read them all
-        state = {}
+        parts: dict[str, TensorSource] = {}
         for shard in shard_paths(path, count):
             if not shard.is_file():
                 raise CheckpointError(f"{path.name} is one of {count} shards and {shard.name} is missing")
             shard_meta, part = _read_safetensors(shard)
             if shard_meta.get("config") != meta.get("config"):
                 raise CheckpointError(f"{shard.name} belongs to another model than {path.name}")
-            state.update(part)
+            parts.update(dict.fromkeys(part.shapes, part))
+        source = TensorSource({k: parts[k].shapes[k] for k in parts}, lambda k: parts[k].read(k))
     if meta.get("format") != FORMAT_NAME or "config" not in meta:
         raise CheckpointError(
             f"{path.name} is a safetensors file but not a ZipMap Studio model (its metadata lacks "
@@ -224,18 +266,19 @@ def load_safetensors(path: str | os.PathLike) -> LoadedCheckpoint:
         cfg = ZipMapConfig.from_dict(parse_json(meta["config"]))
     except ValueError as exc:  # JSON's errors are ValueErrors too
         raise CheckpointError(f"{path.name} has a config that cannot be used: {exc}") from None
-    model = _build(cfg, state, path, f"'{cfg.name}' configuration")
+    model = _build(cfg, source, path, f"'{cfg.name}' configuration", half_for)
     variant = meta.get("variant", "custom")
     return LoadedCheckpoint(model, variant, path, meta.get("description", f"ZipMap model '{cfg.name}'"), meta)
 
 
-def load_checkpoint(path: str | os.PathLike, variant: str | None = None) -> LoadedCheckpoint:
-    """Opens an official `.pt` or our `.safetensors` file, by its content rather than its suffix."""
+def load_checkpoint(path: str | os.PathLike, variant: str | None = None, half_for: HalfFor | None = None) -> LoadedCheckpoint:
+    """Opens an official `.pt` or our `.safetensors` file, by its content rather than its suffix;
+    `half_for(model)` says the type to load the weights straight into (None: float32)."""
     path = _checkpoint_path(path)
     with open(path, "rb") as f:
         head = f.read(16)
     is_safetensors = len(head) >= 9 and head[8:9] == b"{"
-    return load_safetensors(path) if is_safetensors else load_official(path, variant)
+    return load_safetensors(path, half_for) if is_safetensors else load_official(path, variant, half_for=half_for)
 
 
 def save_model(

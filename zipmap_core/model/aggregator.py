@@ -148,9 +148,11 @@ class Aggregator(nn.Module):
         chunk_frames: int | None = None,
         hook: ProgressHook | None = None,
         shard: FrameShard | None = None,
+        keep_states: bool = True,
     ) -> AggregatorOutput:
         """tokens [B, S, P, C]; `ops` index the flattened S*P token axis of the global blocks
-        (with a `shard`: this process's frames, the TTT updates summed over the processes)."""
+        (with a `shard`: this process's frames, the TTT updates summed over the processes);
+        `keep_states=False`: each layer's fast weights go once its block has run."""
         b, s, p, c = tokens.shape
         pos = patch_positions(b * s, grid_hw[0], grid_hw[1], self.patch_start_idx, tokens.device)
         limit = position_limit(*grid_hw)  # known here: RoPE never reads it back from the device
@@ -168,7 +170,7 @@ class Aggregator(nn.Module):
             frame_out = x.reshape(b, s, p, c)
             state = states[i] if states is not None else None
             g, new_state = self._call(self.global_blocks[i], x.reshape(b, s * p, c), ops, state, global_pos, chunk_tokens, shard)
-            new_states.append(new_state)
+            new_states.append(new_state if keep_states else None)
             x = g.reshape(b * s, p, c)
             if i in keep:
                 outputs.append(torch.cat((frame_out, g.reshape(b, s, p, c)), dim=-1))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import torch
@@ -29,10 +30,14 @@ class ModelOutput:
     aggregated: list[Tensor] = field(default_factory=list)
 
 
+NORMS = (nn.LayerNorm, nn.RMSNorm, nn.GroupNorm)  # their statistics need float32: their weights stay float32 too
+
+
 class ZipMap(nn.Module):
     def __init__(self, cfg: ZipMapConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        self.half_type: torch.dtype | None = None  # the type the weights are held and run in (None: float32)
         dim2 = 2 * cfg.embed_dim
         self.aggregator = Aggregator(cfg)
         kind = cfg.camera_head.kind
@@ -48,6 +53,27 @@ class ZipMap(nn.Module):
             self.local_point_head = DPTHead(dim2, cfg.dpt, 3, "xy_exp", False, cfg.patch_size)
         if cfg.enable_nvs:
             self.nvs_head = DPTHead(dim2, cfg.dpt, 5, "sigmoid_exp", True, cfg.patch_size)
+
+    def float32_names(self) -> set[str]:
+        """The parameters a half-precision model keeps in float32: the norms'."""
+        return {
+            f"{m}.{p}" if m else p
+            for m, module in self.named_modules()
+            if isinstance(module, NORMS)
+            for p, _ in module.named_parameters(recurse=False)
+        }
+
+    def set_precision(self, half: torch.dtype | None) -> None:
+        """Holds the weights in `half` (bfloat16 or float16; None: float32), converted one tensor at
+        a time (never a second copy of the model), the norms' in float32. A half model runs under
+        autocast in that type (`Reconstructor.precision`), so softmax and the norms' statistics
+        stay float32 as autocast's rules say, and weights are never cast again per call."""
+        keep = self.float32_names()
+        for name, p in self.named_parameters():
+            target = torch.float32 if half is None or name in keep else half
+            if p.dtype != target:
+                p.data = p.data.to(target)
+        self.half_type = half
 
     def set_activation_checkpointing(self, enabled: bool) -> None:
         """Training only: the encoder's and the trunk's blocks recompute their activations in the
@@ -83,6 +109,7 @@ class ZipMap(nn.Module):
         point_head: bool = True,
         shard: FrameShard | None = None,
         tokens: Tensor | None = None,
+        keep_states: bool = True,
     ) -> ModelOutput:
         """images [B, S, 3, H, W] (or [S, 3, H, W]) in [0, 1] (or uint8 bytes); `tokens`: their
         encoder tokens when they were computed while the frames decoded (`early_encoding`).
@@ -94,7 +121,9 @@ class ZipMap(nn.Module):
 
         With a `shard`, `images` are this process's frames of a reconstruction split across
         processes (bidirectional order only): the outputs are this process's frames, except the
-        cameras, which every process gets for all frames."""
+        cameras, which every process gets for all frames. `keep_states=False` keeps no layer's
+        fast weights past its block (a model that never renders or continues the scene: the
+        official model's 24 layers hold 0.3 to 0.6 GB)."""
         if images.dim() == 4:
             images = images.unsqueeze(0)
         _b, s, _, h, w = images.shape
@@ -107,7 +136,7 @@ class ZipMap(nn.Module):
         if hook is not None:
             hook("encoder", 1, 1)
         ops = self.ops_for(s, tokens.shape[2], window_size)
-        agg = self.aggregator.run_blocks(tokens, (h // p, w // p), ops, states, chunk_frames, hook, shard)
+        agg = self.aggregator.run_blocks(tokens, (h // p, w // p), ops, states, chunk_frames, hook, shard, keep_states)
         del tokens
         out = ModelOutput(states=agg.states, aggregated=agg.tokens if keep_tokens else [])
         self._run_heads(out, agg.tokens, (h, w), agg.patch_start_idx, chunk_frames, hook, point_head, shard)
@@ -127,8 +156,8 @@ class ZipMap(nn.Module):
         chunk = chunk_frames or 8
         names = ("camera_head", "camera_mlp_head", "depth_head") + (("local_point_head",) if point_head else ())
         heads = [name for name in names if hasattr(self, name)]
-        with torch.autocast(device_type=tokens[0].device.type, enabled=False):
-            tokens = [t.float() for t in tokens]
+        with self._head_numerics(tokens[0].device):
+            tokens = [t.float() for t in tokens] if self.half_type is None else tokens
             for i, name in enumerate(heads):
                 if name in ("camera_head", "camera_mlp_head"):
                     # the camera head reads each frame's camera token; split, it needs all frames'
@@ -142,6 +171,11 @@ class ZipMap(nn.Module):
                     out.local_points = self.local_point_head(tokens, image_hw, start, chunk)[0]
                 if hook is not None:
                     hook("heads", i + 1, len(heads))
+
+    def _head_numerics(self, device: torch.device) -> contextlib.AbstractContextManager:
+        """float32 heads, as the reference runs them; a half model runs them in its type (its
+        weights are held in it), under the caller's autocast, with float32 final activations."""
+        return torch.autocast(device_type=device.type, enabled=False) if self.half_type is None else contextlib.nullcontext()
 
     def state_problem(self, states: list[dict]) -> str | None:
         """Why a stored scene state cannot be queried by this model (another model made it), or
@@ -176,8 +210,8 @@ class ZipMap(nn.Module):
         for start in range(0, s, step):
             tokens = self.aggregator.tokenize_rays(rays[:, start : start + step])
             agg = self.aggregator.run_blocks(tokens, (h // p, w // p), render_order(), states, None, hook)
-            with torch.autocast(device_type=rays.device.type, enabled=False):
-                levels = [t.float() for t in agg.tokens]
+            with self._head_numerics(rays.device):
+                levels = [t.float() for t in agg.tokens] if self.half_type is None else agg.tokens
                 v, c = self.nvs_head(levels, (h, w), agg.patch_start_idx, DENSE_CHUNK_FRAMES)
             rgbd.append(v)
             confs.append(c)

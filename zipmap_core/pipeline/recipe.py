@@ -82,10 +82,12 @@ def run_network(
     point_head: bool = False,
     tokens: torch.Tensor | None = None,
     shard: FrameShard | None = None,
+    keep_states: bool = True,
 ) -> ModelOutput:
     """Stage 2. The network on `images` [S, 3, H, W] with the Reconstructor's device, precision
     and chunking; `tokens`: already encoded (then only the images' shape is read); `states`: a
-    stream's carried scene state; `shard`: this process's frames of a split run."""
+    stream's carried scene state; `shard`: this process's frames of a split run; `keep_states`:
+    whether the scene state is wanted (novel views, a stream) or each layer's can go."""
     with torch.inference_mode(), rec.precision():
         return rec.model(
             (images if tokens is not None else images.to(rec.device))[None],
@@ -96,6 +98,7 @@ def run_network(
             point_head=point_head,
             tokens=tokens,
             shard=shard,
+            keep_states=keep_states,
         )
 
 

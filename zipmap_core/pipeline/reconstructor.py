@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..cancel import CancelToken, Progress, reporter
-from ..device import chunk_frames_for, inference_precision, select_device
+from ..device import chunk_frames_for, inference_half, inference_precision, select_device
 from ..errors import CheckpointError, InputError
 from ..io.checkpoints import load_checkpoint
 from ..io.inputs import InputSet, VideoSampling
@@ -28,11 +28,16 @@ from ..model.zipmap import ZipMap
 from ..resources import BUNDLED_MODEL
 from .assembly import NonFiniteOutputError, assemble, check_point_source, host_states
 from .early_encoding import load_and_encode
+from .memory_budget import check_fits, memory_plan
 from .recipe import StageClock, frame_outputs, input_set, model_images, original_sizes, record_run, run_network
 from .streaming import StreamingSession
 
 if TYPE_CHECKING:
     from ..io.intrinsics import KnownIntrinsics
+
+
+def parameter_count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
 
 
 @dataclass
@@ -51,10 +56,16 @@ class Reconstructor:
         variant: str = "custom",
         chunk_frames: int | None = None,
         fast_cpu_bf16: bool = False,
+        precision: str = "float32",
     ) -> None:
+        """`precision`: the type the weights are held and run in (`device.inference_half`:
+        `auto`, `bf16`, `fp16`, or `float32`, what the parity tests run); a model loaded straight
+        into a half type (`open`) keeps it."""
         self.device = select_device(device) if isinstance(device, str) else device
         # official checkpoints orthogonalise in bfloat16; see `device.fast_cpu_bf16` for the trade
         self.fast_cpu_bf16 = fast_cpu_bf16
+        if model.half_type is None:  # converted before the move: a GPU never holds a float32 copy
+            model.set_precision(inference_half(self.device, precision, parameter_count(model)))
         self.model = model.to(self.device).eval()
         self.description = description or f"ZipMap '{model.cfg.name}'"
         self.variant = variant
@@ -76,17 +87,20 @@ class Reconstructor:
         *,
         fast_cpu_bf16: bool = False,
         compile: bool = False,
+        precision: str = "auto",
     ) -> Reconstructor:
         """The one way the CLI and the app build a Reconstructor from what a user names: a file,
         `official[:VARIANT]` (downloaded once) or nothing (the bundled model), with the numerics
-        asked for set at construction. `path` records the file it came from."""
+        asked for set at construction: the weights are read straight into the type `precision`
+        gives on this device (see `device.inference_half`). `path` records the file it came from."""
         from ..io.download import resolve_checkpoint
 
         path = resolve_checkpoint(spec)
         if not spec and not path.exists():
             raise CheckpointError(f"the bundled model is missing ({BUNDLED_MODEL}); pass a checkpoint")
-        loaded = load_checkpoint(path, variant)
-        rec = cls(loaded.model, device, loaded.description, loaded.variant, fast_cpu_bf16=fast_cpu_bf16)
+        target = select_device(device)
+        loaded = load_checkpoint(path, variant, half_for=lambda model: inference_half(target, precision, parameter_count(model)))
+        rec = cls(loaded.model, target, loaded.description, loaded.variant, fast_cpu_bf16=fast_cpu_bf16)
         rec.model.set_compiled_kernels(compile)
         rec.path = path
         return rec
@@ -109,7 +123,12 @@ class Reconstructor:
 
     def precision(self) -> contextlib.AbstractContextManager:
         """The number formats the network runs in here (see `device.inference_precision`)."""
-        return inference_precision(self.device, self.fast_cpu_bf16)
+        return inference_precision(self.device, self.fast_cpu_bf16, self.model.half_type)
+
+    @property
+    def precision_name(self) -> str:
+        """What a run records and the CLI says: float32, bfloat16 or float16."""
+        return str(self.model.half_type or torch.float32).removeprefix("torch.")
 
     # ---- reconstruction ---------------------------------------------------------------------------
     def reconstruct(
@@ -150,8 +169,13 @@ class Reconstructor:
                 images, crops = model_images(inputs.frames, mode, size, report)
         if intrinsics is not None:
             intrinsics.check_fits(crops, "the intrinsics given")
+        plan = memory_plan(self, images.shape[0], (int(images.shape[-2]), int(images.shape[-1])))
+        check_fits(plan)  # before the network: a run that cannot fit is said now, not after minutes
+        keep = self.model.can_render if keep_state is None else keep_state
         with clock.stage("model"):
-            out = run_network(self, images, report, window_size=window_size, point_head=points_from == "point_head", tokens=tokens)
+            out = run_network(
+                self, images, report, window_size=window_size, point_head=points_from == "point_head", tokens=tokens, keep_states=keep
+            )
         with clock.stage("assemble"):
             recon = assemble(
                 inputs.names(),
@@ -161,13 +185,14 @@ class Reconstructor:
                 points_from,
                 original_sizes(crops),
             )
-            if self.model.can_render if keep_state is None else keep_state:
+            if keep:
                 recon.state = host_states(out.states)
             if intrinsics is not None:
                 recon.intrinsics = np.stack([intrinsics.matrix_for(c) for c in crops]).astype(np.float32)
                 recon.forget_points()
                 recon.metadata["intrinsics"] = intrinsics.describe()
         record_run(recon, self, clock, mode=mode, window_size=window_size, **inputs.report())
+        recon.metadata["memory"] = plan.describe()
         report("done", 1, 1)
         return recon
 
@@ -193,6 +218,7 @@ class Reconstructor:
             "config": self.cfg.name,
             "image_hw": [int(image_hw[0]), int(image_hw[1])],
             "can_render": bool(self.model.can_render),
+            "precision": self.precision_name,
         }
 
     # ---- novel views --------------------------------------------------------------------------------

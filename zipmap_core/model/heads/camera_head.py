@@ -48,7 +48,7 @@ class CameraHead(nn.Module):
             cond = self.embed_pose(self.empty_pose_tokens.expand(b, s, -1) if raw is None else raw.detach())
             shift, scale, gate = self.poseLN_modulation(cond).chunk(3, dim=-1)
             x = gate * (self.adaln_norm(cam) * (1 + scale) + shift) + cam
-            delta = self.pose_branch(self.trunk_norm(self.trunk(x)))
+            delta = self.pose_branch(self.trunk_norm(self.trunk(x))).float()  # the pose accumulates in float32
             raw = delta if raw is None else raw + delta
             out.append(activate_pose(raw))
         return out
@@ -62,4 +62,4 @@ class CameraMLPHead(nn.Module):
         self.mlp = Mlp(dim_in, dim_in * mlp_ratio, POSE_DIM)
 
     def forward(self, tokens: Tensor) -> list[Tensor]:
-        return [activate_pose(self.mlp(tokens[:, :, 0]))]
+        return [activate_pose(self.mlp(tokens[:, :, 0]).float())]

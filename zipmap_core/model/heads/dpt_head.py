@@ -162,4 +162,4 @@ class DPTHead(nn.Module):
         out = self.scratch.refinenet1(out, l1)
         out = self.scratch.output_conv1(out)
         out = add_position_embedding(_upsample(out, (gh * self.patch_size, gw * self.patch_size)), w, h)
-        return activate(self.scratch.output_conv2(out), self.activation, self.has_conf)
+        return activate(self.scratch.output_conv2(out).float(), self.activation, self.has_conf)  # float32 activations

@@ -1,0 +1,220 @@
+"""`zipmap bench memory`: the full-size model's time and peak memory per number of frames, ours
+beside the authors' code, each run in a fresh process, the two interleaved in one run.
+
+Memory is the process's peak resident set on a CPU (what the operating system must find) and
+the peak allocated device memory on CUDA. Each side is fitted as a fixed part (weights, the
+runtime, a working set) plus a slope per frame, and so is time. Ours runs as `zipmap
+reconstruct` runs it (`--precision auto`: bfloat16 weights where the device multiplies bf16 in
+hardware; the heads a reconstruction reads); the reference as the authors' code runs on the
+device (float32 on a CPU; half-precision autocast on a GPU), all its heads. Both get zero images
+at 518x392 and random weights, as the authors time theirs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SIZE_HW = (392, 518)
+FRAMES = (1, 2, 4, 8)
+
+
+def _peak_gb(device: str) -> float:
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 2**30  # Linux reports KiB
+
+
+def _ours(config: str, device: str, precision: str):
+    """Our model, random weights, built straight in the type it runs in (no float32 copy)."""
+    import torch
+
+    from ..device import inference_half, select_device
+    from ..model.config import get_config
+    from ..model.zipmap import ZipMap
+    from ..pipeline.reconstructor import Reconstructor, parameter_count
+
+    cfg = get_config(config)
+    dev = select_device(device)
+    with torch.device("meta"):
+        params = parameter_count(ZipMap(cfg))
+    half = inference_half(dev, precision, params)
+    torch.manual_seed(0)
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(half or torch.float32)
+    try:
+        model = ZipMap(cfg)
+    finally:
+        torch.set_default_dtype(before)
+    model.set_precision(half)  # the norms back to float32
+    rec = Reconstructor(model, dev)
+
+    def run(images: torch.Tensor) -> None:
+        with torch.inference_mode(), rec.precision():
+            rec.model(images.to(rec.device), window_size=0, chunk_frames=rec.chunk_for(images[0]), point_head=False, keep_states=False)
+
+    return run, rec.precision_name
+
+
+def _reference(folder: str, device: str):
+    import torch
+
+    from .gpu import reference
+
+    return reference(Path(folder), torch.device(device)), "float32" if device == "cpu" else "autocast"
+
+
+def worker(args: argparse.Namespace) -> None:
+    """One measurement in this process: build, run once on N frames, print the figures."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    run, precision = (
+        _reference(args.reference, args.device) if args.side == "reference" else _ours(args.config, args.device, args.precision)
+    )
+    built_s = time.perf_counter() - started
+    after_build = _peak_gb(args.device)
+    images = torch.zeros(1, args.frames, 3, *SIZE_HW)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        run(images)
+    if args.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    print(
+        json.dumps(
+            {
+                "side": args.side,
+                "frames": args.frames,
+                "seconds": seconds,
+                "peak_gb": _peak_gb(args.device),
+                "built_gb": after_build,
+                "build_s": built_s,
+                "precision": precision,
+            }
+        ),
+        flush=True,
+    )
+
+
+def fit(frames: list[int], values: list[float]) -> dict[str, float]:
+    """value = fixed + per_frame * N, least squares."""
+    per_frame, fixed = np.polyfit(np.asarray(frames, float), np.asarray(values, float), 1)
+    return {"fixed": float(fixed), "per_frame": float(per_frame)}
+
+
+def measure_once(side: str, frames: int, options: dict[str, Any]) -> dict[str, Any]:
+    command = [sys.executable, "-m", "zipmap_core.bench.memory", "--side", side, "--frames", str(frames)]
+    for key, value in options.items():
+        if value is not None:
+            command += [f"--{key.replace('_', '-')}", str(value)]
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(options["threads"])})
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"the {side} run on {frames} frames failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
+def memory(
+    frames: list[int],
+    reference: str | None,
+    device: str,
+    threads: int,
+    precision: str = "auto",
+    config: str = "aff_inv",
+    out: Path | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Ours and (with `reference`, the authors' code folder) theirs at each N, interleaved."""
+    sides = ["reference", "ours"] if reference else ["ours"]
+    options = {"device": device, "threads": threads, "precision": precision, "config": config, "reference": reference}
+    runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
+    for n in frames:
+        for side in sides:
+            row = measure_once(side, n, options)
+            runs[side].append(row)
+            log(f"{side:>9} N={n}: {row['seconds']:.1f} s ({row['seconds'] / n:.1f} s/frame), peak {row['peak_gb']:.2f} GB")
+    result: dict[str, Any] = {
+        "what": "full-size ZipMap at 518x392, random weights, zero images, one fresh process per run; "
+        + ("peak allocated device memory" if device.startswith("cuda") else "peak resident memory of the process"),
+        "device": device,
+        "threads": threads,
+        "config": config,
+        "cpu_count": os.cpu_count(),
+        "runs": runs,
+        "fits": {
+            side: {"memory_gb": fit(frames, [r["peak_gb"] for r in rows]), "seconds": fit(frames, [r["seconds"] for r in rows])}
+            for side, rows in runs.items()
+        },
+    }
+    ours, last = result["fits"]["ours"], runs["ours"][-1]
+    summary: dict[str, Any] = {
+        "ours_fixed_gb": ours["memory_gb"]["fixed"],
+        "ours_per_frame_gb": ours["memory_gb"]["per_frame"],
+        "ours_seconds_per_frame": last["seconds"] / last["frames"],
+        "ours_precision": last["precision"],
+    }
+    if reference:
+        theirs, their_last = result["fits"]["reference"], runs["reference"][-1]
+        summary.update(
+            reference_fixed_gb=theirs["memory_gb"]["fixed"],
+            reference_per_frame_gb=theirs["memory_gb"]["per_frame"],
+            reference_seconds_per_frame=their_last["seconds"] / their_last["frames"],
+            fixed_gb_ratio_vs_reference=ours["memory_gb"]["fixed"] / theirs["memory_gb"]["fixed"],
+            per_frame_gb_ratio_vs_reference=ours["memory_gb"]["per_frame"] / max(theirs["memory_gb"]["per_frame"], 1e-9),
+            cpu_speed_ratio_vs_reference=(their_last["seconds"] / their_last["frames"]) / (last["seconds"] / last["frames"]),
+        )
+    result["summary"] = summary
+    if out is not None:
+        plot(result, out / "memory.png")
+    return result
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..io.atomic import atomic_path
+
+    fig, (mem, sec) = plt.subplots(1, 2, figsize=(10, 4))
+    for side, rows in result["runs"].items():
+        n = [r["frames"] for r in rows]
+        mem.plot(n, [r["peak_gb"] for r in rows], "o-", label=side)
+        sec.plot(n, [r["seconds"] / r["frames"] for r in rows], "o-", label=side)
+    mem.set(xlabel="frames", ylabel="peak memory (GB)", title="memory")
+    sec.set(xlabel="frames", ylabel="seconds per frame", title="time")
+    for ax in (mem, sec):
+        ax.set_xscale("log", base=2)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description="one measurement of `zipmap bench memory` (run by it)")
+    p.add_argument("--side", choices=("ours", "reference"), required=True)
+    p.add_argument("--frames", type=int, required=True)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--precision", default="auto")
+    p.add_argument("--config", default="aff_inv")
+    p.add_argument("--reference")
+    worker(p.parse_args())
