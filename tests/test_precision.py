@@ -182,3 +182,15 @@ def test_the_cli_says_its_memory_plan_and_refuses_a_run_that_cannot_fit(tmp_path
     err = capsys.readouterr().err
     assert "does not fit the memory: 2 frames need about" in err and "Traceback" not in err
     assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_position_embeddings_made_a_few_rows_at_a_time_equal_the_whole_table(dtype):
+    from zipmap_core.model.heads import dpt_head
+
+    x = torch.randn(2, 16, 75, 41).to(dtype)  # rows not a multiple of the block
+    grid = dpt_head._uv_grid(41, 75, 518 / 392, x.dtype, x.device).reshape(-1, 2)
+    whole = torch.cat((dpt_head._sincos(grid[:, 0], 8), dpt_head._sincos(grid[:, 1], 8)), dim=-1)
+    expected = x + (whole.reshape(75, 41, 16) * 0.1).permute(2, 0, 1).to(dtype)[None]
+    assert dpt_head.POSITION_ROWS < 75
+    assert torch.equal(dpt_head.add_position_embedding(x, 518, 392), expected)

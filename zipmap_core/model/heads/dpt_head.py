@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from ..config import DPTConfig
 
 DENSE_CHUNK_FRAMES = 8  # frames per pass through a dense head: the full-resolution activations stay small
+POSITION_ROWS = 32  # rows of a feature map given their position embedding at a time
 
 
 def _uv_grid(width: int, height: int, aspect: float, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -42,12 +43,21 @@ def _sincos(values: Tensor, dim: int, omega0: float = 100.0) -> Tensor:
 
 
 def add_position_embedding(x: Tensor, image_w: int, image_h: int, ratio: float = 0.1) -> Tensor:
-    """Adds a fixed 2D sin/cos embedding of the (aspect-aware) pixel position to a feature map."""
+    """Adds a fixed 2D sin/cos embedding of the (aspect-aware) pixel position to a feature map.
+
+    The table is made and added `POSITION_ROWS` rows at a time: made whole in float64 for a
+    full-resolution map (128 channels at 518x392) it held about 0.3 GB at once, the largest
+    part of a reconstruction's working set beyond the weights. Every entry is computed and
+    added exactly as whole (the work is elementwise), so the outputs do not change."""
     _, c, h, w = x.shape
-    grid = _uv_grid(w, h, image_w / image_h, x.dtype, x.device).reshape(-1, 2)
-    emb = torch.cat((_sincos(grid[:, 0], c // 2), _sincos(grid[:, 1], c // 2)), dim=-1)
-    emb = (emb.reshape(h, w, c) * ratio).permute(2, 0, 1).to(x.dtype)
-    return x + emb[None]
+    grid = _uv_grid(w, h, image_w / image_h, x.dtype, x.device)
+    out = torch.empty_like(x)
+    for top in range(0, h, POSITION_ROWS):
+        rows = grid[top : top + POSITION_ROWS].reshape(-1, 2)
+        emb = torch.cat((_sincos(rows[:, 0], c // 2), _sincos(rows[:, 1], c // 2)), dim=-1)
+        emb = (emb.reshape(-1, w, c) * ratio).permute(2, 0, 1).to(x.dtype)
+        out[:, :, top : top + POSITION_ROWS] = x[:, :, top : top + POSITION_ROWS] + emb[None]
+    return out
 
 
 def _upsample(x: Tensor, size: tuple[int, int]) -> Tensor:
