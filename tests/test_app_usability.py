@@ -620,3 +620,21 @@ def test_the_window_is_on_screen_before_the_model_and_exit_waits_for_the_model(t
     assert report["model_loaded"] is True
     assert report["started"] < report["window_on_screen"] < report["model_ready"], report
     assert "Traceback" not in done.stderr
+
+
+# ---- 29: the memory a run needs, said before it runs ----
+
+
+def test_reconstruct_says_the_memory_it_needs_and_does_not_start_a_run_that_cannot_fit(qtbot, window, monkeypatch):
+    from zipmap_core.pipeline import memory_budget
+
+    drop(window, SAMPLES[:3])
+    wait_idle(qtbot, window)
+    started = []
+    monkeypatch.setattr(memory_budget, "available_bytes", lambda device: 1)
+    monkeypatch.setattr(window.jobs, "run", lambda job, name: started.append(name))
+    window.reconstruct()
+    assert started == [] and window.messages[-1].startswith("This run does not fit the memory: 3 frames need about")
+    monkeypatch.setattr(memory_budget, "available_bytes", lambda device: 64 * 2**30)
+    window.reconstruct()
+    assert started == ["reconstruct"] and window.status_info.text().startswith("reconstructing: 3 frames need about")
