@@ -287,7 +287,7 @@ class MainWindow(QMainWindow):
         if self.rec is not None:
             self.rec.fast_cpu_bf16 = self.model_panel.fast_bf16.isChecked()
         mode, resolution = self.model_input()
-        if not classical and not self._memory_allows(len(frames), mode, resolution):
+        if not classical and not self.models.memory_allows(frames, mode, resolution):
             return
 
         def work(progress, cancel):
@@ -301,23 +301,6 @@ class MainWindow(QMainWindow):
         job.failed.connect(lambda msg: self.notify(f"Reconstruction failed; the previous scene is kept.\n{msg}"))
         job.cancelled.connect(lambda: self.state.say("reconstruction cancelled; the previous scene is kept"))
         self.jobs.run(job, "reconstruct")
-
-    def _memory_allows(self, count: int, mode: str, resolution: int) -> bool:
-        """Says before a run how much memory it needs and whether it fits (the engine checks again
-        before its network runs); a run that cannot fit is not started."""
-        from zipmap_core.pipeline.memory_budget import memory_plan
-
-        assert self.rec is not None
-        image, _ = self.state.frames[0].model_input(mode, resolution, as_uint8=True)  # held at this size since loading
-        plan = memory_plan(self.rec, count, (int(image.shape[-2]), int(image.shape[-1])))
-        if not plan.fits:
-            most = plan.max_frames or 0
-            self.notify(
-                f"This run does not fit the memory: {plan.describe()}. Remove frames (keep at most {most}) or lower the resolution."
-            )
-            return False
-        self.state.say(f"reconstructing: {plan.describe()}")
-        return True
 
     def model_input(self) -> tuple[str, int]:
         """(crop or pad, model image width) as the model panel sets them."""

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QWidget
 
+    from zipmap_core.io.inputs import Frame
     from zipmap_core.pipeline.reconstructor import Reconstructor
 
     from .job_runner import JobRunner
@@ -86,6 +87,23 @@ class ModelController:
         self.state.say(f"loading {Path(spec).name}…")
         self.loading = True
         self._keep = job.start()
+
+    def memory_allows(self, frames: list[Frame], mode: str, resolution: int) -> bool:
+        """Says before a run how much memory it needs and whether it fits (the engine checks again
+        before its network runs); a run that cannot fit is not started."""
+        from zipmap_core.pipeline.memory_budget import memory_plan
+
+        assert self.state.rec is not None
+        image, _ = frames[0].model_input(mode, resolution, as_uint8=True)  # held at this size since loading
+        plan = memory_plan(self.state.rec, len(frames), (int(image.shape[-2]), int(image.shape[-1])))
+        if not plan.fits:
+            most = plan.max_frames or 0
+            self.state.notify(
+                f"This run does not fit the memory: {plan.describe()}. Remove frames (keep at most {most}) or lower the resolution."
+            )
+            return False
+        self.state.say(f"reconstructing: {plan.describe()}")
+        return True
 
     def _failed(self, name: str, message: str) -> None:
         """A model that does not load keeps the one before; with none before, the bundled one."""

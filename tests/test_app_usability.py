@@ -20,7 +20,7 @@ from app.main_window import MainWindow
 from app.script import ScriptedRun
 from app.viewer3d import SELECTED_COLOR
 from zipmap_core import engines
-from zipmap_core.io.inputs import VideoSampling
+from zipmap_core.io.inputs import VideoSampling, load_inputs
 from zipmap_core.io.metric import camera_endpoint, distance, units
 from zipmap_core.io.reconstruction import Reconstruction
 from zipmap_core.model.frusta import frustum_corners
@@ -593,7 +593,7 @@ def test_a_shift_click_on_a_point_measures_to_it_a_shift_drag_does_not_and_a_thi
     shift_click(qtbot, window, frustum_on_screen(window, 0))
     recon = window.recon
     monkeypatch.setattr(engines, "reconstruct_scene", until_cancelled)
-    window.state.frames = ["a frame"]  # something to run on (the stand-in run never reads it)
+    window.state.frames = load_inputs(SAMPLES[:1]).frames  # something to run on, the scene kept (the stand-in run never reads it)
     window.reconstruct()
     qtbot.mouseClick(window.measure_panel.scale_button, Qt.MouseButton.LeftButton)
     assert window.recon is recon and "a task is running" in window.messages[-1], "a running task would replace the scaled scene"
