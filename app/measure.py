@@ -27,6 +27,8 @@ from vispy import scene
 from zipmap_core.errors import InputError
 from zipmap_core.io.metric import Endpoint, apply_metric_scale, camera_endpoint, distance, format_length
 
+from .picking import is_click
+
 if TYPE_CHECKING:
     from zipmap_core.io.reconstruction import Reconstruction
 
@@ -36,7 +38,6 @@ if TYPE_CHECKING:
 
 MEASURE_COLOR = (0.2, 0.85, 1.0, 1.0)
 CAMERA_PICK_PX = 14  # a click this close to a frustum's centre picks the camera, not a point behind it
-CLICK_SLOP_PX = 4
 
 
 class MeasurePanel(QGroupBox):
@@ -167,10 +168,7 @@ class MeasureController:
         self.state.rescale_scene(scaled, true_metres / distance(*ends))
 
     def _on_mouse_release(self, event) -> None:
-        press = getattr(event, "press_event", None)
-        if event.button != 1 or press is None or [k.name for k in event.modifiers] != ["Shift"]:
-            return
-        if np.linalg.norm(np.asarray(event.pos[:2], float) - np.asarray(press.pos[:2], float)) > CLICK_SLOP_PX:
+        if event.button != 1 or [k.name for k in event.modifiers] != ["Shift"] or not is_click(event):
             return  # a Shift+drag pans the view
         end = self.pick(tuple(event.pos[:2]))
         if end is None:

@@ -5,6 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 
+CLICK_SLOP_PX = 4  # a press and release closer than this is a click, not a drag
+
+
+def is_click(release) -> bool:
+    """Whether a VisPy mouse release ends a click (its press within `CLICK_SLOP_PX`), not a drag."""
+    press = getattr(release, "press_event", None)
+    if press is None:
+        return False
+    return bool(np.linalg.norm(np.asarray(release.pos[:2], float) - np.asarray(press.pos[:2], float)) <= CLICK_SLOP_PX)
+
 
 def screen_distances(transform, points: np.ndarray, canvas_xy: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
     """(pixel distance of each world point's projection from `canvas_xy`, whether it is in front)."""

@@ -18,6 +18,7 @@ from zipmap_core.io.atomic import atomic_path
 from . import dialogs
 from .exports import save_png
 from .jobs import Job, LatestOnly
+from .picking import is_click
 from .state import VirtualCamera
 
 if TYPE_CHECKING:
@@ -38,7 +39,6 @@ def render_frames(*args):
 
 
 STEP_BACK = 0.6  # of the scene depth: a new camera's frustum (0.15 deep) fills part of the view
-CLICK_SLOP_PX = 4  # a press and release closer than this is a click, not an orbit drag
 KEY_MOVES = {
     Qt.Key.Key_I: dict(forward=1),
     Qt.Key.Key_K: dict(forward=-1),
@@ -255,10 +255,7 @@ class VirtualCameraController:
 
     def _on_mouse_release(self, event) -> None:
         """A plain left click (no drag) on a virtual camera's frustum selects it; a drag orbits."""
-        press = getattr(event, "press_event", None)
-        if event.button != 1 or press is None or event.modifiers:
-            return
-        if np.linalg.norm(np.asarray(event.pos[:2], float) - np.asarray(press.pos[:2], float)) <= CLICK_SLOP_PX:
+        if event.button == 1 and not event.modifiers and is_click(event):
             self.select_at(tuple(event.pos[:2]))
 
     def _on_mouse_drag(self, event) -> None:
