@@ -91,16 +91,16 @@ class ModelController:
     def memory_allows(self, frames: list[Frame], mode: str, resolution: int) -> bool:
         """Says before a run how much memory it needs and whether it fits (the engine checks again
         before its network runs); a run that cannot fit is not started."""
-        from zipmap_core.pipeline.memory_budget import memory_plan
+        from zipmap_core.errors import InputError
+        from zipmap_core.pipeline.memory_budget import check_fits, memory_plan
 
         assert self.state.rec is not None
         image, _ = frames[0].model_input(mode, resolution, as_uint8=True)  # held at this size since loading
         plan = memory_plan(self.state.rec, len(frames), (int(image.shape[-2]), int(image.shape[-1])))
-        if not plan.fits:
-            most = plan.max_frames or 0
-            self.state.notify(
-                f"This run does not fit the memory: {plan.describe()}. Remove frames (keep at most {most}) or lower the resolution."
-            )
+        try:
+            check_fits(plan)
+        except InputError as exc:
+            self.state.notify(f"Reconstruction not started: {exc}")
             return False
         self.state.say(f"reconstructing: {plan.describe()}")
         return True

@@ -634,7 +634,9 @@ def test_reconstruct_says_the_memory_it_needs_and_does_not_start_a_run_that_cann
     monkeypatch.setattr(memory_budget, "available_bytes", lambda device: 1)
     monkeypatch.setattr(window.jobs, "run", lambda job, name: started.append(name))
     window.reconstruct()
-    assert started == [] and window.messages[-1].startswith("This run does not fit the memory: 3 frames need about")
+    assert started == [] and window.messages[-1].startswith(
+        "Reconstruction not started: this run does not fit the memory: 3 frames need about"
+    )
     monkeypatch.setattr(memory_budget, "available_bytes", lambda device: 64 * 2**30)
     window.reconstruct()
     assert started == ["reconstruct"] and window.status_info.text().startswith("reconstructing: 3 frames need about")

@@ -18,8 +18,6 @@ STUDIO_WINDOW = (1280, 800)  # the studio's first window (w, h): everything in t
 MAX_FRAMES = 100_000
 MAX_PROCESSES = 1024
 
-# choices a user names on the command line and in the app, kept here so that the parser can be
-# built without importing the modules (and torch) that act on them
 # the files taken as inputs, by suffix (the studio's dialogs filter by them before torch loads)
 IMAGE_SUFFIXES = frozenset(
     {
@@ -46,6 +44,8 @@ IMAGE_SUFFIXES = frozenset(
     }
 )
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
+# choices a user names on the command line and in the app, kept here so that the parser can be
+# built without importing the modules (and torch) that act on them
 EXPORT_FORMATS = ("ply", "glb", "mesh", "colmap", "nerfstudio")
 # where `zipmap reconstruct --export` puts each format inside its output folder
 EXPORT_NAMES = {"ply": "points.ply", "glb": "scene.glb", "mesh": "mesh.ply", "colmap": "colmap", "nerfstudio": "nerfstudio"}

@@ -195,10 +195,17 @@ def run_full_config(args: argparse.Namespace) -> Result:
 
 
 def run_memory(args: argparse.Namespace) -> Result:
-    from .memory import memory
+    from .memory import FRAMES, memory
 
     res = memory(
-        _frames(args, "1,2,4,8"), args.reference, args.device, args.threads, args.precision, args.config, Path(args.output), log=_log
+        _frames(args, ",".join(map(str, FRAMES))),
+        args.reference,
+        args.device,
+        args.threads,
+        args.precision,
+        args.config,
+        Path(args.output),
+        log=_log,
     )
     print(json.dumps(res["summary"], indent=2))
     return "memory", res

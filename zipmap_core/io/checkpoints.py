@@ -176,12 +176,12 @@ def _build(cfg: ZipMapConfig, source: TensorSource, path: Path, what: str, half_
         model = ZipMap(cfg)
     _check_layout(model, source.shapes, path, what)
     half = half_for(model) if half_for is not None else None
-    keep = model.float32_names()
+    types = model.weight_types(half)
     state, bad = {}, []
     for name in source.shapes:
         tensor = source.read(name)
         if tensor.is_floating_point():
-            tensor = tensor.to(torch.float32 if half is None or name in keep else half)
+            tensor = tensor.to(types[name])
             if not bool(torch.isfinite(tensor).all()):
                 bad.append(name)
         state[name] = tensor

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -63,16 +64,21 @@ class ZipMap(nn.Module):
             for p, _ in module.named_parameters(recurse=False)
         }
 
+    def weight_types(self, half: torch.dtype | None) -> dict[str, torch.dtype]:
+        """The type each entry of the state dict is held in for `half` (None: float32): the one
+        rule for converting a model in place and for reading a checkpoint straight into it."""
+        keep = self.float32_names()
+        return {name: torch.float32 if half is None or name in keep else half for name in self.state_dict()}
+
     def set_precision(self, half: torch.dtype | None) -> None:
         """Holds the weights in `half` (bfloat16 or float16; None: float32), converted one tensor at
         a time (never a second copy of the model), the norms' in float32. A half model runs under
         autocast in that type (`Reconstructor.precision`), so softmax and the norms' statistics
         stay float32 as autocast's rules say, and weights are never cast again per call."""
-        keep = self.float32_names()
+        types = self.weight_types(half)
         for name, p in self.named_parameters():
-            target = torch.float32 if half is None or name in keep else half
-            if p.dtype != target:
-                p.data = p.data.to(target)
+            if p.dtype != types[name]:
+                p.data = p.data.to(types[name])
         self.half_type = half
 
     def set_activation_checkpointing(self, enabled: bool) -> None:
@@ -156,8 +162,7 @@ class ZipMap(nn.Module):
         chunk = chunk_frames or 8
         names = ("camera_head", "camera_mlp_head", "depth_head") + (("local_point_head",) if point_head else ())
         heads = [name for name in names if hasattr(self, name)]
-        with self._head_numerics(tokens[0].device):
-            tokens = [t.float() for t in tokens] if self.half_type is None else tokens
+        with self._head_numerics(tokens) as tokens:
             for i, name in enumerate(heads):
                 if name in ("camera_head", "camera_mlp_head"):
                     # the camera head reads each frame's camera token; split, it needs all frames'
@@ -172,10 +177,16 @@ class ZipMap(nn.Module):
                 if hook is not None:
                     hook("heads", i + 1, len(heads))
 
-    def _head_numerics(self, device: torch.device) -> contextlib.AbstractContextManager:
-        """float32 heads, as the reference runs them; a half model runs them in its type (its
-        weights are held in it), under the caller's autocast, with float32 final activations."""
-        return torch.autocast(device_type=device.type, enabled=False) if self.half_type is None else contextlib.nullcontext()
+    @contextlib.contextmanager
+    def _head_numerics(self, tokens: list[Tensor]) -> Iterator[list[Tensor]]:
+        """The heads' inputs and numerics: float32 heads without autocast, as the reference runs
+        them; a half model runs them in its type (its weights are held in it), under the caller's
+        autocast, with float32 final activations."""
+        if self.half_type is not None:
+            yield tokens
+            return
+        with torch.autocast(device_type=tokens[0].device.type, enabled=False):
+            yield [t.float() for t in tokens]
 
     def state_problem(self, states: list[dict]) -> str | None:
         """Why a stored scene state cannot be queried by this model (another model made it), or
@@ -210,8 +221,7 @@ class ZipMap(nn.Module):
         for start in range(0, s, step):
             tokens = self.aggregator.tokenize_rays(rays[:, start : start + step])
             agg = self.aggregator.run_blocks(tokens, (h // p, w // p), render_order(), states, None, hook)
-            with self._head_numerics(rays.device):
-                levels = [t.float() for t in agg.tokens] if self.half_type is None else agg.tokens
+            with self._head_numerics(agg.tokens) as levels:
                 v, c = self.nvs_head(levels, (h, w), agg.patch_start_idx, DENSE_CHUNK_FRAMES)
             rgbd.append(v)
             confs.append(c)

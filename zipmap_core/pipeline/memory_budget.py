@@ -92,5 +92,5 @@ def check_fits(plan: MemoryPlan) -> None:
     if plan.fits:
         return
     most = plan.max_frames or 0
-    advice = f"take at most {most} frames (--max-frames, --video-frames)" if most else "free memory or use a larger machine"
-    raise InputError(f"this run does not fit the memory: {plan.describe()}; {advice}, or a smaller --resolution")
+    advice = f"take at most {most} frames" if most else "free memory or use a larger machine"
+    raise InputError(f"this run does not fit the memory: {plan.describe()}; {advice}, or a lower resolution")
