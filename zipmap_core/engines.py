@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .pipeline.reconstructor import Reconstructor
     from .sfm.engine import ClassicalEngine
 
-NETWORK_ONLY = ("window_size", "keep_state", "points_from")  # options the classical engine has no use for
+NETWORK_ONLY = ("window_size", "keep_state", "points_from", "say_memory")  # options the classical engine has no use for
 
 
 def classical_engine() -> ClassicalEngine:
@@ -50,7 +50,7 @@ def reconstruct_scene(
     **options: Any,
 ) -> Reconstruction:
     """A scene from `inputs` by `engine`; `options` are `Reconstructor.reconstruct`'s (mode,
-    resolution, max_frames, sampling, window_size, keep_state, points_from)."""
+    resolution, max_frames, sampling, window_size, keep_state, points_from, say_memory)."""
     from .sfm.engine import ClassicalEngine
     from .sfm.refine import reconstruct_refined
 

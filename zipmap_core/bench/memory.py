@@ -8,6 +8,11 @@ reconstruct` runs it (`--precision auto`: bfloat16 weights where the device mult
 hardware; the heads a reconstruction reads); the reference as the authors' code runs on the
 device (float32 on a CPU; half-precision autocast on a GPU), all its heads. Both get zero images
 at 518x392 and random weights, as the authors time theirs.
+
+On a CPU the run also says how fast ours could be at all: one more process counts our run's
+floating-point operations (fitted the same way) and times this CPU's matrix product in the type
+ours runs in. Our operations at that rate are a floor on our time, whatever the kernels, so their
+time over that floor bounds the speed ratio any implementation of the same arithmetic can reach.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import numpy as np
 
 SIZE_HW = (392, 518)
 FRAMES = (1, 2, 4, 8)
+GEMM_SIZE = 2048  # the square product timed for the CPU's rate: large enough to run at its peak
 
 
 def _peak_gb(device: str) -> float:
@@ -59,6 +65,7 @@ def _ours(config: str, device: str, precision: str):
     finally:
         torch.set_default_dtype(before)
     model.set_precision(half)  # the norms back to float32
+    model.requires_grad_(False)
     rec = Reconstructor(model, dev)
 
     def run(images: torch.Tensor) -> None:
@@ -76,10 +83,92 @@ def _reference(folder: str, device: str):
     return reference(Path(folder), torch.device(device)), "float32" if device == "cpu" else "autocast"
 
 
+def gemm_gflops(dtype, repeats: int = 3) -> float:
+    """This CPU's rate for a large square matrix product in `dtype` (the best of `repeats`)."""
+    import torch
+
+    a, b = (torch.randn(GEMM_SIZE, GEMM_SIZE).to(dtype) for _ in range(2))
+    a @ b  # warm-up: the library's kernels and buffers
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * GEMM_SIZE**3 / best / 1e9
+
+
+def flop_counter(shapes: list | None = None):
+    """PyTorch's operation counter, taught the CPU's fused attention (it knows the GPU's);
+    `shapes` collects the attention calls' query shapes."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+    def attention(query, key, value, *args, out_shape=None, **kwargs) -> int:
+        if shapes is not None:
+            shapes.append(tuple(query))
+        return sdpa_flop_count(query, key, value)
+
+    # the operator's name in PyTorch's operator set (the CPU's fused attention kernel)
+    cpu_attention = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu")  # noqa: B009
+    return FlopCounterMode(display=False, custom_mapping={cpu_attention: attention})
+
+
+def attention_gflops(shape: tuple[int, ...], dtype, repeats: int = 3) -> float:
+    """This CPU's rate for fused attention at `shape` (batch, heads, tokens, head width): narrow
+    heads multiply at a fraction of the large product's rate, so attention has a floor of its own."""
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    q, k, v = (torch.randn(*shape).to(dtype) for _ in range(3))
+    F.scaled_dot_product_attention(q, k, v)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        F.scaled_dot_product_attention(q, k, v)
+        best = min(best, time.perf_counter() - t0)
+    return sdpa_flop_count(q.shape, k.shape, v.shape) / best / 1e9
+
+
+def count_operations(args: argparse.Namespace) -> None:
+    """Our run's floating-point operations on 1 and 2 frames (products, convolutions and attention,
+    which is most of the arithmetic; attention's apart), and the CPU's rates: the product in our
+    type and in float32, and attention at the run's commonest shape."""
+    import collections
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    run, precision = _ours(args.config, args.device, args.precision)
+    flops: dict[int, int] = {}
+    attention: dict[int, int] = {}
+    shapes: list[tuple[int, ...]] = []
+    for n in (1, 2):
+        with flop_counter(shapes) as counter:
+            run(torch.zeros(1, n, 3, *SIZE_HW))
+        flops[n] = counter.get_total_flops()
+        attention[n] = sum(v for op, v in counter.get_flop_counts()["Global"].items() if "scaled_dot_product" in str(op))
+    ours_type = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(precision, torch.float32)
+    shape = collections.Counter(shapes).most_common(1)[0][0]
+    row = {
+        "flops": flops,
+        "attention_flops": attention,
+        "precision": precision,
+        "gemm_gflops": gemm_gflops(ours_type),
+        "float32_gemm_gflops": gemm_gflops(torch.float32),
+        "attention_shape": shape,
+        "attention_gflops": attention_gflops(shape, ours_type),
+    }
+    print(json.dumps(row), flush=True)
+
+
 def worker(args: argparse.Namespace) -> None:
     """One measurement in this process: build, run once on N frames, print the figures."""
     import torch
 
+    if args.count_operations:
+        count_operations(args)
+        return
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     run, precision = (
@@ -116,8 +205,8 @@ def fit(frames: list[int], values: list[float]) -> dict[str, float]:
     return {"fixed": float(fixed), "per_frame": float(per_frame)}
 
 
-def measure_once(side: str, frames: int, options: dict[str, Any]) -> dict[str, Any]:
-    command = [sys.executable, "-m", "zipmap_core.bench.memory", "--side", side, "--frames", str(frames)]
+def measure_once(side: str, frames: int, options: dict[str, Any], *flags: str) -> dict[str, Any]:
+    command = [sys.executable, "-m", "zipmap_core.bench.memory", "--side", side, "--frames", str(frames), *flags]
     for key, value in options.items():
         if value is not None:
             command += [f"--{key.replace('_', '-')}", str(value)]
@@ -177,10 +266,52 @@ def memory(
             per_frame_gb_ratio_vs_reference=ours["memory_gb"]["per_frame"] / max(theirs["memory_gb"]["per_frame"], 1e-9),
             cpu_speed_ratio_vs_reference=(their_last["seconds"] / their_last["frames"]) / (last["seconds"] / last["frames"]),
         )
+    if device == "cpu":
+        summary.update(arithmetic_bound(measure_once("ours", 0, options, "--count-operations"), last, runs.get("reference")))
+        log(
+            f"arithmetic floor: {summary['ours_tflop_fixed']:.2f} + {summary['ours_tflop_per_frame']:.2f} TFLOP a frame at "
+            f"{summary['gemm_gflops']:.0f} GFLOPS (attention {summary['attention_gflops']:.0f}); "
+            f"ours runs at {summary['ours_share_of_floor']:.0%} of the product-peak floor"
+        )
     result["summary"] = summary
     if out is not None:
         plot(result, out / "memory.png")
     return result
+
+
+def _fixed_and_per_frame(counts: dict[str, float]) -> tuple[float, float]:
+    """Counts on 1 and 2 frames (keyed by the number, as JSON writes it) -> (fixed, per frame)."""
+    one, two = (counts[str(n)] for n in (1, 2))
+    return 2 * one - two, two - one
+
+
+def arithmetic_bound(counted: dict[str, Any], last: dict[str, Any], reference: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """Our operations, fitted as fixed plus per frame, and the least time they can take at the
+    CPU's rates, at the largest N timed: every operation at the large product's rate (no kernel
+    can pass it), and attention at its own measured rate (the fastest kernel this PyTorch has
+    for its shape). With the reference, the speed ratios those floors would give."""
+    fixed, per_frame = _fixed_and_per_frame(counted["flops"])
+    att_fixed, att_per_frame = _fixed_and_per_frame(counted["attention_flops"])
+    n, gemm, att = last["frames"], counted["gemm_gflops"] * 1e9, counted["attention_gflops"] * 1e9
+    attention = att_fixed + att_per_frame * n
+    floor_s = (fixed + per_frame * n) / gemm
+    floor_attention_s = floor_s - attention / gemm + attention / att
+    bound = {
+        "ours_tflop_fixed": fixed / 1e12,
+        "ours_tflop_per_frame": per_frame / 1e12,
+        "ours_attention_tflop_per_frame": att_per_frame / 1e12,
+        "gemm_gflops": counted["gemm_gflops"],
+        "float32_gemm_gflops": counted["float32_gemm_gflops"],
+        "attention_gflops": counted["attention_gflops"],
+        "ours_floor_seconds_per_frame": floor_s / n,
+        "ours_floor_with_attention_seconds_per_frame": floor_attention_s / n,
+        "ours_share_of_floor": floor_s / last["seconds"],
+    }
+    if reference:
+        their = reference[-1]["seconds"] / reference[-1]["frames"]
+        bound["cpu_speed_ratio_bound"] = their / (floor_s / n)
+        bound["cpu_speed_ratio_bound_with_attention"] = their / (floor_attention_s / n)
+    return bound
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
@@ -196,6 +327,14 @@ def plot(result: dict[str, Any], path: Path) -> None:
         n = [r["frames"] for r in rows]
         mem.plot(n, [r["peak_gb"] for r in rows], "o-", label=side)
         sec.plot(n, [r["seconds"] / r["frames"] for r in rows], "o-", label=side)
+    floor = result.get("summary", {})
+    if "gemm_gflops" in floor:  # the least time our arithmetic takes at the CPU's rates
+        n = [r["frames"] for r in result["runs"]["ours"]]
+        gemm, attention = floor["gemm_gflops"] / 1e3, floor["attention_gflops"] / 1e3  # TFLOP a second
+        at_peak = [(floor["ours_tflop_fixed"] / k + floor["ours_tflop_per_frame"]) / gemm for k in n]
+        extra = floor["ours_attention_tflop_per_frame"] * (1 / attention - 1 / gemm)  # attention at its own rate
+        sec.plot(n, at_peak, "--", color="grey", label="ours at the product peak")
+        sec.plot(n, [t + extra for t in at_peak], ":", color="grey", label="... with attention at its rate")
     mem.set(xlabel="frames", ylabel="peak memory (GB)", title="memory")
     sec.set(xlabel="frames", ylabel="seconds per frame", title="time")
     for ax in (mem, sec):
@@ -217,4 +356,5 @@ if __name__ == "__main__":
     p.add_argument("--precision", default="auto")
     p.add_argument("--config", default="aff_inv")
     p.add_argument("--reference")
+    p.add_argument("--count-operations", action="store_true", help="count our operations and time the CPU's products instead")
     worker(p.parse_args())

@@ -132,6 +132,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     bar = StageBar(args.quiet)
     sampling = VideoSampling(fps=args.fps, max_frames=args.video_frames)
     network = {} if classical else {"window_size": args.window_size, "keep_state": not args.no_state, "points_from": args.points_from}
+    if not classical and not args.quiet:
+        network["say_memory"] = lambda plan: print(f"memory: {plan}", file=sys.stderr)
     # the scene and its exports are staged and published together: a failure or a cancel keeps
     # the previous run's outputs, and a second run into the same folder waits for no one
     with Publication(args.output, output_names(formats)) as pub:
@@ -249,8 +251,6 @@ def _reconstruct_as_rank(args: argparse.Namespace, launch, formats: list[str]) -
 
 
 def _summary(recon: Reconstruction, formats: list[str], out_dir: Path) -> int:
-    if isinstance(recon.metadata.get("memory"), str):
-        print(f"memory: {recon.metadata['memory']}", file=sys.stderr)
     for fmt in formats:
         print(f"exported {fmt}: {out_dir / EXPORT_NAMES[fmt]}", file=sys.stderr)
     t = recon.timings

@@ -65,9 +65,14 @@ def _bf16_matmul_via_float32(x: Tensor, y: Tensor) -> Tensor:
     return (x.float() @ y.float()).to(torch.bfloat16)
 
 
-def newton_schulz(g: Tensor, steps: int, dtype: torch.dtype = torch.bfloat16) -> Tensor:
+def newton_schulz(g: Tensor, steps: int, dtype: torch.dtype = torch.bfloat16, fused: bool = False) -> Tensor:
     """Quintic Newton-Schulz orthogonalisation of a batch of matrices, by default in bfloat16 as
-    the authors' code does (its roundings are part of the published behaviour)."""
+    the authors' code does (its roundings are part of the published behaviour).
+
+    `fused`: each step's polynomial and update as one product-and-add (`baddbmm`), rounded to
+    `dtype` once instead of after every product, scaling and sum: a quarter faster on a CPU and
+    nearer float32 (measured: 0.010 relative, against 0.024 for the published roundings), but
+    not those roundings, so only half-precision models, which have their own tolerance, use it."""
     a, b, c = NS_COEFFICIENTS
     mm = torch.matmul
     if dtype == torch.bfloat16 and emulate_bf16_matmul(g.device):
@@ -79,8 +84,11 @@ def newton_schulz(g: Tensor, steps: int, dtype: torch.dtype = torch.bfloat16) ->
     x = x / (x.norm(dim=(1, 2), keepdim=True) + 1e-7)
     for _ in range(steps):
         gram = mm(x, x.transpose(1, 2))
-        poly = b * gram + mm(c * gram, gram)
-        x = a * x + mm(poly, x)
+        if fused and mm is torch.matmul:
+            x = torch.baddbmm(x, torch.baddbmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+        else:
+            poly = b * gram + mm(c * gram, gram)
+            x = a * x + mm(poly, x)
     return x.transpose(1, 2) if tall else x
 
 
@@ -112,12 +120,20 @@ def fast_weight_gradients(w: FastWeights, k: Tensor, v: Tensor, lr: tuple[Tensor
 
 
 def apply_gradients(
-    w: FastWeights, grads: FastWeights, col_norms: FastWeights, steps: int, dtype: torch.dtype = torch.bfloat16
+    w: FastWeights,
+    grads: FastWeights,
+    col_norms: FastWeights,
+    steps: int,
+    dtype: torch.dtype = torch.bfloat16,
+    fused: bool = False,
 ) -> FastWeights:
-    """One orthogonalised step, then each column rescaled to the call's starting column norms."""
+    """One orthogonalised step, then each column rescaled to the call's starting column norms.
+    The new weights are float32 whatever the type the layer holds its own in: the authors' code
+    adds the bf16 step to float32 weights under autocast, and a half model rounding its updated
+    weights to bf16 doubled its depth difference from float32 (0.7 % to 1.4 %, bundled model)."""
     out = {}
     for name in ("w0", "w1", "w2"):
-        new = w[name] + newton_schulz(grads[name], steps, dtype)
+        new = w[name].float() + newton_schulz(grads[name], steps, dtype, fused)
         out[name] = new / (new.norm(dim=1, keepdim=True) + 1e-5) * col_norms[name]
     return out
 
@@ -184,6 +200,11 @@ class TTTLayer(nn.Module):
         self.o_norm = nn.RMSNorm(cfg.head_dim, eps=1e-5)
         self.compiled = False  # run the elementwise chains compiled (see `_Compiled`)
 
+    @property
+    def held_in_half(self) -> bool:
+        """Held in half precision (a half model): its Newton-Schulz takes the fused roundings."""
+        return self.w0.dtype in (torch.bfloat16, torch.float16)
+
     def _kernel(self, fn, *args):
         return COMPILED.call(fn, *args) if self.compiled else fn(*args)
 
@@ -246,7 +267,7 @@ class TTTLayer(nn.Module):
         With a `shard`, x holds this process's frames only: each update's gradients are summed
         here and then over the processes, so every process applies the same new weights."""
         w = state if state is not None else self.initial_state(x.shape[0])
-        col_norms = {name: t.detach().norm(dim=1, keepdim=True) for name, t in w.items()}
+        col_norms = {name: t.detach().float().norm(dim=1, keepdim=True) for name, t in w.items()}
         outputs = []
         total = x.shape[1]
         ops = list(ops)
@@ -262,7 +283,7 @@ class TTTLayer(nn.Module):
                     grads = grads or {name: torch.zeros_like(t) for name, t in w.items()}  # a rank with no tokens
                     shard.all_reduce_([grads["w0"], grads["w1"], grads["w2"]])
                 if grads is not None:
-                    w = apply_gradients(w, grads, col_norms, self.steps, self.ns_dtype)
+                    w = apply_gradients(w, grads, col_norms, self.steps, self.ns_dtype, fused=self.held_in_half)
             if op.apply:
                 outputs.extend(self._output(x[:, s:e], w) for s, e in spans)
         out = torch.cat(outputs, dim=1) if outputs else x.new_zeros(x.shape[0], 0, self.dim)

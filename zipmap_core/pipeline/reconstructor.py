@@ -8,7 +8,7 @@ window by window with the state carried across calls.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -144,9 +144,12 @@ class Reconstructor:
         intrinsics: KnownIntrinsics | None = None,
         progress: Progress | None = None,
         cancel: CancelToken | None = None,
+        say_memory: Callable[[str], None] | None = None,
     ) -> Reconstruction:
         """`intrinsics`: the camera's, known (see `sfm.intrinsics`): depth is unprojected with them
-        and the scene keeps them in place of the predicted ones."""
+        and the scene keeps them in place of the predicted ones. `say_memory`: told the memory
+        plan once the frames are known and it fits, before the network runs (the command line
+        prints it; a plan that cannot fit is refused with its own message)."""
         self._check_point_source(points_from)
         if intrinsics is not None and points_from != "depth":
             raise InputError(
@@ -171,6 +174,8 @@ class Reconstructor:
             intrinsics.check_fits(crops, "the intrinsics given")
         plan = memory_plan(self, images.shape[0], (int(images.shape[-2]), int(images.shape[-1])))
         check_fits(plan)  # before the network: a run that cannot fit is said now, not after minutes
+        if say_memory is not None:
+            say_memory(plan.describe())
         keep = self.model.can_render if keep_state is None else keep_state
         with clock.stage("model"):
             out = run_network(
