@@ -10,9 +10,10 @@ device (float32 on a CPU; half-precision autocast on a GPU), all its heads. Both
 at 518x392 and random weights, as the authors time theirs.
 
 On a CPU the run also says how fast ours could be at all: one more process counts our run's
-floating-point operations (fitted the same way) and times this CPU's matrix product in the type
-ours runs in. Our operations at that rate are a floor on our time, whatever the kernels, so their
-time over that floor bounds the speed ratio any implementation of the same arithmetic can reach.
+floating-point operations (fitted the same way, attention apart) and times this CPU's large matrix
+product in the type ours runs in, and its fused attention at the model's shape. Our operations at
+those rates are a floor on our time, whatever the kernels, so their time over that floor bounds
+the speed ratio any implementation of the same arithmetic can reach on this machine.
 """
 
 from __future__ import annotations
