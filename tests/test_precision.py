@@ -122,6 +122,17 @@ def test_a_model_that_keeps_no_scene_state_gives_the_same_outputs(tiny_model):
     torch.testing.assert_close(dropped.pose_enc, kept.pose_enc, rtol=0, atol=0)
 
 
+def test_a_kept_scene_state_is_planned_for_in_float32(tiny_rec):
+    dropped = memory_plan(tiny_rec, 4, (84, 112), available=2**30, keep_state=False)
+    kept = memory_plan(tiny_rec, 4, (84, 112), available=2**30, keep_state=True)
+    layers = tiny_rec.model.ttt_layers()
+    state = sum(4 * getattr(t, n).numel() for t in layers for n in ("w0", "w1", "w2"))
+    assert len(layers) == tiny_rec.cfg.aggregator.depth and kept.fixed_bytes - dropped.fixed_bytes == state
+    with torch.inference_mode():  # what a run keeps is that size
+        out = tiny_rec.model(torch.rand(1, 2, 3, 56, 84), window_size=0)
+    assert sum(t.numel() * t.element_size() for layer in out.states for t in layer.values()) == state
+
+
 def test_a_run_that_cannot_fit_is_refused_before_the_network_runs(tiny_rec, monkeypatch):
     plan = memory_plan(tiny_rec, 10, (84, 112), available=10 * 2**30)
     assert plan.fits and plan.max_frames > 10 and "10 frames need about" in plan.describe()

@@ -188,10 +188,19 @@ class ZipMap(nn.Module):
         with torch.autocast(device_type=tokens[0].device.type, enabled=False):
             yield [t.float() for t in tokens]
 
+    def ttt_layers(self) -> list[TTTLayer]:
+        """The global blocks' test-time-training layers, whose fast weights are the scene state."""
+        return [t for b in self.aggregator.global_blocks if isinstance(t := getattr(b, "ttt_block", None), TTTLayer)]
+
+    def state_bytes(self) -> int:
+        """A kept scene state's size: every layer's fast weights, in float32 whatever the model is
+        held in (they are updated in float32)."""
+        return 4 * sum(getattr(t, name).numel() for t in self.ttt_layers() for name in ("w0", "w1", "w2"))
+
     def state_problem(self, states: list[dict]) -> str | None:
         """Why a stored scene state cannot be queried by this model (another model made it), or
         None: one entry per global layer, each fast weight [batch x heads, *this layer's shape]."""
-        blocks = [b.ttt_block for b in self.aggregator.global_blocks if hasattr(b, "ttt_block")]
+        blocks = self.ttt_layers()
         if len(states) != len(blocks):
             return f"the scene state has {len(states)} layers and this model {len(blocks)}"
         for i, (layer, ttt) in enumerate(zip(states, blocks)):

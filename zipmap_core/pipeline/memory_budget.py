@@ -75,16 +75,22 @@ class MemoryPlan:
         return f"{self.frames} frames need about {self.need_bytes / GB:.1f} GB beyond the model ({have}{most})"
 
 
-def memory_plan(rec: Reconstructor, frames: int, image_hw: tuple[int, int], available: int | None = None) -> MemoryPlan:
-    """The plan of running `rec` on `frames` frames of `image_hw` (model input size)."""
+def memory_plan(
+    rec: Reconstructor, frames: int, image_hw: tuple[int, int], available: int | None = None, keep_state: bool | None = None
+) -> MemoryPlan:
+    """The plan of running `rec` on `frames` frames of `image_hw` (model input size); `keep_state`
+    as `Reconstructor.reconstruct` takes it (None: the model keeps its state if it can render
+    from it), a kept state being part of the fixed working set."""
     cfg = rec.cfg
+    keep = rec.model.can_render if keep_state is None else keep_state
     tokens = (image_hw[0] // cfg.patch_size) * (image_hw[1] // cfg.patch_size) + cfg.patch_start_idx
     width = 2 if rec.model.half_type is not None else 4
     per_frame = MEASURED_FRAME_BYTES * (tokens / MEASURED_TOKENS) * (cfg.embed_dim / MEASURED_DIM) * (width / 2)
     per_frame += image_hw[0] * image_hw[1] * 4 * 4  # depth, confidence and colours as host arrays
     if available is None:
         available = available_bytes(rec.device)
-    return MemoryPlan(frames, int(WORKING_SET_BYTES * cfg.embed_dim / MEASURED_DIM), int(per_frame), available)
+    fixed = WORKING_SET_BYTES * cfg.embed_dim / MEASURED_DIM + (rec.model.state_bytes() if keep else 0)
+    return MemoryPlan(frames, int(fixed), int(per_frame), available)
 
 
 def check_fits(plan: MemoryPlan) -> None:

@@ -172,11 +172,11 @@ class Reconstructor:
                 images, crops = model_images(inputs.frames, mode, size, report)
         if intrinsics is not None:
             intrinsics.check_fits(crops, "the intrinsics given")
-        plan = memory_plan(self, images.shape[0], (int(images.shape[-2]), int(images.shape[-1])))
+        keep = self.model.can_render if keep_state is None else keep_state
+        plan = memory_plan(self, images.shape[0], (int(images.shape[-2]), int(images.shape[-1])), keep_state=keep)
         check_fits(plan)  # before the network: a run that cannot fit is said now, not after minutes
         if say_memory is not None:
             say_memory(plan.describe())
-        keep = self.model.can_render if keep_state is None else keep_state
         with clock.stage("model"):
             out = run_network(
                 self, images, report, window_size=window_size, point_head=points_from == "point_head", tokens=tokens, keep_states=keep
