@@ -161,11 +161,11 @@ class MeasureController:
             self.state.notify("The scale was not set: a task is running. Set it once it has ended (or cancel it).")
             return
         try:
-            scaled = apply_metric_scale(recon, ends[0], ends[1], true_metres)
+            scaled, factor = apply_metric_scale(recon, ends[0], ends[1], true_metres)
         except InputError as exc:
             self.state.notify(f"The scale was not set; the scene is unchanged.\n{exc}")
             return
-        self.state.rescale_scene(scaled, true_metres / distance(*ends))
+        self.state.rescale_scene(scaled, factor)
 
     def _on_mouse_release(self, event) -> None:
         if event.button != 1 or [k.name for k in event.modifiers] != ["Shift"] or not is_click(event):
@@ -190,12 +190,11 @@ class MeasureController:
             self.ends.set_data(pos, face_color=MEASURE_COLOR, edge_color="white", size=10)
         self.line.visible = self.text.visible = len(pos) == 2 and recon is not None
         if self.line.visible and recon is not None:
+            length = format_length(distance(*ends), recon)
             self.line.set_data(pos=pos)
-            self.text.text = " " + format_length(distance(*ends), recon)
+            self.text.text = " " + length
             self.text.pos = pos.mean(0)
-            self.state.say(
-                f"measured {format_length(distance(*ends), recon)}: {ends[0].label(recon.names)} to {ends[1].label(recon.names)}"
-            )
+            self.state.say(f"measured {length}: {ends[0].label(recon.names)} to {ends[1].label(recon.names)}")
         self.view.canvas.update()
 
 

@@ -39,11 +39,12 @@ def recon() -> Reconstruction:
 def metric(recon) -> tuple[Reconstruction, float]:
     """`recon` with cameras 1 and 3 set TRUE_M apart, and the factor that took."""
     a, b = camera_endpoint(recon, 0), camera_endpoint(recon, 2)
-    return apply_metric_scale(recon, a, b, TRUE_M), TRUE_M / distance(a, b)
+    return apply_metric_scale(recon, a, b, TRUE_M)
 
 
 def test_the_chosen_segment_becomes_its_true_length_and_every_length_scales_alike(recon, metric):
     scaled, f = metric
+    assert f == pytest.approx(TRUE_M / distance(camera_endpoint(recon, 0), camera_endpoint(recon, 2)), rel=1e-12)
     assert f != pytest.approx(1.0, abs=0.05)  # the test would not see a missed scale otherwise
     assert distance(camera_endpoint(scaled, 0), camera_endpoint(scaled, 2)) == pytest.approx(TRUE_M, rel=1e-5)
     assert distance(camera_endpoint(scaled, 1), camera_endpoint(scaled, 3)) == pytest.approx(
@@ -64,7 +65,7 @@ def test_the_chosen_segment_becomes_its_true_length_and_every_length_scales_alik
 def test_a_second_reference_rescales_the_metric_scene_and_the_factors_compose(metric):
     scaled, f = metric
     point = Endpoint(scaled.points_world[0, 5, 7])
-    again = apply_metric_scale(scaled, camera_endpoint(scaled, 0), point, 1.0)
+    again, _ = apply_metric_scale(scaled, camera_endpoint(scaled, 0), point, 1.0)
     g = 1.0 / distance(camera_endpoint(scaled, 0), point)
     assert metres_per_unit(again) == pytest.approx(f * g, rel=1e-6)
     assert "camera 1 to point (" in scale_note(again)
@@ -142,8 +143,8 @@ def test_novel_view_depth_is_in_metres_and_the_picture_is_the_same(tiny_rec, tmp
 
     images = sorted((SAMPLE_SCENE / "images").glob("*.png"))[:3]
     recon = tiny_rec.reconstruct(images, resolution=112)
-    scaled = apply_metric_scale(recon, camera_endpoint(recon, 0), camera_endpoint(recon, 2), TRUE_M)
-    f = TRUE_M / distance(camera_endpoint(recon, 0), camera_endpoint(recon, 2))
+    scaled, f = apply_metric_scale(recon, camera_endpoint(recon, 0), camera_endpoint(recon, 2), TRUE_M)
+    assert f == pytest.approx(TRUE_M / distance(camera_endpoint(recon, 0), camera_endpoint(recon, 2)), rel=1e-12)
     c2w = recon.cam_to_world[1:2].copy()
     c2w[:, :, 3] += 0.3 * c2w[:, :, 0]  # off the input cameras
     metric_c2w = c2w.copy()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ import torch
 
 from ..model.config import get_config
 from ..model.shard import FrameShard, split_counts
-from .micro import build, rss_mb
+from .micro import build, peak_rss_mb, rss_mb
 
 
 def _rank(rank: int, world: int, init: str, frames: int, size: int, threads: int, out: str) -> None:
@@ -38,7 +37,7 @@ def _rank(rank: int, world: int, init: str, frames: int, size: int, threads: int
             model(images, window_size=0, chunk_frames=8, point_head=False, shard=shard)
             dist.barrier()
             seconds = time.perf_counter() - t0
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
+        peak = peak_rss_mb() - base
         Path(f"{out}.{rank}").write_text(json.dumps({"seconds": seconds, "peak_mb": peak, "frames": shard.local}))
     finally:
         dist.destroy_process_group()

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -39,9 +38,9 @@ GEMM_SIZE = 2048  # the square product timed for the CPU's rate: large enough to
 def _peak_gb(device: str) -> float:
     import torch
 
-    if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated() / 2**30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 2**30  # Linux reports KiB
+    from .micro import peak_rss_mb
+
+    return torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else peak_rss_mb() / 1024
 
 
 def _ours(config: str, device: str, precision: str):

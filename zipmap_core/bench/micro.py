@@ -34,7 +34,8 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _peak_mb() -> float:
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (Linux reports it in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -66,7 +67,7 @@ def measure_once(config: str, mixer: str, frames: int, size: int, repeats: int, 
             model(images, window_size=0, chunk_frames=chunk, point_head=False)
             synchronize(dev)
             times.append(time.perf_counter() - t0)
-    peak = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else _peak_mb() - base
+    peak = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else peak_rss_mb() - base
     return {"time_s": float(np.median(times)), "times_s": times, "peak_mb": float(peak)}
 
 
@@ -239,7 +240,7 @@ def full_config(config: str, frames: int, size_hw: tuple[int, int], device: str,
         "threads": threads,
         "seconds": dt,
         "per_frame_s": dt / frames,
-        "peak_rss_gb": _peak_mb() / 1024,
+        "peak_rss_gb": peak_rss_mb() / 1024,
     }
 
 

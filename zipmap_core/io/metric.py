@@ -78,14 +78,15 @@ def metric_factor(length: float, true_metres: float, scene_depth: float = 1.0) -
     return float(true_metres) / float(length)
 
 
-def apply_metric_scale(recon: Reconstruction, a: Endpoint, b: Endpoint, true_metres: float) -> Reconstruction:
-    """`recon` in metres, from the segment `a`-`b` (scene units) being `true_metres` long. A scene
-    that was metric already is scaled again (a better reference replaces the first)."""
+def apply_metric_scale(recon: Reconstruction, a: Endpoint, b: Endpoint, true_metres: float) -> tuple[Reconstruction, float]:
+    """(`recon` in metres, the factor its lengths took), from the segment `a`-`b` (scene units)
+    being `true_metres` long; the viewer scales what it placed in the scene by the same factor.
+    A scene that was metric already is scaled again (a better reference replaces the first)."""
     length = distance(a, b)
     factor = metric_factor(length, true_metres, recon.median_depth())
     before = metres_per_unit(recon) if is_metric(recon) else 1.0
     reference = f"{a.label()} to {b.label()} = {true_metres:.4g} m"
-    return recon.rescaled(factor, {METRIC_KEY: {"metres_per_unit": before * factor, "reference": reference}})
+    return recon.rescaled(factor, {METRIC_KEY: {"metres_per_unit": before * factor, "reference": reference}}), factor
 
 
 def metres_per_unit(recon: Reconstruction) -> float:

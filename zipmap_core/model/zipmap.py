@@ -98,6 +98,11 @@ class ZipMap(nn.Module):
     def can_render(self) -> bool:
         return self.cfg.enable_nvs
 
+    def keeps_state(self, keep_state: bool | None) -> bool:
+        """Whether a run keeps its scene state: as asked, and by default when this model can
+        render novel views from it (the one rule for the runs and for their memory plan)."""
+        return self.can_render if keep_state is None else keep_state
+
     def ops_for(self, frames: int, tokens_per_frame: int, window_size: int | None) -> list[TTTOp]:
         window = self.cfg.window_size if window_size is None else window_size
         if window and window > 0:

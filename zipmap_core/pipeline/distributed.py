@@ -103,7 +103,7 @@ def reconstruct_split(
         recon = assemble(
             inputs.names(), w["images"], pose_enc, w["depth"], w["depth_conf"], w.get("points"), points_from, original_sizes(crops)
         )
-        if rec.model.can_render if keep_state is None else keep_state:
+        if rec.model.keeps_state(keep_state):
             recon.state = host_states(out.states)
     return record_run(recon, rec, clock, mode=mode, processes=shard.world, frames_per_process=shard.counts, **inputs.report())
 

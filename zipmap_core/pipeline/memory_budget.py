@@ -9,15 +9,14 @@ the model runs in."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
 from ..device import free_device_bytes
 from ..errors import InputError
+from ..io.scene_file import available_memory
 
 if TYPE_CHECKING:
     from .reconstructor import Reconstructor
@@ -31,21 +30,11 @@ MEASURED_TOKENS, MEASURED_DIM = 1041, 1024
 WORKING_SET_BYTES = 0.6 * GB
 
 
-def available_bytes(device: torch.device) -> int | None:
-    """Memory a run may take now: free device memory on a GPU, the kernel's MemAvailable on a
-    Linux host (None where neither is known)."""
+def available_bytes(device: torch.device) -> int:
+    """Memory a run may take now: free device memory on a GPU, the host's available memory
+    (the bound scene files are read against) on a CPU."""
     free = free_device_bytes(device)
-    if free is not None:
-        return free
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    if hasattr(os, "sysconf") and "SC_AVPHYS_PAGES" in os.sysconf_names:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    return None
+    return free if free is not None else available_memory()
 
 
 @dataclass
@@ -53,26 +42,25 @@ class MemoryPlan:
     frames: int
     fixed_bytes: int  # working set (the weights are resident already)
     per_frame_bytes: int
-    available: int | None
+    available: int
 
     @property
     def need_bytes(self) -> int:
         return self.fixed_bytes + self.frames * self.per_frame_bytes
 
     @property
-    def max_frames(self) -> int | None:
-        if self.available is None:
-            return None
+    def max_frames(self) -> int:
         return max(0, int((self.available - self.fixed_bytes) // max(self.per_frame_bytes, 1)))
 
     @property
     def fits(self) -> bool:
-        return self.available is None or self.need_bytes <= self.available
+        return self.need_bytes <= self.available
 
     def describe(self) -> str:
-        have = "unknown" if self.available is None else f"{self.available / GB:.1f} GB available"
-        most = "" if self.max_frames is None else f", room for about {self.max_frames} frames"
-        return f"{self.frames} frames need about {self.need_bytes / GB:.1f} GB beyond the model ({have}{most})"
+        return (
+            f"{self.frames} frames need about {self.need_bytes / GB:.1f} GB beyond the model "
+            f"({self.available / GB:.1f} GB available, room for about {self.max_frames} frames)"
+        )
 
 
 def memory_plan(
@@ -82,7 +70,7 @@ def memory_plan(
     as `Reconstructor.reconstruct` takes it (None: the model keeps its state if it can render
     from it), a kept state being part of the fixed working set."""
     cfg = rec.cfg
-    keep = rec.model.can_render if keep_state is None else keep_state
+    keep = rec.model.keeps_state(keep_state)
     tokens = (image_hw[0] // cfg.patch_size) * (image_hw[1] // cfg.patch_size) + cfg.patch_start_idx
     width = 2 if rec.model.half_type is not None else 4
     per_frame = MEASURED_FRAME_BYTES * (tokens / MEASURED_TOKENS) * (cfg.embed_dim / MEASURED_DIM) * (width / 2)
@@ -97,6 +85,6 @@ def check_fits(plan: MemoryPlan) -> None:
     """A run that would not fit is refused before the network runs, with what would."""
     if plan.fits:
         return
-    most = plan.max_frames or 0
+    most = plan.max_frames
     advice = f"take at most {most} frames" if most else "free memory or use a larger machine"
     raise InputError(f"this run does not fit the memory: {plan.describe()}; {advice}, or a lower resolution")

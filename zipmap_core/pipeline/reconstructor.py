@@ -172,7 +172,7 @@ class Reconstructor:
                 images, crops = model_images(inputs.frames, mode, size, report)
         if intrinsics is not None:
             intrinsics.check_fits(crops, "the intrinsics given")
-        keep = self.model.can_render if keep_state is None else keep_state
+        keep = self.model.keeps_state(keep_state)
         plan = memory_plan(self, images.shape[0], (int(images.shape[-2]), int(images.shape[-1])), keep_state=keep)
         check_fits(plan)  # before the network: a run that cannot fit is said now, not after minutes
         if say_memory is not None:
