@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 from zipmap_core.options import MAX_RENDER_SIDE, PATCH
 
 if TYPE_CHECKING:
-    from zipmap_core.pipeline.reconstructor import NovelViews
+    from zipmap_core.io.novel_views import NovelViews
 
 
 class ImagePane(pg.GraphicsLayoutWidget):

@@ -15,8 +15,9 @@ from zipmap_core.options import ENGINES, PATCH
 if TYPE_CHECKING:
     from zipmap_core.io.inputs import Frame
     from zipmap_core.io.metric import Endpoint
+    from zipmap_core.io.novel_views import NovelViews
     from zipmap_core.io.reconstruction import Reconstruction
-    from zipmap_core.pipeline.reconstructor import NovelViews, Reconstructor
+    from zipmap_core.pipeline.reconstructor import Reconstructor
 
 
 @dataclass

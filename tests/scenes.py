@@ -10,8 +10,8 @@ from zipmap_core.model.geometry import (
     camera_to_world,
     depth_to_camera_points,
 )
+from zipmap_core.sfm.test_scenes import textured_room  # noqa: F401  (the tests' name for it)
 from zipmap_core.training.synthetic import generate
-from zipmap_core.training.textured_room import textured_room  # noqa: F401  (the tests' name for it)
 
 
 def truth_reconstruction(views: int = 4, seed: int = 7, hw: tuple[int, int] = (84, 112)) -> Reconstruction:

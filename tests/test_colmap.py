@@ -15,12 +15,13 @@ from zipmap_core.errors import InputError
 from zipmap_core.io.inputs import VideoSampling
 from zipmap_core.io.intrinsics import KnownIntrinsics, parse_intrinsics
 from zipmap_core.io.reconstruction import Reconstruction
+from zipmap_core.metrics import aligned_rotation_errors
 from zipmap_core.resources import REAL_SAMPLE, REAL_SAMPLE_FRAMES
 from zipmap_core.sfm.engine import ClassicalEngine, NoOverlapError
 from zipmap_core.sfm.pairs import exhaustive_pairs, overlap_pairs
 from zipmap_core.sfm.refine import refine
-from zipmap_core.sfm.scoring import aligned_rotation_errors, score
-from zipmap_core.training.textured_room import turned
+from zipmap_core.sfm.scoring import score
+from zipmap_core.sfm.test_scenes import turned
 
 SAMPLING = VideoSampling(fps=None, max_frames=REAL_SAMPLE_FRAMES)
 

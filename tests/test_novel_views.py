@@ -14,6 +14,7 @@ from scenes import truth_reconstruction
 
 from zipmap_core import cli
 from zipmap_core.io.checkpoints import save_model
+from zipmap_core.metrics import psnr
 from zipmap_core.model.config import tiny_config
 from zipmap_core.model.zipmap import ZipMap
 from zipmap_core.pipeline.camera_path import (
@@ -24,7 +25,6 @@ from zipmap_core.pipeline.camera_path import (
 )
 from zipmap_core.pipeline.reconstructor import Reconstructor
 from zipmap_core.pipeline.splat import splat_render
-from zipmap_core.training.evaluation import psnr
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = sorted((ROOT / "resources" / "samples" / "images").glob("*.png"))

@@ -18,13 +18,13 @@ from zipmap_core import device as device_module
 from zipmap_core.device import HALF_MIN_PARAMS, inference_half
 from zipmap_core.errors import InputError
 from zipmap_core.io.checkpoints import load_checkpoint, save_model
+from zipmap_core.metrics import aligned_rotation_errors
 from zipmap_core.model.config import TTTConfig, small_config, tiny_config
 from zipmap_core.model.zipmap import ZipMap
 from zipmap_core.pipeline import memory_budget
 from zipmap_core.pipeline.memory_budget import MemoryPlan, check_fits, memory_plan
 from zipmap_core.pipeline.reconstructor import Reconstructor
 from zipmap_core.resources import BUNDLED_MODEL, SAMPLE_SCENE
-from zipmap_core.sfm.scoring import aligned_rotation_errors
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = sorted((SAMPLE_SCENE / "images").glob("*.png"))[:6]

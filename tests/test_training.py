@@ -14,12 +14,13 @@ from train_runs import small_run
 from zipmap_core import cli
 from zipmap_core.io import checkpoints
 from zipmap_core.io.checkpoints import load_checkpoint, save_model
+from zipmap_core.metrics import pose_metrics, umeyama
 from zipmap_core.model.config import get_config, tiny_config
 from zipmap_core.model.geometry import camera_to_world, depth_to_camera_points
 from zipmap_core.model.zipmap import ZipMap
 from zipmap_core.pipeline.reconstructor import Reconstructor
 from zipmap_core.resources import BUNDLED_MODEL
-from zipmap_core.training.evaluation import evaluate_scene, pose_metrics, umeyama
+from zipmap_core.training.evaluation import evaluate_scene
 from zipmap_core.training.normalisation import normalise
 from zipmap_core.training.scene_folders import read_ground_truth
 from zipmap_core.training.synthetic import SceneViews, generate

@@ -28,7 +28,7 @@ _EXPORTS = {
     "ZipMapConfig": "model.config",
     "get_config": "model.config",
     "ZipMap": "model.zipmap",
-    "NovelViews": "pipeline.reconstructor",
+    "NovelViews": "io.novel_views",
     "Reconstructor": "pipeline.reconstructor",
     "BUNDLED_MODEL": "resources",
 }

@@ -1,7 +1,7 @@
 """`zipmap bench refine`: what refining ZipMap's cameras costs as the frames grow, with the pairs
 chosen from the predictions (each frame and its k most overlapping) against exhaustive matching.
 
-The scenes are generated (a textured room swept by N cameras, `training.textured_room`) and
+The scenes are generated (a textured room swept by N cameras, `sfm.test_scenes`) and
 their true cameras turned by 2 to 5 degrees stand in for the network's predictions, so the runs
 are comparable across N and need no weights. Exhaustive matching is timed up to
 `--attention-max` frames (its pairs grow as N^2 / 2) and its pair counts are given for every N."""
@@ -17,10 +17,10 @@ import numpy as np
 
 from ..io.atomic import atomic_path
 from ..io.reconstruction import Reconstruction
+from ..metrics import aligned_rotation_errors
 from ..sfm.pairs import NEIGHBOURS, exhaustive_pairs, overlap_pairs
 from ..sfm.refine import refine
-from ..sfm.scoring import aligned_rotation_errors
-from ..training.textured_room import textured_room, turned
+from ..sfm.test_scenes import textured_room, turned
 
 HW = (240, 320)
 

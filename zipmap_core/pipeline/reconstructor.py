@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +20,7 @@ from ..device import chunk_frames_for, inference_half, inference_precision, sele
 from ..errors import CheckpointError, InputError
 from ..io.checkpoints import load_checkpoint
 from ..io.inputs import InputSet, VideoSampling
+from ..io.novel_views import NovelViews
 from ..io.reconstruction import Reconstruction
 from ..io.scene_file import first_non_finite
 from ..model.geometry import ray_conditions
@@ -38,13 +38,6 @@ if TYPE_CHECKING:
 
 def parameter_count(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-@dataclass
-class NovelViews:
-    rgb: np.ndarray  # float32 [N, H, W, 3] in [0, 1]
-    depth: np.ndarray  # float32 [N, H, W], in the scene's units
-    confidence: np.ndarray  # float32 [N, H, W]
 
 
 class Reconstructor:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..io.novel_views import NovelViews
 from ..io.reconstruction import Reconstruction
 
 
@@ -21,8 +22,6 @@ def splat_render(
     min_confidence_percentile: float = 0.0,
 ):
     """Renders cameras [N, 3|4, 4] into (rgb [N,H,W,3], depth [N,H,W] (0 where empty), coverage)."""
-    from .reconstructor import NovelViews
-
     h, w = size
     pts = torch.as_tensor(recon.points_world.reshape(-1, 3), dtype=torch.float32)
     cols = torch.as_tensor(recon.colors.reshape(-1, 3), dtype=torch.float32)

@@ -19,22 +19,11 @@ import numpy as np
 from ..cancel import CancelToken, Progress
 from ..io.inputs import VideoSampling
 from ..io.reconstruction import Reconstruction
-from ..training.evaluation import pose_metrics
+from ..metrics import aligned_rotation_errors, pose_metrics
 from .engine import ClassicalEngine
 from .models import observed_depths
 
 WITHIN_DEG = 5.0
-
-
-def aligned_rotation_errors(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """Degrees [N] between each frame's world-to-camera rotation [N, 3, 3] and the reference's,
-    after the one rotation of the world that brings `pred` closest (chordal mean)."""
-    m = np.einsum("nji,njk->ik", pred, ref)  # sum R_pred^T R_ref
-    u, _, vt = np.linalg.svd(m)
-    align = u @ np.diag([1, 1, np.sign(np.linalg.det(u @ vt))]) @ vt
-    rel = np.einsum("nij,jk,nlk->nil", pred, align, ref)  # R_pred A R_ref^T
-    cos = (np.trace(rel, axis1=1, axis2=2) - 1) / 2
-    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
 
 
 def depth_scores(pred: Reconstruction, ref: Reconstruction, pred_index: np.ndarray, ref_index: np.ndarray) -> dict[str, float]:

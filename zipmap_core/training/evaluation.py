@@ -3,7 +3,7 @@
 Depth: AbsRel and delta<1.25 after per-view median scaling. Cameras: relative rotation and
 translation-direction errors over all frame pairs, accuracy at 5/15/30 degrees and AUC@30.
 Points: accuracy / completeness / Chamfer after a similarity (Umeyama) alignment of corresponding
-pixels. Held-out views: PSNR of the rendered RGB and AbsRel of its depth. Baselines: constant
+pixels. Held-out views: PSNR of the rendered RGB and AbsRel of its depth. The scores are `metrics`'. Baselines: constant
 depth, identity cameras, a flat image in the input views' mean colour (the simplest guess from
 the inputs alone), the point-cloud splats of the fallback renderer.
 """
@@ -11,27 +11,23 @@ the inputs alone), the point-cloud splats of the fallback renderer.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.spatial import cKDTree
 
 from ..errors import InputError
 from ..io.reconstruction import Reconstruction
+from ..metrics import THRESHOLDS, depth_metrics, point_metrics, pose_metrics, psnr, umeyama
 from ..model.geometry import (
     align_to_first,
     camera_to_world,
     depth_to_camera_points,
     invert_rigid,
-    to_homogeneous,
 )
 from .scene_folders import GroundTruth, read_ground_truth
-
-THRESHOLDS = (5, 15, 30)
 
 
 # ---- depth ------------------------------------------------------------------------------------------
@@ -45,94 +41,6 @@ def resize_map(m: np.ndarray, hw: tuple[int, int], mode: str = "nearest") -> np.
     kwargs = {"antialias": True, "align_corners": False} if mode == "bilinear" else {}
     out = F.interpolate(t, size=hw, mode=mode, **kwargs)
     return (out[:, 0] if m.ndim == 3 else out.permute(0, 2, 3, 1)).numpy()
-
-
-def depth_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
-    """Per-view median scaling, then AbsRel and delta<1.25 averaged over views."""
-    absrel, delta = [], []
-    for p, g in zip(pred, gt):
-        valid = (g > 0) & np.isfinite(g) & np.isfinite(p) & (p > 0)
-        p, g = p[valid], g[valid]
-        p = p * (np.median(g) / max(np.median(p), 1e-12))
-        absrel.append(float(np.mean(np.abs(p - g) / g)))
-        delta.append(float(np.mean(np.maximum(p / g, g / p) < 1.25)))
-    return {"depth_absrel": float(np.mean(absrel)), "depth_delta1": float(np.mean(delta))}
-
-
-# ---- cameras ----------------------------------------------------------------------------------------
-def _rotation_angle_deg(r: np.ndarray) -> np.ndarray:
-    cos = (np.trace(r, axis1=-2, axis2=-1) - 1) / 2
-    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
-
-
-def pose_errors(pred_w2c: np.ndarray, gt_w2c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Relative rotation and translation-direction errors (degrees) over all pairs i < j."""
-
-    def to4(m: np.ndarray) -> np.ndarray:
-        return to_homogeneous(torch.as_tensor(m, dtype=torch.float64)).numpy()
-
-    p, g = to4(pred_w2c), to4(gt_w2c)
-    rot, trans = [], []
-    n = len(p)
-    for i in range(n):
-        for j in range(i + 1, n):
-            rel_p = p[j] @ np.linalg.inv(p[i])
-            rel_g = g[j] @ np.linalg.inv(g[i])
-            rot.append(_rotation_angle_deg(rel_p[:3, :3] @ rel_g[:3, :3].T))
-            tp, tg = rel_p[:3, 3], rel_g[:3, 3]
-            denom = np.linalg.norm(tp) * np.linalg.norm(tg)
-            cos = float(np.dot(tp, tg) / denom) if denom > 1e-12 else -1.0
-            # translation direction is defined up to sign only for the sign-free metric of VGGT/ZipMap
-            trans.append(np.degrees(np.arccos(np.clip(abs(cos), -1.0, 1.0))) if denom > 1e-12 else 90.0)
-    return np.asarray(rot), np.asarray(trans)
-
-
-def pose_metrics(pred_w2c: np.ndarray, gt_w2c: np.ndarray) -> dict[str, float]:
-    rot, trans = pose_errors(pred_w2c, gt_w2c)
-    out: dict[str, float] = {}
-    for t in THRESHOLDS:
-        out[f"RRA@{t}"] = float(np.mean(rot < t))
-        out[f"RTA@{t}"] = float(np.mean(trans < t))
-    worst = np.maximum(rot, trans)
-    out["AUC@30"] = float(np.mean([np.mean(worst < t) for t in range(1, 31)]))
-    out["rot_err_median_deg"] = float(np.median(rot))
-    return out
-
-
-# ---- points -----------------------------------------------------------------------------------------
-def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Similarity (s, R, t) minimising |s R src + t - dst|^2 (Umeyama 1991)."""
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    xs, xd = src - mu_s, dst - mu_d
-    cov = xd.T @ xs / len(src)
-    u, d, vt = np.linalg.svd(cov)
-    sign = np.eye(3)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[2, 2] = -1
-    r = u @ sign @ vt
-    var = (xs**2).sum() / len(src)
-    s = float(np.trace(np.diag(d) @ sign) / max(var, 1e-12))
-    return s, r, mu_d - s * r @ mu_s
-
-
-def point_metrics(pred: np.ndarray, gt: np.ndarray, samples: int = 20000, seed: int = 0) -> dict[str, float]:
-    """pred, gt: corresponding points [N, 3]; aligned with Umeyama, then nearest-neighbour distances,
-    reported relative to the ground truth's extent (median distance to its centroid)."""
-    rng = np.random.default_rng(seed)
-    idx = rng.choice(len(pred), size=min(samples, len(pred)), replace=False)
-    p, g = pred[idx].astype(np.float64), gt[idx].astype(np.float64)
-    s, r, t = umeyama(p, g)
-    p = s * p @ r.T + t
-    extent = float(np.median(np.linalg.norm(g - g.mean(0), axis=1)))
-    acc = cKDTree(g).query(p)[0].mean() / extent
-    comp = cKDTree(p).query(g)[0].mean() / extent
-    return {"pts_accuracy": float(acc), "pts_completeness": float(comp), "pts_chamfer": float((acc + comp) / 2)}
-
-
-# ---- images -----------------------------------------------------------------------------------------
-def psnr(pred: np.ndarray, target: np.ndarray) -> float:
-    mse = float(np.mean((np.clip(pred, 0, 1) - target) ** 2))
-    return 10 * math.log10(1.0 / max(mse, 1e-10))
 
 
 # ---- whole scenes -----------------------------------------------------------------------------------
