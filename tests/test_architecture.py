@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # ground floor first; a module may import its own floor and those below it
 FLOORS = {"model": 0, "io": 1, "pipeline": 2, "training": 3, "sfm": 4}
-GROUND = {"device", "cancel", "resources", "options", "errors"}  # small shared modules below every floor
+GROUND = {"device", "cancel", "resources", "options", "errors", "metrics"}  # small shared modules below every floor
 MAX_LINES = 400
 
 
