@@ -268,11 +268,13 @@ class MainWindow(QMainWindow):
     # ---- reconstruction --------------------------------------------------------------------------
     def reconstruct(self) -> None:
         # the engine (torch, pycolmap) is imported here, the first time it runs: never before the window is up
-        from zipmap_core.engines import classical_engine, reconstruct_scene
+        from zipmap_core.engines import engine_name, make_engine, reconstruct_scene
         from zipmap_core.io.inputs import InputSet
+        from zipmap_core.pipeline.reconstruct_options import ReconstructOptions
 
-        classical = self.state.engine == "colmap"
-        if self.rec is None and not classical:
+        name = engine_name(self.state.engine, self.state.refine and self.state.engine != "colmap")
+        engine = make_engine(name, lambda: self.rec)
+        if self.rec is None and engine.capabilities.keeps_state:
             self.notify(
                 "The model is still loading; Reconstruct again once the status bar says it is ready."
                 if self.models.loading
@@ -282,18 +284,16 @@ class MainWindow(QMainWindow):
         if not self.state.frames:
             self.notify("Add photos, a folder or a video first (drag them onto the window).")
             return
-        engine = classical_engine() if classical else self.rec
-        frames, refine = list(self.state.frames), self.state.refine and not classical
+        frames = list(self.state.frames)
         if self.rec is not None:
             self.rec.fast_cpu_bf16 = self.model_panel.fast_bf16.isChecked()
         mode, resolution = self.model_input()
-        if not classical and not self.models.memory_allows(frames, mode, resolution):
+        if engine.capabilities.keeps_state and not self.models.memory_allows(frames, mode, resolution):
             return
+        options = ReconstructOptions(mode=mode, resolution=resolution)
 
         def work(progress, cancel):
-            recon = reconstruct_scene(
-                engine, InputSet(frames), refine=refine, mode=mode, resolution=resolution, progress=progress, cancel=cancel
-            )
+            recon = reconstruct_scene(engine, InputSet(frames), options, progress=progress, cancel=cancel)
             return recon.ensure_points()  # derived here, not on the GUI thread that draws them
 
         job = Job(work)

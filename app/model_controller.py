@@ -96,7 +96,7 @@ class ModelController:
 
         assert self.state.rec is not None
         image, _ = frames[0].model_input(mode, resolution, as_uint8=True)  # held at this size since loading
-        plan = memory_plan(self.state.rec, len(frames), (int(image.shape[-2]), int(image.shape[-1])))
+        plan = memory_plan(self.state.rec.runtime, len(frames), (int(image.shape[-2]), int(image.shape[-1])))
         try:
             check_fits(plan)
         except InputError as exc:

@@ -16,6 +16,7 @@ from zipmap_core.io.inputs import VideoSampling
 from zipmap_core.io.intrinsics import KnownIntrinsics, parse_intrinsics
 from zipmap_core.io.reconstruction import Reconstruction
 from zipmap_core.metrics import aligned_rotation_errors
+from zipmap_core.pipeline.reconstruct_options import ReconstructOptions
 from zipmap_core.resources import REAL_SAMPLE, REAL_SAMPLE_FRAMES
 from zipmap_core.sfm.engine import ClassicalEngine, NoOverlapError
 from zipmap_core.sfm.pairs import exhaustive_pairs, overlap_pairs
@@ -29,7 +30,7 @@ SAMPLING = VideoSampling(fps=None, max_frames=REAL_SAMPLE_FRAMES)
 @pytest.fixture(scope="module")
 def classical():
     """The classical engine's scene of the shipped real video (24 frames)."""
-    return ClassicalEngine().reconstruct([REAL_SAMPLE], sampling=SAMPLING)
+    return ClassicalEngine().reconstruct([REAL_SAMPLE], ReconstructOptions(sampling=SAMPLING))
 
 
 def perturbed(truth: Reconstruction, seed: int = 0) -> Reconstruction:
@@ -120,7 +121,7 @@ def test_a_cancel_in_every_classical_stage_stops_it(stage):
             cancel.cancel()
 
     with pytest.raises(Cancelled):
-        ClassicalEngine().reconstruct([REAL_SAMPLE], sampling=VideoSampling(fps=None, max_frames=8), progress=progress, cancel=cancel)
+        ClassicalEngine().reconstruct([REAL_SAMPLE], ReconstructOptions(sampling=VideoSampling(fps=None, max_frames=8)), progress, cancel)
 
 
 # ---- refinement -----------------------------------------------------------------------------------------------

@@ -221,7 +221,7 @@ def test_depth_unprojected_points_are_derived_not_stored(tmp_path, tiny_rec):
 
     clip = write_video(tmp_path / "walk.mp4", 4, fps=30.0, size=(112, 84))
     recon = tiny_rec.reconstruct([clip], sampling=VideoSampling(fps=None), resolution=56)
-    assert recon.points_from_depth and recon.__dict__["_points_world"] is None  # not computed yet
+    assert recon.points_from_depth and recon.__dict__["_point_maps"].get("points_world") is None  # not computed yet
     derived = recon.points_world  # derived on first read, as the torch unprojection gives them
     from zipmap_core.model.geometry import depth_to_camera_points  # the batched inverse-K path
 
@@ -377,7 +377,7 @@ def test_pictures_of_mixed_sizes_are_encoded_after_loading(tiny_rec, tmp_path):
     for i, size in enumerate([(120, 90), (90, 120), (120, 90)]):
         Image.fromarray(np.full((size[1], size[0], 3), 40 * i, np.uint8)).save(tmp_path / f"p{i}.png")
     paths = sorted(tmp_path.glob("p*.png"))
-    early = load_and_encode(tiny_rec, paths, None, "crop", 56, lambda *a: None, CancelToken())
+    early = load_and_encode(tiny_rec.runtime, paths, None, "crop", 56, lambda *a: None, CancelToken())
     assert early.tokens is None and early.images.shape[0] == 3  # padded to the largest: encoded with the rest
     recon = tiny_rec.reconstruct(paths, resolution=56)
     assert recon.num_frames == 3 and np.isfinite(recon.depth).all()

@@ -123,8 +123,8 @@ def test_a_model_that_keeps_no_scene_state_gives_the_same_outputs(tiny_model):
 
 
 def test_a_kept_scene_state_is_planned_for_in_float32(tiny_rec):
-    dropped = memory_plan(tiny_rec, 4, (84, 112), available=2**30, keep_state=False)
-    kept = memory_plan(tiny_rec, 4, (84, 112), available=2**30, keep_state=True)
+    dropped = memory_plan(tiny_rec.runtime, 4, (84, 112), available=2**30, keep_state=False)
+    kept = memory_plan(tiny_rec.runtime, 4, (84, 112), available=2**30, keep_state=True)
     layers = tiny_rec.model.ttt_layers()
     state = sum(4 * getattr(t, n).numel() for t in layers for n in ("w0", "w1", "w2"))
     assert len(layers) == tiny_rec.cfg.aggregator.depth and kept.fixed_bytes - dropped.fixed_bytes == state
@@ -134,7 +134,7 @@ def test_a_kept_scene_state_is_planned_for_in_float32(tiny_rec):
 
 
 def test_a_run_that_cannot_fit_is_refused_before_the_network_runs(tiny_rec, monkeypatch):
-    plan = memory_plan(tiny_rec, 10, (84, 112), available=10 * 2**30)
+    plan = memory_plan(tiny_rec.runtime, 10, (84, 112), available=10 * 2**30)
     assert plan.fits and plan.max_frames > 10 and "10 frames need about" in plan.describe()
     tight = MemoryPlan(10, plan.fixed_bytes, plan.per_frame_bytes, plan.fixed_bytes + 3 * plan.per_frame_bytes)
     assert tight.max_frames == 3

@@ -145,7 +145,7 @@ if sys.argv[1] == "term":
     def terminated(self, *a, **k):
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(30)
-    Reconstructor.reconstruct = terminated
+    Reconstructor.run = terminated
 sys.exit(cli.main({args!r}))
 """
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}

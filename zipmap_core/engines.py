@@ -1,68 +1,78 @@
-"""Which engine makes a scene: the network (a `Reconstructor`), the network refined by bundle
-adjustment (`refine`), or COLMAP alone (`ClassicalEngine`). The CLI and the app both call
-`reconstruct_scene`, so an option means the same in each and is refused the same way where it
-does not apply."""
+"""Which engine makes a scene, chosen by name from one registry: the network (`zipmap`), COLMAP
+alone (`colmap`) or the network refined by COLMAP's bundle adjustment (`refine`). Every engine
+follows `pipeline.engine.Engine`; the command line and the app build `ReconstructOptions` the same
+way and call `reconstruct_scene`, so an option means the same in each and is refused the same
+way where an engine cannot take it. Stages that follow any engine (the dense stage) run here."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .cancel import CancelToken, Progress
 from .errors import InputError
 from .io.reconstruction import Reconstruction
 
 if TYPE_CHECKING:
-    from .io.intrinsics import KnownIntrinsics
+    from .pipeline.engine import Engine, Inputs, Say
+    from .pipeline.reconstruct_options import ReconstructOptions
     from .pipeline.reconstructor import Reconstructor
-    from .sfm.engine import ClassicalEngine
 
-NETWORK_ONLY = ("window_size", "keep_state", "points_from", "say_memory")  # options the classical engine has no use for
+NetworkLoader = Callable[[], "Reconstructor"]  # the network, loaded only by the engines that run it
 
 
-def classical_engine() -> ClassicalEngine:
+def _network(load: NetworkLoader) -> Engine:
+    from .pipeline.network_engine import NetworkEngine
+
+    return NetworkEngine(load)
+
+
+def _classical(load: NetworkLoader) -> Engine:
     from .sfm.engine import ClassicalEngine
 
     return ClassicalEngine()
 
 
-def check_engine_options(classical: bool, refine: bool, **options: Any) -> None:
-    """Contradictions said before any work."""
-    if classical and refine:
+def _refine(load: NetworkLoader) -> Engine:
+    from .pipeline.network_engine import NetworkEngine
+    from .sfm.refine import RefineEngine
+
+    return RefineEngine(NetworkEngine(load))
+
+
+REGISTRY: dict[str, Callable[[NetworkLoader], Engine]] = {"zipmap": _network, "colmap": _classical, "refine": _refine}
+
+
+def make_engine(name: str, network: NetworkLoader | None = None) -> Engine:
+    """The engine called `name`; `network`: how to load the network, called only when an engine
+    that runs it first needs it."""
+    if name not in REGISTRY:
+        raise InputError(f"no engine {name!r}; choose from {', '.join(REGISTRY)}")
+
+    def no_network() -> Reconstructor:
+        raise InputError(f"the {name} engine runs the network, and no model was given")
+
+    return REGISTRY[name](network or no_network)
+
+
+def engine_name(engine: str, refine: bool) -> str:
+    """The registry's name for what a user chose: `--engine` and `--refine`."""
+    if refine and engine == "colmap":
         raise InputError("--refine adjusts ZipMap's cameras with COLMAP; the classical engine's are COLMAP's already")
-    if classical and options.get("window_size"):
-        raise InputError("--window-size is the network's streaming order; the classical engine has none")
-    if classical and options.get("points_from", "depth") != "depth":
-        raise InputError("--points-from point_head is the network's; the classical engine's points are COLMAP's")
-    if refine and options.get("window_size"):
-        raise InputError("--refine runs on a whole reconstruction; it does not combine with --window-size")
+    return "refine" if refine else engine
 
 
 def reconstruct_scene(
-    engine: Reconstructor | ClassicalEngine,
-    inputs: Sequence[str | Path],
-    *,
-    refine: bool = False,
-    intrinsics: KnownIntrinsics | None = None,
+    engine: Engine,
+    inputs: Inputs,
+    options: ReconstructOptions,
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
-    **options: Any,
+    say: Say | None = None,
 ) -> Reconstruction:
-    """A scene from `inputs` by `engine`; `options` are `Reconstructor.reconstruct`'s (mode,
-    resolution, max_frames, sampling, window_size, keep_state, points_from, say_memory)."""
-    from .sfm.engine import ClassicalEngine
-    from .sfm.refine import reconstruct_refined
-
-    classical = isinstance(engine, ClassicalEngine)
-    check_engine_options(classical, refine, **options)
-    if classical:
-        common = {k: v for k, v in options.items() if k not in NETWORK_ONLY}
-        return engine.reconstruct(inputs, intrinsics=intrinsics, progress=progress, cancel=cancel, **common)
-    if refine:
-        assert not isinstance(engine, ClassicalEngine)
-        return reconstruct_refined(engine, inputs, intrinsics=intrinsics, progress=progress, cancel=cancel, **options)
-    return engine.reconstruct(inputs, intrinsics=intrinsics, progress=progress, cancel=cancel, **options)
+    """A scene from `inputs` by `engine`, the options it cannot take refused before any work."""
+    engine.refuse(options)
+    return engine.reconstruct(inputs, options, progress, cancel, say)
 
 
 def scene_notes(recon: Reconstruction) -> list[str]:

@@ -85,9 +85,9 @@ def network_per_frame(rec: Reconstructor, video: Path, frames: int, size: int) -
     """The bundled network's seconds per frame on `frames` frames at `size` px (after a warm-up)."""
     loaded = load_inputs([video], VideoSampling(fps=None, max_frames=frames), prepare=Preparation("crop", size))
     images, _ = model_images(loaded.frames, "crop", size, lambda *a: None)
-    run_network(rec, images[:2], lambda *a: None)
+    run_network(rec.runtime, images[:2], lambda *a: None)
     t0 = time.perf_counter()
-    run_network(rec, images, lambda *a: None)
+    run_network(rec.runtime, images, lambda *a: None)
     return (time.perf_counter() - t0) / len(loaded.frames)
 
 

@@ -30,6 +30,7 @@ from .terminal import StageBar
 if TYPE_CHECKING:
     from ..io.atomic import Publication
     from ..io.reconstruction import Reconstruction
+    from ..pipeline.reconstruct_options import ReconstructOptions
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -101,59 +102,66 @@ def intrinsics_option(text: str):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def reconstruct_options(args: argparse.Namespace) -> ReconstructOptions:
+    """The run's options from the command line, checked once (the app builds them the same way)."""
+    from ..io.inputs import VideoSampling
+    from ..pipeline.reconstruct_options import NetworkOptions, ReconstructOptions
+
+    network = NetworkOptions(
+        args.window_size, None if not getattr(args, "no_state", False) else False, getattr(args, "points_from", "depth")
+    )
+    return ReconstructOptions(
+        mode=args.mode,
+        resolution=args.resolution,
+        max_frames=args.max_frames,
+        sampling=VideoSampling(fps=args.fps, max_frames=args.video_frames),
+        intrinsics=getattr(args, "intrinsics", None),
+        network=network,
+    )
+
+
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from ..engines import check_engine_options, classical_engine, reconstruct_scene
+    from ..engines import engine_name, make_engine, reconstruct_scene
     from ..io.atomic import Publication
     from ..io.exporters import check_formats
-    from ..io.inputs import VideoSampling
     from ..pipeline.distributed import Launch
 
     formats = check_formats([f.strip() for f in (args.export or "").split(",") if f.strip()])
     check_inputs_exist(args.inputs)  # before a model takes seconds to load
-    classical = args.engine == "colmap"
-    check_engine_options(classical, args.refine, window_size=args.window_size, points_from=args.points_from)
+    options = reconstruct_options(args)
+    engine = make_engine(engine_name(args.engine, args.refine), lambda: reconstructor(args, notice=True))
+    engine.refuse(options)
     launch = Launch.from_env()
-    if (classical or args.refine or args.intrinsics) and (args.nproc > 1 or launch is not None):
-        raise InputError("--engine colmap, --refine and --intrinsics run in one process; leave out --nproc (and torchrun)")
-    if args.nproc > 1 and launch is None:
-        return _launch_processes(args)
-    if launch is not None:
-        code = _reconstruct_as_rank(args, launch, formats)
-        if os.environ.get("ZIPMAP_LAUNCHED"):  # one of our --nproc workers, its work done and published
-            # leave without the interpreter's teardown: gloo's threads can abort a process there
-            # ("terminate called without an active exception"), which the launcher must take for a failure
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-        return code
-    engine = classical_engine() if classical else reconstructor(args, notice=True)
-    precision = f", {engine.precision_name}" if hasattr(engine, "precision_name") else ""
-    print(f"model: {engine.description} on {engine.device}{precision}", file=sys.stderr)
+    if args.nproc > 1 or launch is not None:
+        if not engine.capabilities.splits or options.intrinsics is not None:
+            raise InputError("--engine colmap, --refine and --intrinsics run in one process; leave out --nproc (and torchrun)")
+        if launch is None:
+            return _launch_processes(args)
+        return _run_as_rank(args, launch, options, formats)
+    print(f"model: {engine.describe()}", file=sys.stderr)
     bar = StageBar(args.quiet)
-    sampling = VideoSampling(fps=args.fps, max_frames=args.video_frames)
-    network = {} if classical else {"window_size": args.window_size, "keep_state": not args.no_state, "points_from": args.points_from}
-    if not classical and not args.quiet:
-        network["say_memory"] = lambda plan: print(f"memory: {plan}", file=sys.stderr)
+    say = None if args.quiet else (lambda plan: print(f"memory: {plan}", file=sys.stderr))
     # the scene and its exports are staged and published together: a failure or a cancel keeps
     # the previous run's outputs, and a second run into the same folder waits for no one
     with Publication(args.output, output_names(formats)) as pub:
         try:
-            recon = reconstruct_scene(
-                engine,
-                args.inputs,
-                refine=args.refine,
-                intrinsics=args.intrinsics,
-                progress=bar,
-                mode=args.mode,
-                resolution=args.resolution,
-                max_frames=args.max_frames,
-                sampling=sampling,
-                **network,
-            )
+            recon = reconstruct_scene(engine, args.inputs, options, progress=bar, say=say)
         finally:
             bar.close()
         _write_outputs(recon, formats, pub, bar)
     return _summary(recon, formats, Path(args.output))
+
+
+def _run_as_rank(args: argparse.Namespace, launch, options: ReconstructOptions, formats: list[str]) -> int:
+    """One process of a split run; ours (--nproc) leave without the interpreter's teardown."""
+    code = _reconstruct_as_rank(args, launch, options, formats)
+    if os.environ.get("ZIPMAP_LAUNCHED"):  # one of our --nproc workers, its work done and published
+        # leave without the interpreter's teardown: gloo's threads can abort a process there
+        # ("terminate called without an active exception"), which the launcher must take for a failure
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def check_inputs_exist(paths: list[str | Path]) -> None:
@@ -203,13 +211,13 @@ def _launch_processes(args: argparse.Namespace) -> int:
     return launch_local(args.nproc, argv, args.dist_timeout)
 
 
-def _reconstruct_as_rank(args: argparse.Namespace, launch, formats: list[str]) -> int:
+def _reconstruct_as_rank(args: argparse.Namespace, launch, options: ReconstructOptions, formats: list[str]) -> int:
     """One process of a split reconstruction (ours or torchrun's): every rank computes its frames;
     rank 0 gathers, assembles and writes."""
     import torch.distributed as dist
 
     from ..io.atomic import Publication
-    from ..io.inputs import Preparation, VideoSampling, load_inputs
+    from ..io.inputs import Preparation, load_inputs
     from ..pipeline.distributed import (
         die_with_parent,
         init_group,
@@ -219,7 +227,7 @@ def _reconstruct_as_rank(args: argparse.Namespace, launch, formats: list[str]) -
 
     if os.environ.get("ZIPMAP_LAUNCHED"):
         die_with_parent()
-    if args.window_size:
+    if options.network.window_size:
         raise InputError("the windowed (streaming) order runs in one process: run without torchrun or --nproc")
     args.device = str(init_group(launch, float(os.environ.get("ZIPMAP_DIST_TIMEOUT", args.dist_timeout))))
     root = launch.rank == 0
@@ -229,18 +237,15 @@ def _reconstruct_as_rank(args: argparse.Namespace, launch, formats: list[str]) -
             print(f"model: {rec.description}, split across {launch.world} processes", file=sys.stderr)
         bar = StageBar(args.quiet or not root)
         inputs = load_inputs(
-            args.inputs,
-            VideoSampling(fps=args.fps, max_frames=args.video_frames),
-            args.max_frames,
-            prepare=Preparation(args.mode, args.resolution or rec.cfg.img_size),
+            args.inputs, options.sampling, options.max_frames, prepare=Preparation(options.mode, options.resolution or rec.cfg.img_size)
         )
         shard = make_shard(len(inputs.frames), launch)
         if not root:
-            reconstruct_split(rec, inputs, shard, args.mode, args.resolution, args.points_from, not args.no_state, bar)
+            reconstruct_split(rec.runtime, inputs, shard, options, bar)
             return 0
         with Publication(args.output, output_names(formats)) as pub:
             try:
-                recon = reconstruct_split(rec, inputs, shard, args.mode, args.resolution, args.points_from, not args.no_state, bar)
+                recon = reconstruct_split(rec.runtime, inputs, shard, options, bar)
             finally:
                 bar.close()
             assert recon is not None

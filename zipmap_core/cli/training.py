@@ -124,14 +124,11 @@ def _scored(work: Callable[[StageBar], dict], table: Callable[[dict], str], args
 
 def _eval_against_colmap(args: argparse.Namespace) -> int:
     """`eval --against colmap INPUT`: the chosen engine against the classical engine, same frames."""
-    from functools import partial
-
-    from ..engines import check_engine_options, reconstruct_scene
+    from ..engines import engine_name, make_engine
     from ..io.inputs import VideoSampling
+    from ..pipeline.reconstruct_options import ReconstructOptions
     from ..sfm.scoring import evaluate_against_colmap, format_scores
 
-    classical = args.engine == "colmap"
-    check_engine_options(classical, args.refine)
-    run = None if classical else partial(reconstruct_scene, reconstructor(args), refine=args.refine)
-    sampling = VideoSampling(fps=args.fps, max_frames=args.video_frames)
-    return _scored(lambda bar: evaluate_against_colmap(run, args.scenes, sampling, progress=bar), format_scores, args)
+    engine = make_engine(engine_name(args.engine, args.refine), lambda: reconstructor(args))
+    options = ReconstructOptions(sampling=VideoSampling(fps=args.fps, max_frames=args.video_frames))
+    return _scored(lambda bar: evaluate_against_colmap(engine, args.scenes, options, progress=bar), format_scores, args)

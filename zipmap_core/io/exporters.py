@@ -21,8 +21,10 @@ from ..errors import InputError
 from ..model.frusta import frustum_corners, frustum_segments
 from ..options import EXPORT_FORMATS
 from .atomic import atomic_folder, atomic_path
+from .colmap_model import FrameEntry, ModelReadError, build_model, pinhole_camera, read_bounded, tracks_keypoints
 from .preprocess import unit_bytes_np
 from .reconstruction import Reconstruction
+from .tracks import Tracks
 
 
 def _noop(stage: str, done: int, total: int) -> None:
@@ -201,20 +203,14 @@ def export_colmap(
     `images/` at the scene's resolution. A scene COLMAP made or refined carries its real tracks
     (each point with every pixel it was seen at); otherwise each of up to `max_points` confident
     depth points has a one-observation track to its pixel."""
-    import pycolmap
-
     with atomic_folder(folder) as tmp:
         names = _write_images(recon, tmp / "images", progress)
-        model = pycolmap.Reconstruction()
-        h, w = recon.image_hw
-        for i in range(recon.num_frames):
-            k = recon.intrinsics[i].astype(np.float64)
-            cam = pycolmap.Camera(model="PINHOLE", width=w, height=h, params=[k[0, 0], k[1, 1], k[0, 2], k[1, 2]], camera_id=i + 1)
-            model.add_camera_with_trivial_rig(cam)
-        if recon.tracks is not None:
-            _colmap_tracks(model, recon, names, progress)
-        else:
-            _colmap_depth_points(model, recon, names, percentile, max_points, progress)
+        tracks = recon.tracks if recon.tracks is not None else depth_tracks(recon, percentile, max_points)
+        keypoints, _ = tracks_keypoints(tracks, recon.num_frames)
+        cameras = [pinhole_camera(recon.intrinsics[i], recon.image_hw, i + 1) for i in range(recon.num_frames)]
+        frames = [FrameEntry(names[i], i + 1, i + 1, recon.extrinsics[i], keypoints[i]) for i in range(recon.num_frames)]
+        model = build_model(cameras, frames, tracks)
+        progress("colmap", 1, 1)
         sparse = tmp / "sparse" / "0"
         sparse.mkdir(parents=True)
         (model.write_text if text else model.write_binary)(str(sparse))
@@ -222,102 +218,36 @@ def export_colmap(
     return Path(folder)
 
 
-def _colmap_pose(recon: Reconstruction, i: int):
-    import pycolmap
-
-    ext = recon.extrinsics[i].astype(np.float64)
-    return pycolmap.Rigid3d(pycolmap.Rotation3d(ext[:, :3]), ext[:, 3])
-
-
-def _colmap_tracks(model, recon: Reconstruction, names: list[str], progress: Progress) -> None:
-    """The scene's COLMAP tracks: each frame's observations as its keypoints, each point with all of them."""
-    import pycolmap
-
-    assert recon.tracks is not None
-    t = recon.tracks
-    order = np.argsort(t.observations[:, 1], kind="stable")
-    frame_of_obs = t.observations[order, 1]
-    starts = np.searchsorted(frame_of_obs, np.arange(recon.num_frames + 1))
-    index_in_image = np.empty(len(order), int)
-    for i in range(recon.num_frames):
-        chosen = order[starts[i] : starts[i + 1]]
-        index_in_image[chosen] = np.arange(len(chosen))
-        image = pycolmap.Image(name=names[i], keypoints=t.pixels[chosen].astype(np.float64), camera_id=i + 1, image_id=i + 1)
-        model.add_image_with_trivial_frame(image, _colmap_pose(recon, i))
-        progress("colmap", i + 1, recon.num_frames)
-    by_point = np.argsort(t.observations[:, 0], kind="stable")
-    bounds = np.searchsorted(t.observations[by_point, 0], np.arange(t.num_points + 1))
-    for p in range(t.num_points):
-        track = pycolmap.Track()
-        for o in by_point[bounds[p] : bounds[p + 1]]:
-            track.add_element(int(t.observations[o, 1]) + 1, int(index_in_image[o]))
-        model.add_point3D(t.xyz[p].astype(np.float64), track, t.rgb[p])
-    model.update_point_3d_errors()
-
-
-def _colmap_depth_points(model, recon: Reconstruction, names: list[str], percentile: float, max_points: int, progress: Progress) -> None:
+def depth_tracks(recon: Reconstruction, percentile: float, max_points: int) -> Tracks:
     """Up to `max_points` confident depth points, each seen once, at its pixel's centre."""
-    import pycolmap
-
     rng = np.random.default_rng(0)
     kept = recon.confidence_mask(percentile)
     per_frame = max(1, max_points // recon.num_frames)
+    picks = []
     for i in range(recon.num_frames):
         vs, us = np.nonzero(kept[i])
         pick = rng.choice(len(vs), size=min(per_frame, len(vs)), replace=False) if len(vs) else np.zeros(0, int)
-        vs, us = vs[pick], us[pick]
-        keypoints = np.stack((us + 0.5, vs + 0.5), -1).astype(np.float64)
-        image = pycolmap.Image(name=names[i], keypoints=keypoints, camera_id=i + 1, image_id=i + 1)
-        model.add_image_with_trivial_frame(image, _colmap_pose(recon, i))
-        for j, (v, u) in enumerate(zip(vs, us)):
-            track = pycolmap.Track()
-            track.add_element(i + 1, j)
-            model.add_point3D(recon.points_world[i, v, u].astype(np.float64), track, recon.images[i, v, u])
-        progress("colmap", i + 1, recon.num_frames)
-
-
-# read back in a child whose address space is capped once pycolmap is imported: a model truncated
-# by a full disk declares counts its files do not hold, and pycolmap allocates them unchecked
-_COLMAP_READBACK = """
-import json, resource, sys
-import pycolmap
-page = resource.getpagesize()
-with open("/proc/self/statm") as fh:
-    now = int(fh.read().split()[0]) * page
-limit = now + int(sys.argv[2])
-resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-r = pycolmap.Reconstruction(sys.argv[1])
-print(json.dumps([r.num_cameras(), r.num_images(), r.num_points3D()]))
-"""
-READBACK_BYTES_PER_FILE_BYTE = 64  # pycolmap's memory for a model, against the model's size on disk
-READBACK_SLACK_BYTES = 256 << 20
+        picks.append((np.full(len(pick), i), vs[pick], us[pick]))
+    f, v, u = (np.concatenate(parts).astype(int) for parts in zip(*picks))
+    n = len(f)
+    return Tracks(
+        recon.points_world[f, v, u].astype(np.float32),
+        recon.images[f, v, u],
+        np.zeros(n, np.float32),
+        np.stack((np.arange(n), f), 1).astype(np.int32),
+        np.stack((u + 0.5, v + 0.5), 1).astype(np.float32),
+    )
 
 
 def _verify_colmap(written, sparse: Path) -> None:
     """pycolmap's writers do not report write errors (a full disk leaves a truncated or 0-byte
-    points3D.bin): the model is read back, in a child process with a memory cap, and compared
-    with what was written before it replaces anything."""
-    import subprocess
-    import sys
-
-    on_disk = sum(p.stat().st_size for p in sparse.iterdir() if p.is_file())
-    budget = READBACK_BYTES_PER_FILE_BYTE * on_disk + READBACK_SLACK_BYTES
+    points3D.bin): the model is read back (memory-capped, `read_bounded`) and compared with what
+    was written before it replaces anything."""
     try:
-        child = subprocess.run(
-            [sys.executable, "-I", "-c", _COLMAP_READBACK, str(sparse), str(budget)], capture_output=True, text=True, timeout=600
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise OSError("the COLMAP model does not read back in time (the disk may be full)") from exc
-    expected = [written.num_cameras(), written.num_images(), written.num_points3D()]
-    if child.returncode != 0:
-        lines = [line for line in child.stderr.splitlines() if line.strip()]
-        detail = lines[-1][:200] if lines else f"exit {child.returncode}"
-        raise OSError(f"the COLMAP model does not read back ({detail}; the disk may be full)")
-    try:
-        counts = json.loads(child.stdout)
-    except ValueError:
-        counts = None
-    if counts != expected:
+        counts = read_bounded(sparse)["counts"]
+    except ModelReadError as exc:
+        raise OSError(f"the COLMAP model does not read back ({exc.detail}; the disk may be full)") from None
+    if counts != [written.num_cameras(), written.num_images(), written.num_points3D()]:
         raise OSError("the COLMAP model does not read back whole (the disk may be full)")
 
 

@@ -46,6 +46,18 @@ class Crop:
     offset_xy: tuple[int, int]  # top-left of the resized picture inside the model image (pad>0, crop<0)
 
 
+def pixel_map(src: Crop, dst: Crop) -> np.ndarray:
+    """[3, 3]: pixel (x, y, 1) of a picture's model image made through `src` to the same point's
+    pixel in its model image made through `dst` (two sizes of one picture: scales per axis, as
+    both round their sides to whole patches, and the offsets of their crops or pads)."""
+
+    def from_original(c: Crop) -> np.ndarray:
+        sx, sy = c.resized_wh[0] / c.original_wh[0], c.resized_wh[1] / c.original_wh[1]
+        return np.array([[sx, 0, c.offset_xy[0]], [0, sy, c.offset_xy[1]], [0, 0, 1.0]])
+
+    return from_original(dst) @ np.linalg.inv(from_original(src))
+
+
 def to_rgb(img: Image.Image, exif: bool = True) -> Image.Image:
     """Any PIL mode -> 8-bit RGB; transparency is composited on white as the checkpoints expect."""
     if exif:

@@ -38,33 +38,58 @@ from .scene_file import (
 from .tracks import Tracks
 
 ARRAY_FIELDS = tuple(expected_arrays(1, (1, 1)))
-DERIVED_LATER: dict[str, Any] = {"points_cam": None, "points_world": None}  # point maps to derive from depth when read
 __all__ = ["ARRAY_FIELDS", "Reconstruction", "SceneFileError"]
+
+
+class PointMap:
+    """A point map [S, H, W, 3] of a `Reconstruction` that is either given (the point head's, or
+    a stream's already computed) or derived from depth and cameras the first time it is read and
+    kept from then on. A dataclass field whose default is this descriptor: the constructor's value
+    (None: derive) goes through `__set__`, reading goes through `__get__`."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, recon: Reconstruction | None, owner: type) -> Any:
+        if recon is None:
+            return None  # the field's default: derive
+        maps = recon.__dict__.setdefault("_point_maps", {})
+        if maps.get(self.name) is None:
+            maps.update(recon.derived_point_maps())
+        return maps[self.name]
+
+    def __set__(self, recon: Reconstruction, value: np.ndarray | None) -> None:
+        recon.__dict__.setdefault("_point_maps", {})[self.name] = value
 
 
 @dataclass
 class Reconstruction:
+    """A scene: per-frame pictures, cameras (world-to-camera, frame 0 = identity), intrinsics,
+    depth and confidence, plus point maps, the scene state and COLMAP's tracks when there are
+    any. `points_cam` and `points_world` are derived from depth and cameras when not given (see
+    `PointMap`); `points_from_depth` says they are, so a saved scene leaves them out."""
+
     names: list[str]
     images: np.ndarray
     extrinsics: np.ndarray
     intrinsics: np.ndarray
     depth: np.ndarray
     depth_conf: np.ndarray
-    points_cam: np.ndarray
-    points_world: np.ndarray
-    original_wh: np.ndarray
+    points_cam: np.ndarray = PointMap()  # type: ignore[assignment]
+    points_world: np.ndarray = PointMap()  # type: ignore[assignment]
+    original_wh: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int32))
     state: list[dict[str, np.ndarray]] | None = None
     state_scale: float = 1.0
     metadata: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     tracks: Tracks | None = None  # COLMAP's sparse model, when COLMAP made or refined the scene
-    # the point maps are depth unprojected with the cameras: None above means "derive when
-    # first read", and a saved scene leaves them out
-    points_from_depth: bool = False
+    # the point maps are depth unprojected with the cameras (None: whenever none were given)
+    points_from_depth: bool | None = None
 
     def __post_init__(self) -> None:
-        if self.__dict__.get("_points_cam") is None or self.__dict__.get("_points_world") is None:
-            self.points_from_depth = True
+        if self.points_from_depth is None:
+            given = self.__dict__["_point_maps"]
+            self.points_from_depth = given.get("points_cam") is None or given.get("points_world") is None
 
     def ensure_points(self) -> Reconstruction:
         """Derives the point maps now (a background job calls this, so a viewer on the GUI thread
@@ -74,20 +99,21 @@ class Reconstruction:
 
     def forget_points(self) -> None:
         """The point maps are derived again from depth when next read (the cameras changed)."""
-        self.__dict__["_points_cam"] = self.__dict__["_points_world"] = None
+        self.__dict__["_point_maps"] = {}
         self.points_from_depth = True
 
-    def _derive_points(self) -> None:
-        """Depth unprojected with the cameras: the assembly's own functions, on the host."""
+    def derived_point_maps(self) -> dict[str, np.ndarray]:
+        """Depth unprojected with the cameras (the assembly's own functions, on the host); NaN
+        where depth is 0, "not measured" (a sparse scene's pixels that saw no point)."""
         depth = torch.from_numpy(np.ascontiguousarray(self.depth, np.float32))
         cam = depth_to_camera_points(depth, torch.from_numpy(self.intrinsics.astype(np.float32)))
         world = camera_to_world(cam, torch.from_numpy(self.extrinsics.astype(np.float32)))
         cam_np, world_np = cam.numpy(), world.numpy()
         unmeasured = ~(self.depth > 0)
-        if unmeasured.any():  # a sparse scene's pixels that saw no point
+        if unmeasured.any():
             cam_np[unmeasured] = np.nan
             world_np[unmeasured] = np.nan
-        self.__dict__["_points_cam"], self.__dict__["_points_world"] = cam_np, world_np
+        return {"points_cam": cam_np, "points_world": world_np}
 
     def rescaled(self, factor: float, metadata: dict[str, Any] | None = None) -> Reconstruction:
         """This scene with every length multiplied by `factor` (`metric.apply_metric_scale` makes a
@@ -97,12 +123,15 @@ class Reconstruction:
         f = float(factor)
         ext = self.extrinsics.copy()
         ext[:, :3, 3] *= f
-        points = {} if self.points_from_depth else {"points_cam": self.points_cam * f, "points_world": self.points_world * f}
+        # point maps derived from depth are derived again in the new unit; given ones are scaled
+        points: dict[str, Any] = {"points_cam": None, "points_world": None}
+        if not self.points_from_depth:
+            points = {"points_cam": self.points_cam * f, "points_world": self.points_world * f}
         return replace(
             self,
             extrinsics=ext,
             depth=self.depth * f,
-            **(points or DERIVED_LATER),
+            **points,
             state_scale=self.state_scale * f,
             metadata={**self.metadata, **(metadata or {})},
             timings=dict(self.timings),
@@ -137,10 +166,6 @@ class Reconstruction:
     def is_sparse(self) -> bool:
         """True for a scene whose depth is COLMAP's triangulated points alone (the classical engine)."""
         return self.tracks is not None and self.metadata.get("engine") == "colmap"
-
-    @property
-    def has_state(self) -> bool:
-        return self.state is not None
 
     def confidence_mask(self, percentile: float = 0.0, frames: list[int] | None = None) -> np.ndarray:
         """bool [S, H, W]: the finite points of `frames` (default all) whose confidence ranks in
@@ -214,10 +239,11 @@ class Reconstruction:
     @classmethod
     def load(cls, path: str | Path) -> Reconstruction:
         """Opens a `.zipmap`; a malformed or hostile file raises `SceneFileError` (see `scene_file`)."""
-        manifest, arrays, state, tracks = read_scene(path)
+        manifest, read, state, tracks = read_scene(path)
+        arrays: dict[str, Any] = dict(read)
         return cls(
             names=list(manifest["names"]),
-            **{**DERIVED_LATER, **arrays},
+            **arrays,
             state=state,
             state_scale=float(manifest.get("state_scale", 1.0)),
             metadata=dict(manifest.get("metadata", {})),
@@ -230,22 +256,3 @@ def numeric_entries(table: dict) -> dict[str, float]:
     """The finite numbers of a file's table (timings are information: an odd entry is dropped,
     never shown as a number it is not)."""
     return {str(k): float(v) for k, v in table.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)}
-
-
-def _lazy_points(name: str) -> property:
-    """A point map that is derived from depth and cameras the first time it is read."""
-    key = "_" + name
-
-    def get(self: Reconstruction) -> np.ndarray:
-        if self.__dict__.get(key) is None:
-            self._derive_points()
-        return self.__dict__[key]
-
-    def put(self: Reconstruction, value: np.ndarray | None) -> None:
-        self.__dict__[key] = value
-
-    return property(get, put, doc=f"{name} [S, H, W, 3] (derived from depth when not given)")
-
-
-Reconstruction.points_cam = _lazy_points("points_cam")  # type: ignore[assignment]
-Reconstruction.points_world = _lazy_points("points_world")  # type: ignore[assignment]

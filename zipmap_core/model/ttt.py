@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from ..device import emulate_bf16_matmul
 from .config import TTTConfig
+from .numerics import FAST_WEIGHT_TYPE, fused_newton_schulz
 
 if TYPE_CHECKING:
     from .shard import FrameShard
@@ -128,12 +129,11 @@ def apply_gradients(
     fused: bool = False,
 ) -> FastWeights:
     """One orthogonalised step, then each column rescaled to the call's starting column norms.
-    The new weights are float32 whatever the type the layer holds its own in: the authors' code
-    adds the bf16 step to float32 weights under autocast, and a half model rounding its updated
-    weights to bf16 doubled its depth difference from float32 (0.7 % to 1.4 %, bundled model)."""
+    The new weights are `numerics.FAST_WEIGHT_TYPE` (float32) whatever the type the layer holds
+    its own in (see there why)."""
     out = {}
     for name in ("w0", "w1", "w2"):
-        new = w[name].float() + newton_schulz(grads[name], steps, dtype, fused)
+        new = w[name].to(FAST_WEIGHT_TYPE) + newton_schulz(grads[name], steps, dtype, fused)
         out[name] = new / (new.norm(dim=1, keepdim=True) + 1e-5) * col_norms[name]
     return out
 
@@ -199,11 +199,6 @@ class TTTLayer(nn.Module):
         self.gate_fn = nn.Sequential(nn.Linear(dim, dim, bias=cfg.bias), nn.SiLU()) if cfg.use_gate_fn else None
         self.o_norm = nn.RMSNorm(cfg.head_dim, eps=1e-5)
         self.compiled = False  # run the elementwise chains compiled (see `_Compiled`)
-
-    @property
-    def held_in_half(self) -> bool:
-        """Held in half precision (a half model): its Newton-Schulz takes the fused roundings."""
-        return self.w0.dtype in (torch.bfloat16, torch.float16)
 
     def _kernel(self, fn, *args):
         return COMPILED.call(fn, *args) if self.compiled else fn(*args)
@@ -283,7 +278,7 @@ class TTTLayer(nn.Module):
                     grads = grads or {name: torch.zeros_like(t) for name, t in w.items()}  # a rank with no tokens
                     shard.all_reduce_([grads["w0"], grads["w1"], grads["w2"]])
                 if grads is not None:
-                    w = apply_gradients(w, grads, col_norms, self.steps, self.ns_dtype, fused=self.held_in_half)
+                    w = apply_gradients(w, grads, col_norms, self.steps, self.ns_dtype, fused=fused_newton_schulz(self.w0.dtype))
             if op.apply:
                 outputs.extend(self._output(x[:, s:e], w) for s, e in spans)
         out = torch.cat(outputs, dim=1) if outputs else x.new_zeros(x.shape[0], 0, self.dim)

@@ -1,21 +1,27 @@
-"""The ZipMap network: aggregator trunk plus camera, depth, point and novel-view heads."""
+"""The ZipMap network: aggregator trunk plus camera, depth, point and novel-view heads.
+
+This module holds the layers and their composition (encoder -> trunk -> heads). How a pass is
+executed (frame chunks, progress hooks, a process's frame shard, the TTT operation order, what
+is kept) is an `execution.ExecutionPlan` the composition receives; which tensors stay float32
+and in which numerics the heads run are `numerics`' rules.
+"""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import InputError
+from . import execution, numerics
 from .aggregator import Aggregator, ProgressHook
 from .config import ZipMapConfig
+from .execution import ExecutionPlan
 from .heads.camera_head import CameraHead, CameraMLPHead
 from .heads.dpt_head import DENSE_CHUNK_FRAMES, DPTHead
 from .shard import FrameShard
-from .ttt import FastWeights, TTTLayer, TTTOp, bidirectional_order, render_order, windowed_order
+from .ttt import FastWeights, TTTLayer, TTTOp, render_order
 
 
 @dataclass
@@ -29,9 +35,6 @@ class ModelOutput:
     local_points: Tensor | None = None
     states: list[FastWeights | None] = field(default_factory=list)
     aggregated: list[Tensor] = field(default_factory=list)
-
-
-NORMS = (nn.LayerNorm, nn.RMSNorm, nn.GroupNorm)  # their statistics need float32: their weights stay float32 too
 
 
 class ZipMap(nn.Module):
@@ -55,60 +58,46 @@ class ZipMap(nn.Module):
         if cfg.enable_nvs:
             self.nvs_head = DPTHead(dim2, cfg.dpt, 5, "sigmoid_exp", True, cfg.patch_size)
 
+    # ---- numerics (`numerics`) ------------------------------------------------------------------
     def float32_names(self) -> set[str]:
         """The parameters a half-precision model keeps in float32: the norms'."""
-        return {
-            f"{m}.{p}" if m else p
-            for m, module in self.named_modules()
-            if isinstance(module, NORMS)
-            for p, _ in module.named_parameters(recurse=False)
-        }
+        return numerics.float32_names(self)
 
     def weight_types(self, half: torch.dtype | None) -> dict[str, torch.dtype]:
-        """The type each entry of the state dict is held in for `half` (None: float32): the one
-        rule for converting a model in place and for reading a checkpoint straight into it."""
-        keep = self.float32_names()
-        return {name: torch.float32 if half is None or name in keep else half for name in self.state_dict()}
+        """The type each state-dict entry is held in for `half` (`numerics.weight_types`)."""
+        return numerics.weight_types(self, half)
 
     def set_precision(self, half: torch.dtype | None) -> None:
         """Holds the weights in `half` (bfloat16 or float16; None: float32), converted one tensor at
         a time (never a second copy of the model), the norms' in float32. A half model runs under
         autocast in that type (`Reconstructor.precision`), so softmax and the norms' statistics
         stay float32 as autocast's rules say, and weights are never cast again per call."""
-        types = self.weight_types(half)
-        for name, p in self.named_parameters():
-            if p.dtype != types[name]:
-                p.data = p.data.to(types[name])
+        numerics.convert_weights(self, half)
         self.half_type = half
 
+    # ---- execution switches (`execution`) -------------------------------------------------------
     def set_activation_checkpointing(self, enabled: bool) -> None:
         """Training only: the encoder's and the trunk's blocks recompute their activations in the
         backward pass instead of keeping them."""
-        self.aggregator.checkpointing = enabled
-        self.aggregator.patch_embed.checkpointing = enabled
+        execution.use_activation_checkpointing(self, enabled)
 
     def set_compiled_kernels(self, enabled: bool) -> None:
-        """Compile the TTT layers' elementwise chains (`ttt._Compiled`): pays on a GPU, where the
-        eager chains are separate kernel launches and memory passes; the first call compiles."""
-        for module in self.modules():
-            if isinstance(module, TTTLayer):
-                module.compiled = enabled
+        """Compile the TTT layers' elementwise chains (`execution.use_compiled_kernels`)."""
+        execution.use_compiled_kernels(self, enabled)
 
     @property
     def can_render(self) -> bool:
         return self.cfg.enable_nvs
 
     def keeps_state(self, keep_state: bool | None) -> bool:
-        """Whether a run keeps its scene state: as asked, and by default when this model can
-        render novel views from it (the one rule for the runs and for their memory plan)."""
-        return self.can_render if keep_state is None else keep_state
+        """Whether a run keeps its scene state: as asked, by default when this model can render."""
+        return execution.keeps_state(self.can_render, keep_state)
 
     def ops_for(self, frames: int, tokens_per_frame: int, window_size: int | None) -> list[TTTOp]:
-        window = self.cfg.window_size if window_size is None else window_size
-        if window and window > 0:
-            return windowed_order(frames * tokens_per_frame, window * tokens_per_frame)
-        return bidirectional_order()
+        """The TTT operation order for `window_size` (None: the configuration's window)."""
+        return execution.op_order(frames, tokens_per_frame, self.cfg.window_size if window_size is None else window_size)
 
+    # ---- reconstruction -------------------------------------------------------------------------
     def forward(
         self,
         images: Tensor,
@@ -125,82 +114,71 @@ class ZipMap(nn.Module):
         """images [B, S, 3, H, W] (or [S, 3, H, W]) in [0, 1] (or uint8 bytes); `tokens`: their
         encoder tokens when they were computed while the frames decoded (`early_encoding`).
 
-        `states` continues a scene (streaming); `window_size` 0 forces bidirectional order, None
-        takes the configuration's default. `point_head=False` skips the camera-frame point map:
-        a reconstruction that unprojects depth never reads it, and it is a full-resolution DPT head
-        (about a quarter of the forward pass at 224 px on a CPU).
+        `states` continues a scene (streaming). The other arguments are the pass's
+        `ExecutionPlan` (see there): `window_size` 0 forces bidirectional order, None takes the
+        configuration's default; `point_head=False` skips the camera-frame point map. With a
+        `shard`, `images` are this process's frames of a split reconstruction (bidirectional
+        order only): the outputs are this process's frames, except the cameras, which every
+        process gets for all frames. `keep_states=False` keeps no layer's fast weights."""
+        plan = ExecutionPlan(
+            chunk_frames=chunk_frames,
+            hook=hook,
+            shard=shard,
+            window_size=window_size,
+            point_head=point_head,
+            keep_states=keep_states,
+            keep_tokens=keep_tokens,
+        )
+        return self.run(images, plan, states, tokens)
 
-        With a `shard`, `images` are this process's frames of a reconstruction split across
-        processes (bidirectional order only): the outputs are this process's frames, except the
-        cameras, which every process gets for all frames. `keep_states=False` keeps no layer's
-        fast weights past its block (a model that never renders or continues the scene: the
-        official model's 24 layers hold 0.3 to 0.6 GB)."""
+    def run(
+        self, images: Tensor, plan: ExecutionPlan, states: list[FastWeights] | None = None, tokens: Tensor | None = None
+    ) -> ModelOutput:
+        """The network's composition, executed as `plan` says: encoder, trunk, then the heads."""
         if images.dim() == 4:
             images = images.unsqueeze(0)
         _b, s, _, h, w = images.shape
-        p = self.cfg.patch_size
-        if shard is not None and (states is not None or (window_size if window_size is not None else self.cfg.window_size)):
-            raise ValueError("the windowed (streaming) order runs in one process: split only bidirectional reconstructions")
-        reference = states is None and (shard is None or shard.rank == 0)  # the reference view is global frame 0
+        continuing = states is not None
+        plan.check(continuing, self.cfg.window_size)
         if tokens is None:
-            tokens = self.aggregator.tokenize_images(images, first_is_reference=reference, chunk_frames=chunk_frames)
-        if hook is not None:
-            hook("encoder", 1, 1)
-        ops = self.ops_for(s, tokens.shape[2], window_size)
-        agg = self.aggregator.run_blocks(tokens, (h // p, w // p), ops, states, chunk_frames, hook, shard, keep_states)
+            first = plan.holds_reference(continuing)
+            tokens = self.aggregator.tokenize_images(images, first_is_reference=first, chunk_frames=plan.chunk_frames)
+        plan.report("encoder", 1, 1)
+        ops = plan.ops(s, tokens.shape[2], self.cfg.window_size)
+        agg = self.aggregator.run_blocks(tokens, self._grid(h, w), ops, states, plan.chunk_frames, plan.hook, plan.shard, plan.keep_states)
         del tokens
-        out = ModelOutput(states=agg.states, aggregated=agg.tokens if keep_tokens else [])
-        self._run_heads(out, agg.tokens, (h, w), agg.patch_start_idx, chunk_frames, hook, point_head, shard)
+        out = ModelOutput(states=agg.states, aggregated=agg.tokens if plan.keep_tokens else [])
+        with numerics.head_numerics(self.half_type, agg.tokens) as levels:
+            self._run_heads(out, levels, (h, w), agg.patch_start_idx, plan)
         return out
 
-    def _run_heads(
-        self,
-        out: ModelOutput,
-        tokens: list[Tensor],
-        image_hw: tuple[int, int],
-        start: int,
-        chunk_frames: int | None,
-        hook: ProgressHook | None,
-        point_head: bool = True,
-        shard: FrameShard | None = None,
-    ) -> None:
-        chunk = chunk_frames or 8
-        names = ("camera_head", "camera_mlp_head", "depth_head") + (("local_point_head",) if point_head else ())
-        heads = [name for name in names if hasattr(self, name)]
-        with self._head_numerics(tokens) as tokens:
-            for i, name in enumerate(heads):
-                if name in ("camera_head", "camera_mlp_head"):
-                    # the camera head reads each frame's camera token; split, it needs all frames'
-                    cam = tokens[-1][:, :, :1] if shard is None else shard.all_gather_frames(tokens[-1][:, :, :1])
-                    out.pose_enc_list = getattr(self, name)(cam)
-                    out.pose_enc = out.pose_enc_list[-1]
-                elif name == "depth_head":
-                    depth, conf = self.depth_head(tokens, image_hw, start, chunk)
-                    out.depth, out.depth_conf = depth, conf
-                else:
-                    out.local_points = self.local_point_head(tokens, image_hw, start, chunk)[0]
-                if hook is not None:
-                    hook("heads", i + 1, len(heads))
+    def _grid(self, h: int, w: int) -> tuple[int, int]:
+        """The patch grid of an image of h x w pixels."""
+        return h // self.cfg.patch_size, w // self.cfg.patch_size
 
-    @contextlib.contextmanager
-    def _head_numerics(self, tokens: list[Tensor]) -> Iterator[list[Tensor]]:
-        """The heads' inputs and numerics: float32 heads without autocast, as the reference runs
-        them; a half model runs them in its type (its weights are held in it), under the caller's
-        autocast, with float32 final activations."""
-        if self.half_type is not None:
-            yield tokens
-            return
-        with torch.autocast(device_type=tokens[0].device.type, enabled=False):
-            yield [t.float() for t in tokens]
+    def _run_heads(self, out: ModelOutput, levels: list[Tensor], image_hw: tuple[int, int], start: int, plan: ExecutionPlan) -> None:
+        """Each head the plan runs reads the trunk's DPT levels: a camera head every frame's camera
+        token of the last level, a dense head the patch tokens of all four."""
+        heads = plan.heads([name for name in execution.CAMERA_HEADS + execution.DENSE_HEADS if hasattr(self, name)])
+        for i, name in enumerate(heads):
+            if name in execution.CAMERA_HEADS:
+                out.pose_enc_list = getattr(self, name)(plan.all_frames(levels[-1][:, :, :1]))
+                out.pose_enc = out.pose_enc_list[-1]
+            elif name == "depth_head":
+                out.depth, out.depth_conf = self.depth_head(levels, image_hw, start, plan.head_chunk)
+            else:
+                out.local_points = self.local_point_head(levels, image_hw, start, plan.head_chunk)[0]
+            plan.report("heads", i + 1, len(heads))
 
+    # ---- scene state ----------------------------------------------------------------------------
     def ttt_layers(self) -> list[TTTLayer]:
         """The global blocks' test-time-training layers, whose fast weights are the scene state."""
         return [t for b in self.aggregator.global_blocks if isinstance(t := getattr(b, "ttt_block", None), TTTLayer)]
 
     def state_bytes(self) -> int:
         """A kept scene state's size: every layer's fast weights, in float32 whatever the model is
-        held in (they are updated in float32)."""
-        return 4 * sum(getattr(t, name).numel() for t in self.ttt_layers() for name in ("w0", "w1", "w2"))
+        held in (`numerics.FAST_WEIGHT_TYPE`: they are updated in float32)."""
+        return numerics.fast_weight_bytes(sum(getattr(t, name).numel() for t in self.ttt_layers() for name in ("w0", "w1", "w2")))
 
     def state_problem(self, states: list[dict]) -> str | None:
         """Why a stored scene state cannot be queried by this model (another model made it), or
@@ -216,6 +194,7 @@ class ZipMap(nn.Module):
                     return f"layer {i}'s {name} is {list(got or [])}, this model's is [k x {want[0]}, {want[1]}, {want[2]}]"
         return None
 
+    # ---- novel views ----------------------------------------------------------------------------
     def render(
         self,
         rays: Tensor,
@@ -223,20 +202,24 @@ class ZipMap(nn.Module):
         chunk_frames: int | None = None,
         hook: ProgressHook | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Query the stored scene state with ray maps [B, S, 9, H, W].
-
-        Returns (rgbd [B, S, H, W, 4]: sigmoid RGB and depth, confidence [B, S, H, W])."""
+        """Query the stored scene state with ray maps [B, S, 9, H, W], `chunk_frames` views at a
+        time. Returns (rgbd [B, S, H, W, 4]: sigmoid RGB and depth, confidence [B, S, H, W])."""
         if not self.can_render:
             raise InputError("this model has no novel-view head; use a state-query checkpoint")
-        _b, s, _, h, w = rays.shape
-        p = self.cfg.patch_size
-        step = chunk_frames or s
+        plan = ExecutionPlan(chunk_frames=chunk_frames, hook=hook)
         rgbd, confs = [], []
-        for start in range(0, s, step):
-            tokens = self.aggregator.tokenize_rays(rays[:, start : start + step])
-            agg = self.aggregator.run_blocks(tokens, (h // p, w // p), render_order(), states, None, hook)
-            with self._head_numerics(agg.tokens) as levels:
-                v, c = self.nvs_head(levels, (h, w), agg.patch_start_idx, DENSE_CHUNK_FRAMES)
+        for begin, end in plan.frame_spans(rays.shape[1]):
+            v, c = self._render_views(rays[:, begin:end], states, plan)
             rgbd.append(v)
             confs.append(c)
         return torch.cat(rgbd, dim=1), torch.cat(confs, dim=1)
+
+    def _render_views(self, rays: Tensor, states: list[FastWeights], plan: ExecutionPlan) -> tuple[Tensor, Tensor]:
+        """One chunk of views: the stored state applied to the rays' tokens (never updated), then
+        the novel-view head. The trunk runs the chunk whole; `plan`'s chunk is this one."""
+        h, w = rays.shape[-2:]
+        tokens = self.aggregator.tokenize_rays(rays)
+        agg = self.aggregator.run_blocks(tokens, self._grid(h, w), render_order(), states, None, plan.hook)
+        with numerics.head_numerics(self.half_type, agg.tokens) as levels:
+            v, c = self.nvs_head(levels, (h, w), agg.patch_start_idx, DENSE_CHUNK_FRAMES)
+        return v, c

@@ -3,12 +3,14 @@ camera-frame and world points, colours and the scale of the scene state."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
 from ..errors import InputError, ModelOutputError
 from ..io.preprocess import unit_bytes
-from ..io.reconstruction import DERIVED_LATER, Reconstruction
+from ..io.reconstruction import Reconstruction
 from ..io.scene_file import first_non_finite, first_non_finite_state
 from ..model.geometry import (
     camera_to_world,
@@ -121,11 +123,12 @@ def assemble(
     original_wh: np.ndarray,
 ) -> Reconstruction:
     """Raw per-frame predictions -> aligned cameras and world points."""
-    arrays, _ = assemble_frames(images.to(depth.device), pose_enc, depth, depth_conf, local_points, points_from, with_points=False)
+    made, _ = assemble_frames(images.to(depth.device), pose_enc, depth, depth_conf, local_points, points_from, with_points=False)
+    arrays: dict[str, Any] = dict(made)
     return Reconstruction(
         names=list(names),
         original_wh=original_wh,
         state_scale=state_scale(max_translation(arrays["extrinsics"]), len(names)),
-        **{**DERIVED_LATER, **arrays},
+        **arrays,
         points_from_depth=points_from == "depth",
     )

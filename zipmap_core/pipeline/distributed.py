@@ -28,9 +28,10 @@ from ..io.inputs import InputSet
 from ..io.preprocess import Crop
 from ..io.reconstruction import Reconstruction
 from ..model.shard import FrameShard, split_counts
-from .assembly import assemble, check_point_source, host_states
+from .assembly import assemble, host_states
 from .recipe import StageClock, frame_outputs, model_images, original_sizes, record_run, run_network
-from .reconstructor import Reconstructor
+from .reconstruct_options import ReconstructOptions
+from .runtime import NetworkRuntime
 
 
 @dataclass
@@ -69,30 +70,27 @@ def init_group(launch: Launch, timeout_s: float) -> torch.device:
 
 
 def reconstruct_split(
-    rec: Reconstructor,
+    runtime: NetworkRuntime,
     inputs: InputSet,
     shard: FrameShard,
-    mode: str = "crop",
-    resolution: int | None = None,
-    points_from: str = "depth",
-    keep_state: bool | None = None,
+    options: ReconstructOptions,
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
 ) -> Reconstruction | None:
     """This process's part of a reconstruction of `inputs` (every process lists the same
     frames); rank 0 returns the whole Reconstruction, the others None."""
-    check_point_source(points_from)
+    mode, points_from, keep_state = options.mode, options.network.points_from, options.network.keep_state
     report = reporter(progress, cancel or CancelToken())
-    size = resolution or rec.cfg.img_size
+    size = options.resolution or runtime.cfg.img_size
     clock = StageClock()
     with clock.stage("preprocess"):
         mine = inputs.frames[shard.first : shard.first + shard.local]
         pad_to, crops = _common_size(inputs, mode, size)
         images, _ = model_images(mine, mode, size, report, pad_to=pad_to)
     with clock.stage("model"):
-        out = run_network(rec, images, report, point_head=points_from == "point_head", shard=shard)
+        out = run_network(runtime, images, report, point_head=points_from == "point_head", shard=shard)
     pose_enc, depth, depth_conf = frame_outputs(out)  # cameras: every rank holds all (all-gathered tokens)
-    mine_out = {"images": images.contiguous().to(rec.device), "depth": depth.float(), "depth_conf": depth_conf.float()}
+    mine_out = {"images": images.contiguous().to(runtime.device), "depth": depth.float(), "depth_conf": depth_conf.float()}
     if out.local_points is not None:
         mine_out["points"] = out.local_points[0].float()
     whole = {k: shard.gather_frames_to_root(v) for k, v in mine_out.items()}  # None on ranks other than 0
@@ -103,9 +101,9 @@ def reconstruct_split(
         recon = assemble(
             inputs.names(), w["images"], pose_enc, w["depth"], w["depth_conf"], w.get("points"), points_from, original_sizes(crops)
         )
-        if rec.model.keeps_state(keep_state):
+        if runtime.model.keeps_state(keep_state):
             recon.state = host_states(out.states)
-    return record_run(recon, rec, clock, mode=mode, processes=shard.world, frames_per_process=shard.counts, **inputs.report())
+    return record_run(recon, runtime, clock, mode=mode, processes=shard.world, frames_per_process=shard.counts, **inputs.report())
 
 
 def _common_size(inputs: InputSet, mode: str, size: int) -> tuple[tuple[int, int], list[Crop]]:

@@ -14,13 +14,12 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..cancel import CancelToken, Progress
-from ..device import chunk_frames_for
 from ..io.inputs import Frame, InputSet, Preparation, VideoSampling, check_usable, iter_inputs
 from ..io.preprocess import Crop, stack_images
-from .recipe import model_images
+from .recipe import encode_frames, model_images
 
 if TYPE_CHECKING:
-    from .reconstructor import Reconstructor
+    from .runtime import NetworkRuntime
 
 AHEAD_FRAMES = 32  # the most frames one encoder call waits for
 
@@ -34,13 +33,19 @@ class EarlyEncoding:
 
 
 def load_and_encode(
-    rec: Reconstructor, paths: list[str | Path], sampling: VideoSampling | None, mode: str, size: int, report: Progress, cancel: CancelToken
+    runtime: NetworkRuntime,
+    paths: list[str | Path],
+    sampling: VideoSampling | None,
+    mode: str,
+    size: int,
+    report: Progress,
+    cancel: CancelToken,
 ) -> EarlyEncoding:
     """Decodes `paths` (skipped files and sampling notes recorded as `load_inputs` does) and
     encodes each chunk of frames as soon as it is complete."""
     inputs = InputSet()
     source = iter_inputs(paths, sampling, Preparation(mode, size), cancel, inputs.skipped, inputs.notes)
-    chunk = encoder_chunk(rec, size)
+    chunk = runtime.chunk_for(AHEAD_FRAMES, (size, size))  # at most AHEAD_FRAMES: the first call starts early
     pending: list[Frame] = []
     parts: list[torch.Tensor] | None = []
     for frame in source:
@@ -53,26 +58,16 @@ def load_and_encode(
             continue
         pending.append(frame)
         if len(pending) == chunk:
-            parts.append(encode(rec, pending, mode, size, first=not parts))
+            parts.append(encode(runtime, pending, mode, size, first=not parts))
             pending = []
     check_usable(inputs)
     if parts is not None and pending:
-        parts.append(encode(rec, pending, mode, size, first=not parts))
+        parts.append(encode(runtime, pending, mode, size, first=not parts))
     images, crops = model_images(inputs.frames, mode, size, report)
     return EarlyEncoding(inputs, images, crops, torch.cat(parts, dim=1) if parts else None)
 
 
-def encoder_chunk(rec: Reconstructor, size: int) -> int:
-    """Frames per encoder call: as `chunk_for` would choose, at most AHEAD_FRAMES, so the first
-    call starts early."""
-    if rec.chunk_frames is not None:
-        return rec.chunk_frames
-    tokens = (size // rec.cfg.patch_size) ** 2 + rec.cfg.patch_start_idx
-    return chunk_frames_for(rec.device, AHEAD_FRAMES, tokens, rec.cfg.embed_dim)
-
-
-def encode(rec: Reconstructor, frames: list[Frame], mode: str, size: int, first: bool) -> torch.Tensor:
+def encode(runtime: NetworkRuntime, frames: list[Frame], mode: str, size: int, first: bool) -> torch.Tensor:
     """Tokens [1, n, P, C] of `frames`; the `first` chunk holds the reference frame."""
     images = stack_images([f.model_input(mode, size, as_uint8=True)[0] for f in frames], as_bytes=True)
-    with torch.inference_mode(), rec.precision():
-        return rec.model.aggregator.tokenize_images(images.to(rec.device)[None], first_is_reference=first, chunk_frames=len(frames))
+    return encode_frames(runtime, images, first)

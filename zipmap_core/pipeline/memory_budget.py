@@ -19,7 +19,7 @@ from ..errors import InputError
 from ..io.scene_file import available_memory
 
 if TYPE_CHECKING:
-    from .reconstructor import Reconstructor
+    from .runtime import NetworkRuntime
 
 GB = 2**30
 # measured (zipmap bench memory, docs/memory.json, the official model in bfloat16 on a CPU): 0.035
@@ -64,20 +64,20 @@ class MemoryPlan:
 
 
 def memory_plan(
-    rec: Reconstructor, frames: int, image_hw: tuple[int, int], available: int | None = None, keep_state: bool | None = None
+    runtime: NetworkRuntime, frames: int, image_hw: tuple[int, int], available: int | None = None, keep_state: bool | None = None
 ) -> MemoryPlan:
-    """The plan of running `rec` on `frames` frames of `image_hw` (model input size); `keep_state`
-    as `Reconstructor.reconstruct` takes it (None: the model keeps its state if it can render
+    """The plan of running `runtime` on `frames` frames of `image_hw` (model input size); `keep_state`
+    as a run's network options take it (None: the model keeps its state if it can render
     from it), a kept state being part of the fixed working set."""
-    cfg = rec.cfg
-    keep = rec.model.keeps_state(keep_state)
-    tokens = (image_hw[0] // cfg.patch_size) * (image_hw[1] // cfg.patch_size) + cfg.patch_start_idx
-    width = 2 if rec.model.half_type is not None else 4
+    cfg, model = runtime.cfg, runtime.model
+    keep = model.keeps_state(keep_state)
+    tokens = runtime.tokens_per_frame(image_hw)
+    width = 2 if model.half_type is not None else 4
     per_frame = MEASURED_FRAME_BYTES * (tokens / MEASURED_TOKENS) * (cfg.embed_dim / MEASURED_DIM) * (width / 2)
     per_frame += image_hw[0] * image_hw[1] * 4 * 4  # depth, confidence and colours as host arrays
     if available is None:
-        available = available_bytes(rec.device)
-    fixed = WORKING_SET_BYTES * cfg.embed_dim / MEASURED_DIM + (rec.model.state_bytes() if keep else 0)
+        available = available_bytes(runtime.device)
+    fixed = WORKING_SET_BYTES * cfg.embed_dim / MEASURED_DIM + (model.state_bytes() if keep else 0)
     return MemoryPlan(frames, int(fixed), int(per_frame), available)
 
 

@@ -30,11 +30,11 @@ from ..io.reconstruction import Reconstruction
 if TYPE_CHECKING:
     from ..model.shard import FrameShard
     from ..model.zipmap import ModelOutput
-    from .reconstructor import Reconstructor
+    from .runtime import NetworkRuntime
 
 
-class Engine(Protocol):
-    """What makes a scene (the network's `Reconstructor`, the classical engine): it says what it is."""
+class Maker(Protocol):
+    """What made a scene (a network runtime, the classical engine): it says what it is."""
 
     def model_metadata(self, image_hw: tuple[int, int]) -> dict: ...
 
@@ -72,8 +72,15 @@ def model_images(
     return stack_images(tensors, crops, pad_to, as_bytes=True), crops
 
 
+def encode_frames(runtime: NetworkRuntime, images: torch.Tensor, first: bool) -> torch.Tensor:
+    """Stage 2a, ahead of the network: encoder tokens [1, n, P, C] of model images [n, 3, H, W]
+    (uint8 bytes), while later frames still decode; the `first` chunk holds the reference frame."""
+    with torch.inference_mode(), runtime.precision():
+        return runtime.model.aggregator.tokenize_images(images.to(runtime.device)[None], first_is_reference=first, chunk_frames=len(images))
+
+
 def run_network(
-    rec: Reconstructor,
+    runtime: NetworkRuntime,
     images: torch.Tensor,
     report: Progress,
     *,
@@ -84,16 +91,16 @@ def run_network(
     shard: FrameShard | None = None,
     keep_states: bool = True,
 ) -> ModelOutput:
-    """Stage 2. The network on `images` [S, 3, H, W] with the Reconstructor's device, precision
-    and chunking; `tokens`: already encoded (then only the images' shape is read); `states`: a
+    """Stage 2. The network on `images` [S, 3, H, W] with the runtime's device, precision and
+    chunking; `tokens`: already encoded (then only the images' shape is read); `states`: a
     stream's carried scene state; `shard`: this process's frames of a split run; `keep_states`:
     whether the scene state is wanted (novel views, a stream) or each layer's can go."""
-    with torch.inference_mode(), rec.precision():
-        return rec.model(
-            (images if tokens is not None else images.to(rec.device))[None],
+    with torch.inference_mode(), runtime.precision():
+        return runtime.model(
+            (images if tokens is not None else images.to(runtime.device))[None],
             states=states,
             window_size=window_size if shard is None else 0,
-            chunk_frames=rec.chunk_for(images),
+            chunk_frames=runtime.chunk_for(images.shape[0], (int(images.shape[-2]), int(images.shape[-1]))),
             hook=report,
             point_head=point_head,
             tokens=tokens,
@@ -141,9 +148,9 @@ class StageClock:
         return {**self.seconds, "total_s": total, "per_frame_s": self.seconds.get("model_s", 0.0) / max(frames, 1)}
 
 
-def record_run(recon: Reconstruction, rec: Engine, clock: StageClock, elapsed: bool = True, **metadata: Any) -> Reconstruction:
+def record_run(recon: Reconstruction, maker: Maker, clock: StageClock, elapsed: bool = True, **metadata: Any) -> Reconstruction:
     """The run's record, built once: timings from `clock`, what made it (`model_metadata`) and
     the driver's own `metadata` (mode, window, processes, inputs' report)."""
     recon.timings = clock.timings(recon.num_frames, elapsed)
-    recon.metadata.update({**rec.model_metadata(recon.image_hw), **metadata})
+    recon.metadata.update({**maker.model_metadata(recon.image_hw), **metadata})
     return recon

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..cancel import CancelToken, Progress, reporter
-from ..device import chunk_frames_for, inference_half, inference_precision, select_device
+from ..device import inference_half, select_device
 from ..errors import CheckpointError, InputError
 from ..io.checkpoints import load_checkpoint
 from ..io.inputs import InputSet, VideoSampling
@@ -30,17 +30,19 @@ from .assembly import NonFiniteOutputError, assemble, check_point_source, host_s
 from .early_encoding import load_and_encode
 from .memory_budget import check_fits, memory_plan
 from .recipe import StageClock, frame_outputs, input_set, model_images, original_sizes, record_run, run_network
+from .reconstruct_options import NetworkOptions, ReconstructOptions
+from .runtime import NetworkRuntime, parameter_count
 from .streaming import StreamingSession
 
 if TYPE_CHECKING:
     from ..io.intrinsics import KnownIntrinsics
 
 
-def parameter_count(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 class Reconstructor:
+    """A front over a loaded network (`NetworkRuntime`): the recipe's stages run on its runtime,
+    which `runtime` hands to anything else that needs the model (a stream, a split run, the
+    memory plan)."""
+
     def __init__(
         self,
         model: ZipMap,
@@ -54,17 +56,45 @@ class Reconstructor:
         """`precision`: the type the weights are held and run in (`device.inference_half`:
         `auto`, `bf16`, `fp16`, or `float32`, what the parity tests run); a model loaded straight
         into a half type (`open`) keeps it."""
-        self.device = select_device(device) if isinstance(device, str) else device
-        # official checkpoints orthogonalise in bfloat16; see `device.fast_cpu_bf16` for the trade
-        self.fast_cpu_bf16 = fast_cpu_bf16
-        if model.half_type is None:  # converted before the move: a GPU never holds a float32 copy
-            model.set_precision(inference_half(self.device, precision, parameter_count(model)))
-        self.model = model.to(self.device).eval()
-        self.description = description or f"ZipMap '{model.cfg.name}'"
-        self.variant = variant
-        self.chunk_frames = chunk_frames  # None: chosen per run from the device's free memory
+        self.runtime = NetworkRuntime.on_device(
+            model,
+            select_device(device) if isinstance(device, str) else device,
+            precision,
+            description=description or f"ZipMap '{model.cfg.name}'",
+            variant=variant,
+            chunk_frames=chunk_frames,
+            fast_cpu_bf16=fast_cpu_bf16,
+        )
         self._resident: tuple[list, list] | None = None  # (the scene state mirrored, its device tensors)
-        self.path: Path | None = None  # the checkpoint file, when built by `open`
+
+    # what the runtime holds, read (and the run-time switches set) through the front
+    model = property(lambda self: self.runtime.model)
+    device = property(lambda self: self.runtime.device)
+    description = property(lambda self: self.runtime.description)
+    variant = property(lambda self: self.runtime.variant)
+    cfg = property(lambda self: self.runtime.cfg)
+    precision_name = property(lambda self: self.runtime.precision_name)
+
+    @property
+    def path(self) -> Path | None:
+        """The checkpoint file, when built by `open`."""
+        return self.runtime.path
+
+    @property
+    def fast_cpu_bf16(self) -> bool:
+        return self.runtime.fast_cpu_bf16
+
+    @fast_cpu_bf16.setter
+    def fast_cpu_bf16(self, enabled: bool) -> None:
+        self.runtime.fast_cpu_bf16 = enabled
+
+    @property
+    def chunk_frames(self) -> int | None:
+        return self.runtime.chunk_frames
+
+    @chunk_frames.setter
+    def chunk_frames(self, frames: int | None) -> None:
+        self.runtime.chunk_frames = frames
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto", variant: str | None = None) -> Reconstructor:
@@ -95,7 +125,7 @@ class Reconstructor:
         loaded = load_checkpoint(path, variant, half_for=lambda model: inference_half(target, precision, parameter_count(model)))
         rec = cls(loaded.model, target, loaded.description, loaded.variant, fast_cpu_bf16=fast_cpu_bf16)
         rec.model.set_compiled_kernels(compile)
-        rec.path = path
+        rec.runtime.path = path
         return rec
 
     @classmethod
@@ -110,18 +140,16 @@ class Reconstructor:
         with torch.inference_mode(), self.precision():
             self.model(torch.zeros(1, 2, 3, 2 * p, 2 * p, device=self.device), window_size=0)
 
-    @property
-    def cfg(self):
-        return self.model.cfg
-
     def precision(self) -> contextlib.AbstractContextManager:
         """The number formats the network runs in here (see `device.inference_precision`)."""
-        return inference_precision(self.device, self.fast_cpu_bf16, self.model.half_type)
+        return self.runtime.precision()
 
-    @property
-    def precision_name(self) -> str:
-        """What a run records and the CLI says: float32, bfloat16 or float16."""
-        return str(self.model.half_type or torch.float32).removeprefix("torch.")
+    def chunk_for(self, images: torch.Tensor) -> int:
+        """The chunk size of a run over `images` [S, 3, H, W]."""
+        return self.runtime.chunk_for(images.shape[0], (int(images.shape[-2]), int(images.shape[-1])))
+
+    def model_metadata(self, image_hw: tuple[int, int]) -> dict:
+        return self.runtime.model_metadata(image_hw)
 
     # ---- reconstruction ---------------------------------------------------------------------------
     def reconstruct(
@@ -139,40 +167,57 @@ class Reconstructor:
         cancel: CancelToken | None = None,
         say_memory: Callable[[str], None] | None = None,
     ) -> Reconstruction:
-        """`intrinsics`: the camera's, known (see `sfm.intrinsics`): depth is unprojected with them
-        and the scene keeps them in place of the predicted ones. `say_memory`: told the memory
-        plan once the frames are known and it fits, before the network runs (the command line
-        prints it; a plan that cannot fit is refused with its own message)."""
-        self._check_point_source(points_from)
-        if intrinsics is not None and points_from != "depth":
-            raise InputError(
-                "known intrinsics are used to unproject depth; the point head's points do not take them (use points_from='depth')"
-            )
+        """`run` with its options given one by one (the public API since the first release)."""
+        network = NetworkOptions(window_size, keep_state, points_from)
+        options = ReconstructOptions(mode, resolution, max_frames, sampling, intrinsics, network=network)
+        return self.run(inputs, options, progress, cancel, say_memory)
+
+    def run(
+        self,
+        inputs: Sequence[str | Path] | InputSet,
+        options: ReconstructOptions,
+        progress: Progress | None = None,
+        cancel: CancelToken | None = None,
+        say: Callable[[str], None] | None = None,
+    ) -> Reconstruction:
+        """The network's reconstruction of `inputs`. `options.intrinsics`: the camera's, known
+        (see `io.intrinsics`): depth is unprojected with them and the scene keeps them in place
+        of the predicted ones. `say`: told the memory plan once the frames are known and it
+        fits, before the network runs (the command line prints it; a plan that cannot fit is
+        refused with its own message)."""
+        net = options.network
+        self._check_point_source(net.points_from)
         cancel = cancel or CancelToken()
         report = reporter(progress, cancel)
         clock = StageClock()
-        size = resolution or self.cfg.img_size
+        mode, size = options.mode, options.resolution or self.cfg.img_size
         tokens = None
         with clock.stage("preprocess"):  # with the encoder when it runs while frames decode
-            if not isinstance(inputs, InputSet) and not max_frames:
+            if not isinstance(inputs, InputSet) and not options.max_frames:
                 # frames are scaled to the model's size as they decode (nothing larger is held) and
                 # encoded a chunk at a time while the rest decode
-                early = load_and_encode(self, list(inputs), sampling, mode, size, report, cancel)
+                early = load_and_encode(self.runtime, list(inputs), options.sampling, mode, size, report, cancel)
                 inputs, images, crops, tokens = early.inputs, early.images, early.crops, early.tokens
             else:
-                inputs = input_set(inputs, sampling, max_frames, mode, size, report, cancel)
+                inputs = input_set(inputs, options.sampling, options.max_frames, mode, size, report, cancel)
                 cancel.check()
                 images, crops = model_images(inputs.frames, mode, size, report)
-        if intrinsics is not None:
-            intrinsics.check_fits(crops, "the intrinsics given")
-        keep = self.model.keeps_state(keep_state)
-        plan = memory_plan(self, images.shape[0], (int(images.shape[-2]), int(images.shape[-1])), keep_state=keep)
+        if options.intrinsics is not None:
+            options.intrinsics.check_fits(crops, "the intrinsics given")
+        keep = self.model.keeps_state(net.keep_state)
+        plan = memory_plan(self.runtime, images.shape[0], (int(images.shape[-2]), int(images.shape[-1])), keep_state=keep)
         check_fits(plan)  # before the network: a run that cannot fit is said now, not after minutes
-        if say_memory is not None:
-            say_memory(plan.describe())
+        if say is not None:
+            say(plan.describe())
         with clock.stage("model"):
             out = run_network(
-                self, images, report, window_size=window_size, point_head=points_from == "point_head", tokens=tokens, keep_states=keep
+                self.runtime,
+                images,
+                report,
+                window_size=net.window_size,
+                point_head=net.points_from == "point_head",
+                tokens=tokens,
+                keep_states=keep,
             )
         with clock.stage("assemble"):
             recon = assemble(
@@ -180,16 +225,16 @@ class Reconstructor:
                 images,
                 *frame_outputs(out),
                 None if out.local_points is None else out.local_points[0],
-                points_from,
+                net.points_from,
                 original_sizes(crops),
             )
             if keep:
                 recon.state = host_states(out.states)
-            if intrinsics is not None:
-                recon.intrinsics = np.stack([intrinsics.matrix_for(c) for c in crops]).astype(np.float32)
+            if options.intrinsics is not None:
+                recon.intrinsics = np.stack([options.intrinsics.matrix_for(c) for c in crops]).astype(np.float32)
                 recon.forget_points()
-                recon.metadata["intrinsics"] = intrinsics.describe()
-        record_run(recon, self, clock, mode=mode, window_size=window_size, **inputs.report())
+                recon.metadata["intrinsics"] = options.intrinsics.describe()
+        record_run(recon, self.runtime, clock, mode=mode, window_size=net.window_size, **inputs.report())
         recon.metadata["memory"] = plan.describe()
         report("done", 1, 1)
         return recon
@@ -199,25 +244,6 @@ class Reconstructor:
         check_point_source(points_from)
         if points_from == "point_head" and not hasattr(self.model, "local_point_head"):
             raise InputError(f"{self.description} has no point head; unproject depth instead (points_from='depth')")
-
-    def chunk_for(self, images: torch.Tensor) -> int:
-        """The chunk size of a run over `images` [S, 3, H, W]."""
-        if self.chunk_frames is not None:
-            return self.chunk_frames
-        p = self.cfg.patch_size
-        tokens = (images.shape[-2] // p) * (images.shape[-1] // p) + self.cfg.patch_start_idx
-        return chunk_frames_for(self.device, images.shape[0], tokens, self.cfg.embed_dim)
-
-    def model_metadata(self, image_hw: tuple[int, int]) -> dict:
-        """What a reconstruction records of the model that made it."""
-        return {
-            "model": self.description,
-            "variant": self.variant,
-            "config": self.cfg.name,
-            "image_hw": [int(image_hw[0]), int(image_hw[1])],
-            "can_render": bool(self.model.can_render),
-            "precision": self.precision_name,
-        }
 
     # ---- novel views --------------------------------------------------------------------------------
     def render_views(
@@ -275,4 +301,4 @@ class Reconstructor:
         return self._resident[1]
 
     def stream(self, window_size: int | None = None, mode: str = "crop", resolution: int | None = None) -> StreamingSession:
-        return StreamingSession(self, window_size, mode, resolution or self.cfg.img_size)
+        return StreamingSession(self.runtime, window_size, mode, resolution or self.cfg.img_size)

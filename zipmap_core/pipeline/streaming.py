@@ -17,7 +17,7 @@ from .assembly import assemble_frames, host_states, max_translation, state_scale
 from .recipe import StageClock, frame_outputs, model_images, original_sizes, record_run, run_network
 
 if TYPE_CHECKING:
-    from .reconstructor import Reconstructor
+    from .runtime import NetworkRuntime
 
 
 class GrowingArrays:
@@ -53,9 +53,9 @@ class StreamingSession:
     """Feeds frames window by window; the scene state carries over, so each call costs only the
     new frames while the reconstruction keeps growing."""
 
-    def __init__(self, rec: Reconstructor, window_size: int | None, mode: str, resolution: int) -> None:
-        self.rec = rec
-        self.window_size = window_size if window_size is not None else (rec.cfg.window_size or 2)
+    def __init__(self, runtime: NetworkRuntime, window_size: int | None, mode: str, resolution: int) -> None:
+        self.runtime = runtime
+        self.window_size = window_size if window_size is not None else (runtime.cfg.window_size or 2)
         self.mode, self.resolution = mode, resolution
         self.states: list | None = None
         self._names: list[str] = []
@@ -73,7 +73,7 @@ class StreamingSession:
         with self.clock.stage("preprocess"):
             images, crops = model_images(frames, self.mode, self.resolution, report)
         with self.clock.stage("model"):
-            out = run_network(self.rec, images, report, states=self.states, window_size=self.window_size)
+            out = run_network(self.runtime, images, report, states=self.states, window_size=self.window_size)
         with self.clock.stage("assemble"):
             pose_enc, depth, depth_conf = frame_outputs(out)
             arrays, self._reference = assemble_frames(images.to(depth.device), pose_enc, depth, depth_conf, None, "depth", self._reference)
@@ -97,9 +97,9 @@ class StreamingSession:
         recon = Reconstruction(
             names=list(self._names), **arrays, points_from_depth=True, state_scale=state_scale(self._max_translation, self.num_frames)
         )
-        if self.rec.model.can_render:
+        if self.runtime.model.can_render:
             recon.state = host_states(self.states)
-        return record_run(recon, self.rec, self.clock, elapsed=False, streaming=True, window_size=self.window_size, mode=self.mode)
+        return record_run(recon, self.runtime, self.clock, elapsed=False, streaming=True, window_size=self.window_size, mode=self.mode)
 
     def run(
         self, frames: Iterable[Frame], window: int | None = None, progress: Progress | None = None, cancel: CancelToken | None = None

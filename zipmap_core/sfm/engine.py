@@ -2,99 +2,132 @@
 the official weights. The frames go through the same recipe stages as the network's (inputs,
 model images, a `Reconstruction`, the run's record), so the viewer, scene file and exporters take
 its scenes as they take ZipMap's: cameras and intrinsics of the registered frames, depth where a
-triangulated point was seen (0 elsewhere), and the points with colours and tracks."""
+triangulated point was seen (0 elsewhere, until the dense stage fills it), and the points with
+colours and tracks."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..cancel import Cancelled, CancelToken, Progress, reporter
-from ..errors import InputError, ZipMapError
-from ..io.inputs import InputSet, VideoSampling
+from ..cancel import CancelToken, Progress, reporter
+from ..errors import InputError
+from ..io.colmap_model import SparseModel, colmap
+from ..io.inputs import InputSet
 from ..io.intrinsics import KnownIntrinsics, exif_prior
-from ..io.reconstruction import DERIVED_LATER, Reconstruction
+from ..io.preprocess import Crop
+from ..io.reconstruction import Reconstruction
 from ..options import CLASSICAL_WIDTH
 from ..pipeline.assembly import max_translation, state_scale
+from ..pipeline.engine import Capabilities, Inputs, Say
 from ..pipeline.recipe import StageClock, input_set, model_images, original_sizes, record_run
-from .models import SparseModel, median_depth, read_model, to_first_frame
-from .pairs import pairs_for
-from .workspace import Workspace, quiet_colmap
+from ..pipeline.reconstruct_options import ReconstructOptions
+from .mapping import MIN_REGISTERED, NoOverlapError, Registration, register
+from .models import median_depth, to_first_frame
 
-MIN_REGISTERED = 2
-
-
-class NoOverlapError(ZipMapError, ValueError):
-    """COLMAP found no two frames that see the same things."""
+__all__ = ["ClassicalEngine", "NoOverlapError", "engine_summary"]
 
 
 class ClassicalEngine:
-    """COLMAP's SfM with the interface of `Reconstructor.reconstruct` (no network, no scene state)."""
+    """COLMAP's SfM behind the engine protocol (no network, no scene state)."""
 
+    name = "colmap"
     description = "COLMAP structure from motion (classical engine)"
-    device = "cpu"
+    capabilities = Capabilities(keeps_state=False, streams=False, splits=False, measures_cameras=True)
     variant = "colmap"
 
+    def describe(self) -> str:
+        return f"{self.description} on the CPU"
+
     def model_metadata(self, image_hw: tuple[int, int]) -> dict:
-        version = quiet_colmap().__version__
         return {
             "model": self.description,
             "variant": self.variant,
-            "config": f"pycolmap {version}",
+            "config": f"pycolmap {colmap().__version__}",
             "image_hw": [int(image_hw[0]), int(image_hw[1])],
             "can_render": False,
         }
 
+    def refuse(self, options: ReconstructOptions) -> None:
+        said = options.network.differences()
+        if said:
+            raise InputError(f"{', '.join(said)}: the network's options; the classical engine runs no network")
+
     def reconstruct(
         self,
-        inputs: Sequence[str | Path] | InputSet,
-        mode: str = "crop",
-        resolution: int | None = None,
-        max_frames: int | None = None,
-        sampling: VideoSampling | None = None,
-        intrinsics: KnownIntrinsics | None = None,
+        inputs: Inputs,
+        options: ReconstructOptions | None = None,
         progress: Progress | None = None,
         cancel: CancelToken | None = None,
+        say: Say | None = None,
     ) -> Reconstruction:
+        options = options or ReconstructOptions()
+        self.refuse(options)
         cancel = cancel or CancelToken()
         report = reporter(progress, cancel)
         clock = StageClock()
-        size = max(resolution or CLASSICAL_WIDTH, CLASSICAL_WIDTH)  # SIFT needs the pixels
         with clock.stage("preprocess"):
-            inputs = input_set(inputs, sampling, max_frames, mode, size, report, cancel)
+            loaded = input_set(inputs, options.sampling, options.max_frames, options.mode, classical_width(options), report, cancel)
             cancel.check()
-            images, crops = model_images(inputs.frames, mode, size, report)
-        if len(inputs.frames) < MIN_REGISTERED:
-            raise InputError("the classical engine needs at least two pictures of the same scene")
-        frames = images.permute(0, 2, 3, 1).numpy()
-        kind = "video" if all(f.time_s is not None for f in inputs.frames) and len({f.source for f in inputs.frames}) == 1 else "photos"
-        known = intrinsics or _exif_prior(inputs, crops)
-        k = None if known is None else np.stack([known.matrix_for(c) for c in crops])
+            frames, crops = classical_frames(loaded, options, report)
         with clock.stage("model"):
-            how, pairs = pairs_for(kind, frames)
-            model, models, registered_by_model = _map(frames, k, known, kind == "video" or bool(intrinsics), pairs, report, cancel)
+            run, known = registration(loaded, frames, crops, options, report, cancel)
         with clock.stage("assemble"):
-            recon = to_reconstruction(model, frames, inputs.names(), original_sizes(crops))
-        unregistered = [n for i, n in enumerate(inputs.names()) if i not in set(model.frames.tolist())]
-        colmap = {
-            "matching": how,
-            "pairs": len(pairs),
-            "registered": len(model.frames),
-            "frames": len(frames),
-            "unregistered": unregistered,
-            "models": models,
-            "model_sizes": registered_by_model,
-            "points": model.tracks.num_points,
-            "mean_reprojection_error_px": model.mean_error,
-            "intrinsics": None if known is None else known.describe(),
-        }
-        record_run(recon, self, clock, engine="colmap", mode=mode, colmap=colmap, **inputs.report())
+            recon = to_reconstruction(run.model, frames, loaded.names(), original_sizes(crops))
+        colmap_info = describe_run(run, loaded.names(), known)
+        record_run(recon, self, clock, engine="colmap", mode=options.mode, colmap=colmap_info, **loaded.report())
         report("done", 1, 1)
         return recon
+
+
+def classical_width(options: ReconstructOptions) -> int:
+    """The width COLMAP sees frames at: at least CLASSICAL_WIDTH (SIFT needs the pixels)."""
+    return max(options.resolution or CLASSICAL_WIDTH, CLASSICAL_WIDTH)
+
+
+def classical_frames(inputs: InputSet, options: ReconstructOptions, report: Progress) -> tuple[np.ndarray, list[Crop]]:
+    """The frames as the classical engine sees them: uint8 [N, H, W, 3] at `classical_width`."""
+    if len(inputs.frames) < MIN_REGISTERED:
+        raise InputError("the classical engine needs at least two pictures of the same scene")
+    images, crops = model_images(inputs.frames, options.mode, classical_width(options), report)
+    return images.permute(0, 2, 3, 1).numpy(), crops
+
+
+def input_kind(inputs: InputSet) -> str:
+    """ "video" for the frames of one video, else "photos": it chooses the pairs and the cameras."""
+    frames = inputs.frames
+    return "video" if all(f.time_s is not None for f in frames) and len({f.source for f in frames}) == 1 else "photos"
+
+
+def registration(
+    inputs: InputSet, frames: np.ndarray, crops: list[Crop], options: ReconstructOptions, report: Progress, cancel: CancelToken
+) -> tuple[Registration, KnownIntrinsics | None]:
+    """The classical engine's run on `frames` (from `classical_frames`), with the intrinsics the
+    user gave (held fixed) or one photo set's EXIF prior; refinement's fallback runs this too."""
+    known = options.intrinsics or _exif_prior(inputs, crops)
+    if options.intrinsics is not None:
+        options.intrinsics.check_fits(crops, "the intrinsics given")
+    k = None if known is None else np.stack([known.matrix_for(c) for c in crops])
+    return register(frames, input_kind(inputs), known, k, report, cancel), known
+
+
+def describe_run(run: Registration, names: list[str], known: KnownIntrinsics | None) -> dict[str, Any]:
+    """What a scene records of COLMAP's run (`colmap` in its metadata)."""
+    registered = set(run.model.frames.tolist())
+    return {
+        "matching": run.matching,
+        "pairs": run.pairs,
+        "registered": len(run.model.frames),
+        "frames": len(names),
+        "unregistered": [n for i, n in enumerate(names) if i not in registered],
+        "models": len(run.groups),
+        "model_sizes": [len(g) for g in run.groups],
+        "model_frames": [[names[i] for i in g] for g in run.groups],
+        "points": run.model.tracks.num_points,
+        "mean_reprojection_error_px": run.model.mean_error,
+        "intrinsics": None if known is None else known.describe(),
+    }
 
 
 def _exif_prior(inputs: InputSet, crops: list) -> KnownIntrinsics | None:
@@ -103,57 +136,6 @@ def _exif_prior(inputs: InputSet, crops: list) -> KnownIntrinsics | None:
     if not frames or any(f.time_s is not None for f in frames) or len({c.original_wh for c in crops}) != 1:
         return None
     return exif_prior(frames[0].source, crops[0].original_wh)
-
-
-def _map(
-    frames: np.ndarray,
-    k: np.ndarray | None,
-    known: KnownIntrinsics | None,
-    shared: bool,
-    pairs: list[tuple[int, int]],
-    report: Progress,
-    cancel: CancelToken,
-) -> tuple[SparseModel, int, list[int]]:
-    """Features, matches and incremental mapping; the largest model found, the number of models
-    and their sizes (a dynamic scene may split)."""
-    pycolmap = quiet_colmap()
-    with Workspace(frames, cancel) as ws:
-        ws.add_cameras(k, shared, known is not None and known.fixed)
-        ws.extract(report)
-        cancel.check()
-        ws.match(pairs, report)
-        cancel.check()
-        if ws.verified_pairs() == 0:
-            raise NoOverlapError(
-                f"COLMAP found no two of the {len(frames)} frames that see the same things (0 verified pairs of "
-                f"{len(pairs)} tried): are they photos of one scene, with overlap between them?"
-            )
-        options = pycolmap.IncrementalPipelineOptions()
-        options.num_threads = -1
-        if known is not None and known.fixed:
-            options.ba_refine_focal_length = False
-            options.ba_refine_principal_point = False
-            options.ba_refine_extra_params = False
-        registered = [0]
-
-        def next_image() -> None:  # called from C++: it reports, and a cancel reaches COLMAP by its token
-            registered[0] += 1
-            with contextlib.suppress(Cancelled):
-                report("mapping", min(registered[0], len(frames)), len(frames))
-
-        report("mapping", 0, len(frames))
-        with ws.cancellable():
-            models = pycolmap.incremental_mapping(
-                ws.database, ws.image_dir, ws.root / "sparse", options, next_image_callback=next_image, cancellation_token=ws.token
-            )
-        report("mapping", len(frames), len(frames))
-        cancel.check()
-        usable = [m for m in models.values() if m.num_reg_images() >= MIN_REGISTERED]
-        if not usable:
-            raise NoOverlapError(f"COLMAP could not register two of the {len(frames)} frames together: too little overlap or texture")
-        sizes = sorted((m.num_reg_images() for m in usable), reverse=True)
-        best = max(usable, key=lambda m: (m.num_reg_images(), m.num_points3D()))
-        return read_model(best, ws.frame_of), len(usable), sizes
 
 
 def to_reconstruction(model: SparseModel, frames: np.ndarray, names: list[str], original_wh: np.ndarray) -> Reconstruction:
@@ -172,7 +154,6 @@ def to_reconstruction(model: SparseModel, frames: np.ndarray, names: list[str], 
         intrinsics=model.intrinsics.astype(np.float32),
         depth=depth,
         depth_conf=length,
-        **DERIVED_LATER,
         original_wh=original_wh[keep],
         state=None,
         state_scale=state_scale(max_translation(ext), len(keep)),
@@ -193,6 +174,14 @@ def engine_summary(recon: Reconstruction) -> str:
             f"; the frames split into {info['models']} separate models (sizes {info.get('model_sizes')}), "
             f"as a moving subject or a cut can cause: the largest is kept"
         )
+        groups = info.get("model_frames") or []
+        line += "".join(f"; model {i + 1}: {_span(g)}" for i, g in enumerate(groups))
     if info.get("unregistered"):
         line += f"; left out (not registered): {', '.join(info['unregistered'])}"
     return line
+
+
+def _span(names: list[str], most: int = 6) -> str:
+    """A model's frames, named (the first and last few when there are many)."""
+    shown = names if len(names) <= most else [*names[: most // 2], "...", *names[-most // 2 :]]
+    return ", ".join(shown)

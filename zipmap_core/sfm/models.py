@@ -1,55 +1,13 @@
-"""Between a COLMAP model and a `Reconstruction`: cameras and tracks read out of pycolmap, the
-scene's cameras written into one, and the gauge (frame and scale) a scene is expressed in."""
+"""The gauge a scene is expressed in (its first frame at the origin, its unit) and the sizes
+COLMAP saw it at: what the classical engine and refinement do to COLMAP's models (read through
+`io.colmap_model`) before they become scenes."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import numpy as np
 
+from ..io.colmap_model import SparseModel
 from ..io.tracks import Tracks
-
-
-@dataclass
-class SparseModel:
-    """What COLMAP found, by frame index: poses and intrinsics of the registered frames."""
-
-    frames: np.ndarray  # int [R]: the registered frames, ascending
-    extrinsics: np.ndarray  # float64 [R, 3, 4] world-to-camera
-    intrinsics: np.ndarray  # float64 [R, 3, 3]
-    tracks: Tracks  # observations numbered by position in `frames`
-
-    @property
-    def mean_error(self) -> float:
-        return self.tracks.mean_error()
-
-
-def read_model(model: Any, frame_of: Any) -> SparseModel:
-    """A pycolmap Reconstruction's registered images (named by `frame_of(name) -> index`), their
-    cameras as pinhole intrinsics, and its points with their observations."""
-    images = sorted((frame_of(model.image(i).name), i) for i in model.reg_image_ids())
-    frames = np.array([f for f, _ in images], int)
-    position = {image_id: k for k, (_, image_id) in enumerate(images)}
-    extrinsics = np.stack([model.image(i).cam_from_world().matrix() for _, i in images])
-    intrinsics = np.stack([model.image(i).camera.calibration_matrix() for _, i in images])
-    xyz, rgb, error, observations, pixels = [], [], [], [], []
-    for p, (_, point) in enumerate(model.points3D.items()):
-        xyz.append(point.xyz)
-        rgb.append(point.color)
-        error.append(point.error)
-        for element in point.track.elements:
-            image = model.image(element.image_id)
-            observations.append((p, position[element.image_id]))
-            pixels.append(image.points2D[element.point2D_idx].xy)
-    tracks = Tracks(
-        np.asarray(xyz, np.float32).reshape(-1, 3),
-        np.asarray(rgb, np.uint8).reshape(-1, 3),
-        np.asarray(error, np.float32).reshape(-1),
-        np.asarray(observations, np.int32).reshape(-1, 2),
-        np.asarray(pixels, np.float32).reshape(-1, 2),
-    )
-    return SparseModel(frames, extrinsics, intrinsics, tracks)
 
 
 def to_first_frame(model: SparseModel, scale: float = 1.0) -> SparseModel:
@@ -89,3 +47,27 @@ def observed_depths(tracks: Tracks, extrinsics: np.ndarray, depth: np.ndarray) -
     at = depth[frame, v, u].astype(np.float64)
     ok = (z > 0) & np.isfinite(at) & (at > 0)
     return frame[ok], z[ok], at[ok]
+
+
+def scaled_intrinsics(k: np.ndarray, factor: float) -> np.ndarray:
+    """Intrinsics [..., 3, 3] for pictures `factor` times larger."""
+    return k * np.array([[factor], [factor], [1.0]], dtype=k.dtype)
+
+
+def at_scale(model: SparseModel, factor: float) -> SparseModel:
+    """A model read from pictures 1/`factor` times the scene's size, in the scene's pixels."""
+    maps = np.repeat(np.diag([factor, factor, 1.0])[None], len(model.frames), 0)
+    return in_pixels(model, maps)
+
+
+def in_pixels(model: SparseModel, maps: np.ndarray) -> SparseModel:
+    """The model in other pixels of its frames: `maps` [R, 3, 3] takes each registered frame's
+    pixels to the new ones (`io.preprocess.pixel_map`); intrinsics, observed pixels and
+    reprojection errors follow (errors by the mean scale)."""
+    t = model.tracks
+    frame = t.observations[:, 1]
+    m = maps[frame].astype(np.float64)
+    pixels = np.einsum("mij,mj->mi", m[:, :2, :2], t.pixels.astype(np.float64)) + m[:, :2, 2]
+    scale = np.sqrt(np.abs(np.linalg.det(maps[:, :2, :2]))).mean() if len(maps) else 1.0
+    tracks = Tracks(t.xyz, t.rgb, (t.error * scale).astype(np.float32), t.observations, pixels.astype(np.float32))
+    return SparseModel(model.frames, model.extrinsics, np.einsum("nij,njk->nik", maps, model.intrinsics), tracks)

@@ -2,47 +2,108 @@
 
 The network's cameras initialise COLMAP: frames are matched with the ones ZipMap says overlap
 (linear in N), points are triangulated from the predicted cameras, and cameras, points and
-(unless known) focal lengths are bundle-adjusted, twice with retriangulation between. Each depth
-map is then brought onto the refined cameras by a robust scale and shift against the points its
-frame saw. When the predictions are too far off for that (too few points triangulate, or the
-adjustment does not end near a pixel), COLMAP's incremental mapping starts from scratch on the
-same features and matches, and the scene says so.
+(unless known) focal lengths are bundle-adjusted once, then points are triangulated again from
+the adjusted cameras. Each depth map is then brought onto the refined cameras by a robust scale
+and shift against the points its frame saw. When the predictions are too far off for that (too
+few points triangulate, or the adjustment does not end near a pixel), the scene takes the
+classical engine's own run on the same inputs (the same matching, feature resolution and camera
+settings), so refinement never ends worse than COLMAP alone, and the scene says so.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..cancel import CancelToken, Progress, reporter
-from ..io.inputs import Frame, InputSet, VideoSampling
-from ..io.intrinsics import KnownIntrinsics
-from ..io.preprocess import Crop, detail_image
-from ..io.reconstruction import DERIVED_LATER, Reconstruction
-from ..io.tracks import Tracks
+from ..errors import InputError
+from ..io.colmap_model import FrameEntry, SparseModel, build_model, colmap, read_sparse
+from ..io.inputs import Frame, InputSet
+from ..io.preprocess import Crop, detail_image, pixel_map
+from ..io.reconstruction import Reconstruction
+from ..pipeline.engine import Capabilities, Inputs, Say
+from ..pipeline.network_engine import NetworkEngine
 from ..pipeline.recipe import input_set
-from .engine import NoOverlapError
-from .models import SparseModel, observed_depths, read_model, to_first_frame
+from ..pipeline.reconstruct_options import ReconstructOptions
+from .engine import classical_frames, registration
+from .mapping import map_incremental, match_pairs
+from .models import at_scale, in_pixels, observed_depths, scaled_intrinsics, to_first_frame
 from .pairs import EXHAUSTIVE_UP_TO, NEIGHBOURS, exhaustive_pairs, overlap_pairs, sequential_pairs
-from .workspace import Workspace, quiet_colmap
+from .workspace import Workspace
 
 MIN_OBSERVATIONS = 15  # a frame seeing fewer triangulated points is not held by the adjustment
 MAX_ERROR_PX = 2.0  # a refinement that ends above this mean reprojection error did not converge
 MIN_DEPTH_POINTS = 8  # a frame's depth is fitted on its own above this many points
 DETAIL_WIDTH = 640  # COLMAP sees the frames about this wide (at most their own size)
+FALLBACK = "the classical engine's own run (ZipMap's cameras were too far off to adjust)"
 
-if TYPE_CHECKING:
-    from ..pipeline.reconstructor import Reconstructor
+Fallback = Callable[[], SparseModel]  # the classical engine's run, in the scene's pixels
+
+
+class RefineEngine:
+    """The network, its cameras then bundle-adjusted by COLMAP: an engine around the network."""
+
+    name = "refine"
+    capabilities = Capabilities(keeps_state=True, streams=False, splits=False, measures_cameras=True)
+
+    def __init__(self, network: NetworkEngine) -> None:
+        self.network = network
+
+    def describe(self) -> str:
+        return f"{self.network.describe()}, its cameras refined by COLMAP's bundle adjustment"
+
+    def refuse(self, options: ReconstructOptions) -> None:
+        if options.network.window_size:
+            raise InputError("--refine runs on a whole reconstruction; it does not combine with --window-size")
+        self.network.refuse(options)
+
+    def reconstruct(
+        self,
+        inputs: Inputs,
+        options: ReconstructOptions,
+        progress: Progress | None = None,
+        cancel: CancelToken | None = None,
+        say: Say | None = None,
+    ) -> Reconstruction:
+        """ZipMap's reconstruction of `inputs`, then `refine` on the frames at COLMAP's size."""
+        self.refuse(options)
+        cancel = cancel or CancelToken()
+        report = reporter(progress, cancel)
+        size = options.resolution or self.network.rec.cfg.img_size
+        loaded = input_set(inputs, options.sampling, options.max_frames, options.mode, size, report, cancel)
+        recon = self.network.reconstruct(loaded, options, progress, cancel, say)
+        t0 = time.perf_counter()
+        crops = [f.model_input(options.mode, size)[1] for f in loaded.frames]
+        fixed = options.intrinsics is not None and options.intrinsics.fixed
+
+        def fallback() -> SparseModel:
+            return classical_in_scene_pixels(loaded, crops, options, report, cancel)
+
+        refined = refine(
+            recon, detail_images(loaded.frames, crops, recon.image_hw), fixed, progress=progress, cancel=cancel, fallback=fallback
+        )
+        refined.timings["refine_s"] = time.perf_counter() - t0
+        refined.timings["total_s"] = refined.timings.get("total_s", 0.0) + refined.timings["refine_s"]
+        return refined
+
+
+def classical_in_scene_pixels(
+    inputs: InputSet, scene_crops: list[Crop], options: ReconstructOptions, report: Progress, cancel: CancelToken
+) -> SparseModel:
+    """The classical engine's run on `inputs`, its model expressed in the scene's pixels."""
+    frames, crops = classical_frames(inputs, options, report)
+    run, _ = registration(inputs, frames, crops, options, report, cancel)
+    maps = np.stack([pixel_map(crops[i], scene_crops[i]) for i in run.model.frames])
+    return in_pixels(run.model, maps)
 
 
 @dataclass
 class RefineReport:
-    path: str  # "bundle adjustment" or "incremental mapping (predictions too far off)"
+    path: str  # "bundle adjustment", or the classical engine's run (predictions too far off)
     pairs: int
     points_before: int  # triangulated (within COLMAP's error bound) from ZipMap's cameras
     error_before_px: float
@@ -65,38 +126,6 @@ def detail_images(frames: list[Frame], crops: list[Crop], hw: tuple[int, int], w
     return np.stack([detail_image(f.full_image(), c, hw, factor) for f, c in zip(frames, crops)])
 
 
-def reconstruct_refined(
-    rec: Reconstructor,
-    inputs: Sequence[str | Path] | InputSet,
-    *,
-    mode: str = "crop",
-    resolution: int | None = None,
-    max_frames: int | None = None,
-    sampling: VideoSampling | None = None,
-    intrinsics: KnownIntrinsics | None = None,
-    progress: Progress | None = None,
-    cancel: CancelToken | None = None,
-    **options: Any,
-) -> Reconstruction:
-    """ZipMap's reconstruction of `inputs`, then `refine` on the frames at COLMAP's size."""
-    cancel = cancel or CancelToken()
-    size = resolution or rec.cfg.img_size
-    loaded = input_set(inputs, sampling, max_frames, mode, size, reporter(progress, cancel), cancel)
-    recon = rec.reconstruct(loaded, mode=mode, resolution=resolution, intrinsics=intrinsics, progress=progress, cancel=cancel, **options)
-    t0 = time.perf_counter()
-    crops = [f.model_input(mode, size)[1] for f in loaded.frames]
-    refined = refine(
-        recon,
-        detail_images(loaded.frames, crops, recon.image_hw),
-        intrinsics is not None and intrinsics.fixed,
-        progress=progress,
-        cancel=cancel,
-    )
-    refined.timings["refine_s"] = time.perf_counter() - t0
-    refined.timings["total_s"] = refined.timings.get("total_s", 0.0) + refined.timings["refine_s"]
-    return refined
-
-
 def refine(
     recon: Reconstruction,
     detail: np.ndarray | None = None,
@@ -105,11 +134,14 @@ def refine(
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
     pairs: list[tuple[int, int]] | None = None,
+    fallback: Fallback | None = None,
 ) -> Reconstruction:
     """A new Reconstruction with `recon`'s cameras bundle-adjusted, its depth moved onto them, and
     COLMAP's tracks; `recon` is left as it was (a cancel or a failure keeps it). `detail`: the
     frames at a whole multiple of the scene's image size (`detail_images`) for COLMAP's features;
-    `pairs`: the frame pairs to match instead of each frame's `neighbours` by predicted overlap."""
+    `pairs`: the frame pairs to match instead of each frame's `neighbours` by predicted overlap;
+    `fallback`: the classical engine's run, taken when the predictions are too far off (without
+    one, COLMAP's incremental mapping on this workspace's matches)."""
     cancel = cancel or CancelToken()
     report = reporter(progress, cancel)
     if pairs is None:
@@ -119,11 +151,7 @@ def refine(
     factor = images.shape[2] // recon.image_hw[1]
     with Workspace(images, cancel) as ws:
         ws.add_cameras(scaled_intrinsics(recon.intrinsics, factor), shared, fixed_intrinsics)
-        ws.extract(report)
-        ws.match(pairs, report)
-        cancel.check()
-        if ws.verified_pairs() == 0:
-            raise NoOverlapError("COLMAP found no two frames that see the same things; the scene was not refined")
+        match_pairs(ws, pairs, report, recon.num_frames)
         model, before, points_before = _adjust(ws, recon, fixed_intrinsics, report, factor)
         cancel.check()
         path = "bundle adjustment"
@@ -131,14 +159,15 @@ def refine(
         if weak and len(weak) <= recon.num_frames // 2:
             model = _register_weak(ws, model, weak, fixed_intrinsics, report)
             path = f"bundle adjustment ({len(weak)} frames too far off re-registered by COLMAP)"
-        if not _converged(model, recon.num_frames):
-            ws.match(_fallback_pairs(recon.num_frames, pairs), report)
-            if not fixed_intrinsics:
-                ws.forget_cameras()
-            model = _incremental(ws, fixed_intrinsics, report)
-            cancel.check()
+        sparse = None
+        if _converged(model, recon.num_frames):
+            sparse = at_scale(read_sparse(model, ws.frame_of), 1 / factor)
+        elif fallback is None:
+            sparse = _remapped(ws, recon.num_frames, pairs, fixed_intrinsics, report, factor)
             path = "incremental mapping (ZipMap's cameras were too far off to adjust)"
-        sparse = at_scale(read_model(model, ws.frame_of), 1 / factor)
+    if sparse is None:
+        assert fallback is not None
+        sparse, path = fallback(), FALLBACK
     report("depth", 0, 1)
     out = _onto_refined(recon, sparse)
     info = RefineReport(
@@ -155,29 +184,27 @@ def refine(
     return out
 
 
-def scaled_intrinsics(k: np.ndarray, factor: float) -> np.ndarray:
-    """Intrinsics [..., 3, 3] for pictures `factor` times larger."""
-    return k * np.array([[factor], [factor], [1.0]], dtype=k.dtype)
-
-
-def at_scale(model: SparseModel, factor: float) -> SparseModel:
-    """A model read from pictures 1/`factor` times the scene's size, in the scene's pixels."""
-    t = model.tracks
-    tracks = Tracks(t.xyz, t.rgb, t.error * np.float32(factor), t.observations, t.pixels * np.float32(factor))
-    return SparseModel(model.frames, model.extrinsics, scaled_intrinsics(model.intrinsics, factor), tracks)
+def _remapped(
+    ws: Workspace, frames: int, tried: list[tuple[int, int]], fixed_intrinsics: bool, report: Progress, factor: int
+) -> SparseModel:
+    """Without the inputs (a scene refined on its own): COLMAP's incremental mapping from scratch
+    on this workspace, every pair of the frames matched (sequential ones past EXHAUSTIVE_UP_TO),
+    with COLMAP's own camera guess unless the intrinsics are known."""
+    more = exhaustive_pairs(frames) if frames <= EXHAUSTIVE_UP_TO else sequential_pairs(frames)
+    done = set(tried)
+    ws.match([p for p in more if p not in done], report)
+    if not fixed_intrinsics:
+        ws.forget_cameras()
+    mapped = map_incremental(ws, frames, fixed_intrinsics, report)
+    return at_scale(read_sparse(mapped.best, ws.frame_of), 1 / factor)
 
 
 def _seeded(ws: Workspace, recon: Reconstruction) -> Any:
     """A pycolmap model of the database's cameras and images posed where ZipMap put them."""
-    pycolmap = quiet_colmap()
-    model = pycolmap.Reconstruction()
     with ws.database_open() as db:
-        for camera in db.read_all_cameras():
-            model.add_camera_with_trivial_rig(camera)
-        for image in db.read_all_images():
-            pose = pycolmap.Rigid3d(recon.extrinsics[ws.frame_of(image.name)].astype(np.float64))
-            model.add_image_with_trivial_frame(pycolmap.Image(name=image.name, camera_id=image.camera_id, image_id=image.image_id), pose)
-    return model
+        cameras = db.read_all_cameras()
+        frames = [FrameEntry(im.name, im.image_id, im.camera_id, recon.extrinsics[ws.frame_of(im.name)]) for im in db.read_all_images()]
+    return build_model(cameras, frames)
 
 
 def _adjust(ws: Workspace, recon: Reconstruction, fixed_intrinsics: bool, report: Progress, factor: int) -> tuple[Any, float, int]:
@@ -186,7 +213,7 @@ def _adjust(ws: Workspace, recon: Reconstruction, fixed_intrinsics: bool, report
     mean reprojection error with the predicted cameras in the scene's pixels, and how many points
     they triangulated). One adjustment: a second, after the retriangulation, cost 12x the first at
     N = 128 (`zipmap bench refine`) and moved no camera by a measurable amount."""
-    pycolmap = quiet_colmap()
+    pycolmap = colmap()
     options = pycolmap.IncrementalPipelineOptions()
     model = _seeded(ws, recon)
 
@@ -238,33 +265,7 @@ def _register_weak(ws: Workspace, model: Any, weak: list[int], fixed_intrinsics:
     start = ws.root / "adjusted"
     start.mkdir(exist_ok=True)
     model.write(start)
-    return _incremental(ws, fixed_intrinsics, report, start)
-
-
-def _fallback_pairs(n: int, tried: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Pairs the predictions did not choose, from the input order (COLMAP skips pairs it matched)."""
-    done = set(tried)
-    more = exhaustive_pairs(n) if n <= EXHAUSTIVE_UP_TO else sequential_pairs(n)
-    return [p for p in more if p not in done]
-
-
-def _incremental(ws: Workspace, fixed_intrinsics: bool, report: Progress, start: Path | None = None) -> Any:
-    """COLMAP's incremental mapping on the workspace's matches, from scratch or continuing the
-    model in `start`; the largest model."""
-    pycolmap = quiet_colmap()
-    options = pycolmap.IncrementalPipelineOptions()
-    options.ba_refine_focal_length = not fixed_intrinsics
-    options.ba_refine_principal_point = False
-    out = ws.root / ("continued" if start else "sparse")
-    out.mkdir(exist_ok=True)
-    report("mapping", 0, 1)
-    with ws.cancellable():
-        models = pycolmap.incremental_mapping(ws.database, ws.image_dir, out, options, input_path=start or "", cancellation_token=ws.token)
-    report("mapping", 1, 1)
-    usable = [m for m in models.values() if m.num_reg_images() >= 2]
-    if not usable:
-        raise NoOverlapError("COLMAP could not register the frames together either; the scene was not refined")
-    return max(usable, key=lambda m: (m.num_reg_images(), m.num_points3D()))
+    return map_incremental(ws, len(ws.names), fixed_intrinsics, report, start).best
 
 
 def _onto_refined(recon: Reconstruction, sparse: SparseModel) -> Reconstruction:
@@ -289,7 +290,6 @@ def _onto_refined(recon: Reconstruction, sparse: SparseModel) -> Reconstruction:
         intrinsics=sparse.intrinsics.astype(np.float32),
         depth=np.maximum(depth, 1e-6),
         depth_conf=recon.depth_conf[keep],
-        **DERIVED_LATER,
         original_wh=recon.original_wh[keep],
         state=recon.state,
         state_scale=recon.state_scale,

@@ -10,16 +10,17 @@ at COLMAP's triangulated points, after scaling each frame's depth by its median 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..cancel import CancelToken, Progress
-from ..io.inputs import VideoSampling
 from ..io.reconstruction import Reconstruction
 from ..metrics import aligned_rotation_errors, pose_metrics
+from ..pipeline.engine import Engine
+from ..pipeline.reconstruct_options import ReconstructOptions
 from .engine import ClassicalEngine
 from .models import observed_depths
 
@@ -66,19 +67,17 @@ def score(pred: Reconstruction, ref: Reconstruction) -> dict[str, Any]:
 
 
 def evaluate_against_colmap(
-    run: Callable[..., Reconstruction] | None,
+    engine: Engine,
     inputs: Sequence[str | Path],
-    sampling: VideoSampling | None = None,
-    mode: str = "crop",
+    options: ReconstructOptions,
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
 ) -> dict[str, Any]:
-    """Scores `run(inputs, mode=, sampling=, progress=, cancel=)` (e.g. `reconstruct_scene` with an
-    engine bound) against the classical engine on the same frames; `run` None scores the classical
-    engine's own scene (a consistency check: every score is perfect)."""
+    """Scores `engine`'s scene of `inputs` against the classical engine's on the same frames; the
+    classical engine scored against itself is a consistency check (every score is perfect)."""
     cancel = cancel or CancelToken()
-    reference = ClassicalEngine().reconstruct(inputs, mode=mode, sampling=sampling, progress=progress, cancel=cancel)
-    pred = reference if run is None else run(inputs, mode=mode, sampling=sampling, progress=progress, cancel=cancel)
+    reference = ClassicalEngine().reconstruct(inputs, options, progress=progress, cancel=cancel)
+    pred = reference if engine.name == ClassicalEngine.name else engine.reconstruct(inputs, options, progress=progress, cancel=cancel)
     result = score(pred, reference)
     result["model"] = pred.metadata.get("model", "")
     result["reference"] = reference.metadata.get("colmap", {})

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..io.reconstruction import DERIVED_LATER, Reconstruction
+from ..io.reconstruction import Reconstruction
 
 
 def textured_room(views: int = 8, seed: int = 0, hw: tuple[int, int] = (480, 640)) -> Reconstruction:
@@ -60,7 +60,6 @@ def textured_room(views: int = 8, seed: int = 0, hw: tuple[int, int] = (480, 640
         intrinsics=np.repeat(k[None], views, 0),
         depth=np.stack(depths),
         depth_conf=np.ones((views, h, w), np.float32),
-        **DERIVED_LATER,
         original_wh=np.tile([w, h], (views, 1)).astype(np.int32),
     )
 
@@ -84,5 +83,4 @@ def turned(truth: Reconstruction, degrees: tuple[float, float], seed: int = 0) -
         depth=truth.depth,
         depth_conf=truth.depth_conf,
         original_wh=truth.original_wh,
-        **DERIVED_LATER,
     )

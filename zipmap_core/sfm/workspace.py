@@ -22,28 +22,16 @@ from typing import Any
 import numpy as np
 
 from ..cancel import CancelToken, Progress
+from ..io.colmap_model import colmap
 
 FEATURE_CHUNK = 8  # images per extraction call (a progress step)
 PAIR_CHUNK = 64  # pairs per matching call
 
 
-def quiet_colmap() -> Any:
-    """pycolmap with its log silenced (INFO lines per image and pair, errors said again by us).
-    torch is imported first: pycolmap loaded before it makes feature extraction abort with a
-    double free (pycolmap 4.2, torch 2.13)."""
-    import torch  # noqa: F401
-
-    # isort: split
-    import pycolmap
-
-    pycolmap.logging.minloglevel = 3  # fatal only: its errors reach the user as our messages
-    return pycolmap
-
-
 @contextlib.contextmanager
 def colmap_token(cancel: CancelToken) -> Iterator[Any]:
     """A pycolmap CancellationToken that is cancelled when `cancel` is."""
-    pycolmap = quiet_colmap()
+    pycolmap = colmap()
     token = pycolmap.CancellationToken()
     done = threading.Event()
 
@@ -106,7 +94,7 @@ class Workspace:
         self.names = [f"{i:05d}.png" for i in range(len(images))]
         for name, image in zip(self.names, images):
             Image.fromarray(image).save(self.image_dir / name, compress_level=1)
-        quiet_colmap().Database.open(self.database).close()  # created empty, as import_images needs
+        colmap().Database.open(self.database).close()  # created empty, as import_images needs
 
     def __enter__(self) -> Workspace:
         """Our cancel goes to COLMAP's token until the exit."""
@@ -142,7 +130,7 @@ class Workspace:
         With `intrinsics` [N, 3, 3]: PINHOLE when `fixed` (the user's), else SIMPLE_PINHOLE with
         their mean focal length as a prior (square pixels: a prior's fx and fy must not drift
         apart); without, COLMAP's guess from the image size."""
-        pycolmap = quiet_colmap()
+        pycolmap = colmap()
         options = pycolmap.ImageReaderOptions()
         mode = pycolmap.CameraMode.SINGLE if shared else pycolmap.CameraMode.PER_IMAGE
         options.camera_model = "PINHOLE" if fixed else "SIMPLE_PINHOLE"
@@ -159,7 +147,7 @@ class Workspace:
     def forget_cameras(self) -> None:
         """Every camera back to COLMAP's own guess (focal 1.2 x the larger side, no prior): for a
         fresh start when the predicted intrinsics are not to be trusted."""
-        pycolmap = quiet_colmap()
+        pycolmap = colmap()
         factor = pycolmap.ImageReaderOptions().default_focal_length_factor
 
         def guess(camera: Any, frames: list[int]) -> None:
@@ -183,7 +171,7 @@ class Workspace:
     @contextlib.contextmanager
     def database_open(self) -> Iterator[Any]:
         """The workspace's COLMAP database, closed on the way out."""
-        db = quiet_colmap().Database.open(self.database)
+        db = colmap().Database.open(self.database)
         try:
             yield db
         finally:
@@ -191,7 +179,7 @@ class Workspace:
 
     def extract(self, report: Progress) -> None:
         """SIFT features of every frame, a chunk at a time."""
-        pycolmap = quiet_colmap()
+        pycolmap = colmap()
         options = pycolmap.FeatureExtractionOptions()
         for start in range(0, len(self.names), FEATURE_CHUNK):
             chunk = self.names[start : start + FEATURE_CHUNK]
@@ -208,7 +196,7 @@ class Workspace:
 
     def match(self, pairs: Sequence[tuple[int, int]], report: Progress) -> None:
         """Matches and two-view geometry of the frame pairs `pairs`, a chunk of pairs at a time."""
-        pycolmap = quiet_colmap()
+        pycolmap = colmap()
         listing = self.root / "pairs.txt"
         pairs = list(pairs)
         for start in range(0, len(pairs), PAIR_CHUNK):

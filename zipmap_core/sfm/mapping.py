@@ -1,0 +1,119 @@
+"""From frames to COLMAP's model, one way: features, matches of the chosen pairs, and mapping,
+with one rule for which of several models is kept. The classical engine runs all of it
+(`register`); refinement matches the pairs the network chose on the same workspace, and when the
+predictions are too far off it takes the classical engine's own run, so that its cameras are
+never worse than COLMAP alone."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..cancel import Cancelled, CancelToken, Progress
+from ..errors import ZipMapError
+from ..io.colmap_model import SparseModel, colmap, read_sparse
+from ..io.intrinsics import KnownIntrinsics
+from .pairs import pairs_for
+from .workspace import Workspace
+
+MIN_REGISTERED = 2  # a model of fewer frames is no reconstruction
+
+
+class NoOverlapError(ZipMapError, ValueError):
+    """COLMAP found no two frames that see the same things."""
+
+
+def largest_model(models: Iterable[Any]) -> Any | None:
+    """The model kept when COLMAP finds several (a moving subject or a cut splits the frames):
+    the most registered frames, then the most points; None when none holds two frames."""
+    usable = [m for m in models if m.num_reg_images() >= MIN_REGISTERED]
+    return max(usable, key=lambda m: (m.num_reg_images(), m.num_points3D())) if usable else None
+
+
+def match_pairs(ws: Workspace, pairs: Sequence[tuple[int, int]], report: Progress, frames: int) -> None:
+    """Features of every frame (once per workspace) and matches of `pairs`; no verified pair at
+    all is said as such."""
+    ws.extract(report)
+    ws.cancel.check()
+    ws.match(pairs, report)
+    ws.cancel.check()
+    if ws.verified_pairs() == 0:
+        raise NoOverlapError(
+            f"COLMAP found no two of the {frames} frames that see the same things (0 verified pairs of "
+            f"{len(pairs)} tried): are they photos of one scene, with overlap between them?"
+        )
+
+
+@dataclass
+class Mapped:
+    best: Any  # the kept pycolmap model
+    groups: list[list[int]]  # the frames of every usable model, the largest model first
+
+
+def map_incremental(ws: Workspace, frames: int, fixed_intrinsics: bool, report: Progress, start: Path | None = None) -> Mapped:
+    """COLMAP's incremental mapping on the workspace's matches, from scratch or continuing the
+    model in `start`; the largest model (`largest_model`)."""
+    pycolmap = colmap()
+    options = pycolmap.IncrementalPipelineOptions()
+    options.num_threads = -1
+    options.ba_refine_focal_length = not fixed_intrinsics
+    options.ba_refine_principal_point = False
+    options.ba_refine_extra_params = not fixed_intrinsics
+    registered = [0]
+
+    def next_image() -> None:  # called from C++: it reports, and a cancel reaches COLMAP by its token
+        registered[0] += 1
+        with contextlib.suppress(Cancelled):
+            report("mapping", min(registered[0], frames), frames)
+
+    out = ws.root / ("continued" if start else "sparse")
+    out.mkdir(exist_ok=True)
+    report("mapping", 0, frames)
+    with ws.cancellable():
+        models = pycolmap.incremental_mapping(
+            ws.database, ws.image_dir, out, options, input_path=start or "", next_image_callback=next_image, cancellation_token=ws.token
+        )
+    report("mapping", frames, frames)
+    ws.cancel.check()
+    best = largest_model(models.values())
+    if best is None:
+        raise NoOverlapError(f"COLMAP could not register two of the {frames} frames together: too little overlap or texture")
+    return Mapped(best, frame_groups(models.values(), ws))
+
+
+def frame_groups(models: Iterable[Any], ws: Workspace) -> list[list[int]]:
+    """The frames each model registered (of those holding at least two), the largest first:
+    where a dynamic scene or a cut split the frames."""
+    groups = [sorted(ws.frame_of(m.image(i).name) for i in m.reg_image_ids()) for m in models if m.num_reg_images() >= MIN_REGISTERED]
+    return sorted(groups, key=len, reverse=True)
+
+
+@dataclass
+class Registration:
+    """The classical engine's run: what COLMAP found (in the pixels of the frames it was given)
+    and how it got there."""
+
+    model: SparseModel
+    matching: str  # sequential, exhaustive or look-alike
+    pairs: int
+    groups: list[list[int]]  # the frames of each model found, the largest first
+
+
+def register(
+    frames: np.ndarray, kind: str, known: KnownIntrinsics | None, k: np.ndarray | None, report: Progress, cancel: CancelToken
+) -> Registration:
+    """COLMAP's structure from motion on `frames` [N, H, W, 3] uint8 ("video" or "photos", which
+    sets the pairs and one camera for a video or known intrinsics); `k` [N, 3, 3]: intrinsics for
+    those pixels, a prior (or `known.fixed`: held)."""
+    how, pairs = pairs_for(kind, frames)
+    fixed = known is not None and known.fixed
+    with Workspace(frames, cancel) as ws:
+        ws.add_cameras(k, kind == "video" or fixed, fixed)  # one camera for a video or a camera the user knows
+        match_pairs(ws, pairs, report, len(frames))
+        mapped = map_incremental(ws, len(frames), fixed, report)
+        return Registration(read_sparse(mapped.best, ws.frame_of), how, len(pairs), mapped.groups)
