@@ -8,19 +8,6 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    """A randomly initialised tiny model saved as our safetensors."""
-    import torch
-
-    from zipmap_core.io.checkpoints import save_model
-    from zipmap_core.model.config import tiny_config
-    from zipmap_core.model.zipmap import ZipMap
-
-    torch.manual_seed(1)
-    return save_model(ZipMap(tiny_config()), tmp_path_factory.mktemp("model") / "tiny.safetensors", description="tiny test model")
-
-
-@pytest.fixture(scope="module")
 def tiny_model():
     """A randomly initialised tiny ZipMap (seed 0), in eval mode; build your own to change it."""
     import torch
@@ -46,11 +33,11 @@ def tiny_rec():
 
 
 @pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory, tiny_model) -> Path:
-    """`tiny_model` saved as our safetensors, for command-line and fault tests."""
+def tiny_checkpoint(tmp_path_factory, tiny_model) -> Path:
+    """`tiny_model` saved as our safetensors: what the command line and the app load."""
     from zipmap_core.io.checkpoints import save_model
 
-    return save_model(tiny_model, tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
+    return save_model(tiny_model, tmp_path_factory.mktemp("model") / "tiny.safetensors", description="tiny test model")
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import pytest
 from gui import ROOT, SAMPLES, drop, frame, load_and_reconstruct
 from PIL import Image
 from PySide6.QtCore import QPoint, Qt, QTimer
+from scenes import truth_reconstruction
 
 from app import viewer3d as view_module
 from app.main_window import MainWindow
@@ -85,7 +86,7 @@ def _fraction_on_screen(view, where: np.ndarray) -> float:
 
 
 def test_reset_view_steps_back_to_fit_the_cloud_but_not_to_a_speck(qtbot, window):
-    load_and_reconstruct(qtbot, window, SAMPLES[:4])
+    window.set_reconstruction(truth_reconstruction(views=4).ensure_points())  # a scene of known shape, not a random model's
     view = window.view
     view.view.camera.distance = view.view.camera.scale_factor = 0.05 * view._scale  # zoomed right in
     view.reset_view()

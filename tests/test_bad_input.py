@@ -26,7 +26,7 @@ from zipmap_core.model.zipmap import ZipMap
 ROOT = Path(__file__).resolve().parents[1]
 
 
-# ---- helpers (the shared fixtures recon, scene, photos and tiny_ckpt are in conftest.py) ---------------
+# ---- helpers (the shared fixtures recon, scene, photos and tiny_checkpoint are in conftest.py) ---------------
 def rewrite(src: Path, dst: Path, replace: dict[str, bytes | None]) -> Path:
     """A copy of a scene with some members replaced (None: dropped), stored or deflated as given."""
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
@@ -203,9 +203,9 @@ def test_malicious_pickle_is_refused_without_advice_to_unsafe_loading(tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
-def test_truncated_safetensors_is_called_truncated(tmp_path, tiny_ckpt):
+def test_truncated_safetensors_is_called_truncated(tmp_path, tiny_checkpoint):
     cut = tmp_path / "cut.safetensors"
-    cut.write_bytes(tiny_ckpt.read_bytes()[: tiny_ckpt.stat().st_size // 2])
+    cut.write_bytes(tiny_checkpoint.read_bytes()[: tiny_checkpoint.stat().st_size // 2])
     with pytest.raises(CheckpointError, match="truncated") as info:
         load_checkpoint(cut)
     assert "objects other than tensors" not in str(info.value)
@@ -237,12 +237,12 @@ def _reconstruct(photos: Path, out: Path, ckpt: Path, capsys, export: str = "ply
     )
 
 
-def test_reconstruct_twice_into_one_folder_replaces_every_output(tmp_path, photos, tiny_ckpt, capsys):
+def test_reconstruct_twice_into_one_folder_replaces_every_output(tmp_path, photos, tiny_checkpoint, capsys):
     out = tmp_path / "out"
-    assert _reconstruct(photos, out, tiny_ckpt, capsys)[0] == 0
+    assert _reconstruct(photos, out, tiny_checkpoint, capsys)[0] == 0
     first = Reconstruction.load(out / "scene.zipmap").timings["total_s"]
     (out / "notes.txt").write_text("the user's own file")
-    code, err = _reconstruct(photos, out, tiny_ckpt, capsys)
+    code, err = _reconstruct(photos, out, tiny_checkpoint, capsys)
     assert code == 0, err
     assert Reconstruction.load(out / "scene.zipmap").timings["total_s"] != first  # the new run's scene
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["colmap", "notes.txt", "points.ply", "scene.zipmap"]
@@ -252,19 +252,19 @@ def test_reconstruct_twice_into_one_folder_replaces_every_output(tmp_path, photo
     assert pycolmap.Reconstruction(str(out / "colmap" / "sparse" / "0")).num_images() == 3
 
 
-def test_unknown_export_format_is_refused_before_any_work(tmp_path, photos, tiny_ckpt, capsys):
-    code, err = _reconstruct(photos, tmp_path / "out", tiny_ckpt, capsys, export="ply,fbx")
+def test_unknown_export_format_is_refused_before_any_work(tmp_path, photos, tiny_checkpoint, capsys):
+    code, err = _reconstruct(photos, tmp_path / "out", tiny_checkpoint, capsys, export="ply,fbx")
     assert_one_line_error(code, err)
     assert "fbx" in err and "model:" not in err  # the model never ran
     assert not (tmp_path / "out").exists()
 
 
-def test_second_run_into_a_busy_folder_fails_clearly(tmp_path, photos, tiny_ckpt, capsys):
+def test_second_run_into_a_busy_folder_fails_clearly(tmp_path, photos, tiny_checkpoint, capsys):
     from zipmap_core.io.atomic import OutputLock
 
     out = tmp_path / "out"
     with OutputLock(out):
-        code, err = _reconstruct(photos, out, tiny_ckpt, capsys)
+        code, err = _reconstruct(photos, out, tiny_checkpoint, capsys)
     assert_one_line_error(code, err)
     assert "another zipmap run is writing" in err and not (out / "scene.zipmap").exists()
 

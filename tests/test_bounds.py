@@ -234,13 +234,14 @@ def test_odd_camera_files_for_render_are_one_line_errors(tmp_path, recon, conten
     assert message in err and not (tmp_path / "r").exists()
 
 
-def test_rendering_a_state_another_model_made_is_one_line(tmp_path, recon, tiny_ckpt, capsys):
+def test_rendering_a_state_another_model_made_is_one_line(tmp_path, recon, tiny_checkpoint, capsys):
     import dataclasses
 
     one = [{"w0": np.ones((1, 32, 64), np.float32), "w1": np.ones((1, 64, 32), np.float32), "w2": np.ones((1, 32, 64), np.float32)}]
     scene = dataclasses.replace(recon, state=one).save(tmp_path / "one_layer.zipmap")
     code, err = run_cli(
-        ["render", str(scene), "--orbit", "2", "-o", str(tmp_path / "r"), "--checkpoint", str(tiny_ckpt), "--device", "cpu", "-q"], capsys
+        ["render", str(scene), "--orbit", "2", "-o", str(tmp_path / "r"), "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "-q"],
+        capsys,
     )
     assert_one_line_error(code, err)
     assert "made by another model" in err and "1 layers and this model 4" in err and not (tmp_path / "r").exists()
@@ -326,14 +327,14 @@ def test_odd_training_configs_are_named(tmp_path, content, message):
         TrainConfig.from_file(path)
 
 
-def test_novel_views_with_nan_are_refused_and_no_render_is_published(tmp_path, recon, tiny_ckpt, monkeypatch):
+def test_novel_views_with_nan_are_refused_and_no_render_is_published(tmp_path, recon, tiny_checkpoint, monkeypatch):
     import dataclasses
 
     from zipmap_core.pipeline.assembly import NonFiniteOutputError
     from zipmap_core.pipeline.camera_path import orbit_path, render_path
     from zipmap_core.pipeline.reconstructor import Reconstructor
 
-    rec = Reconstructor.from_checkpoint(tiny_ckpt, "cpu")
+    rec = Reconstructor.from_checkpoint(tiny_checkpoint, "cpu")
     state = [
         {k: v[0].detach().numpy()[None] for k, v in blk.ttt_block.initial_state(1).items()} for blk in rec.model.aggregator.global_blocks
     ]

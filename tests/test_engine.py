@@ -293,14 +293,26 @@ def test_render_views_returns_rgb_depth_confidence(tiny_model, scene_dir):
 
 
 # ---- CLI and scene files -------------------------------------------------------------------------
-def test_cli_reconstruct_writes_a_scene_that_reloads_identically(tmp_path, tiny_ckpt, scene_dir, capsys):
+def test_cli_reconstruct_writes_a_scene_that_reloads_identically(tmp_path, tiny_checkpoint, scene_dir, capsys):
     out = tmp_path / "out"
     code = cli.main(
-        ["reconstruct", str(scene_dir / "images"), "-o", str(out), "--checkpoint", str(tiny_ckpt), "--device", "cpu", "--mode", "pad", "-q"]
+        [
+            "reconstruct",
+            str(scene_dir / "images"),
+            "-o",
+            str(out),
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--device",
+            "cpu",
+            "--mode",
+            "pad",
+            "-q",
+        ]
     )
     assert code == 0, capsys.readouterr().err
     scene = Reconstruction.load(out / "scene.zipmap")
-    direct = Reconstructor.from_checkpoint(tiny_ckpt, "cpu").reconstruct(_images(scene_dir), mode="pad")
+    direct = Reconstructor.from_checkpoint(tiny_checkpoint, "cpu").reconstruct(_images(scene_dir), mode="pad")
     assert scene.names == direct.names
     for name in ("images", "extrinsics", "intrinsics", "depth", "depth_conf", "points_world"):
         np.testing.assert_allclose(getattr(scene, name), getattr(direct, name), rtol=1e-5, atol=1e-6, err_msg=name)
@@ -311,10 +323,10 @@ def test_cli_reconstruct_writes_a_scene_that_reloads_identically(tmp_path, tiny_
         assert np.array_equal(getattr(again, name), getattr(scene, name))
 
 
-def test_cli_reports_bad_inputs_without_traceback(tmp_path, tiny_ckpt, scene_dir, capsys):
+def test_cli_reports_bad_inputs_without_traceback(tmp_path, tiny_checkpoint, scene_dir, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
-    code = cli.main(["reconstruct", str(empty), "-o", str(tmp_path / "o"), "--checkpoint", str(tiny_ckpt), "-q"])
+    code = cli.main(["reconstruct", str(empty), "-o", str(tmp_path / "o"), "--checkpoint", str(tiny_checkpoint), "-q"])
     err = capsys.readouterr().err
     assert code == 2 and "zipmap: error:" in err and "Traceback" not in err
     images = str(_images(scene_dir)[0])  # inputs that are there: the missing checkpoint is what is said

@@ -140,7 +140,7 @@ def test_videos_of_odd_sizes_are_h264_that_reads_back(tmp_path):
     assert [round(float(f.mean())) for f in frames] == pytest.approx([30 * i for i in range(7)], abs=3)
 
 
-def test_a_default_render_is_a_full_orbit_worth_watching(tmp_path, recon, tiny_ckpt):
+def test_a_default_render_is_a_full_orbit_worth_watching(tmp_path, recon, tiny_checkpoint):
     """Without --orbit or --size: 96 views (4 s at 24 fps) at the scene's aspect, 448 px wide;
     what is asked for stays as asked."""
     import json
@@ -148,7 +148,7 @@ def test_a_default_render_is_a_full_orbit_worth_watching(tmp_path, recon, tiny_c
     import av
 
     scene = recon.save(tmp_path / "s.zipmap")
-    assert cli.main(["render", str(scene), "-o", str(tmp_path / "r"), "--checkpoint", str(tiny_ckpt), "--device", "cpu", "-q"]) == 0
+    assert cli.main(["render", str(scene), "-o", str(tmp_path / "r"), "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "-q"]) == 0
     assert len(json.loads((tmp_path / "r" / "path.json").read_text())["c2w"]) == 96
     with av.open(str(tmp_path / "r" / "path.mp4")) as video:
         stream = video.streams.video[0]
@@ -166,7 +166,7 @@ def test_a_default_render_is_a_full_orbit_worth_watching(tmp_path, recon, tiny_c
                 "--size",
                 "56x28",
                 "--checkpoint",
-                str(tiny_ckpt),
+                str(tiny_checkpoint),
                 "--device",
                 "cpu",
                 "-q",

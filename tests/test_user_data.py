@@ -73,23 +73,24 @@ def test_a_render_never_removes_a_file_in_its_folder(tmp_path, recon):
     assert (folder / "frames" / "notes.txt").read_text() == "added later"
 
 
-def test_reconstruct_refuses_a_users_folder_among_its_outputs_before_the_model_runs(tmp_path, photos, tiny_ckpt, capsys):
+def test_reconstruct_refuses_a_users_folder_among_its_outputs_before_the_model_runs(tmp_path, photos, tiny_checkpoint, capsys):
     out = tmp_path / "D"
     (out / "colmap").mkdir(parents=True)
     (out / "colmap" / "notes.txt").write_text("mine")
     code, err = run_cli(
-        ["reconstruct", str(photos), "-o", str(out), "--checkpoint", str(tiny_ckpt), "--device", "cpu", "--export", "colmap", "-q"], capsys
+        ["reconstruct", str(photos), "-o", str(out), "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--export", "colmap", "-q"],
+        capsys,
     )
     assert_one_line_error(code, err)
     assert "colmap" in err and "notes.txt" in err
     assert snapshot(out) == {"colmap/notes.txt": b"mine"}
 
 
-def test_reconstruct_replaces_its_own_outputs_and_leaves_no_lock_file(tmp_path, photos, tiny_ckpt, capsys):
+def test_reconstruct_replaces_its_own_outputs_and_leaves_no_lock_file(tmp_path, photos, tiny_checkpoint, capsys):
     out = tmp_path / "D"
     out.mkdir()
     (out / "scene.zipmap").write_bytes(b"a file of the user's that happens to have our name")
-    args = ["reconstruct", str(photos), "-o", str(out), "--checkpoint", str(tiny_ckpt), "--device", "cpu", "-q", "--export", "ply"]
+    args = ["reconstruct", str(photos), "-o", str(out), "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "-q", "--export", "ply"]
     code, err = run_cli(args, capsys)
     assert_one_line_error(code, err)
     assert "scene.zipmap" in err and (out / "scene.zipmap").read_bytes().startswith(b"a file of the user's")
@@ -107,7 +108,7 @@ def dead_pid() -> int:
     return child.pid
 
 
-def test_a_killed_runs_temporaries_are_cleared_by_the_next_run(tmp_path, photos, tiny_ckpt, capsys):
+def test_a_killed_runs_temporaries_are_cleared_by_the_next_run(tmp_path, photos, tiny_checkpoint, capsys):
     out = tmp_path / "D"
     out.mkdir()
     gone = dead_pid()
@@ -118,7 +119,8 @@ def test_a_killed_runs_temporaries_are_cleared_by_the_next_run(tmp_path, photos,
     alive = out / f".points.ply.{os.getppid()}.z9.part.ply"  # a live writer's: kept
     alive.write_bytes(b"in progress")
     code, err = run_cli(
-        ["reconstruct", str(photos), "-o", str(out), "--checkpoint", str(tiny_ckpt), "--device", "cpu", "-q", "--export", "ply"], capsys
+        ["reconstruct", str(photos), "-o", str(out), "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "-q", "--export", "ply"],
+        capsys,
     )
     assert code == 0, err
     hidden = sorted(p.name for p in out.iterdir() if p.name.startswith("."))
@@ -134,9 +136,9 @@ def test_an_old_output_moved_aside_by_a_killed_run_is_put_back(tmp_path):
     assert (folder / "x.txt").read_text() == "previous export" and not aside.exists()
 
 
-def test_sigterm_unwinds_like_ctrl_c_and_keeps_the_previous_outputs(tmp_path, photos, tiny_ckpt):
+def test_sigterm_unwinds_like_ctrl_c_and_keeps_the_previous_outputs(tmp_path, photos, tiny_checkpoint):
     out = tmp_path / "D"
-    args = ["reconstruct", str(photos), "-o", str(out), "--checkpoint", str(tiny_ckpt), "--device", "cpu", "-q"]
+    args = ["reconstruct", str(photos), "-o", str(out), "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "-q"]
     script = f"""
 import os, signal, sys, time
 from zipmap_core import cli
@@ -196,7 +198,7 @@ def test_frame_names_no_file_system_takes_are_renamed_in_exports(tmp_path, recon
     assert written == ["a_b.png", "frame_0000.png", "hidden.png"]
 
 
-def test_inputs_that_are_not_there_are_said_before_the_model_loads(tmp_path, tiny_ckpt, capsys):
+def test_inputs_that_are_not_there_are_said_before_the_model_loads(tmp_path, tiny_checkpoint, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     code, err = run_cli(
@@ -207,7 +209,7 @@ def test_inputs_that_are_not_there_are_said_before_the_model_loads(tmp_path, tin
             "-o",
             str(tmp_path / "o"),
             "--checkpoint",
-            str(tiny_ckpt),
+            str(tiny_checkpoint),
             "--device",
             "cpu",
         ],
