@@ -7,7 +7,7 @@ VENV="${ZIPMAP_VENV:-$ROOT/.venv}"
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c "import zipmap_core, app, pytestqt, ruff, mypy, psygnal" >/dev/null 2>&1; then
+if ! "$VENV/bin/python" -c "import zipmap_core, app, pytestqt, ruff, mypy, psygnal, importlinter, hypothesis" >/dev/null 2>&1; then
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q "torch==2.13.0"
   "$VENV/bin/python" -m pip install -q -e "$ROOT[test]"
