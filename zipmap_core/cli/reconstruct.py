@@ -56,6 +56,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="known intrinsics of the original pictures: fx,fy,cx,cy in pixels, a JSON file with those keys, "
         "or COLMAP's cameras.txt; used to unproject depth and held fixed when refining",
     )
+    r.add_argument(
+        "--poses",
+        help="known cameras: a COLMAP model folder (cameras and images, text or binary) or a nerfstudio transforms.json; "
+        "the classical engine triangulates with them instead of registering, the network's scene is brought onto them; "
+        "the scene keeps their frame and units",
+    )
+    r.add_argument(
+        "--dense",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="dense depth from the photos (multi-view stereo on the CPU) and a fused point cloud; "
+        "default: on where COLMAP measured the cameras (--engine colmap, --refine, --poses)",
+    )
     r.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     r.add_argument("--variant", choices=VARIANTS, help="force the official variant")
     r.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
@@ -105,6 +118,7 @@ def intrinsics_option(text: str):
 def reconstruct_options(args: argparse.Namespace) -> ReconstructOptions:
     """The run's options from the command line, checked once (the app builds them the same way)."""
     from ..io.inputs import VideoSampling
+    from ..io.known_poses import read_known_poses
     from ..pipeline.reconstruct_options import NetworkOptions, ReconstructOptions
 
     network = NetworkOptions(
@@ -116,6 +130,8 @@ def reconstruct_options(args: argparse.Namespace) -> ReconstructOptions:
         max_frames=args.max_frames,
         sampling=VideoSampling(fps=args.fps, max_frames=args.video_frames),
         intrinsics=getattr(args, "intrinsics", None),
+        poses=read_known_poses(args.poses) if getattr(args, "poses", None) else None,
+        dense=getattr(args, "dense", None),
         network=network,
     )
 
@@ -133,8 +149,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     engine.refuse(options)
     launch = Launch.from_env()
     if args.nproc > 1 or launch is not None:
-        if not engine.capabilities.splits or options.intrinsics is not None:
-            raise InputError("--engine colmap, --refine and --intrinsics run in one process; leave out --nproc (and torchrun)")
+        if not engine.capabilities.splits or options.intrinsics is not None or options.poses is not None:
+            raise InputError("--engine colmap, --refine, --intrinsics and --poses run in one process; leave out --nproc (and torchrun)")
         if launch is None:
             return _launch_processes(args)
         return _run_as_rank(args, launch, options, formats)

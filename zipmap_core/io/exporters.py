@@ -9,7 +9,6 @@ into place only when complete.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from ..model.frusta import frustum_corners, frustum_segments
 from ..options import EXPORT_FORMATS
 from .atomic import atomic_folder, atomic_path
 from .colmap_model import FrameEntry, ModelReadError, build_model, pinhole_camera, read_bounded, tracks_keypoints
+from .files import picture_stem
 from .preprocess import unit_bytes_np
 from .reconstruction import Reconstruction
 from .tracks import Tracks
@@ -161,17 +161,12 @@ def export_mesh(
 
 
 # ---- camera formats ------------------------------------------------------------------------------------
-UNSAFE_NAME_CHARS = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
-
-
 def image_file_names(recon: Reconstruction) -> list[str]:
-    """Unique PNG names for the reconstruction's frames (video frames share a source name)."""
+    """Unique PNG names for the reconstruction's frames (`files.picture_stem`; video frames named
+    alike and names with nothing left get a number)."""
     names, seen = [], set()
     for i, name in enumerate(recon.names):
-        # names decoded from non-UTF-8 bytes carry surrogates that C++ writers (pycolmap) refuse
-        stem = Path(name).stem.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        # names no file system or tool takes (NUL, separators, "..", a leading dot) are renamed
-        stem = UNSAFE_NAME_CHARS.sub("_", stem).lstrip(". ") or f"frame_{i:04d}"
+        stem = picture_stem(name) or f"frame_{i:04d}"
         candidate = f"{stem}.png"
         if candidate in seen:
             candidate = f"{stem}_{i:04d}.png"

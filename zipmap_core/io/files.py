@@ -1,16 +1,23 @@
 """Checks every reader makes before it trusts a path or a text: that the path is a regular file
 (a folder, a FIFO or a device is named as such; a FIFO would block a reader for ever), and that
-JSON parses without exhausting the interpreter's stack."""
+JSON parses without exhausting the interpreter's stack; and the one rule for what a picture is
+called in a folder we write (and how a camera file is matched to it)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..options import IMAGE_SUFFIXES
+
+UNSAFE_NAME_CHARS = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')  # no file system or tool takes these (NUL, separators, ...)
+MAX_STEM_BYTES = 200  # file systems take 255 bytes a name: room for a counter and a suffix
 
 
 def regular_file_problem(path: str | os.PathLike, what: str) -> str | None:
@@ -35,3 +42,22 @@ def parse_json(text: str | bytes) -> Any:
         return json.loads(text)
     except RecursionError:
         raise InputError("its JSON is nested too deeply") from None
+
+
+def picture_stem(name: str) -> str:
+    """What the picture `name` (a file name or path, or a video frame's "clip.mp4#t=1.50s") is
+    called in a folder we write, without a suffix: its picture suffix dropped, characters no file
+    system takes replaced, no leading dot or space, at most MAX_STEM_BYTES bytes of UTF-8 (a
+    longer one is cut and tagged with a hash of the whole, so two long names stay two). Names
+    decoded from non-UTF-8 bytes carry surrogates, which C++ writers (pycolmap) refuse: replaced.
+    '' when nothing is left."""
+    base = re.split(r"[/\\]", name)[-1]
+    suffix = Path(base).suffix
+    stem = base[: -len(suffix)] if suffix.lower() in IMAGE_SUFFIXES else base
+    stem = stem.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    stem = UNSAFE_NAME_CHARS.sub("_", stem).lstrip(". ")
+    raw = stem.encode("utf-8")
+    if len(raw) <= MAX_STEM_BYTES:
+        return stem
+    tag = hashlib.sha1(raw).hexdigest()[:10]
+    return raw[: MAX_STEM_BYTES - 11].decode("utf-8", "ignore") + "~" + tag

@@ -2,14 +2,18 @@
 
 A `.zipmap` file is a zip archive with no pickled objects:
 - `manifest.json`: format name and version, frame names, image size, metadata, timings;
-- `arrays.npz`: images (uint8 [S,H,W,3]), extrinsics (world-to-camera [S,3,4], frame 0 = identity),
+- `arrays.npz`: images (uint8 [S,H,W,3]), extrinsics (world-to-camera [S,3,4]; frame 0 = identity,
+  except in a scene made on known cameras, which keeps their world frame),
   intrinsics [S,3,3], depth / depth_conf [S,H,W], points_cam / points_world [S,H,W,3] (left out,
   format version 2, when they are depth unprojected: they are 70 % of the bytes and are derived
   again on loading), original_wh [S,2];
 - `state.npz` (optional): the per-layer fast weights `layer{i}.w0|w1|w2`, so a reopened scene can
   be queried for novel views without recomputing;
 - `tracks.npz` (optional, counts in the manifest's `tracks`): COLMAP's points and observations
-  (see `tracks.py`).
+  (see `tracks.py`);
+- `dense.npz` (optional, counts in the manifest's `dense_points`): the dense stage's fused points
+  (see `dense_points.py`); the manifest's `state_frame` (optional, [3, 4]) turns a query of the
+  scene state into the frame the state was made in.
 
 A depth of 0 means "not measured": a scene from the classical engine has depth only where a
 triangulated point was seen, and its point maps are NaN elsewhere.
@@ -26,6 +30,7 @@ import torch
 
 from ..model.geometry import camera_to_world, depth_to_camera_points
 from .atomic import atomic_path
+from .dense_points import DensePoints
 from .scene_file import (
     DERIVED,
     SCENE_FORMAT,
@@ -35,6 +40,7 @@ from .scene_file import (
     read_scene,
     write_scene,
 )
+from .similarity import Similarity
 from .tracks import Tracks
 
 ARRAY_FIELDS = tuple(expected_arrays(1, (1, 1)))
@@ -85,6 +91,10 @@ class Reconstruction:
     tracks: Tracks | None = None  # COLMAP's sparse model, when COLMAP made or refined the scene
     # the point maps are depth unprojected with the cameras (None: whenever none were given)
     points_from_depth: bool | None = None
+    dense_points: DensePoints | None = None  # the dense stage's fused cloud, each surface point once
+    # [3, 4]: the turn and move from this scene's frame into the one its scene state was made in
+    # (None: the same), applied before `state_scale` (see `transformed`)
+    state_frame: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.points_from_depth is None:
@@ -117,25 +127,34 @@ class Reconstruction:
 
     def rescaled(self, factor: float, metadata: dict[str, Any] | None = None) -> Reconstruction:
         """This scene with every length multiplied by `factor` (`metric.apply_metric_scale` makes a
-        scene metric with it): camera positions, depth, point maps, COLMAP's points, and the scene
-        state's unit, so novel views come out in the new unit too. Angles, pixels, colours,
-        confidences and reprojection errors do not change. `metadata` entries are added."""
-        f = float(factor)
-        ext = self.extrinsics.copy()
-        ext[:, :3, 3] *= f
-        # point maps derived from depth are derived again in the new unit; given ones are scaled
-        points: dict[str, Any] = {"points_cam": None, "points_world": None}
+        scene metric with it): camera positions, depth, point maps, COLMAP's and the dense points,
+        and the scene state's unit, so novel views come out in the new unit too. Angles, pixels,
+        colours, confidences and reprojection errors do not change. `metadata` entries are added."""
+        return self.transformed(Similarity(float(factor)), metadata)
+
+    def transformed(self, change: Similarity, metadata: dict[str, Any] | None = None) -> Reconstruction:
+        """This scene in another world frame and unit (x' = s R x + t): cameras, depth (times s),
+        point maps, COLMAP's and the dense points. The scene state stays as it was made; its
+        queries are turned back into its frame (`state_frame`) and unit (`state_scale`)."""
+        s = change.scale
+        points: dict[str, Any] = {"points_cam": None, "points_world": None}  # derived again, in the new frame
         if not self.points_from_depth:
-            points = {"points_cam": self.points_cam * f, "points_world": self.points_world * f}
+            points = {"points_cam": self.points_cam * s, "points_world": change.points(self.points_world)}
+        frame = np.eye(3, 4) if self.state_frame is None else np.asarray(self.state_frame, np.float64)
+        # a query point x' was x = R^T (x' - t) / s, which the old frame took to frame(x) / state_scale
+        turn = frame[:, :3] @ change.rotation.T
+        dense = self.dense_points
         return replace(
             self,
-            extrinsics=ext,
-            depth=self.depth * f,
+            extrinsics=change.world_to_camera(self.extrinsics).astype(self.extrinsics.dtype),
+            depth=self.depth * s,
             **points,
-            state_scale=self.state_scale * f,
+            state_scale=self.state_scale * s,
+            state_frame=None if self.state is None else np.concatenate((turn, (s * frame[:, 3] - turn @ change.translation)[:, None]), 1),
             metadata={**self.metadata, **(metadata or {})},
             timings=dict(self.timings),
-            tracks=None if self.tracks is None else replace(self.tracks, xyz=self.tracks.xyz * f),
+            tracks=None if self.tracks is None else replace(self.tracks, xyz=change.points(self.tracks.xyz)),
+            dense_points=None if dense is None else replace(dense, xyz=change.points(dense.xyz)),
         )
 
     @property
@@ -164,8 +183,9 @@ class Reconstruction:
 
     @property
     def is_sparse(self) -> bool:
-        """True for a scene whose depth is COLMAP's triangulated points alone (the classical engine)."""
-        return self.tracks is not None and self.metadata.get("engine") == "colmap"
+        """True for a scene whose depth is COLMAP's triangulated points alone (the classical engine
+        without the dense stage)."""
+        return self.tracks is not None and self.metadata.get("engine") == "colmap" and self.dense_points is None
 
     def confidence_mask(self, percentile: float = 0.0, frames: list[int] | None = None) -> np.ndarray:
         """bool [S, H, W]: the finite points of `frames` (default all) whose confidence ranks in
@@ -197,8 +217,15 @@ class Reconstruction:
         return float(hi - lo) < spread
 
     def point_cloud(self, percentile: float = 0.0, frames: list[int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(points [N,3], colours uint8 [N,3], confidence [N]) above a confidence percentile: a
-        sparse scene's triangulated points once each (confidence: track length), else the depth's."""
+        """(points [N,3], colours uint8 [N,3], confidence [N]) above a confidence percentile: the
+        dense stage's fused points, or a sparse scene's triangulated points, once each (confidence:
+        how many frames agree, the track length), else the depth maps' points."""
+        if self.dense_points is not None:
+            d = self.dense_points if frames is None else self.dense_points.of_frames(frames)
+            keep = np.ones(d.num_points, bool)
+            if percentile > 0 and d.num_points:
+                keep = d.confidence >= np.percentile(d.confidence, min(float(percentile), 100.0), method="lower")
+            return d.xyz[keep], d.rgb[keep], d.confidence[keep]
         if self.is_sparse and self.tracks is not None:
             t = self.tracks
             keep = t.seen_in(np.arange(self.num_frames) if frames is None else np.asarray(frames))
@@ -230,25 +257,35 @@ class Reconstruction:
             "timings": self.timings,
         }
         state = {f"layer{i}.{k}": v for i, layer in enumerate(self.state or []) for k, v in layer.items()}
+        extras = {}
         if self.tracks is not None:
             manifest["tracks"] = self.tracks.counts()
+            extras["tracks.npz"] = self.tracks.to_arrays()
+        if self.dense_points is not None:
+            manifest["dense_points"] = self.dense_points.counts()
+            extras["dense.npz"] = self.dense_points.to_arrays()
+        if has_state and self.state_frame is not None:
+            manifest["state_frame"] = np.asarray(self.state_frame, np.float64).tolist()
         with atomic_path(path) as tmp:
-            write_scene(tmp, manifest, arrays, state if has_state else None, None if self.tracks is None else self.tracks.to_arrays())
+            write_scene(tmp, manifest, arrays, state if has_state else None, extras)
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> Reconstruction:
         """Opens a `.zipmap`; a malformed or hostile file raises `SceneFileError` (see `scene_file`)."""
-        manifest, read, state, tracks = read_scene(path)
-        arrays: dict[str, Any] = dict(read)
+        scene = read_scene(path)
+        arrays: dict[str, Any] = dict(scene.arrays)
+        manifest = scene.manifest
         return cls(
             names=list(manifest["names"]),
             **arrays,
-            state=state,
+            state=scene.state,
             state_scale=float(manifest.get("state_scale", 1.0)),
             metadata=dict(manifest.get("metadata", {})),
             timings=numeric_entries(manifest.get("timings", {})),
-            tracks=tracks,
+            tracks=scene.tracks,
+            dense_points=scene.dense_points,
+            state_frame=scene.state_frame,
         )
 
 

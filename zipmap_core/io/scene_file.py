@@ -13,11 +13,14 @@ import io
 import json
 import os
 import zipfile
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..errors import SceneFileError
+from . import dense_points as dense
+from .dense_points import DensePoints
 from .files import parse_json, regular_file_problem
 from .tracks import Tracks, check_counts
 from .tracks import expected_bytes as tracks_bytes
@@ -234,8 +237,20 @@ def check_state(flat: dict[str, np.ndarray], name: str) -> list[dict[str, np.nda
     return [layers[i] for i in range(len(layers))]
 
 
-def read_scene(path: os.PathLike | str) -> tuple[dict, dict[str, np.ndarray], list[dict[str, np.ndarray]] | None, Tracks | None]:
-    """(manifest, arrays, state or None, tracks or None) of a `.zipmap` file; `SceneFileError` for anything else."""
+@dataclass
+class SceneContents:
+    """What a `.zipmap` holds, every part checked."""
+
+    manifest: dict
+    arrays: dict[str, np.ndarray]
+    state: list[dict[str, np.ndarray]] | None
+    tracks: Tracks | None
+    dense_points: DensePoints | None
+    state_frame: np.ndarray | None
+
+
+def read_scene(path: os.PathLike | str) -> SceneContents:
+    """The contents of a `.zipmap` file; `SceneFileError` for anything else."""
     name = os.path.basename(path)
     problem = regular_file_problem(path, "a scene file")
     if problem:
@@ -257,6 +272,12 @@ def read_scene(path: os.PathLike | str) -> tuple[dict, dict[str, np.ndarray], li
                 blob = _member(zf, "tracks.npz", tracks_bytes(counts), name, f"{counts['points']} tracks need")
                 tracks = Tracks.from_arrays(read_npz(blob, name, "tracks.npz"), counts, frames, hw, name)
                 del blob
+            points = None
+            if "dense_points" in manifest:
+                counts = dense.check_counts(manifest["dense_points"], name)
+                blob = _member(zf, "dense.npz", dense.expected_bytes(counts), name, f"{counts['points']} dense points need")
+                points = DensePoints.from_arrays(read_npz(blob, name, "dense.npz"), counts, frames, name)
+                del blob
             state = None
             if manifest.get("has_state"):
                 blob = _member(zf, "state.npz", MAX_STATE_BYTES, name, "a scene state may hold")
@@ -265,13 +286,31 @@ def read_scene(path: os.PathLike | str) -> tuple[dict, dict[str, np.ndarray], li
             if bad:
                 raise SceneFileError(f"{name} is damaged: {bad} holds NaN or infinite numbers")
             check_cameras(arrays["intrinsics"], name)
+            frame = check_state_frame(manifest.get("state_frame"), name)
     except SceneFileError:
         raise
     except FileNotFoundError:
         raise SceneFileError(f"scene file not found: {path}") from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, NotImplementedError, ValueError) as exc:
         raise SceneFileError(f"{name} is damaged or not a ZipMap scene: {exc}") from exc
-    return manifest, arrays, state, tracks
+    return SceneContents(manifest, arrays, state, tracks, points, frame)
+
+
+def check_state_frame(value: Any, name: str) -> np.ndarray | None:
+    """The manifest's `state_frame`: absent, or a [3, 4] turn (orthonormal, determinant 1) and move."""
+    if value is None:
+        return None
+    try:
+        frame = np.asarray(value, np.float64)
+    except (ValueError, TypeError):
+        frame = np.zeros(0)
+    ok = frame.shape == (3, 4) and np.isfinite(frame).all()
+    if ok:
+        rot = frame[:, :3]
+        ok = np.abs(rot.T @ rot - np.eye(3)).max() < 1e-4 and abs(np.linalg.det(rot) - 1) < 1e-4
+    if not ok:
+        raise SceneFileError(f"{name} is damaged: its state_frame is not a turn and a move ([3, 4], finite, orthonormal)")
+    return frame
 
 
 def write_scene(
@@ -279,17 +318,18 @@ def write_scene(
     manifest: dict,
     arrays: dict[str, np.ndarray],
     state: dict[str, np.ndarray] | None,
-    tracks: dict[str, np.ndarray] | None = None,
+    extras: dict[str, dict[str, np.ndarray]] | None = None,
 ) -> None:
     """Writes the container into `tmp` (the caller's atomic temporary; Python's zipfile reports
-    every write error, so a failed write never replaces a good scene)."""
+    every write error, so a failed write never replaces a good scene); `extras`: the optional
+    members (`tracks.npz`, `dense.npz`) by name."""
     with zipfile.ZipFile(tmp, "w") as zf:
         zf.writestr("manifest.json", json.dumps(manifest, indent=1), compress_type=zipfile.ZIP_DEFLATED)
         _write_npz(zf, "arrays.npz", arrays)
         if state is not None:
             _write_npz(zf, "state.npz", state)
-        if tracks is not None:
-            _write_npz(zf, "tracks.npz", tracks)
+        for member, contents in (extras or {}).items():
+            _write_npz(zf, member, contents)
 
 
 def _write_npz(zf: zipfile.ZipFile, member: str, arrays: dict[str, np.ndarray]) -> None:

@@ -14,6 +14,7 @@ from ..options import MAX_FRAMES, POINT_SOURCES
 
 if TYPE_CHECKING:
     from ..io.intrinsics import KnownIntrinsics
+    from ..io.known_poses import KnownPoses
 
 
 @dataclass(frozen=True)
@@ -46,14 +47,16 @@ class NetworkOptions:
 @dataclass(frozen=True)
 class ReconstructOptions:
     """Every engine's options. `resolution` None: the engine's own (the model's input width, or
-    the classical engine's); `max_frames`: at most this many frames, evenly spaced; `dense` None:
-    the dense stage runs where the cameras are known well (the engine says)."""
+    the classical engine's); `max_frames`: at most this many frames, evenly spaced; `poses`: known
+    cameras (their intrinsics with them); `dense` None: the dense stage runs where the cameras are
+    measured (the engine says)."""
 
     mode: str = "crop"
     resolution: int | None = None
     max_frames: int | None = None
     sampling: VideoSampling | None = None
     intrinsics: KnownIntrinsics | None = None
+    poses: KnownPoses | None = None
     dense: bool | None = None
     network: NetworkOptions = field(default_factory=NetworkOptions)
 
@@ -61,6 +64,8 @@ class ReconstructOptions:
         check_mode_and_size(self.mode, self.resolution or 14)
         if self.max_frames is not None and not 1 <= self.max_frames <= MAX_FRAMES:
             raise InputError(f"max_frames must be 1 to {MAX_FRAMES}, got {self.max_frames}")
+        if self.intrinsics is not None and self.poses is not None:
+            raise InputError("--poses gives each camera's intrinsics with it; leave out --intrinsics")
         if self.intrinsics is not None and self.network.points_from != "depth":
             raise InputError(
                 "known intrinsics are used to unproject depth; the point head's points do not take them (use points_from='depth')"

@@ -23,6 +23,7 @@ from ..io.inputs import InputSet, VideoSampling
 from ..io.novel_views import NovelViews
 from ..io.reconstruction import Reconstruction
 from ..io.scene_file import first_non_finite
+from ..io.similarity import Similarity, fit_similarity
 from ..model.geometry import ray_conditions
 from ..model.zipmap import ZipMap
 from ..resources import BUNDLED_MODEL
@@ -204,6 +205,7 @@ class Reconstructor:
                 images, crops = model_images(inputs.frames, mode, size, report)
         if options.intrinsics is not None:
             options.intrinsics.check_fits(crops, "the intrinsics given")
+        given = None if options.poses is None else options.poses.for_frames(inputs.names(), crops)  # before the network
         keep = self.model.keeps_state(net.keep_state)
         plan = memory_plan(self.runtime, images.shape[0], (int(images.shape[-2]), int(images.shape[-1])), keep_state=keep)
         check_fits(plan)  # before the network: a run that cannot fit is said now, not after minutes
@@ -234,6 +236,8 @@ class Reconstructor:
                 recon.intrinsics = np.stack([options.intrinsics.matrix_for(c) for c in crops]).astype(np.float32)
                 recon.forget_points()
                 recon.metadata["intrinsics"] = options.intrinsics.describe()
+        if options.poses is not None and given is not None:  # the scene brought onto the known cameras, depth scaled with them
+            recon = recon.transformed(fit_similarity(recon.extrinsics, given[0]), {"poses": options.poses.describe()})
         record_run(recon, self.runtime, clock, mode=mode, window_size=net.window_size, **inputs.report())
         recon.metadata["memory"] = plan.describe()
         report("done", 1, 1)
@@ -268,7 +272,10 @@ class Reconstructor:
             raise InputError(f"render size must be a multiple of {p}, got {h}x{w}")
         report = reporter(progress, cancel or CancelToken())
         scale = recon.state_scale
-        poses = torch.as_tensor(np.asarray(c2w, np.float32)[..., :3, :4]).clone()
+        c2w = np.asarray(c2w, np.float64)[..., :3, :4]
+        if recon.state_frame is not None:  # into the frame the state was made in (known cameras, refinement)
+            c2w = Similarity(1.0, recon.state_frame[:, :3], recon.state_frame[:, 3]).camera_to_world(c2w)
+        poses = torch.as_tensor(c2w, dtype=torch.float32).clone()
         poses[..., :3, 3] /= scale
         rays = ray_conditions(poses[None], torch.tensor(np.asarray(intrinsics, np.float32))[None], (h, w))
         states = self._resident_state(recon)

@@ -23,7 +23,7 @@ from ..pipeline.assembly import max_translation, state_scale
 from ..pipeline.engine import Capabilities, Inputs, Say
 from ..pipeline.recipe import StageClock, input_set, model_images, original_sizes, record_run
 from ..pipeline.reconstruct_options import ReconstructOptions
-from .mapping import MIN_REGISTERED, NoOverlapError, Registration, register
+from .mapping import MIN_REGISTERED, NoOverlapError, Registration, register, triangulate_known
 from .models import median_depth, to_first_frame
 
 __all__ = ["ClassicalEngine", "NoOverlapError", "engine_summary"]
@@ -71,12 +71,17 @@ class ClassicalEngine:
             loaded = input_set(inputs, options.sampling, options.max_frames, options.mode, classical_width(options), report, cancel)
             cancel.check()
             frames, crops = classical_frames(loaded, options, report)
+        given = None if options.poses is None else options.poses.for_frames(loaded.names(), crops)
         with clock.stage("model"):
-            run, known = registration(loaded, frames, crops, options, report, cancel)
+            if given is None:
+                run, known = registration(loaded, frames, crops, options, report, cancel)
+            else:
+                run, known = triangulate_known(frames, input_kind(loaded), *given, report, cancel), None
         with clock.stage("assemble"):
-            recon = to_reconstruction(run.model, frames, loaded.names(), original_sizes(crops))
+            recon = to_reconstruction(run.model, frames, loaded.names(), original_sizes(crops), gauge=given is None)
         colmap_info = describe_run(run, loaded.names(), known)
-        record_run(recon, self, clock, engine="colmap", mode=options.mode, colmap=colmap_info, **loaded.report())
+        extra: dict[str, Any] = {} if options.poses is None else {"poses": options.poses.describe()}
+        record_run(recon, self, clock, engine="colmap", mode=options.mode, colmap=colmap_info, **extra, **loaded.report())
         report("done", 1, 1)
         return recon
 
@@ -138,11 +143,16 @@ def _exif_prior(inputs: InputSet, crops: list) -> KnownIntrinsics | None:
     return exif_prior(frames[0].source, crops[0].original_wh)
 
 
-def to_reconstruction(model: SparseModel, frames: np.ndarray, names: list[str], original_wh: np.ndarray) -> Reconstruction:
-    """The registered frames as a scene: the first at the origin, lengths in units of the median
-    point depth, depth where points were seen (track length as confidence)."""
-    model = to_first_frame(model)
-    model = to_first_frame(model, 1.0 / median_depth(model))
+def to_reconstruction(
+    model: SparseModel, frames: np.ndarray, names: list[str], original_wh: np.ndarray, gauge: bool = True
+) -> Reconstruction:
+    """The registered frames as a scene: with `gauge`, the first at the origin and lengths in
+    units of the median point depth (COLMAP's own frame and unit are arbitrary); without, the
+    frame and units of the cameras as given. Depth where points were seen (track length as
+    confidence)."""
+    if gauge:
+        model = to_first_frame(model)
+        model = to_first_frame(model, 1.0 / median_depth(model))
     keep = model.frames
     ext = model.extrinsics.astype(np.float32)
     hw = frames.shape[1:3]

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..cancel import Cancelled, CancelToken, Progress
 from ..errors import ZipMapError
-from ..io.colmap_model import SparseModel, colmap, read_sparse
+from ..io.colmap_model import FrameEntry, SparseModel, build_model, colmap, read_sparse
 from ..io.intrinsics import KnownIntrinsics
 from .pairs import pairs_for
 from .workspace import Workspace
@@ -117,3 +117,42 @@ def register(
         match_pairs(ws, pairs, report, len(frames))
         mapped = map_incremental(ws, len(frames), fixed, report)
         return Registration(read_sparse(mapped.best, ws.frame_of), how, len(pairs), mapped.groups)
+
+
+def seeded_model(ws: Workspace, w2c: np.ndarray) -> Any:
+    """A pycolmap model of the workspace database's cameras and images, each posed at `w2c[frame]`
+    (the network's cameras, or the user's): what triangulation starts from."""
+    with ws.database_open() as db:
+        cameras = db.read_all_cameras()
+        frames = [FrameEntry(im.name, im.image_id, im.camera_id, w2c[ws.frame_of(im.name)]) for im in db.read_all_images()]
+    return build_model(cameras, frames)
+
+
+def triangulate(ws: Workspace, model: Any, fresh: bool) -> Any:
+    """The workspace's matches triangulated from `model`'s cameras (`fresh`: its points cleared
+    first), its C++ log kept in the workspace's log."""
+    pycolmap = colmap()
+    with ws.quiet(), ws.cancellable():
+        return pycolmap.triangulate_points(
+            model,
+            ws.database,
+            ws.image_dir,
+            ws.root / "tri",
+            clear_points=fresh,
+            options=pycolmap.IncrementalPipelineOptions(),
+            cancellation_token=ws.token,
+        )
+
+
+def triangulate_known(frames: np.ndarray, kind: str, w2c: np.ndarray, k: np.ndarray, report: Progress, cancel: CancelToken) -> Registration:
+    """Known cameras (`w2c` [N, 3, 4], `k` [N, 3, 3] for `frames`' pixels): no registration, the
+    features matched as the classical engine matches them and triangulated with the cameras as
+    given, nothing adjusted (their frame and units are the user's)."""
+    how, pairs = pairs_for(kind, frames)
+    with Workspace(frames, cancel) as ws:
+        ws.add_cameras(k, shared=False, fixed=True)
+        match_pairs(ws, pairs, report, len(frames))
+        report("triangulation", 0, 1)
+        model = triangulate(ws, seeded_model(ws, w2c), fresh=True)
+        report("triangulation", 1, 1)
+        return Registration(read_sparse(model, ws.frame_of), how, len(pairs), [list(range(len(frames)))])

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..cancel import CancelToken, Progress, reporter
 from ..errors import InputError
-from ..io.colmap_model import FrameEntry, SparseModel, build_model, colmap, read_sparse
+from ..io.colmap_model import SparseModel, colmap, read_sparse
 from ..io.inputs import Frame, InputSet
 from ..io.preprocess import Crop, detail_image, pixel_map
 from ..io.reconstruction import Reconstruction
@@ -30,7 +30,7 @@ from ..pipeline.network_engine import NetworkEngine
 from ..pipeline.recipe import input_set
 from ..pipeline.reconstruct_options import ReconstructOptions
 from .engine import classical_frames, registration
-from .mapping import map_incremental, match_pairs
+from .mapping import map_incremental, match_pairs, seeded_model, triangulate
 from .models import at_scale, in_pixels, observed_depths, scaled_intrinsics, to_first_frame
 from .pairs import EXHAUSTIVE_UP_TO, NEIGHBOURS, exhaustive_pairs, overlap_pairs, sequential_pairs
 from .workspace import Workspace
@@ -59,6 +59,8 @@ class RefineEngine:
     def refuse(self, options: ReconstructOptions) -> None:
         if options.network.window_size:
             raise InputError("--refine runs on a whole reconstruction; it does not combine with --window-size")
+        if options.poses is not None:
+            raise InputError("--poses gives the cameras; there is nothing for --refine to adjust")
         self.network.refuse(options)
 
     def reconstruct(
@@ -199,14 +201,6 @@ def _remapped(
     return at_scale(read_sparse(mapped.best, ws.frame_of), 1 / factor)
 
 
-def _seeded(ws: Workspace, recon: Reconstruction) -> Any:
-    """A pycolmap model of the database's cameras and images posed where ZipMap put them."""
-    with ws.database_open() as db:
-        cameras = db.read_all_cameras()
-        frames = [FrameEntry(im.name, im.image_id, im.camera_id, recon.extrinsics[ws.frame_of(im.name)]) for im in db.read_all_images()]
-    return build_model(cameras, frames)
-
-
 def _adjust(ws: Workspace, recon: Reconstruction, fixed_intrinsics: bool, report: Progress, factor: int) -> tuple[Any, float, int]:
     """Triangulation from ZipMap's cameras, bundle adjustment, and triangulation again from the
     adjusted cameras (which completes the tracks the predictions left short); (the model, the
@@ -214,17 +208,8 @@ def _adjust(ws: Workspace, recon: Reconstruction, fixed_intrinsics: bool, report
     they triangulated). One adjustment: a second, after the retriangulation, cost 12x the first at
     N = 128 (`zipmap bench refine`) and moved no camera by a measurable amount."""
     pycolmap = colmap()
-    options = pycolmap.IncrementalPipelineOptions()
-    model = _seeded(ws, recon)
-
-    def triangulate(model: Any, fresh: bool) -> Any:
-        with ws.quiet(), ws.cancellable():
-            return pycolmap.triangulate_points(
-                model, ws.database, ws.image_dir, ws.root / "tri", clear_points=fresh, options=options, cancellation_token=ws.token
-            )
-
     report("adjustment", 0, 3)
-    model = triangulate(model, True)
+    model = triangulate(ws, seeded_model(ws, recon.extrinsics), fresh=True)
     before = float(model.compute_mean_reprojection_error()) / factor if model.num_points3D() else float("nan")
     points_before = int(model.num_points3D())
     report("adjustment", 1, 3)
@@ -237,7 +222,7 @@ def _adjust(ws: Workspace, recon: Reconstruction, fixed_intrinsics: bool, report
         with ws.quiet(), ws.cancellable():
             pycolmap.bundle_adjustment(model, ba, cancellation_token=ws.token)
     report("adjustment", 2, 3)
-    model = triangulate(model, False)
+    model = triangulate(ws, model, fresh=False)
     report("adjustment", 3, 3)
     return model, before, points_before
 
