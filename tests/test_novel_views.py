@@ -57,6 +57,9 @@ def test_orbit_path_circles_and_looks_at_the_centre():
     assert dist.std() < 1e-3 * dist.mean()
     to_centre = (centre - poses[:, :, 3]) / dist[:, None]
     np.testing.assert_allclose(np.einsum("nk,nk->n", poses[:, :, 2], to_centre), 1.0, atol=1e-5)
+    # upright: the orbit's cameras point "down" (their y axis) where the input cameras do
+    down = recon.cam_to_world[:, :3, 1].mean(0)
+    assert (poses[:, :, 1] @ down > 0.5).all(), poses[:, :, 1] @ down
 
 
 def test_point_cloud_fallback_reproduces_an_input_view():

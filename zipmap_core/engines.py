@@ -70,9 +70,20 @@ def reconstruct_scene(
     cancel: CancelToken | None = None,
     say: Say | None = None,
 ) -> Reconstruction:
-    """A scene from `inputs` by `engine`, the options it cannot take refused before any work."""
+    """A scene from `inputs` by `engine`, the options it cannot take refused before any work,
+    then the stages that follow every engine: the dense stage where it applies (`dense_applies`)."""
     engine.refuse(options)
-    return engine.reconstruct(inputs, options, progress, cancel, say)
+    recon = engine.reconstruct(inputs, options, progress, cancel, say)
+    if dense_applies(engine, options):
+        from .pipeline.dense_stage import densify
+
+        recon = densify(recon, progress, cancel)
+    return recon
+
+
+def dense_applies(engine: Engine, options: ReconstructOptions) -> bool:
+    """The dense stage runs when asked (`--dense`), and by default on cameras COLMAP measured."""
+    return options.dense if options.dense is not None else engine.capabilities.measures_cameras
 
 
 def scene_notes(recon: Reconstruction) -> list[str]:

@@ -18,7 +18,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser(
         "bench",
         help="benchmarks: scaling with the number of frames, query latency, full configuration, the pipeline around the network, "
-        "processes, COLMAP refinement, the studio's startup",
+        "processes, COLMAP refinement, the dense stage and photo renders, the studio's startup",
     )
     b.add_argument("which", choices=tuple(BENCHMARKS))
     b.add_argument("-o", "--output", default="out/bench")
@@ -32,6 +32,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--exhaustive-max", type=int, default=64, help="refine: largest N timed with exhaustive matching")
     b.add_argument("--stream-frames", type=int, help="frames streamed (default: scaling 500, pipeline 1000)")
     b.add_argument("--video", help="pipeline: this video instead of a generated 1080p one")
+    b.add_argument("--scene", help="dense: a .zipmap of the sample video registered already (at least the largest --frames)")
     b.add_argument("--batch", type=int, help="generator: scenes per call (default: 1 on a CPU, 1024 on a GPU)")
     b.add_argument("--config", default="aff_inv", help="gpu, memory: the configuration timed (an official one, or small)")
     b.add_argument("--height", type=int, default=392, help="gpu: image height (width: --size, default 518)")
@@ -211,6 +212,14 @@ def run_memory(args: argparse.Namespace) -> Result:
     return "memory", res
 
 
+def run_dense(args: argparse.Namespace) -> Result:
+    from .dense import bench_dense
+
+    res = bench_dense(_frames(args, "12,24,48,96"), Path(args.output), log=_log, scene=Path(args.scene) if args.scene else None)
+    print(json.dumps(res["summary"], indent=2))
+    return "dense", res
+
+
 def run_startup(args: argparse.Namespace) -> Result:
     from .startup import startup
 
@@ -232,4 +241,5 @@ BENCHMARKS: dict[str, Callable[[argparse.Namespace], Result]] = {
     "refine": run_refine,
     "startup": run_startup,
     "memory": run_memory,
+    "dense": run_dense,
 }

@@ -11,6 +11,7 @@ from ..options import (
     EXPORT_FORMATS,
     MAX_PATH_VIEWS,
     MIN_PATH_WIDTH,
+    NOVEL_VIEW_SOURCES,
     VARIANTS,
     number,
     positive_int,
@@ -33,7 +34,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     x.add_argument("--text", action="store_true", help="COLMAP text files instead of binary")
     x.add_argument("-q", "--quiet", action="store_true")
     x.set_defaults(func=cmd_export)
-    rn = sub.add_parser("render", help="render novel views of a .zipmap scene from its scene state")
+    rn = sub.add_parser("render", help="render novel views of a .zipmap scene: from its scene state, its photos or its points")
     rn.add_argument("scene")
     src = rn.add_mutually_exclusive_group()
     src.add_argument("--c2w", help="JSON with camera-to-world matrices (scene frame, OpenCV axes) and optional intrinsics")
@@ -43,6 +44,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help=f"render an orbit of N views around the scene (default: {DEFAULT_ORBIT_VIEWS}, a full turn)",
     )
     rn.add_argument("-o", "--output", required=True, help="output folder")
+    rn.add_argument(
+        "--source",
+        choices=NOVEL_VIEW_SOURCES,
+        help="state: the scene state queried (loads the model); photos: the input photos warped by their dense depth; "
+        "points: the points splatted (default: the best the scene has, photos once the dense stage ran)",
+    )
     rn.add_argument("--checkpoint", help="the model that made the scene: " + CHECKPOINT_HELP)
     rn.add_argument("--variant", choices=VARIANTS)
     rn.add_argument("--device", default="auto")
@@ -51,7 +58,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         type=render_size,
         help=f"WxH (default: an orbit at the scene's aspect, at least {MIN_PATH_WIDTH} px wide; a --c2w file at the scene's size)",
     )
-    rn.add_argument("--fov", type=number(float, 1, 170), default=60.0, help="vertical field of view in degrees (without intrinsics)")
+    rn.add_argument(
+        "--fov",
+        type=number(float, 1, 170),
+        help="vertical field of view in degrees (default: the scene's own; a camera file's intrinsics win)",
+    )
     rn.add_argument("--fps", type=number(float, 0, 240, lo_open=True), default=24.0)
     rn.add_argument("-q", "--quiet", action="store_true")
     rn.set_defaults(func=cmd_render)
@@ -86,13 +97,13 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     recon = Reconstruction.load(args.scene)
     rec = None
-    if args.checkpoint or BUNDLED_MODEL.exists():
+    if needs_model(recon, args.source) and (args.checkpoint or BUNDLED_MODEL.exists()):
         rec = reconstructor(args, notice=True)
-        if not rec.model.can_render:
-            print(f"{rec.description} has no novel-view head: rendering the point-cloud fallback", file=sys.stderr)
+        if not rec.model.can_render and args.source is None:
+            print(f"{rec.description} has no novel-view head: rendering from the photos or points instead", file=sys.stderr)
     # an orbit is sized to watch; a camera file's cameras (and intrinsics) are the scene's own size
     w, h = args.size or (watchable_size(recon.image_hw) if not args.c2w else recon.image_hw)[::-1]
-    k = intrinsics_from_fov(args.fov, (h, w)).numpy()
+    k = intrinsics_from_fov(args.fov or recon.field_of_view(), (h, w)).numpy()
     if args.c2w:
         poses, k_file = read_poses(args.c2w)
         k = k_file if k_file is not None else k
@@ -100,8 +111,14 @@ def cmd_render(args: argparse.Namespace) -> int:
         poses = orbit_path(recon, args.orbit or DEFAULT_ORBIT_VIEWS)
     bar = StageBar(args.quiet)
     try:
-        folder = render_path(rec, recon, poses, k, (h, w), args.output, fps=args.fps, progress=bar)
+        folder = render_path(rec, recon, poses, k, (h, w), args.output, fps=args.fps, progress=bar, source=args.source)
     finally:
         bar.close()
     print(f"rendered {len(poses)} views to {folder} (frames/, path.mp4, path.json)")
     return 0
+
+
+def needs_model(recon, source: str | None) -> bool:
+    """Whether rendering `recon` from `source` (None: its best) reads a model: only a query of
+    its scene state does."""
+    return source == "state" or (source is None and recon.state is not None and recon.dense_points is None)

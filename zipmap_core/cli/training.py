@@ -35,8 +35,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         default="truth",
         help="truth: the scene folders' ground truth; colmap: the classical engine's cameras and points on the same frames",
     )
-    e.add_argument("--engine", choices=ENGINES, default="zipmap", help="with --against colmap: the engine scored")
-    e.add_argument("--refine", action="store_true", help="with --against colmap: score the network refined by COLMAP")
+    e.add_argument(
+        "--novel-views",
+        action="store_true",
+        help="judge novel views on real footage: every K-th frame held out of the dense stage and of every renderer, "
+        "rendered at its registered camera by each source (photos, state, points) and the baselines, scored by PSNR and SSIM",
+    )
+    e.add_argument("--every", type=number(int, 2, 1000), default=4, help="with --novel-views: hold out every K-th frame (default 4)")
+    e.add_argument("-o", "--output", help="with --novel-views: a side-by-side PNG per held-out frame into this folder")
+    e.add_argument(
+        "--engine", choices=ENGINES, default="zipmap", help="with --against colmap or --novel-views: the engine that makes the scene"
+    )
+    e.add_argument("--refine", action="store_true", help="with --against colmap or --novel-views: the network refined by COLMAP")
     add_video_sampling(e)
     e.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     e.add_argument("--variant", choices=VARIANTS)
@@ -97,6 +107,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from ..training.evaluation import evaluate, format_table
 
+    if args.novel_views:
+        return _eval_novel_views(args)
     if args.against == "colmap":
         return _eval_against_colmap(args)
     if len(args.scenes) != 1 or args.engine != "zipmap" or args.refine:
@@ -132,3 +144,27 @@ def _eval_against_colmap(args: argparse.Namespace) -> int:
     engine = make_engine(engine_name(args.engine, args.refine), lambda: reconstructor(args))
     options = ReconstructOptions(sampling=VideoSampling(fps=args.fps, max_frames=args.video_frames))
     return _scored(lambda bar: evaluate_against_colmap(engine, args.scenes, options, progress=bar), format_scores, args)
+
+
+def _eval_novel_views(args: argparse.Namespace) -> int:
+    """`eval --novel-views INPUT`: held-out frames rendered by every source, scored."""
+    from pathlib import Path
+
+    from ..engines import engine_name, make_engine
+    from ..held_out import evaluate_novel_views, format_novel_views
+    from ..io.inputs import VideoSampling
+    from ..pipeline.reconstruct_options import ReconstructOptions
+
+    engine = make_engine(engine_name(args.engine, args.refine), lambda: reconstructor(args))
+    network = reconstructor(args) if engine.capabilities.keeps_state else None  # its scene state is judged too
+    if network is not None:
+        engine = make_engine(engine_name(args.engine, args.refine), lambda: network)
+    options = ReconstructOptions(sampling=VideoSampling(fps=args.fps, max_frames=args.video_frames))
+    out = Path(args.output) if args.output else None
+    offset = min(3, args.every - 1)
+
+    def work(bar: StageBar) -> dict:
+        result = evaluate_novel_views(engine, args.scenes, options, args.every, offset, out, network, bar)
+        return {**result, "every": args.every}
+
+    return _scored(work, format_novel_views, args)

@@ -68,11 +68,10 @@ class DensePoints:
 
 def check_counts(counts: object, name: str) -> dict[str, int]:
     """The manifest's `dense_points` entry: a whole number within bounds, else a `SceneFileError`."""
-    ok = isinstance(counts, dict) and isinstance(counts.get("points"), int) and not isinstance(counts.get("points"), bool)
-    if not ok or not 0 <= counts["points"] <= MAX_POINTS:  # type: ignore[union-attr]
+    points = counts.get("points") if isinstance(counts, dict) else None
+    if not isinstance(points, int) or isinstance(points, bool) or not 0 <= points <= MAX_POINTS:
         raise SceneFileError(f"{name} is damaged: its dense points entry {counts!r} is not a count within bounds")
-    assert isinstance(counts, dict)
-    return {"points": int(counts["points"])}
+    return {"points": points}
 
 
 def expected_bytes(counts: dict[str, int]) -> int:

@@ -195,9 +195,10 @@ def export_colmap(
     progress: Progress = _noop,
 ) -> Path:
     """COLMAP sparse model (`sparse/0/` in binary, or text) written by pycolmap, with the frames in
-    `images/` at the scene's resolution. A scene COLMAP made or refined carries its real tracks
-    (each point with every pixel it was seen at); otherwise each of up to `max_points` confident
-    depth points has a one-observation track to its pixel."""
+    `images/` at the scene's resolution, and the dense points as `fused.ply` when the dense stage
+    ran. A scene COLMAP made or refined carries its real tracks (each point with every pixel it
+    was seen at); otherwise each of up to `max_points` confident depth points has a
+    one-observation track to its pixel."""
     with atomic_folder(folder) as tmp:
         names = _write_images(recon, tmp / "images", progress)
         tracks = recon.tracks if recon.tracks is not None else depth_tracks(recon, percentile, max_points)
@@ -210,6 +211,9 @@ def export_colmap(
         sparse.mkdir(parents=True)
         (model.write_text if text else model.write_binary)(str(sparse))
         _verify_colmap(model, sparse)
+        if recon.dense_points is not None:  # beside the sparse model, as COLMAP's dense workspace holds it
+            d = recon.dense_points
+            _write_ply(tmp / "fused.ply", d.xyz, d.rgb, d.confidence)
     return Path(folder)
 
 
@@ -285,9 +289,9 @@ def export_nerfstudio(recon: Reconstruction, folder: str | Path, percentile: flo
             "ply_file_path": "sparse_pc.ply",
         }
         (tmp / "transforms.json").write_text(json.dumps(meta, indent=2))
-        if recon.tracks is not None:  # COLMAP's triangulated points, as ns-process-data writes them
+        if recon.tracks is not None and recon.dense_points is None:  # COLMAP's points, as ns-process-data writes them
             _write_ply(tmp / "sparse_pc.ply", recon.tracks.xyz, recon.tracks.rgb, recon.tracks.track_length.astype(np.float32))
-        else:
+        else:  # the dense points (or the depth's), the better start for a splatting trainer
             export_ply(recon, tmp / "sparse_pc.ply", percentile)
     return Path(folder)
 

@@ -176,6 +176,12 @@ class Reconstruction:
         t = -rot @ self.extrinsics[:, :3, 3:4]
         return np.concatenate((rot, t), axis=2)
 
+    def field_of_view(self) -> float:
+        """The input cameras' median vertical field of view in degrees: what a virtual camera of
+        this scene sees by default, so it frames what the photos framed."""
+        fy = float(np.median(self.intrinsics[:, 1, 1]))
+        return float(np.degrees(2 * np.arctan2(self.image_hw[0] / 2, fy)))
+
     def median_depth(self) -> float:
         """The median measured depth (0 is "not measured"): the scene's unit for drawing and meshing."""
         d = self.depth[np.isfinite(self.depth) & (self.depth > 0)]

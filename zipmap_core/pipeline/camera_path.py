@@ -18,6 +18,7 @@ from ..io.preprocess import unit_bytes_np
 from ..io.reconstruction import Reconstruction
 from ..model.geometry import look_at as _look_at
 from ..options import MAX_PATH_VIEWS, MIN_PATH_WIDTH, PATCH
+from .novel_views import best_source, render_views
 
 WORLD_UP = (0.0, -1.0, 0.0)  # reconstructions use OpenCV axes of frame 0: y points down
 
@@ -48,7 +49,7 @@ def orbit_path(recon: Reconstruction, frames: int) -> np.ndarray:
     b = np.cross(up, a)
     angles = np.linspace(0, 2 * np.pi, frames, endpoint=False)
     eyes = centre + height * up + radius * (np.cos(angles)[:, None] * a + np.sin(angles)[:, None] * b)
-    return np.stack([look_at(e, centre, tuple(-up)) for e in eyes])
+    return np.stack([look_at(e, centre, tuple(up)) for e in eyes])
 
 
 def path_through(c2ws: list[np.ndarray], frames: int) -> np.ndarray:
@@ -75,14 +76,12 @@ RENDER_BATCH = 8  # views rendered per model call along a path
 RENDER_OUTPUTS = ("frames", "path.mp4", "path.json")  # what a render publishes in its folder
 
 
-def render_frames(rec, recon: Reconstruction, poses: np.ndarray, k: np.ndarray, size: tuple[int, int]):
-    """(label, NovelViews) for one batch of poses: scene state when available, else splats."""
-    from .splat import splat_render
-
-    ks = np.broadcast_to(np.asarray(k, np.float32), (len(poses), 3, 3))
-    if rec is not None and rec.model.can_render and recon.state is not None:
-        return "scene state", rec.render_views(recon, poses, ks, size)
-    return "point-cloud fallback (no novel-view head or no scene state)", splat_render(recon, poses, ks, size)
+def render_frames(
+    rec, recon: Reconstruction, poses: np.ndarray, k: np.ndarray, size: tuple[int, int], source: str | None = None, draft: bool = False
+):
+    """(label, NovelViews) for one batch of poses from `source` (None: the best the scene has;
+    see `novel_views`)."""
+    return render_views(rec, recon, poses, k, size, source, draft)
 
 
 def render_path(
@@ -95,13 +94,15 @@ def render_path(
     fps: float = 24.0,
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
+    source: str | None = None,
 ) -> Path:
     """Renders each pose into `folder/frames/frame_0000.png` (+ `_depth.npy`) …, `folder/path.mp4`
     and `folder/path.json`. All three are staged and published together once the video reads
     back whole: a cancel or a full disk leaves the previous render as it was."""
     folder = Path(folder)
     label = ""
-    if rec is not None and rec.model.can_render:
+    source = source or best_source(rec, recon)
+    if source == "state" and rec is not None and rec.model.can_render:
         rec.check_state(recon)  # before the folder is touched
     with Publication(folder, RENDER_OUTPUTS) as pub:
         frames = pub.path("frames")
@@ -113,7 +114,7 @@ def render_path(
             for start in range(0, len(poses), RENDER_BATCH):
                 if cancel is not None:
                     cancel.check()
-                label, views = render_frames(rec, recon, poses[start : start + RENDER_BATCH], k, size)
+                label, views = render_frames(rec, recon, poses[start : start + RENDER_BATCH], k, size, source)
                 for j in range(len(views.rgb)):
                     rgb = unit_bytes_np(views.rgb[j])
                     _save_frame(frames, start + j, rgb, views.depth[j])

@@ -25,6 +25,7 @@ from ..io.colmap_model import SparseModel, colmap, read_sparse
 from ..io.inputs import Frame, InputSet
 from ..io.preprocess import Crop, detail_image, pixel_map
 from ..io.reconstruction import Reconstruction
+from ..io.similarity import fit_similarity
 from ..pipeline.engine import Capabilities, Inputs, Say
 from ..pipeline.network_engine import NetworkEngine
 from ..pipeline.recipe import input_set
@@ -268,6 +269,9 @@ def _onto_refined(recon: Reconstruction, sparse: SparseModel) -> Reconstruction:
         s, b = robust_scale_shift(predicted[frame == i], z[frame == i])
         depth[i] = depth[i] * s + b
         fits.append([s, b])
+    # a query of the scene state is asked in the network's frame: the similarity from the refined
+    # cameras onto the predicted ones takes it there (its scale folded into the state's unit)
+    to_network = fit_similarity(sparse.extrinsics, recon.extrinsics[keep])
     out = Reconstruction(
         names=[recon.names[i] for i in keep],
         images=recon.images[keep],
@@ -277,7 +281,8 @@ def _onto_refined(recon: Reconstruction, sparse: SparseModel) -> Reconstruction:
         depth_conf=recon.depth_conf[keep],
         original_wh=recon.original_wh[keep],
         state=recon.state,
-        state_scale=recon.state_scale,
+        state_scale=recon.state_scale / to_network.scale,
+        state_frame=None if recon.state is None else to_network.rigid(),
         metadata=dict(recon.metadata),
         timings=dict(recon.timings),
         tracks=sparse.tracks,
