@@ -1,8 +1,9 @@
 """Which engine makes a scene, chosen by name from one registry: the network (`zipmap`), COLMAP
-alone (`colmap`) or the network refined by COLMAP's bundle adjustment (`refine`). Every engine
-follows `pipeline.engine.Engine`; the command line and the app build `ReconstructOptions` the same
-way and call `reconstruct_scene`, so an option means the same in each and is refused the same
-way where an engine cannot take it. Stages that follow any engine (the dense stage) run here."""
+alone (`colmap`), the network refined by COLMAP's bundle adjustment (`refine`), or `auto`, the
+best real result this machine can give (`AutoEngine`). Every engine follows
+`pipeline.engine.Engine`; the command line and the app build `ReconstructOptions` the same way
+and call `reconstruct_scene`, so an option means the same in each and is refused the same way
+where an engine cannot take it. Stages that follow any engine (the dense stage) run here."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from .pipeline.reconstructor import Reconstructor
 
 NetworkLoader = Callable[[], "Reconstructor"]  # the network, loaded only by the engines that run it
+MEASURED_CAMERAS = ("colmap", "given")  # a scene's `cameras` record on which the dense stage runs by default
 
 
 def _network(load: NetworkLoader) -> Engine:
@@ -43,11 +45,14 @@ def _refine(load: NetworkLoader) -> Engine:
 REGISTRY: dict[str, Callable[[NetworkLoader], Engine]] = {"zipmap": _network, "colmap": _classical, "refine": _refine}
 
 
-def make_engine(name: str, network: NetworkLoader | None = None) -> Engine:
+def make_engine(name: str, network: NetworkLoader | None = None, *, model: str | None = None) -> Engine:
     """The engine called `name`; `network`: how to load the network, called only when an engine
-    that runs it first needs it."""
+    that runs it first needs it. `auto` chooses (`AutoEngine.choose`); `model`: the checkpoint
+    the user named, None when they named none."""
+    if name == "auto":
+        return AutoEngine.choose(network, model)
     if name not in REGISTRY:
-        raise InputError(f"no engine {name!r}; choose from {', '.join(REGISTRY)}")
+        raise InputError(f"no engine {name!r}; choose from auto, {', '.join(REGISTRY)}")
 
     def no_network() -> Reconstructor:
         raise InputError(f"the {name} engine runs the network, and no model was given")
@@ -56,10 +61,77 @@ def make_engine(name: str, network: NetworkLoader | None = None) -> Engine:
 
 
 def engine_name(engine: str, refine: bool) -> str:
-    """The registry's name for what a user chose: `--engine` and `--refine`."""
+    """The registry's name for what a user chose: `--engine` and `--refine` (the network, refined)."""
     if refine and engine == "colmap":
         raise InputError("--refine adjusts ZipMap's cameras with COLMAP; the classical engine's are COLMAP's already")
     return "refine" if refine else engine
+
+
+class AutoEngine:
+    """The best real result this machine can give: the network when the user named a model or
+    the official weights are on this machine; otherwise the classical engine with the dense stage
+    (the bundled model is a demonstration), and where COLMAP cannot register the inputs (too few
+    or too different photos), the bundled network with its notice. Each choice is said in a line."""
+
+    name = "auto"
+
+    def __init__(self, first: Engine, why: str, fallback: Engine | None = None) -> None:
+        self.first, self.why, self.fallback = first, why, fallback
+        self.capabilities = first.capabilities
+
+    @classmethod
+    def choose(cls, network: NetworkLoader | None, model: str | None) -> AutoEngine:
+        from .io.download import cached_official
+
+        if model:
+            return cls(_network(network or _bundled), f"the model you named ({model})")
+        official = cached_official()
+        if official is not None:
+            return cls(_network(_opened(official)), "the official weights are on this machine")
+        why = "no official weights on this machine: COLMAP's cameras and dense depth from the photos"
+        return cls(_classical(_bundled), why, _network(network or _bundled))
+
+    def describe(self) -> str:
+        return f"{self.first.describe()} (auto: {self.why})"
+
+    def refuse(self, options: ReconstructOptions) -> None:
+        self.first.refuse(options)
+
+    def reconstruct(
+        self,
+        inputs: Inputs,
+        options: ReconstructOptions,
+        progress: Progress | None = None,
+        cancel: CancelToken | None = None,
+        say: Say | None = None,
+    ) -> Reconstruction:
+        from .sfm.mapping import NoOverlapError
+
+        try:
+            recon = reconstruct_scene(self.first, inputs, options, progress, cancel, say)
+        except NoOverlapError as exc:
+            if self.fallback is None:
+                raise
+            if say is not None:
+                say(f"auto: the classical engine could not register these inputs ({exc}); using the network instead")
+            recon = reconstruct_scene(self.fallback, inputs, options, progress, cancel, say)
+        recon.metadata["auto"] = self.why
+        return recon
+
+
+def _bundled() -> Reconstructor:
+    from .pipeline.reconstructor import Reconstructor
+
+    return Reconstructor.bundled()
+
+
+def _opened(spec: str) -> NetworkLoader:
+    def load() -> Reconstructor:
+        from .pipeline.reconstructor import Reconstructor
+
+        return Reconstructor.open(spec)
+
+    return load
 
 
 def reconstruct_scene(
@@ -74,16 +146,19 @@ def reconstruct_scene(
     then the stages that follow every engine: the dense stage where it applies (`dense_applies`)."""
     engine.refuse(options)
     recon = engine.reconstruct(inputs, options, progress, cancel, say)
-    if dense_applies(engine, options):
+    if dense_applies(recon, options):
         from .pipeline.dense_stage import densify
 
         recon = densify(recon, progress, cancel)
     return recon
 
 
-def dense_applies(engine: Engine, options: ReconstructOptions) -> bool:
-    """The dense stage runs when asked (`--dense`), and by default on cameras COLMAP measured."""
-    return options.dense if options.dense is not None else engine.capabilities.measures_cameras
+def dense_applies(recon: Reconstruction, options: ReconstructOptions) -> bool:
+    """The dense stage runs once a scene: when asked (`--dense`), and by default on cameras
+    COLMAP measured or the user gave (the scene's record says which)."""
+    if recon.dense_points is not None:
+        return False
+    return options.dense if options.dense is not None else recon.metadata.get("cameras") in MEASURED_CAMERAS
 
 
 def scene_notes(recon: Reconstruction) -> list[str]:

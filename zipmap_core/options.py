@@ -52,7 +52,9 @@ EXPORT_NAMES = {"ply": "points.ply", "glb": "scene.glb", "mesh": "mesh.ply", "co
 # where world points come from: unprojected depth (as ZipMap's and VGGT's demos do) or the point head
 POINT_SOURCES = ("depth", "point_head")
 NOVEL_VIEW_SOURCES = ("state", "photos", "points")  # where a virtual camera's view comes from (pipeline.novel_views)
-ENGINES = ("zipmap", "colmap")  # the network (default), or COLMAP's structure from motion alone
+# auto (the default): the best real result this machine can give (engines.AutoEngine); zipmap: the
+# network; colmap: COLMAP's structure from motion alone
+ENGINES = ("auto", "zipmap", "colmap")
 CLASSICAL_WIDTH = 518  # the classical engine sees frames at least this wide (SIFT needs pixels a small model's input lacks)
 PRECISIONS = ("auto", "bf16", "fp16", "float32")
 VARIANTS = ("aff_inv", "with_ref_view", "online", "state_query")  # the published checkpoints

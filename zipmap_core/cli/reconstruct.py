@@ -41,8 +41,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     r.add_argument(
         "--engine",
         choices=ENGINES,
-        default="zipmap",
-        help="zipmap: the network (default); colmap: COLMAP's structure from motion alone, for real photos without the official weights",
+        default="auto",
+        help="auto (default): the network with the checkpoint you name or the official weights when they are on this machine, "
+        "else COLMAP with dense depth from the photos, else the bundled model; zipmap: the network; "
+        "colmap: COLMAP's structure from motion alone",
     )
     r.add_argument(
         "--refine",
@@ -145,12 +147,15 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     formats = check_formats([f.strip() for f in (args.export or "").split(",") if f.strip()])
     check_inputs_exist(args.inputs)  # before a model takes seconds to load
     options = reconstruct_options(args)
-    engine = make_engine(engine_name(args.engine, args.refine), lambda: reconstructor(args, notice=True))
+    engine = make_engine(engine_name(args.engine, args.refine), lambda: reconstructor(args, notice=True), model=args.checkpoint)
     engine.refuse(options)
     launch = Launch.from_env()
     if args.nproc > 1 or launch is not None:
         if not engine.capabilities.splits or options.intrinsics is not None or options.poses is not None:
-            raise InputError("--engine colmap, --refine, --intrinsics and --poses run in one process; leave out --nproc (and torchrun)")
+            raise InputError(
+                f"{engine.describe()} runs in one process (as do --refine, --intrinsics and --poses); "
+                "leave out --nproc (and torchrun), or name the network: --engine zipmap"
+            )
         if launch is None:
             return _launch_processes(args)
         return _run_as_rank(args, launch, options, formats)

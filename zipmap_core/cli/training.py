@@ -111,7 +111,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return _eval_novel_views(args)
     if args.against == "colmap":
         return _eval_against_colmap(args)
-    if len(args.scenes) != 1 or args.engine != "zipmap" or args.refine:
+    if len(args.scenes) != 1 or args.engine == "colmap" or args.refine:
         raise InputError("scoring against ground truth takes one scene folder (or a folder of them) and the network")
     args.scenes = args.scenes[0]
     rec = reconstructor(args)
@@ -141,7 +141,7 @@ def _eval_against_colmap(args: argparse.Namespace) -> int:
     from ..pipeline.reconstruct_options import ReconstructOptions
     from ..sfm.scoring import evaluate_against_colmap, format_scores
 
-    engine = make_engine(engine_name(args.engine, args.refine), lambda: reconstructor(args))
+    engine = make_engine(engine_name(args.engine, args.refine), lambda: reconstructor(args), model=args.checkpoint)
     options = ReconstructOptions(sampling=VideoSampling(fps=args.fps, max_frames=args.video_frames))
     return _scored(lambda bar: evaluate_against_colmap(engine, args.scenes, options, progress=bar), format_scores, args)
 
@@ -155,10 +155,10 @@ def _eval_novel_views(args: argparse.Namespace) -> int:
     from ..io.inputs import VideoSampling
     from ..pipeline.reconstruct_options import ReconstructOptions
 
-    engine = make_engine(engine_name(args.engine, args.refine), lambda: reconstructor(args))
+    engine = make_engine(engine_name(args.engine, args.refine), lambda: reconstructor(args), model=args.checkpoint)
     network = reconstructor(args) if engine.capabilities.keeps_state else None  # its scene state is judged too
     if network is not None:
-        engine = make_engine(engine_name(args.engine, args.refine), lambda: network)
+        engine = make_engine(engine_name(args.engine, args.refine), lambda: network, model=args.checkpoint or "the loaded model")
     options = ReconstructOptions(sampling=VideoSampling(fps=args.fps, max_frames=args.video_frames))
     out = Path(args.output) if args.output else None
     offset = min(3, args.every - 1)

@@ -47,6 +47,20 @@ def download_official(variant: str, cache_dir: str | Path | None = None, tqdm_cl
     return Path(path)
 
 
+def cached_official(cache_dir: str | Path | None = None) -> str | None:
+    """The `official:VARIANT` spec of an official checkpoint already on this machine (the
+    state-query one first: it also renders novel views), or None; never touches the network."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - a declared dependency
+        return None
+    for variant in sorted(OFFICIAL_FILES, key=lambda v: v != DEFAULT_OFFICIAL):
+        found = try_to_load_from_cache(REPO_ID, OFFICIAL_FILES[variant], cache_dir=cache_dir)
+        if isinstance(found, str) and Path(found).is_file():
+            return f"{OFFICIAL_PREFIX}:{variant}"
+    return None
+
+
 def progress_tqdm(progress: Progress) -> type:
     """A tqdm class for the hub client that reports a download to `progress` as
     ("download 1.2 of 5.5 GB, 35 MB/s", MB done, MB in all): a progress callback that checks a

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,7 +164,7 @@ def read_npz(blob: bytes, name: str, member: str) -> dict[str, np.ndarray]:
                     raise SceneFileError(f"{name} is damaged: {member} holds {info.filename!r}, not an array")
                 out[info.filename[:-4]] = _read_npy(data, info, name)
             return out
-    except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:  # zlib: a deflated member's bad data
         raise SceneFileError(f"{name} is damaged: {member} cannot be read ({exc})") from exc
 
 
@@ -291,7 +292,7 @@ def read_scene(path: os.PathLike | str) -> SceneContents:
         raise
     except FileNotFoundError:
         raise SceneFileError(f"scene file not found: {path}") from None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, NotImplementedError, ValueError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, NotImplementedError, ValueError) as exc:
         raise SceneFileError(f"{name} is damaged or not a ZipMap scene: {exc}") from exc
     return SceneContents(manifest, arrays, state, tracks, points, frame)
 

@@ -26,7 +26,6 @@ class Capabilities:
     keeps_state: bool  # its scenes can keep a scene state (when its model has a novel-view head)
     streams: bool  # grows a scene window by window (live mode, --window-size)
     splits: bool  # one run split across processes (--nproc, torchrun)
-    measures_cameras: bool  # its cameras come from COLMAP's adjustment: the dense stage runs on them by default
 
 
 class Engine(Protocol):

@@ -14,7 +14,7 @@ from .reconstructor import Reconstructor
 
 class NetworkEngine:
     name = "zipmap"
-    capabilities = Capabilities(keeps_state=True, streams=True, splits=True, measures_cameras=False)
+    capabilities = Capabilities(keeps_state=True, streams=True, splits=True)
 
     def __init__(self, load: Callable[[], Reconstructor]) -> None:
         self._load = load

@@ -152,5 +152,5 @@ def record_run(recon: Reconstruction, maker: Maker, clock: StageClock, elapsed: 
     """The run's record, built once: timings from `clock`, what made it (`model_metadata`) and
     the driver's own `metadata` (mode, window, processes, inputs' report)."""
     recon.timings = clock.timings(recon.num_frames, elapsed)
-    recon.metadata.update({**maker.model_metadata(recon.image_hw), **metadata})
+    recon.metadata.update({"cameras": "network", **maker.model_metadata(recon.image_hw), **metadata})
     return recon

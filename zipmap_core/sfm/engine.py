@@ -34,7 +34,7 @@ class ClassicalEngine:
 
     name = "colmap"
     description = "COLMAP structure from motion (classical engine)"
-    capabilities = Capabilities(keeps_state=False, streams=False, splits=False, measures_cameras=True)
+    capabilities = Capabilities(keeps_state=False, streams=False, splits=False)
     variant = "colmap"
 
     def describe(self) -> str:
@@ -81,7 +81,8 @@ class ClassicalEngine:
             recon = to_reconstruction(run.model, frames, loaded.names(), original_sizes(crops), gauge=given is None)
         colmap_info = describe_run(run, loaded.names(), known)
         extra: dict[str, Any] = {} if options.poses is None else {"poses": options.poses.describe()}
-        record_run(recon, self, clock, engine="colmap", mode=options.mode, colmap=colmap_info, **extra, **loaded.report())
+        cameras = "colmap" if given is None else "given"  # measured: the dense stage runs on them by default
+        record_run(recon, self, clock, engine="colmap", cameras=cameras, mode=options.mode, colmap=colmap_info, **extra, **loaded.report())
         report("done", 1, 1)
         return recon
 
@@ -94,7 +95,7 @@ def classical_width(options: ReconstructOptions) -> int:
 def classical_frames(inputs: InputSet, options: ReconstructOptions, report: Progress) -> tuple[np.ndarray, list[Crop]]:
     """The frames as the classical engine sees them: uint8 [N, H, W, 3] at `classical_width`."""
     if len(inputs.frames) < MIN_REGISTERED:
-        raise InputError("the classical engine needs at least two pictures of the same scene")
+        raise NoOverlapError("the classical engine needs at least two pictures of the same scene")
     images, crops = model_images(inputs.frames, options.mode, classical_width(options), report)
     return images.permute(0, 2, 3, 1).numpy(), crops
 

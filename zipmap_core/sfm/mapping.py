@@ -25,7 +25,7 @@ MIN_REGISTERED = 2  # a model of fewer frames is no reconstruction
 
 
 class NoOverlapError(ZipMapError, ValueError):
-    """COLMAP found no two frames that see the same things."""
+    """COLMAP cannot register the inputs: fewer than two pictures, or no two that see the same things."""
 
 
 def largest_model(models: Iterable[Any]) -> Any | None:

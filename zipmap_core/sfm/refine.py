@@ -49,7 +49,7 @@ class RefineEngine:
     """The network, its cameras then bundle-adjusted by COLMAP: an engine around the network."""
 
     name = "refine"
-    capabilities = Capabilities(keeps_state=True, streams=False, splits=False, measures_cameras=True)
+    capabilities = Capabilities(keeps_state=True, streams=False, splits=False)
 
     def __init__(self, network: NetworkEngine) -> None:
         self.network = network
@@ -288,6 +288,7 @@ def _onto_refined(recon: Reconstruction, sparse: SparseModel) -> Reconstruction:
         tracks=sparse.tracks,
     )
     out.metadata["depth_fit"] = fits
+    out.metadata["cameras"] = "colmap"  # measured: the dense stage runs on them by default
     return out
 
 
