@@ -15,6 +15,7 @@ from .errors import InputError
 from .io.reconstruction import Reconstruction
 
 if TYPE_CHECKING:
+    from .io.inputs import InputSet
     from .pipeline.engine import Engine, Inputs, Say
     from .pipeline.reconstruct_options import ReconstructOptions
     from .pipeline.reconstructor import Reconstructor
@@ -145,12 +146,28 @@ def reconstruct_scene(
     """A scene from `inputs` by `engine`, the options it cannot take refused before any work,
     then the stages that follow every engine: the dense stage where it applies (`dense_applies`)."""
     engine.refuse(options)
+    if options.masks is not None:
+        inputs = masked_inputs(inputs, options)
     recon = engine.reconstruct(inputs, options, progress, cancel, say)
+    if options.masks is not None and recon.masks is None:
+        from .pipeline.masking import apply_masks, scene_masks
+
+        recon = apply_masks(recon, scene_masks(recon, options.masks))
     if dense_applies(recon, options):
         from .pipeline.dense_stage import densify
 
         recon = densify(recon, progress, cancel)
     return recon
+
+
+def masked_inputs(inputs: Inputs, options: ReconstructOptions) -> InputSet:
+    """The inputs loaded, every frame's mask found (a missing one is said before any work)."""
+    from .io.inputs import InputSet, load_inputs
+
+    loaded = inputs if isinstance(inputs, InputSet) else load_inputs(list(inputs), options.sampling, options.max_frames)
+    assert options.masks is not None
+    options.masks.check_covers(loaded.names(), [f.source for f in loaded.frames])
+    return loaded
 
 
 def dense_applies(recon: Reconstruction, options: ReconstructOptions) -> bool:

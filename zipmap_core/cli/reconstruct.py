@@ -65,6 +65,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "the scene keeps their frame and units",
     )
     r.add_argument(
+        "--masks",
+        help="a folder with a mask picture for each input (COLMAP's convention: black = ignore; a.jpg's mask is a.jpg.png or a.png, "
+        "a video's one mask is named after it): no features, no depth and no part in novel views there",
+    )
+    r.add_argument(
         "--dense",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -121,6 +126,7 @@ def reconstruct_options(args: argparse.Namespace) -> ReconstructOptions:
     """The run's options from the command line, checked once (the app builds them the same way)."""
     from ..io.inputs import VideoSampling
     from ..io.known_poses import read_known_poses
+    from ..io.masks import read_masks
     from ..pipeline.reconstruct_options import NetworkOptions, ReconstructOptions
 
     network = NetworkOptions(
@@ -133,6 +139,7 @@ def reconstruct_options(args: argparse.Namespace) -> ReconstructOptions:
         sampling=VideoSampling(fps=args.fps, max_frames=args.video_frames),
         intrinsics=getattr(args, "intrinsics", None),
         poses=read_known_poses(args.poses) if getattr(args, "poses", None) else None,
+        masks=read_masks(args.masks) if getattr(args, "masks", None) else None,
         dense=getattr(args, "dense", None),
         network=network,
     )
@@ -151,9 +158,9 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     engine.refuse(options)
     launch = Launch.from_env()
     if args.nproc > 1 or launch is not None:
-        if not engine.capabilities.splits or options.intrinsics is not None or options.poses is not None:
+        if not engine.capabilities.splits or any(x is not None for x in (options.intrinsics, options.poses, options.masks)):
             raise InputError(
-                f"{engine.describe()} runs in one process (as do --refine, --intrinsics and --poses); "
+                f"{engine.describe()} runs in one process (as do --refine, --intrinsics, --poses and --masks); "
                 "leave out --nproc (and torchrun), or name the network: --engine zipmap"
             )
         if launch is None:

@@ -117,9 +117,12 @@ def dense_depth(
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
     partners: int = PARTNERS,
+    keep: np.ndarray | None = None,
 ) -> DenseDepth:
     """Dense depth, confidence and source per pixel, and the fused cloud, of frames with known
-    cameras (see the module's docstring); reports ("dense", i + 1, N) after each frame."""
+    cameras (see the module's docstring); reports ("dense", i + 1, N) after each frame. `keep`:
+    bool [N, H, W], the pixels the user's masks keep (none of the others gets depth, from stereo
+    or the prior, and none takes part in the cross-frame check)."""
     images = np.asarray(images)
     extrinsics, intrinsics = np.asarray(extrinsics, np.float64), np.asarray(intrinsics, np.float64)
     n, h, w = check_cameras(images, extrinsics, intrinsics)
@@ -140,6 +143,10 @@ def dense_depth(
         raw[i] = frame_depth(i, grey, (extrinsics, intrinsics), chosen[-1], ranges[i])
         report("dense", i + 1, n)
     clock["stereo"] = time.perf_counter()
+    if keep is not None:
+        if np.shape(keep) != (n, h, w):
+            raise InputError(f"masks must be [{n}, {h}, {w}] like the images, not {list(np.shape(keep))}")
+        raw = np.where(keep, raw, 0).astype(np.float32)
     overlapping = [hood.overlapping(i) for i in range(n)]
     depth, confidence = checked(raw, extrinsics, intrinsics, overlapping, token)
     source = np.where(depth > 0, STEREO, NONE).astype(np.uint8)
@@ -147,7 +154,7 @@ def dense_depth(
     points = fuse(depth, confidence, images, extrinsics, intrinsics, [[j for j in o if j < i][:FUSED] for i, o in enumerate(overlapping)])
     token.check()
     if prior_maps is not None:
-        fill = (depth == 0) & (prior_maps[0] > 0)
+        fill = (depth == 0) & (prior_maps[0] > 0) & (True if keep is None else keep)
         depth = np.where(fill, prior_maps[0], depth)
         confidence = np.where(fill, _prior_confidence(prior_maps[1]), confidence)
         source[fill] = PRIOR

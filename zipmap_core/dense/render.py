@@ -46,6 +46,7 @@ class Photos:
     intrinsics: np.ndarray  # float64 [N, 3, 3]
     sources: np.ndarray  # the frames that may be read
     scale: float  # the scene's typical depth
+    keep: np.ndarray | None = None  # bool [N, H, W]: the pixels the user's masks keep (None: all)
 
     def camera(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         return self.intrinsics[i], self.extrinsics[i]
@@ -111,20 +112,22 @@ def forward_depth(depth_s: np.ndarray, cam_s, cam_v, size: tuple[int, int]) -> n
     return zbuf.numpy().reshape(h, w)
 
 
-def blend(views_of: list[tuple[np.ndarray, np.ndarray, np.ndarray, tuple]], depth_v: np.ndarray, cam_v) -> tuple[np.ndarray, np.ndarray]:
+def blend(views_of: list[tuple], depth_v: np.ndarray, cam_v) -> tuple[np.ndarray, np.ndarray]:
     """(rgb [H, W, 3] float32 0..1 where covered, weight [H, W]) of the photos (image uint8,
-    depth, confidence, camera) sampled where the view's depth lands in them."""
+    depth, confidence, camera, kept pixels or None) sampled where the view's depth lands in them."""
     u, v = pixel_centres(depth_v.shape)
     total = np.zeros(depth_v.shape, np.float32)
     colour = np.zeros((*depth_v.shape, 3), np.float32)
     c_v = centres(cam_v[1][None])[0]
     points = None
-    for image, depth_s, conf_s, cam_s in views_of:
+    for image, depth_s, conf_s, cam_s, keep_s in views_of:
         u_s, v_s, z_s = transfer(u, v, depth_v, *relative(*cam_v, *cam_s))
         h_s, w_s = depth_s.shape
         inside = (z_s > 0) & (u_s >= 0) & (u_s < w_s) & (v_s >= 0) & (v_s < h_s) & (depth_v > 0)
         d_s, col, row = lookup(depth_s, u_s, v_s)
         seen = np.where(d_s > 0, (np.abs(z_s - d_s) < VISIBLE_TOLERANCE * z_s) * np.maximum(conf_s[row, col], 0.05), UNKNOWN_WEIGHT)
+        if keep_s is not None:  # a masked pixel (a moving thing, the sky) is never drawn into a view
+            seen = seen * keep_s[row, col]
         if points is None:  # the view's points in the world, for the angle between rays
             k_inv = np.linalg.inv(cam_v[0]).astype(np.float32)
             rays = np.stack((k_inv[0, 0] * u + k_inv[0, 2], k_inv[1, 1] * v + k_inv[1, 2], np.ones_like(u)), -1)
@@ -149,13 +152,15 @@ def render_one(photos: Photos, c2w: np.ndarray, k: np.ndarray, size: tuple[int, 
     for s in chosen:
         zbuf = np.minimum(zbuf, forward_depth(photos.depth[s], photos.camera(s), cam_v, size))
     depth_v = close_cracks(np.where(np.isfinite(zbuf), zbuf, 0))
-    rgb, weight = blend([(photos.images[s], photos.depth[s], photos.confidence[s], photos.camera(s)) for s in chosen], depth_v, cam_v)
+    keep = [None if photos.keep is None else photos.keep[s] for s in chosen]
+    views_of = [(photos.images[s], photos.depth[s], photos.confidence[s], photos.camera(s), kept) for s, kept in zip(chosen, keep)]
+    rgb, weight = blend(views_of, depth_v, cam_v)
     covered = weight > 1e-5
     rgb = fill_holes(rgb, covered)
     return np.clip(rgb, 0, 1), np.where(covered, depth_v, 0), np.clip(weight, 0, 1)
 
 
-def _photos(images, depth, confidence, extrinsics, intrinsics, sources: Sequence[int] | np.ndarray | None) -> Photos:
+def _photos(images, depth, confidence, extrinsics, intrinsics, sources: Sequence[int] | np.ndarray | None, keep=None) -> Photos:
     """The inputs checked and gathered; `sources` less the frames without depth."""
     images = np.asarray(images)
     n, h, w = check_cameras(images, np.asarray(extrinsics), np.asarray(intrinsics))
@@ -171,7 +176,10 @@ def _photos(images, depth, confidence, extrinsics, intrinsics, sources: Sequence
     if not len(chosen):
         raise InputError("no source frame has depth to render from")
     ext, k = np.asarray(extrinsics, np.float64), np.asarray(intrinsics, np.float64)
-    return Photos(images, depth, confidence, ext, k, chosen, typical_depth(depth, chosen))
+    if keep is not None and np.shape(keep) != (n, h, w):
+        raise InputError(f"masks must be [{n}, {h}, {w}] like the images, not {list(np.shape(keep))}")
+    kept = None if keep is None else np.asarray(keep, bool)
+    return Photos(images, depth, confidence, ext, k, chosen, typical_depth(depth, chosen), kept)
 
 
 def render_from_photos(
@@ -185,11 +193,13 @@ def render_from_photos(
     size: tuple[int, int],
     sources: Sequence[int] | np.ndarray | None = None,
     draft: bool = False,
+    keep: np.ndarray | None = None,
 ) -> NovelViews:
     """Views [V] at cameras `c2w` [V, 3|4, 4] (camera-to-world) with intrinsics `k` [V, 3, 3] for
     pictures of `size` (h, w), from the photos of `sources` (None: every frame with depth) and
-    their dense depth and confidence [N, H, W]; `draft`: fewer photos at half the pixels."""
-    photos = _photos(images, depth, confidence, extrinsics, intrinsics, sources)
+    their dense depth and confidence [N, H, W]; `draft`: fewer photos at half the pixels;
+    `keep`: bool [N, H, W], the pixels the user's masks keep (the others are never drawn)."""
+    photos = _photos(images, depth, confidence, extrinsics, intrinsics, sources, keep)
     c2w, k = np.asarray(c2w, np.float64)[..., :3, :4].reshape(-1, 3, 4), np.asarray(k, np.float64).reshape(-1, 3, 3)
     if min(size) < 1 or len(c2w) != len(k):
         raise InputError(f"cannot render {len(c2w)} poses with {len(k)} intrinsics at size {tuple(size)}")

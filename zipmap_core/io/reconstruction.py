@@ -13,7 +13,9 @@ A `.zipmap` file is a zip archive with no pickled objects:
   (see `tracks.py`);
 - `dense.npz` (optional, counts in the manifest's `dense_points`): the dense stage's fused points
   (see `dense_points.py`); the manifest's `state_frame` (optional, [3, 4]) turns a query of the
-  scene state into the frame the state was made in.
+  scene state into the frame the state was made in;
+- `masks.npz` (optional, the manifest's `masks` true): `keep` uint8 [S,H,W], the pixels the user's
+  masks keep.
 
 A depth of 0 means "not measured": a scene from the classical engine has depth only where a
 triangulated point was seen, and its point maps are NaN elsewhere.
@@ -95,6 +97,7 @@ class Reconstruction:
     # [3, 4]: the turn and move from this scene's frame into the one its scene state was made in
     # (None: the same), applied before `state_scale` (see `transformed`)
     state_frame: np.ndarray | None = None
+    masks: np.ndarray | None = None  # bool [S, H, W]: the pixels the user's masks keep (None: every pixel)
 
     def __post_init__(self) -> None:
         if self.points_from_depth is None:
@@ -272,6 +275,9 @@ class Reconstruction:
             extras["dense.npz"] = self.dense_points.to_arrays()
         if has_state and self.state_frame is not None:
             manifest["state_frame"] = np.asarray(self.state_frame, np.float64).tolist()
+        if self.masks is not None:
+            manifest["masks"] = True
+            extras["masks.npz"] = {"keep": np.ascontiguousarray(self.masks, np.uint8)}
         with atomic_path(path) as tmp:
             write_scene(tmp, manifest, arrays, state if has_state else None, extras)
         return path
@@ -292,6 +298,7 @@ class Reconstruction:
             tracks=scene.tracks,
             dense_points=scene.dense_points,
             state_frame=scene.state_frame,
+            masks=scene.masks,
         )
 
 

@@ -15,6 +15,7 @@ import os
 import zipfile
 import zlib
 from dataclasses import dataclass
+from tokenize import TokenError
 from typing import Any
 
 import numpy as np
@@ -136,7 +137,7 @@ def _read_npy(data: zipfile.ZipFile, member: zipfile.ZipInfo, name: str) -> np.n
                 raise ValueError(f"unsupported .npy version {version}")
             header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             shape, fortran, dtype = header(fh, max_header_size=NPY_SLACK)
-        except ValueError as exc:
+        except (ValueError, SyntaxError, TokenError) as exc:  # numpy tokenizes and evaluates the header's text
             raise SceneFileError(f"{name} is damaged: {member.filename} is not an array ({exc})") from exc
         if dtype.hasobject or dtype.kind not in "uif" or dtype.itemsize > 8:
             raise SceneFileError(f"{name} is damaged: {member.filename} holds {dtype}, not numbers")
@@ -248,6 +249,7 @@ class SceneContents:
     tracks: Tracks | None
     dense_points: DensePoints | None
     state_frame: np.ndarray | None
+    masks: np.ndarray | None
 
 
 def read_scene(path: os.PathLike | str) -> SceneContents:
@@ -279,6 +281,11 @@ def read_scene(path: os.PathLike | str) -> SceneContents:
                 blob = _member(zf, "dense.npz", dense.expected_bytes(counts), name, f"{counts['points']} dense points need")
                 points = DensePoints.from_arrays(read_npz(blob, name, "dense.npz"), counts, frames, name)
                 del blob
+            masks = None
+            if manifest.get("masks") is True:
+                blob = _member(zf, "masks.npz", frames * hw[0] * hw[1] * 8 + NPY_SLACK, name, f"masks of {frames} frames need")
+                masks = check_masks(read_npz(blob, name, "masks.npz"), (frames, *hw), name)
+                del blob
             state = None
             if manifest.get("has_state"):
                 blob = _member(zf, "state.npz", MAX_STATE_BYTES, name, "a scene state may hold")
@@ -294,7 +301,15 @@ def read_scene(path: os.PathLike | str) -> SceneContents:
         raise SceneFileError(f"scene file not found: {path}") from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, NotImplementedError, ValueError) as exc:
         raise SceneFileError(f"{name} is damaged or not a ZipMap scene: {exc}") from exc
-    return SceneContents(manifest, arrays, state, tracks, points, frame)
+    return SceneContents(manifest, arrays, state, tracks, points, frame, masks)
+
+
+def check_masks(arrays: dict[str, np.ndarray], shape: tuple[int, int, int], name: str) -> np.ndarray:
+    """`masks.npz`'s `keep`: [S, H, W] of 0 and 1 (bool or a whole-number type)."""
+    keep = arrays.get("keep")
+    if keep is None or keep.shape != shape or keep.dtype.kind not in "biu":
+        raise SceneFileError(f"{name} is damaged: its masks are not {list(shape)} of 0 and 1")
+    return keep.astype(bool)
 
 
 def check_state_frame(value: Any, name: str) -> np.ndarray | None:

@@ -22,7 +22,7 @@ def densify(recon: Reconstruction, progress: Progress | None = None, cancel: Can
     pixel stereo measured); a sparse scene's triangulated points set each frame's depth range."""
     t0 = time.perf_counter()
     prior = None if recon.is_sparse else (recon.depth, recon.depth_conf)
-    result = dense_depth(recon.images, recon.extrinsics, recon.intrinsics, recon.tracks, prior, progress, cancel)
+    result = dense_depth(recon.images, recon.extrinsics, recon.intrinsics, recon.tracks, prior, progress, cancel, keep=recon.masks)
     seconds = time.perf_counter() - t0
     shares = {f"{name}_share": float((result.source == code).mean()) for code, name in enumerate(SOURCE_NAMES)}
     info = {"method": METHOD, "prior": prior is not None, "points": result.points.num_points, "seconds": seconds, **shares}

@@ -79,8 +79,9 @@ def render_views(
         assert rec is not None
         return LABELS[source], rec.render_views(recon, c2w, ks, size)
     if source == "photos":
+        weights = photo_weights(recon)
         views = render_from_photos(
-            recon.images, recon.depth, photo_weights(recon), recon.extrinsics, recon.intrinsics, c2w, ks, size, draft=draft
+            recon.images, recon.depth, weights, recon.extrinsics, recon.intrinsics, c2w, ks, size, draft=draft, keep=recon.masks
         )
         return LABELS[source], views
     return LABELS[source], splat_render(recon, c2w, ks, size)

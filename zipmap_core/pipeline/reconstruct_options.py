@@ -15,6 +15,7 @@ from ..options import MAX_FRAMES, POINT_SOURCES
 if TYPE_CHECKING:
     from ..io.intrinsics import KnownIntrinsics
     from ..io.known_poses import KnownPoses
+    from ..io.masks import MaskSet
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class ReconstructOptions:
     sampling: VideoSampling | None = None
     intrinsics: KnownIntrinsics | None = None
     poses: KnownPoses | None = None
+    masks: MaskSet | None = None  # black = ignore: no features, no depth, no part in novel views there
     dense: bool | None = None
     network: NetworkOptions = field(default_factory=NetworkOptions)
 

@@ -21,6 +21,7 @@ from ..io.reconstruction import Reconstruction
 from ..options import CLASSICAL_WIDTH
 from ..pipeline.assembly import max_translation, state_scale
 from ..pipeline.engine import Capabilities, Inputs, Say
+from ..pipeline.masking import apply_masks
 from ..pipeline.recipe import StageClock, input_set, model_images, original_sizes, record_run
 from ..pipeline.reconstruct_options import ReconstructOptions
 from .mapping import MIN_REGISTERED, NoOverlapError, Registration, register, triangulate_known
@@ -72,13 +73,16 @@ class ClassicalEngine:
             cancel.check()
             frames, crops = classical_frames(loaded, options, report)
         given = None if options.poses is None else options.poses.for_frames(loaded.names(), crops)
+        keep = classical_masks(loaded, crops, frames, options)
         with clock.stage("model"):
             if given is None:
-                run, known = registration(loaded, frames, crops, options, report, cancel)
+                run, known = registration(loaded, frames, crops, options, report, cancel, keep)
             else:
-                run, known = triangulate_known(frames, input_kind(loaded), *given, report, cancel), None
+                run, known = triangulate_known(frames, input_kind(loaded), *given, report, cancel, keep), None
         with clock.stage("assemble"):
             recon = to_reconstruction(run.model, frames, loaded.names(), original_sizes(crops), gauge=given is None)
+            if keep is not None:
+                recon = apply_masks(recon, keep[run.model.frames])
         colmap_info = describe_run(run, loaded.names(), known)
         extra: dict[str, Any] = {} if options.poses is None else {"poses": options.poses.describe()}
         cameras = "colmap" if given is None else "given"  # measured: the dense stage runs on them by default
@@ -107,15 +111,30 @@ def input_kind(inputs: InputSet) -> str:
 
 
 def registration(
-    inputs: InputSet, frames: np.ndarray, crops: list[Crop], options: ReconstructOptions, report: Progress, cancel: CancelToken
+    inputs: InputSet,
+    frames: np.ndarray,
+    crops: list[Crop],
+    options: ReconstructOptions,
+    report: Progress,
+    cancel: CancelToken,
+    keep: np.ndarray | None = None,
 ) -> tuple[Registration, KnownIntrinsics | None]:
     """The classical engine's run on `frames` (from `classical_frames`), with the intrinsics the
-    user gave (held fixed) or one photo set's EXIF prior; refinement's fallback runs this too."""
+    user gave (held fixed) or one photo set's EXIF prior, and the masks (`classical_masks`);
+    refinement's fallback runs this too."""
     known = options.intrinsics or _exif_prior(inputs, crops)
     if options.intrinsics is not None:
         options.intrinsics.check_fits(crops, "the intrinsics given")
     k = None if known is None else np.stack([known.matrix_for(c) for c in crops])
-    return register(frames, input_kind(inputs), known, k, report, cancel), known
+    return register(frames, input_kind(inputs), known, k, report, cancel, keep), known
+
+
+def classical_masks(inputs: InputSet, crops: list[Crop], frames: np.ndarray, options: ReconstructOptions) -> np.ndarray | None:
+    """The user's masks at the classical engine's frames (bool [N, H, W]), or None."""
+    if options.masks is None:
+        return None
+    sizes = np.array([c.original_wh for c in crops])
+    return options.masks.stack(inputs.names(), [f.source for f in inputs.frames], sizes, options.mode, frames.shape[1:3])
 
 
 def describe_run(run: Registration, names: list[str], known: KnownIntrinsics | None) -> dict[str, Any]:

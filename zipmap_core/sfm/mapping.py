@@ -105,15 +105,22 @@ class Registration:
 
 
 def register(
-    frames: np.ndarray, kind: str, known: KnownIntrinsics | None, k: np.ndarray | None, report: Progress, cancel: CancelToken
+    frames: np.ndarray,
+    kind: str,
+    known: KnownIntrinsics | None,
+    k: np.ndarray | None,
+    report: Progress,
+    cancel: CancelToken,
+    keep: np.ndarray | None = None,
 ) -> Registration:
     """COLMAP's structure from motion on `frames` [N, H, W, 3] uint8 ("video" or "photos", which
     sets the pairs and one camera for a video or known intrinsics); `k` [N, 3, 3]: intrinsics for
-    those pixels, a prior (or `known.fixed`: held)."""
+    those pixels, a prior (or `known.fixed`: held); `keep`: the user's masks (no features off them)."""
     how, pairs = pairs_for(kind, frames)
     fixed = known is not None and known.fixed
     with Workspace(frames, cancel) as ws:
         ws.add_cameras(k, kind == "video" or fixed, fixed)  # one camera for a video or a camera the user knows
+        ws.add_masks(keep)
         match_pairs(ws, pairs, report, len(frames))
         mapped = map_incremental(ws, len(frames), fixed, report)
         return Registration(read_sparse(mapped.best, ws.frame_of), how, len(pairs), mapped.groups)
@@ -144,13 +151,16 @@ def triangulate(ws: Workspace, model: Any, fresh: bool) -> Any:
         )
 
 
-def triangulate_known(frames: np.ndarray, kind: str, w2c: np.ndarray, k: np.ndarray, report: Progress, cancel: CancelToken) -> Registration:
+def triangulate_known(
+    frames: np.ndarray, kind: str, w2c: np.ndarray, k: np.ndarray, report: Progress, cancel: CancelToken, keep: np.ndarray | None = None
+) -> Registration:
     """Known cameras (`w2c` [N, 3, 4], `k` [N, 3, 3] for `frames`' pixels): no registration, the
     features matched as the classical engine matches them and triangulated with the cameras as
     given, nothing adjusted (their frame and units are the user's)."""
     how, pairs = pairs_for(kind, frames)
     with Workspace(frames, cancel) as ws:
         ws.add_cameras(k, shared=False, fixed=True)
+        ws.add_masks(keep)
         match_pairs(ws, pairs, report, len(frames))
         report("triangulation", 0, 1)
         model = triangulate(ws, seeded_model(ws, w2c), fresh=True)

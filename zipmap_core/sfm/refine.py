@@ -30,7 +30,7 @@ from ..pipeline.engine import Capabilities, Inputs, Say
 from ..pipeline.network_engine import NetworkEngine
 from ..pipeline.recipe import input_set
 from ..pipeline.reconstruct_options import ReconstructOptions
-from .engine import classical_frames, registration
+from .engine import classical_frames, classical_masks, registration
 from .mapping import map_incremental, match_pairs, seeded_model, triangulate
 from .models import at_scale, in_pixels, observed_depths, scaled_intrinsics, to_first_frame
 from .pairs import EXHAUSTIVE_UP_TO, NEIGHBOURS, exhaustive_pairs, overlap_pairs, sequential_pairs
@@ -99,7 +99,7 @@ def classical_in_scene_pixels(
 ) -> SparseModel:
     """The classical engine's run on `inputs`, its model expressed in the scene's pixels."""
     frames, crops = classical_frames(inputs, options, report)
-    run, _ = registration(inputs, frames, crops, options, report, cancel)
+    run, _ = registration(inputs, frames, crops, options, report, cancel, classical_masks(inputs, crops, frames, options))
     maps = np.stack([pixel_map(crops[i], scene_crops[i]) for i in run.model.frames])
     return in_pixels(run.model, maps)
 

@@ -92,6 +92,7 @@ class Workspace:
         self.image_dir.mkdir()
         self.database = self.root / "database.db"
         self.names = [f"{i:05d}.png" for i in range(len(images))]
+        self.mask_dir: Path | None = None
         for name, image in zip(self.names, images):
             Image.fromarray(image).save(self.image_dir / name, compress_level=1)
         colmap().Database.open(self.database).close()  # created empty, as import_images needs
@@ -177,10 +178,25 @@ class Workspace:
         finally:
             db.close()
 
+    def add_masks(self, keep: np.ndarray | None) -> None:
+        """The user's masks (bool [N, H, W], False = ignore) where COLMAP's feature extraction reads
+        them: a PNG per picture named after it, black where no feature may be found."""
+        if keep is None:
+            return
+        from PIL import Image
+
+        self.mask_dir = self.root / "masks"
+        self.mask_dir.mkdir()
+        for name, kept in zip(self.names, keep):
+            Image.fromarray(np.where(kept, 255, 0).astype(np.uint8)).save(self.mask_dir / f"{name}.png", compress_level=1)
+
     def extract(self, report: Progress) -> None:
-        """SIFT features of every frame, a chunk at a time."""
+        """SIFT features of every frame, a chunk at a time (none on masked pixels)."""
         pycolmap = colmap()
         options = pycolmap.FeatureExtractionOptions()
+        reader = pycolmap.ImageReaderOptions()
+        if self.mask_dir is not None:
+            reader.mask_path = str(self.mask_dir)
         for start in range(0, len(self.names), FEATURE_CHUNK):
             chunk = self.names[start : start + FEATURE_CHUNK]
             with self.cancellable():
@@ -188,6 +204,7 @@ class Workspace:
                     self.database,
                     self.image_dir,
                     chunk,
+                    reader_options=reader,
                     extraction_options=options,
                     device=pycolmap.Device.cpu,
                     cancellation_token=self.token,
