@@ -18,7 +18,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser(
         "bench",
         help="benchmarks: scaling with the number of frames, query latency, full configuration, the pipeline around the network, "
-        "processes, COLMAP refinement, the dense stage and photo renders, the studio's startup",
+        "processes, COLMAP refinement, the classical engine's mappers, the dense stage and photo renders, the studio's startup",
     )
     b.add_argument("which", choices=tuple(BENCHMARKS))
     b.add_argument("-o", "--output", default="out/bench")
@@ -220,6 +220,14 @@ def run_dense(args: argparse.Namespace) -> Result:
     return "dense", res
 
 
+def run_classical(args: argparse.Namespace) -> Result:
+    from .classical import bench_classical
+
+    res = bench_classical(_frames(args, "24,48,96,192"), Path(args.output), log=_log)
+    print(json.dumps(res["summary"], indent=2))
+    return "classical", res
+
+
 def run_startup(args: argparse.Namespace) -> Result:
     from .startup import startup
 
@@ -242,4 +250,5 @@ BENCHMARKS: dict[str, Callable[[argparse.Namespace], Result]] = {
     "startup": run_startup,
     "memory": run_memory,
     "dense": run_dense,
+    "classical": run_classical,
 }

@@ -142,6 +142,7 @@ def describe_run(run: Registration, names: list[str], known: KnownIntrinsics | N
     registered = set(run.model.frames.tolist())
     return {
         "matching": run.matching,
+        "mapper": run.mapper,
         "pairs": run.pairs,
         "registered": len(run.model.frames),
         "frames": len(names),
@@ -196,7 +197,8 @@ def engine_summary(recon: Reconstruction) -> str:
     info: dict[str, Any] = recon.metadata.get("colmap", {})
     line = (
         f"COLMAP registered {info.get('registered')} of {info.get('frames')} frames "
-        f"({info.get('matching')} matching, {info.get('pairs')} pairs), {info.get('points')} points, "
+        f"({info.get('matching')} matching, {info.get('pairs')} pairs, {info.get('mapper', 'incremental')} mapping), "
+        f"{info.get('points')} points, "
         f"mean reprojection error {info.get('mean_reprojection_error_px', float('nan')):.2f} px"
     )
     if info.get("models", 1) > 1:

@@ -22,6 +22,11 @@ from .pairs import pairs_for
 from .workspace import Workspace
 
 MIN_REGISTERED = 2  # a model of fewer frames is no reconstruction
+# a video of at least this many frames is mapped globally (GLOMAP's method): on the shipped video it
+# registered as many frames as incremental mapping at 24 to 192 frames, with time growing as
+# N^1.2 against N^1.5 (`zipmap bench classical`, docs/classical.json); below it, incremental is quicker
+GLOBAL_FROM = 48
+MAPPERS = ("incremental", "global")
 
 
 class NoOverlapError(ZipMapError, ValueError):
@@ -93,6 +98,68 @@ def frame_groups(models: Iterable[Any], ws: Workspace) -> list[list[int]]:
     return sorted(groups, key=len, reverse=True)
 
 
+# global mapping has no cancellation token: it runs in a child that a cancel stops, and writes
+# the models it finds into the workspace (ours, so they are read back in this process)
+_GLOBAL_CHILD = """
+import json, sys
+from pathlib import Path
+import pycolmap
+pycolmap.logging.minloglevel = 3
+database, images, out, fixed = sys.argv[1:5]
+options = pycolmap.GlobalPipelineOptions()
+options.mapper.bundle_adjustment.refine_focal_length = fixed != "1"
+options.mapper.bundle_adjustment.refine_extra_params = fixed != "1"
+models = pycolmap.global_mapping(database, images, out, options)
+folders = []
+for i, model in models.items():
+    folder = Path(out) / f"model{i}"
+    folder.mkdir(exist_ok=True)
+    model.write(str(folder))
+    folders.append(str(folder))
+print(json.dumps(folders))
+"""
+
+
+def map_global(ws: Workspace, frames: int, fixed_intrinsics: bool, report: Progress) -> Mapped:
+    """COLMAP's global mapping (rotation averaging, then global positioning and one bundle
+    adjustment) on the workspace's matches, in a child a cancel stops; the largest model."""
+    import json
+    import subprocess
+    import sys
+
+    pycolmap = colmap()
+    out = ws.root / "global"
+    out.mkdir(exist_ok=True)
+    report("mapping", 0, frames)
+    args = [str(ws.database), str(ws.image_dir), str(out), "1" if fixed_intrinsics else "0"]
+    with open(ws.log, "ab") as log:
+        child = subprocess.Popen([sys.executable, "-I", "-c", _GLOBAL_CHILD, *args], stdout=subprocess.PIPE, stderr=log)
+        try:
+            while child.poll() is None:
+                if ws.cancel.wait(0.1):
+                    child.kill()
+                    child.wait()
+                    ws.cancel.check()
+            listing = child.stdout.read() if child.stdout is not None else b""
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    if child.returncode != 0:
+        raise NoOverlapError(f"COLMAP's global mapping failed on the {frames} frames (exit {child.returncode}; see its log)")
+    models = [pycolmap.Reconstruction(folder) for folder in json.loads(listing or b"[]")]
+    report("mapping", frames, frames)
+    best = largest_model(models)
+    if best is None:
+        raise NoOverlapError(f"COLMAP could not register two of the {frames} frames together: too little overlap or texture")
+    return Mapped(best, frame_groups(models, ws))
+
+
+def default_mapper(kind: str, frames: int) -> str:
+    """Global mapping for a long video (see GLOBAL_FROM), incremental otherwise."""
+    return "global" if kind == "video" and frames >= GLOBAL_FROM else "incremental"
+
+
 @dataclass
 class Registration:
     """The classical engine's run: what COLMAP found (in the pixels of the frames it was given)
@@ -102,6 +169,7 @@ class Registration:
     matching: str  # sequential, exhaustive or look-alike
     pairs: int
     groups: list[list[int]]  # the frames of each model found, the largest first
+    mapper: str = "incremental"
 
 
 def register(
@@ -118,12 +186,13 @@ def register(
     those pixels, a prior (or `known.fixed`: held); `keep`: the user's masks (no features off them)."""
     how, pairs = pairs_for(kind, frames)
     fixed = known is not None and known.fixed
+    mapper = default_mapper(kind, len(frames))
     with Workspace(frames, cancel) as ws:
         ws.add_cameras(k, kind == "video" or fixed, fixed)  # one camera for a video or a camera the user knows
         ws.add_masks(keep)
         match_pairs(ws, pairs, report, len(frames))
-        mapped = map_incremental(ws, len(frames), fixed, report)
-        return Registration(read_sparse(mapped.best, ws.frame_of), how, len(pairs), mapped.groups)
+        mapped = (map_global if mapper == "global" else map_incremental)(ws, len(frames), fixed, report)
+        return Registration(read_sparse(mapped.best, ws.frame_of), how, len(pairs), mapped.groups, mapper)
 
 
 def seeded_model(ws: Workspace, w2c: np.ndarray) -> Any:

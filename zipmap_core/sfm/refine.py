@@ -38,6 +38,9 @@ from .workspace import Workspace
 
 MIN_OBSERVATIONS = 15  # a frame seeing fewer triangulated points is not held by the adjustment
 MAX_ERROR_PX = 2.0  # a refinement that ends above this mean reprojection error did not converge
+MIN_AGREEMENT = 0.95  # ... nor one whose cameras explain fewer of COLMAP's verified pairs than this
+MIN_PAIR_INLIERS = 30  # a verified pair with at least this many inlier matches is a witness
+MAX_EPIPOLAR_PX = 1.0  # a pair agrees when its matches' median Sampson distance is within this (right cameras: 0.2)
 MIN_DEPTH_POINTS = 8  # a frame's depth is fitted on its own above this many points
 DETAIL_WIDTH = 640  # COLMAP sees the frames about this wide (at most their own size)
 FALLBACK = "the classical engine's own run (ZipMap's cameras were too far off to adjust)"
@@ -163,7 +166,7 @@ def refine(
             model = _register_weak(ws, model, weak, fixed_intrinsics, report)
             path = f"bundle adjustment ({len(weak)} frames too far off re-registered by COLMAP)"
         sparse = None
-        if _converged(model, recon.num_frames):
+        if _converged(model, recon.num_frames) and epipolar_agreement(ws, model) >= MIN_AGREEMENT:
             sparse = at_scale(read_sparse(model, ws.frame_of), 1 / factor)
         elif fallback is None:
             sparse = _remapped(ws, recon.num_frames, pairs, fixed_intrinsics, report, factor)
@@ -235,6 +238,46 @@ def _converged(model: Any, frames: int) -> bool:
         return False
     seen = [model.image(i).num_points3D for i in model.reg_image_ids()]
     return min(seen) >= MIN_OBSERVATIONS and model.compute_mean_reprojection_error() <= MAX_ERROR_PX
+
+
+def epipolar_agreement(ws: Workspace, model: Any) -> float:
+    """The share of the pairs COLMAP verified (at least MIN_PAIR_INLIERS inlier matches) whose
+    matches the adjusted cameras explain (median Sampson distance within MAX_EPIPOLAR_PX): a low
+    reprojection error alone can hide cameras that are wrong, with only the few points that fit
+    them triangulated (a far-off start adjusted into a wrong minimum)."""
+    poses = {i: (model.image(i).cam_from_world().matrix(), model.image(i).camera.calibration_matrix()) for i in model.reg_image_ids()}
+    agree, total = 0, 0
+    pycolmap = colmap()
+    with ws.database_open() as db:
+        for pair, geometry in zip(*db.read_two_view_geometries()):
+            id1, id2 = pycolmap.pair_id_to_image_pair(pair)
+            inliers = np.asarray(geometry.inlier_matches)
+            if id1 not in poses or id2 not in poses or len(inliers) < MIN_PAIR_INLIERS:
+                continue
+            x1 = db.read_keypoints(id1)[inliers[:, 0], :2]
+            x2 = db.read_keypoints(id2)[inliers[:, 1], :2]
+            total += 1
+            agree += bool(np.median(sampson_px(fundamental(poses[id1], poses[id2]), x1, x2)) <= MAX_EPIPOLAR_PX)
+    return agree / total if total else 0.0
+
+
+def fundamental(first: tuple[np.ndarray, np.ndarray], second: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """F [3, 3] with x2^T F x1 = 0 of two cameras (world-to-camera [3, 4], K [3, 3])."""
+    (p1, k1), (p2, k2) = first, second
+    rot = p2[:, :3] @ p1[:, :3].T
+    t = p2[:, 3] - rot @ p1[:, 3]
+    cross = np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]])
+    return np.linalg.inv(k2).T @ cross @ rot @ np.linalg.inv(k1)
+
+
+def sampson_px(f: np.ndarray, x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
+    """The Sampson distance in pixels of matches x1 [M, 2] <-> x2 [M, 2] to the epipolar geometry F."""
+    a = np.c_[x1, np.ones(len(x1))]
+    b = np.c_[x2, np.ones(len(x2))]
+    fa, fb = a @ f.T, b @ f
+    num = np.einsum("mi,mi->m", b, fa) ** 2
+    den = fa[:, 0] ** 2 + fa[:, 1] ** 2 + fb[:, 0] ** 2 + fb[:, 1] ** 2
+    return np.sqrt(num / np.maximum(den, 1e-18))
 
 
 def _weak_frames(model: Any) -> list[int]:
