@@ -289,3 +289,33 @@ def test_exif_focal_length_is_a_prior_in_pixels(tmp_path):
     assert k.fx == pytest.approx(28 / np.hypot(36, 24) * 500) and (k.cx, k.cy) == (200, 150)
     Image.new("RGB", (400, 300)).save(tmp_path / "plain.jpg")
     assert exif_prior(tmp_path / "plain.jpg", (400, 300)) is None
+
+
+def test_a_cancel_during_global_mapping_stops_its_child_at_once():
+    """Global mapping has no cancellation token: it runs in a child, which a cancel kills."""
+    import os
+    import time
+
+    from zipmap_core.sfm.mapping import GLOBAL_FROM
+
+    cancel = CancelToken()
+    started = {}
+
+    def progress(name: str, done: int, total: int) -> None:
+        if name == "mapping" and done == 0:
+            started["at"] = time.monotonic()
+            cancel.cancel()
+
+    options = ReconstructOptions(sampling=VideoSampling(fps=None, max_frames=GLOBAL_FROM), dense=False)
+    with pytest.raises(Cancelled):
+        ClassicalEngine().reconstruct([REAL_SAMPLE], options, progress, cancel)
+    assert time.monotonic() - started["at"] < 5  # not the minute global mapping takes
+    children = [p for p in os.listdir("/proc") if p.isdigit() and _parent(p) == os.getpid()]
+    assert not children, children
+
+
+def _parent(pid: str) -> int:
+    try:
+        return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
