@@ -223,7 +223,7 @@ def test_full_disk_while_training_saves_is_a_write_error(tmp_path, monkeypatch):
     monkeypatch.setattr(checkpoints, "save_file", full)
     target = tmp_path / "model.safetensors"
     target.write_bytes(b"previous model")
-    with pytest.raises(WriteError, match="No space left"):
+    with pytest.raises(WriteError, match="disk is full"):
         save_model(ZipMap(tiny_config()), target)
     assert target.read_bytes() == b"previous model" and os.listdir(tmp_path) == ["model.safetensors"]
 
@@ -408,7 +408,7 @@ def test_a_publication_that_fails_half_way_rolls_back_to_the_previous_outputs(tm
         return real(src, dst)
 
     monkeypatch.setattr(atomic.os, "replace", fails_on_b)
-    with pytest.raises(atomic.WriteError, match="No space left"):
+    with pytest.raises(atomic.WriteError, match="disk is full"):
         with atomic.Publication(out) as pub:
             pub.path("a.txt").write_text("new a")
             pub.path("b").mkdir()

@@ -264,7 +264,7 @@ def test_a_folder_or_a_pipe_is_named_for_what_it_is_and_never_read(tmp_path, com
     args = [a.format(p=p, out=tmp_path / "x.ply") for a in command]
     code, err = run_cli(args, capsys)
     assert_one_line_error(code, err)
-    assert ("is a folder" if kind == "folder" else "not a regular file (a pipe or a device)") in err
+    assert ("is a folder" if kind == "folder" else "is a named pipe (FIFO)") in err
 
 
 def test_a_scene_with_a_singular_camera_is_refused_at_load(tmp_path, recon):

@@ -366,7 +366,7 @@ def test_failed_write_leaves_no_partial_file(tmp_path, tiny_model, scene_dir, mo
     monkeypatch.setattr(rmod, "_write_npz", full_disk)
     from zipmap_core.io.atomic import WriteError
 
-    with pytest.raises(WriteError, match="No space left"):
+    with pytest.raises(WriteError, match="disk is full"):
         recon.save(target)
     assert os.listdir(tmp_path) == []
 

@@ -129,7 +129,7 @@ def test_full_disk_and_cancel_leave_no_partial_file(tmp_path, recon, monkeypatch
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(tply, "export_ply", full)
-    with pytest.raises(WriteError, match="No space left"):
+    with pytest.raises(WriteError, match="disk is full"):
         export_ply(recon, tmp_path / "p.ply")
     monkeypatch.undo()
 

@@ -46,10 +46,23 @@ def _mode_for(target: Path, default: int) -> int:
         return default & ~_umask()
 
 
+FULL = "the disk is full or the file is larger than allowed"
+
+
 def _error(target: Path, exc: OSError) -> WriteError:
+    """One line on why `target` could not be written, in the user's words: a full disk however a
+    library says it (numpy's "N requested and M written" carries no errno), a file where a folder
+    is needed named."""
     reason = exc.strerror or str(exc)
-    if exc.errno == errno.EFBIG:
-        reason = "the disk is full or the file is larger than allowed"
+    said = str(exc)  # libraries without an errno: numpy's "N requested and M written", safetensors' IoError
+    if exc.errno in (errno.EFBIG, errno.ENOSPC, errno.EDQUOT) or (
+        exc.errno is None and ("requested and" in said or "No space left" in said)
+    ):
+        reason = FULL
+    elif exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        blocker = next((p for p in (target, *target.parents) if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            reason = f"{blocker} is a file, not a folder"
     return WriteError(f"cannot write {target}: {reason}")
 
 

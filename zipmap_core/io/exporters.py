@@ -26,15 +26,26 @@ from .preprocess import unit_bytes_np
 from .reconstruction import Reconstruction
 from .tracks import Tracks
 
+MAX_VOXELS = 400**3  # a mesh's TSDF grid holds at most this many voxels (about 1.5 GB of float32 working arrays)
+
 
 def _noop(stage: str, done: int, total: int) -> None:
     return None
 
 
 # ---- point clouds and scenes ------------------------------------------------------------------------
+def scene_points(recon: Reconstruction, percentile: float, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The scene's points above a confidence percentile (`Reconstruction.point_cloud`); a scene
+    with none (no depth in front of any camera) is said, not written as an empty `what`."""
+    pts, cols, conf = recon.point_cloud(percentile)
+    if not len(pts):
+        raise InputError(f"this scene has no point in front of its cameras (no depth above zero): there is nothing to write as {what}")
+    return pts, cols, conf
+
+
 def export_ply(recon: Reconstruction, path: str | Path, percentile: float = 0.0, progress: Progress = _noop) -> Path:
     """Binary PLY: x y z, red green blue, confidence, above a confidence percentile."""
-    pts, cols, conf = recon.point_cloud(percentile)
+    pts, cols, conf = scene_points(recon, percentile, "a PLY point cloud")
     progress("ply", 1, 1)
     return _write_ply(path, pts, cols, conf)
 
@@ -53,7 +64,7 @@ def _write_ply(path: str | Path, pts: np.ndarray, cols: np.ndarray, conf: np.nda
 
 def export_glb(recon: Reconstruction, path: str | Path, percentile: float = 0.0, progress: Progress = _noop) -> Path:
     """A glTF binary with the coloured points and every camera's frustum as lines."""
-    pts, cols, _ = recon.point_cloud(percentile)
+    pts, cols, _ = scene_points(recon, percentile, "a GLB scene")
     scene = trimesh.Scene()
     scene.add_geometry(trimesh.PointCloud(pts, colors=cols), node_name="points")
     size = 0.15 * recon.median_depth()
@@ -89,9 +100,14 @@ def fuse_tsdf(
     pad = 0.05 * (hi - lo).max()
     lo, hi = lo - pad, hi + pad
     voxel = float(voxel_size or (hi - lo).max() / resolution)
-    dims = np.ceil((hi - lo) / voxel).astype(int) + 1
-    if np.prod(dims) > 400**3:
-        raise InputError(f"voxel size {voxel:.4g} gives {dims.tolist()} voxels; choose a larger voxel size")
+    sides = (hi - lo) / voxel + 1  # counted as floats: a tiny voxel must not overflow a whole number
+    if not np.isfinite(sides).all() or float(np.log(sides).sum()) > np.log(MAX_VOXELS):  # logs: no overflow
+        least = float(np.cbrt(np.prod(hi - lo) / MAX_VOXELS)) or (hi - lo).max() / resolution
+        raise InputError(
+            f"voxel size {voxel:.4g} cuts this scene ({' x '.join(f'{v:.3g}' for v in hi - lo)} scene units) into more than "
+            f"{MAX_VOXELS:,} voxels; choose a voxel size of at least {least:.3g}"
+        )
+    dims = np.ceil(sides).astype(int)
     trunc = 4 * voxel
     grid = [torch.arange(n, dtype=torch.float32) * voxel + float(o) for n, o in zip(dims, lo)]
     centres = torch.stack(torch.meshgrid(*grid, indexing="ij"), -1).reshape(-1, 3)
@@ -291,8 +307,11 @@ def export_nerfstudio(recon: Reconstruction, folder: str | Path, percentile: flo
         (tmp / "transforms.json").write_text(json.dumps(meta, indent=2))
         if recon.tracks is not None and recon.dense_points is None:  # COLMAP's points, as ns-process-data writes them
             _write_ply(tmp / "sparse_pc.ply", recon.tracks.xyz, recon.tracks.rgb, recon.tracks.track_length.astype(np.float32))
-        else:  # the dense points (or the depth's), the better start for a splatting trainer
+        elif len(recon.point_cloud(percentile)[0]):  # the dense points (or the depth's), the better start for a splatting trainer
             export_ply(recon, tmp / "sparse_pc.ply", percentile)
+        else:  # cameras alone: nerfstudio starts from random points
+            meta.pop("ply_file_path")
+            (tmp / "transforms.json").write_text(json.dumps(meta, indent=2))
     return Path(folder)
 
 

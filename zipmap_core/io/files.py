@@ -5,6 +5,7 @@ called in a folder we write (and how a camera file is matched to it)."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -23,23 +24,56 @@ MAX_STEM_BYTES = 200  # file systems take 255 bytes a name: room for a counter a
 def regular_file_problem(path: str | os.PathLike, what: str) -> str | None:
     """Why `path` cannot be read as `what` ("a checkpoint", "a scene file"), or None."""
     path = Path(path)
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
+    kind = path_kind(path)
+    if kind == "missing":
         return f"{what} not found: {path}"
-    except OSError as exc:
-        return f"cannot read {path}: {exc.strerror or exc}"
-    if stat.S_ISDIR(mode):
+    if kind == "folder":
         return f"{path} is a folder, not {what}"
-    if not stat.S_ISREG(mode):
-        return f"{path} is not a regular file (a pipe or a device), not {what}"
+    if kind != "file":
+        return f"{str(path)!r} is {kind}, not {what}"
     return None
 
 
-def parse_json(text: str | bytes) -> Any:
-    """json.loads, with nesting too deep for the parser reported as the ValueError it is."""
+def path_kind(path: Path) -> str:
+    """ "file", "folder", "missing", or what else `path` is, in words: a named pipe (which would
+    block a reader for ever), a device, a socket, a symbolic link that loops or leads nowhere, a
+    path not allowed to read, a name no file system takes."""
     try:
-        return json.loads(text)
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "a symbolic link to nothing" if path.is_symlink() else "missing"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symbolic link that loops"
+        return f"not readable ({exc.strerror or exc})"
+    except ValueError:  # a NUL character: no file system's name
+        return "not a path (it holds a NUL character)"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device"
+
+
+MAX_JSON_INT = 2**63 - 1  # a whole number in a file beyond 64 bits is no count, size or value of ours
+
+
+def _json_int(text: str) -> int:
+    value = int(text)
+    if abs(value) > MAX_JSON_INT:
+        raise InputError(f"its JSON holds a whole number of {len(text.lstrip('-'))} digits, beyond 64 bits")
+    return value
+
+
+def parse_json(text: str | bytes) -> Any:
+    """json.loads, with nesting too deep for the parser and whole numbers beyond 64 bits (which
+    numpy and float() cannot take) reported as the ValueError they are."""
+    try:
+        return json.loads(text, parse_int=_json_int)
     except RecursionError:
         raise InputError("its JSON is nested too deeply") from None
 

@@ -20,6 +20,7 @@ from PIL import Image
 from ..cancel import Cancelled, CancelToken
 from ..errors import InputError
 from ..options import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from .files import path_kind
 from .prefetch import prefetch
 from .preprocess import (
     PATCH,
@@ -122,10 +123,10 @@ def expand_paths(paths: list[str | Path]) -> tuple[list[Path], list[tuple[str, s
             if not found:
                 skipped.append((p.name or str(p), "folder contains no images or videos"))
             files.extend(found)
-        elif p.is_file():
+        elif (kind := path_kind(p)) == "file":
             files.append(p)
         else:
-            skipped.append((p.name or str(p), "no such file or folder"))
+            skipped.append((p.name or str(p), "no such file or folder" if kind == "missing" else f"{kind}, not a picture or a video"))
     return files, skipped
 
 

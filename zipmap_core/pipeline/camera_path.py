@@ -14,6 +14,7 @@ from ..cancel import CancelToken, Progress
 from ..errors import InputError
 from ..io.atomic import Publication
 from ..io.files import parse_json, regular_file_problem
+from ..io.known_poses import ROTATION_TOLERANCE
 from ..io.preprocess import unit_bytes_np
 from ..io.reconstruction import Reconstruction
 from ..model.geometry import look_at as _look_at
@@ -208,8 +209,9 @@ def read_poses(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     if isinstance(data, dict) and "c2w" not in data:
         raise InputError(f'{path.name}: no "c2w" list of camera-to-world matrices')
     try:
-        poses = np.asarray(data["c2w"] if isinstance(data, dict) else data, np.float32)
-        k = np.asarray(data["intrinsics"], np.float32) if isinstance(data, dict) and "intrinsics" in data else None
+        with np.errstate(over="ignore"):  # a number beyond float32 becomes infinity, refused below in one line
+            poses = np.asarray(data["c2w"] if isinstance(data, dict) else data, np.float32)
+            k = np.asarray(data["intrinsics"], np.float32) if isinstance(data, dict) and "intrinsics" in data else None
     except (ValueError, TypeError) as exc:
         raise InputError(f"{path.name}: the matrices are not arrays of numbers ({exc})") from None
     if poses.ndim == 2:
@@ -222,4 +224,11 @@ def read_poses(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
         raise InputError(f"{path.name}: intrinsics must be one 3x3 matrix, got shape {list(k.shape)}")
     if not np.isfinite(poses).all() or (k is not None and not np.isfinite(k).all()):
         raise InputError(f"{path.name}: the cameras hold NaN or infinite numbers")
+    rot = poses[:, :3, :3].astype(np.float64)
+    off = np.abs(np.swapaxes(rot, 1, 2) @ rot - np.eye(3)).max(axis=(1, 2))
+    bad = np.flatnonzero((off > ROTATION_TOLERANCE) | (np.abs(np.linalg.det(rot) - 1) > ROTATION_TOLERANCE))
+    if len(bad):
+        raise InputError(f"{path.name}: camera {bad[0]} is not a rigid motion (its rotation is not orthonormal with determinant 1)")
+    if k is not None and not (k[0, 0] > 0 and k[1, 1] > 0 and np.array_equal(k[2], [0, 0, 1])):
+        raise InputError(f"{path.name}: the intrinsics are not a camera's (focal lengths must be positive, the last row 0 0 1)")
     return poses[:, :3, :4], k
