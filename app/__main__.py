@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 
@@ -48,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     started = time.time()
+    # Ctrl+C before the window is up ends the process at once, without a KeyboardInterrupt
+    # traceback: no background job exists yet (once it is up, `QuitOnSignals` closes the window)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     args = build_parser().parse_args(argv)
     import vispy
 
@@ -56,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     from .main_window import MainWindow
+    from .quitting import QuitOnSignals
     from .script import ScriptedRun, StartupReport
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -70,10 +75,16 @@ def main(argv: list[str] | None = None) -> int:
     window.show()
     report = StartupReport(window, started, args.startup_report, quit_when_ready=args.exit and not args.inputs)
     status = {"code": 0}
+    # however the app quits, its background jobs end first: nothing reports into a deleted window
+    app.aboutToQuit.connect(window.shutdown)
+    signals = QuitOnSignals(lambda code: (status.update(code=code), window.close(), app.quit()))
+    # a model named here that cannot be loaded falls back to the bundled one: said in the terminal too
+    window.models.fell_back.connect(lambda why: print(f"zipmap-studio: {why}", file=sys.stderr))
     if args.inputs:
         run = ScriptedRun(window, args.inputs, (args.fps, args.video_frames), status, args.screenshot, args.scale, args.capture, args.exit)
         QTimer.singleShot(0, run.start)
     app.exec()
+    signals.restore()
     del report
     return status["code"]
 

@@ -65,14 +65,13 @@ class ExportController:
         if path:
             self.export_to(fmt, path)
 
-    def export_to(self, fmt: str, path: str) -> Job:
+    def export_to(self, fmt: str, path: str) -> Job | None:
         recon, pct = self.state.recon, float(self.state.view.confidence_percentile)
         job = Job(export_scene, recon, fmt, path, percentile=pct)
         job.succeeded.connect(lambda p: self.state.say(f"exported {fmt}: {p}"))
         job.failed.connect(lambda msg: self.state.notify(f"Export failed; nothing was written.\n{msg}"))
         job.cancelled.connect(lambda: self.state.say("export cancelled; nothing was written"))
-        self.jobs.run(job, f"export {fmt}")
-        return job
+        return job if self.jobs.run(job, f"export {fmt}") else None
 
     def screenshot_dialog(self) -> None:
         scale, ok = QInputDialog.getItem(self.parent, "Save screenshot", "Size:", ["1x (window)", "2x", "4x"], 0, False)

@@ -1,14 +1,18 @@
-"""Background work for the GUI: engine calls run on superqt workers (a thread pool), report
-progress through a queued Qt signal and stop through the engine's cooperative CancelToken."""
+"""Background work for the app: a `Job` is one cancellable engine call on a worker thread, started
+by the one runner (`job_runner.JobRunner`), never by itself. Its signals are psygnal's, as are
+the state's and the controllers', and arrive on the GUI thread: Qt's queued signals carry what
+the worker reports across threads, inside this module only (`_Relay`)."""
 
 from __future__ import annotations
 
+import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
-from superqt.utils import create_worker
+from psygnal import Signal
+from PySide6.QtCore import QObject, QRunnable, QThreadPool
+from PySide6.QtCore import Signal as QtSignal
 
 from zipmap_core.cancel import Cancelled, CancelToken
 from zipmap_core.errors import USER_ERRORS
@@ -26,100 +30,177 @@ def error_text(exc: BaseException) -> str:
     )
 
 
-class Job(QObject):
-    """One cancellable engine call. Signals arrive on the GUI thread."""
+class WorkerRelay(QObject):
+    """Carries what workers report to the GUI thread: a Qt signal emitted on another thread reaches
+    a slot of this object (made on the GUI thread) queued, in order. The runner owns one for all
+    its jobs, alive as long as it is, so no worker ever emits into a deleted object; and a job
+    is freed on the GUI thread only once its worker holds nothing of it (`forget`): no Qt object
+    it leads to is ever destroyed on a worker thread."""
+
+    reported = QtSignal(object, str, int, int)
+    stepped = QtSignal(object, object)
+    delivered = QtSignal(object, str, object)
+    finished = QtSignal(object)  # the id of a job (wider than a C int)
+
+    def __init__(self, forget: Callable[[int], None]) -> None:
+        super().__init__()
+        self.forget = forget
+        self.reported.connect(self.on_reported)
+        self.stepped.connect(self.on_stepped)
+        self.delivered.connect(self.on_delivered)
+        self.finished.connect(self.on_finished)
+
+    def on_reported(self, job: Job, stage: str, done: int, total: int) -> None:
+        if job.running:
+            job.progress.emit(stage, done, total)
+
+    def on_stepped(self, job: Job, value: object) -> None:
+        job.deliver_step(value)
+
+    def on_delivered(self, job: Job, kind: str, payload: object) -> None:
+        if kind == "returned":
+            job.settle("cancelled" if job.token.cancelled else "succeeded", payload)
+        elif isinstance(payload, Cancelled) or job.token.cancelled:
+            job.settle("cancelled")
+        else:
+            assert isinstance(payload, BaseException)
+            job.settle("failed", error_text(payload))
+
+    def on_finished(self, key: int) -> None:
+        self.forget(key)
+
+
+class _Work(QRunnable):
+    """The worker thread's side of a job: runs it, hands its result or error to the relay, then
+    says that it holds nothing of the job any more. The pool deletes it after `run`."""
+
+    def __init__(self, job: Job, relay: WorkerRelay) -> None:
+        super().__init__()
+        self.job: Job | None = job
+        self.relay = relay
+
+    def run(self) -> None:
+        job, self.job = self.job, None
+        assert job is not None
+        key = id(job)
+        try:
+            outcome: tuple[str, object] = ("returned", job.work())
+        except BaseException as exc:  # noqa: BLE001 - every error reaches the GUI thread, none is lost in the pool
+            outcome = ("errored", exc)
+        self.relay.delivered.emit(job, *outcome)
+        del job, outcome
+        self.relay.finished.emit(key)
+
+
+class Job:
+    """One cancellable engine call. `func(*args, progress=..., cancel=..., **kwargs)` runs off the
+    GUI thread; on the GUI thread come `progress(stage, done, total)` reports, then exactly one of
+    `succeeded(value)`, `failed(text)`, `cancelled()`, then `ended()`. `released(job)` comes first
+    of all at the end: the runner frees what the job held there, so that an outcome's handler may
+    start the next job at once."""
 
     progress = Signal(str, int, int)
     succeeded = Signal(object)
     failed = Signal(str)
     cancelled = Signal()
+    released = Signal(object)
     ended = Signal()
 
     def __init__(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        """`func(*args, progress=..., cancel=..., **kwargs)` runs off the GUI thread."""
-        super().__init__()
         self.token = CancelToken()
-        self._func, self._args, self._kwargs = func, args, kwargs
-        self._worker = None
-        self.running = False
+        self.func, self.args, self.kwargs = func, args, kwargs
+        self.running = False  # from when the runner takes it (it may wait for the model) until its outcome is delivered
+        self.started = False  # whether a worker thread was given its work
+        self.relay: WorkerRelay | None = None
+        self.work_item: _Work | None = None  # held until the job is freed: the pool's thread uses it
 
-    def _run(self) -> Any:
-        return self._func(*self._args, progress=self._report, cancel=self.token, **self._kwargs)
-
-    def _report(self, stage: str, done: int, total: int) -> None:
+    def work(self) -> Any:
+        """On the worker thread. A job cancelled before a thread was free runs nothing."""
         self.token.check()
-        self.progress.emit(stage, done, total)
+        return self.func(*self.args, progress=self.report, cancel=self.token, **self.kwargs)
 
-    def start(self) -> Job:
-        self.running = True
-        # passing `errored` here stops superqt from re-raising the error in the event loop
-        self._worker = create_worker(
-            self._run,
-            _start_thread=False,
-            _connect={"returned": self._on_returned, "errored": self._on_error, "finished": self._on_finished},
-        )
-        self._worker.start()
-        return self
+    def report(self, stage: str, done: int, total: int) -> None:
+        """The engine's progress callback (worker thread): also where a cancel stops the work."""
+        self.token.check()
+        assert self.relay is not None
+        self.relay.reported.emit(self, stage, done, total)
+
+    def start(self, pool: QThreadPool, relay: WorkerRelay) -> None:
+        """Hands the work to `pool`; what it reports comes back through `relay` (the runner's)."""
+        self.relay = relay
+        self.started = True
+        self.work_item = _Work(self, relay)
+        pool.start(self.work_item)
 
     def cancel(self) -> None:
         self.token.cancel()
 
-    def _on_returned(self, value: Any) -> None:
-        if self.token.cancelled:
-            self.cancelled.emit()
-        else:
-            self.succeeded.emit(value)
+    def deliver_step(self, value: object) -> None:
+        """A generator job's value on the GUI thread (`StreamJob.step`)."""
 
-    def _on_error(self, exc: BaseException) -> None:
-        if isinstance(exc, Cancelled) or self.token.cancelled:
-            self.cancelled.emit()
-        else:
-            self.failed.emit(error_text(exc))
-
-    def _on_finished(self) -> None:
+    def settle(self, outcome: str, value: object = None) -> None:
+        """Delivers the outcome on the GUI thread, once: "succeeded", "failed" (value: the text)
+        or "cancelled". `ended` follows even if a handler of the outcome raised."""
+        if not self.running:
+            return
         self.running = False
-        self.ended.emit()
+        self.released.emit(self)
+        try:
+            if outcome == "succeeded":
+                self.succeeded.emit(value)
+            elif outcome == "failed":
+                self.failed.emit(str(value))
+            else:
+                self.cancelled.emit()
+        finally:
+            self.ended.emit()
+
+    def disconnect_all(self) -> None:
+        """Nobody hears from this job any more (the app is quitting)."""
+        for signal in (self.progress, self.succeeded, self.failed, self.cancelled, self.released, self.ended):
+            signal.disconnect()
 
 
-class LatestOnly(QObject):
-    """Runs at most one job at a time and keeps at most one pending request: a newer request
-    replaces the pending one, so live rendering never builds a queue."""
+class StreamJob(Job):
+    """A job whose function is a generator: each yielded value arrives as `step` on the GUI thread,
+    and the last one is the job's result. It can pause between steps; a cancel ends a pause."""
 
-    result = Signal(object, object)  # (request key, value)
-    failed = Signal(str)
+    step = Signal(object)
 
-    def __init__(self, func: Callable[..., Any]) -> None:
-        super().__init__()
-        self._func = func
-        self._job: Job | None = None
-        self._pending: tuple[Any, tuple] | None = None
-        self.started_count = 0
+    def __init__(self, func: Callable[..., Iterator[Any]], *args: Any, **kwargs: Any) -> None:
+        super().__init__(func, *args, **kwargs)
+        self.gate = threading.Event()  # set: running; clear: paused
+        self.gate.set()
+
+    def work(self) -> Any:
+        self.token.check()
+        last = None
+        for value in self.func(*self.args, progress=self.report, cancel=self.token, **self.kwargs):
+            last = value
+            assert self.relay is not None
+            self.relay.stepped.emit(self, value)
+            self.gate.wait()
+            self.token.check()
+        return last
+
+    def deliver_step(self, value: object) -> None:
+        if self.running:
+            self.step.emit(value)
 
     @property
-    def busy(self) -> bool:
-        return self._job is not None
+    def paused(self) -> bool:
+        return not self.gate.is_set()
 
-    @property
-    def pending(self) -> int:
-        return int(self._pending is not None)
-
-    def request(self, key: Any, *args: Any) -> None:
-        if self._job is None:
-            self._start(key, args)
+    def toggle_pause(self) -> None:
+        if self.gate.is_set():
+            self.gate.clear()
         else:
-            self._pending = (key, args)
+            self.gate.set()
 
-    def _start(self, key: Any, args: tuple) -> None:
-        self.started_count += 1
-        job = Job(lambda *a, progress, cancel: self._func(*a), *args)
-        job.succeeded.connect(lambda value: self.result.emit(key, value))
-        job.failed.connect(self.failed.emit)
-        job.ended.connect(self._next)
-        self._job = job.start()
+    def cancel(self) -> None:
+        super().cancel()
+        self.gate.set()  # a paused stream must run on to see the cancel
 
-    def _next(self) -> None:
-        self._job = None
-        if self._pending is not None:
-            key, args = self._pending
-            self._pending = None
-            self._start(key, args)
+    def disconnect_all(self) -> None:
+        super().disconnect_all()
+        self.step.disconnect()

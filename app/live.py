@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from psygnal import Signal as PSignal
-from PySide6.QtCore import Signal
+from psygnal import Signal
 from PySide6.QtWidgets import QInputDialog
-from superqt.utils import create_worker
 
 from zipmap_core.cancel import CancelToken
 from zipmap_core.errors import InputError
@@ -21,7 +19,7 @@ from zipmap_core.io.prefetch import prefetch
 from zipmap_core.options import VIDEO_SUFFIXES
 
 from . import dialogs
-from .jobs import Job
+from .jobs import StreamJob
 
 if TYPE_CHECKING:
     from PySide6.QtWidgets import QWidget
@@ -35,48 +33,10 @@ if TYPE_CHECKING:
 WINDOW_CHOICES = ["2", "4", "8", "16"]
 
 
-class StreamJob(Job):
-    """A Job whose function is a generator: each yielded value arrives as `step` on the GUI
-    thread, and the last one is the job's result. It can pause between steps."""
-
-    step = Signal(object)
-
-    def _run(self) -> Iterator[Any]:  # a generator: superqt runs it as a GeneratorWorker
-        last = None
-        for value in self._func(*self._args, progress=self._report, cancel=self.token, **self._kwargs):
-            last = value
-            yield value
-            self.token.check()
-        return last
-
-    def start(self) -> StreamJob:
-        self.running = True
-        self._worker = create_worker(
-            self._run,
-            _start_thread=False,
-            _connect={"yielded": self.step.emit, "returned": self._on_returned, "errored": self._on_error, "finished": self._on_finished},
-        )
-        self._worker.start()
-        return self
-
-    @property
-    def paused(self) -> bool:
-        return bool(self._worker is not None and self._worker.is_paused)
-
-    def toggle_pause(self) -> None:
-        if self._worker is not None and self.running:
-            self._worker.toggle_pause()
-
-    def cancel(self) -> None:
-        super().cancel()
-        if self._worker is not None and self._worker.is_paused:
-            self._worker.resume()  # a paused generator must run on to see the cancel
-
-
 class LiveController:
     """Runs live streams; `running_changed(bool)` tells the window when pausing is possible."""
 
-    running_changed = PSignal(bool)
+    running_changed = Signal(bool)
 
     def __init__(self, state: AppState, jobs: JobRunner, parent: QWidget) -> None:
         self.state, self.jobs, self.parent = state, jobs, parent
@@ -137,7 +97,7 @@ class LiveController:
             )
         )
         self.windows_shown = 0
-        if not self.jobs.run(job, "live"):
+        if not self.jobs.run(job, "live", uses_model=True):
             return None
         self.job = job
         self.running_changed.emit(True)
@@ -147,7 +107,7 @@ class LiveController:
     def toggle_pause(self) -> None:
         if self.job is not None and self.job.running:
             self.job.toggle_pause()
-            self.state.say("live mode paused (P resumes)" if not self.job.paused else "live mode resumed")
+            self.state.say("live mode paused (P resumes)" if self.job.paused else "live mode resumed")
 
     def _grown(self, recon: Reconstruction) -> None:
         self.windows_shown += 1

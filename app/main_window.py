@@ -27,13 +27,13 @@ from zipmap_core.resources import RESOURCES
 from .about import about_text
 from .exports import ExportController
 from .input_controller import InputController
-from .job_runner import JobRunner
-from .jobs import Job
+from .job_runner import JobRunner, show_tasks
 from .live import LiveController
 from .measure import MeasureController, MeasurePanel, scale_view
 from .model_controller import ModelController
 from .novel_view import NovelViewPanel
 from .panels import InputPanel, ModelPanel, StageProgress, ViewPanel
+from .reconstruct_controller import ReconstructController
 from .scene_files import SceneFileController
 from .state import AppState
 from .viewer3d import SceneView
@@ -42,6 +42,8 @@ from .virtual_cameras import VirtualCameraController
 if TYPE_CHECKING:
     from zipmap_core.io.reconstruction import Reconstruction
     from zipmap_core.pipeline.reconstructor import Reconstructor
+
+    from .jobs import Job
 
 APP_NAME = "ZipMap Studio"
 ICON = RESOURCES / "icons" / "zipmap-studio.svg"
@@ -70,8 +72,9 @@ class MainWindow(QMainWindow):
         self.status_info = QElidingLabel("")  # gives way first when the status bar is short of room
         self.status_scale = QLabel("")  # the scene's units: metres once a scale is set
         self.measure_panel = MeasurePanel()
-        # the window's parts, one job each
-        self.jobs = JobRunner(self.progress, self.model_panel, self.notify)
+        # the window's parts, one job each; every background job starts through the one runner
+        self.jobs = JobRunner(self.state)
+        show_tasks(self.jobs, self.progress, self.model_panel)
         self.loader = InputController(self.state, self.jobs, self.inputs, self)
         self.live = LiveController(self.state, self.jobs, self)
         self.cameras = VirtualCameraController(self.state, self.jobs, self.view, self.novel, self)
@@ -79,6 +82,7 @@ class MainWindow(QMainWindow):
         self.scenes = SceneFileController(self.state, self.jobs, self.settings, QMenu("Recent", self), self)
         self.models = ModelController(self.state, self.jobs, self.model_panel, self.settings, self)
         self.measure = MeasureController(self.state, self.jobs, self.view, self.measure_panel)
+        self.reconstructs = ReconstructController(self.state, self.jobs, self.models, self.model_panel)
 
         self._build_layout()
         self._build_menus()
@@ -163,8 +167,8 @@ class MainWindow(QMainWindow):
         f.addSeparator()
         self._action(f, "Quit", self.close, QKeySequence.StandardKey.Quit)
         r = bar.addMenu("&Reconstruct")
-        self._action(r, "Reconstruct", self.reconstruct, "Ctrl+R")
-        self._action(r, "Cancel", self.cancel, "Esc")
+        self._action(r, "Reconstruct", self.reconstructs.start, "Ctrl+R")
+        self._action(r, "Cancel", self.jobs.cancel, "Esc")
         v = bar.addMenu("&View")
         self._action(v, "Reset view", self.view.reset_view, "R")
         self._action(v, "Virtual camera from view", self.cameras.add_from_view, "V")
@@ -184,8 +188,8 @@ class MainWindow(QMainWindow):
         mp.resolution.valueChanged.connect(lambda *_: self.state.set_model_input(mp.mode.currentText(), mp.resolution.value()))
         mp.engine.currentIndexChanged.connect(lambda *_: self.state.set_engine(mp.engine.currentData(), mp.refine.isChecked()))
         mp.refine.toggled.connect(lambda *_: self.state.set_engine(mp.engine.currentData(), mp.refine.isChecked()))
-        mp.reconstruct_button.clicked.connect(self.reconstruct)
-        mp.cancel_button.clicked.connect(self.cancel)
+        mp.reconstruct_button.clicked.connect(lambda *_: self.reconstructs.start())
+        mp.cancel_button.clicked.connect(lambda *_: self.jobs.cancel())
         mp.load_button.clicked.connect(self.models.load_dialog)
         mp.official_button.clicked.connect(self.models.download_dialog)
         mp.fast_bf16.setChecked(self.settings.value("fast_cpu_bf16", False, type=bool))
@@ -209,7 +213,7 @@ class MainWindow(QMainWindow):
             ("show_guides", vp.show_guides.toggled, vp.show_guides.isChecked),
             ("fly", vp.fly.toggled, vp.fly.isChecked),
         ):
-            setattr(self.state.view, setting, read())
+            self.state.set_view(setting, read())
             signal.connect(lambda *_, setting=setting, read=read: self.state.set_view(setting, read()))
         vp.reset.clicked.connect(self.view.reset_view)
         self.inputs.visibility_changed.connect(self.view.set_frame_visible)
@@ -265,49 +269,15 @@ class MainWindow(QMainWindow):
             self.loader.load(others, add=add)
         event.acceptProposedAction()
 
-    # ---- reconstruction --------------------------------------------------------------------------
-    def reconstruct(self) -> None:
-        # the engine (torch, pycolmap) is imported here, the first time it runs: never before the window is up
-        from zipmap_core.engines import engine_name, make_engine, reconstruct_scene
-        from zipmap_core.io.inputs import InputSet
-        from zipmap_core.pipeline.reconstruct_options import ReconstructOptions
-
-        name = engine_name(self.state.engine, self.state.refine and self.state.engine != "colmap")
-        engine = make_engine(name, lambda: self.rec)
-        if self.rec is None and engine.capabilities.keeps_state:
-            self.notify(
-                "The model is still loading; Reconstruct again once the status bar says it is ready."
-                if self.models.loading
-                else "No model is loaded."
-            )
-            return
-        if not self.state.frames:
-            self.notify("Add photos, a folder or a video first (drag them onto the window).")
-            return
-        frames = list(self.state.frames)
-        if self.rec is not None:
-            self.rec.fast_cpu_bf16 = self.model_panel.fast_bf16.isChecked()
-        mode, resolution = self.model_input()
-        if engine.capabilities.keeps_state and not self.models.memory_allows(frames, mode, resolution):
-            return
-        options = ReconstructOptions(mode=mode, resolution=resolution)
-
-        def work(progress, cancel):
-            recon = reconstruct_scene(engine, InputSet(frames), options, progress=progress, cancel=cancel)
-            return recon.ensure_points()  # derived here, not on the GUI thread that draws them
-
-        job = Job(work)
-        job.succeeded.connect(self.set_reconstruction)
-        job.failed.connect(lambda msg: self.notify(f"Reconstruction failed; the previous scene is kept.\n{msg}"))
-        job.cancelled.connect(lambda: self.state.say("reconstruction cancelled; the previous scene is kept"))
-        self.jobs.run(job, "reconstruct")
-
-    def model_input(self) -> tuple[str, int]:
-        """(crop or pad, model image width) as the model panel sets them."""
-        return self.state.model_input()
+    # ---- reconstruction: the controller's, named here for scripts and tests --------------------------
+    def reconstruct(self) -> Job | None:
+        return self.reconstructs.start()
 
     def cancel(self) -> None:
         self.jobs.cancel()
+
+    def set_reconstruction(self, recon: Reconstruction | None, keep_view: bool = False) -> None:
+        self.reconstructs.show(recon, keep_view)
 
     def load_model(self, path: str | None, remember: bool = False) -> None:
         self.models.load(path, remember)
@@ -316,13 +286,6 @@ class MainWindow(QMainWindow):
         self.status_device.setText(f"device: {rec.device.type}")
         self.novel.width_px.setValue(rec.cfg.img_size)
         self.novel.match_aspect(self.recon.image_hw if self.recon is not None else (3, 4))
-
-    def set_reconstruction(self, recon: Reconstruction | None, keep_view: bool = False) -> None:
-        from zipmap_core.engines import scene_notes
-
-        self.state.set_scene(recon, keep_view)
-        for note in scene_notes(recon) if recon is not None else []:
-            self.state.say(note)
 
     def _show_scene(self, recon: Reconstruction | None, keep_view: bool) -> None:
         """Shows `recon` (None: no scene); `keep_view` (a live scene growing) leaves the camera
@@ -383,7 +346,13 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.novel_dock], [max(NOVEL_DOCK_MIN_PX, self.height() // 3)], Qt.Orientation.Vertical)
 
     def closeEvent(self, event) -> None:
-        self.cancel()
         self.settings.setValue("window_geometry", self.saveGeometry())
         self.settings.setValue("window_state", self.saveState())
+        self.hide()  # gone from the screen at once, while the background work winds down
+        self.shutdown()
         super().closeEvent(event)
+
+    def shutdown(self) -> None:
+        """Quitting (the window closed, the application told to quit, a signal): every background
+        job is cancelled and waited for, so none reports into a window that is gone."""
+        self.jobs.shutdown()

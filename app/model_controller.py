@@ -41,16 +41,21 @@ def reserve_gui_core() -> None:
 
 
 class ModelController:
-    """Loads models; `load_ended(loaded)` says when a background load has ended (a script waits
-    for it), `loaded` whether a model is there now."""
+    """Loads models. `load_ended(loaded)` says when the last load asked for has ended (a script
+    waits for it; a load that fails and falls back to the bundled model ends when that one has),
+    `loaded` whether a model is there now; `fell_back(why)`, in one line, that a model named by
+    the user could not be loaded and the bundled one is loading instead."""
 
     load_ended = Signal(bool)
+    fell_back = Signal(str)
 
     def __init__(self, state: AppState, jobs: JobRunner, panel: ModelPanel, settings: QSettings, parent: QWidget) -> None:
         self.state, self.jobs, self.model_panel, self.settings, self.parent = state, jobs, panel, settings, parent
-        self.loading = False
-        self._keep: Job | None = None  # the background load, held until it ends
-        self.load_ended.connect(lambda *_: setattr(self, "loading", False))
+        self.job: Job | None = None  # the last load asked for, until it ends
+
+    @property
+    def loading(self) -> bool:
+        return self.job is not None
 
     def remembered(self) -> str | None:
         """The checkpoint last chosen in the app, unless it has since been moved or deleted."""
@@ -61,15 +66,16 @@ class ModelController:
             return None
         return path or None
 
-    def load(self, path: str | None, remember: bool = False) -> None:
+    def load(self, path: str | None, remember: bool = False) -> Job | None:
         """Load a checkpoint (a path, or `official[:VARIANT]`, downloaded once) in the background:
         the window is usable while torch is imported and the weights are read. `remember`
         (choices made in the app, not on the command line) keeps it as the next start's default."""
         spec = path or (str(BUNDLED_MODEL) if BUNDLED_MODEL.exists() else None)
         if spec is None:
             self.state.notify("No model: the bundled model is missing. Use File ▸ Load checkpoint…")
-            self.load_ended.emit(False)
-            return
+            self.job = None
+            self.load_ended.emit(self.state.rec is not None)
+            return None
         device, fast = self.model_panel.device.currentText(), self.model_panel.fast_bf16.isChecked()
 
         def work(progress, cancel):
@@ -83,10 +89,20 @@ class ModelController:
         job = Job(work)
         job.succeeded.connect(lambda result: self._loaded(*result, remember))
         job.failed.connect(lambda msg: self._failed(Path(spec).name, msg))
-        job.ended.connect(lambda: self.load_ended.emit(self.state.rec is not None))
+        job.ended.connect(lambda: self._ended(job))
         self.state.say(f"loading {Path(spec).name}…")
-        self.loading = True
-        self._keep = job.start()
+        self.job = job
+        if not self.jobs.run_beside(job, "loading the model", uses_model=True):  # the app is quitting
+            self.job = None
+            return None
+        return job
+
+    def _ended(self, job: Job) -> None:
+        """Only the last load asked for ends the loading: one that failed over to the bundled
+        model is followed by that one."""
+        if job is self.job:
+            self.job = None
+            self.load_ended.emit(self.state.rec is not None)
 
     def memory_allows(self, frames: list[Frame], mode: str, resolution: int) -> bool:
         """Says before a run how much memory it needs and whether it fits (the engine checks again
@@ -109,6 +125,7 @@ class ModelController:
         """A model that does not load keeps the one before; with none before, the bundled one."""
         if self.state.rec is None and BUNDLED_MODEL.exists():
             self.state.notify(f"Could not load {name}:\n{message}\nUsing the bundled demonstration model instead.")
+            self.fell_back.emit(f"could not load {name} ({' '.join(message.split())}); using the bundled demonstration model instead")
             self.load(None)
         else:
             self.state.notify(f"Could not load {name}; the model loaded before is kept.\n{message}")

@@ -32,13 +32,14 @@ class SceneFileController:
         if path:
             self.open_scene(path)
 
-    def open_scene(self, path: str) -> None:
+    def open_scene(self, path: str) -> Job | None:
+        """Reads `path` in the background; None when another task runs."""
         from zipmap_core.io.reconstruction import Reconstruction  # torch: imported where a scene is read
 
         job = Job(lambda progress, cancel: Reconstruction.load(path).ensure_points())
         job.succeeded.connect(lambda recon: (self.state.set_scene(recon), self._add_recent(path)))
         job.failed.connect(lambda msg: self.state.notify(f"Could not open {Path(path).name}:\n{msg}"))
-        self.jobs.run(job, "open")
+        return job if self.jobs.run(job, "open") else None
 
     def save_scene_dialog(self) -> None:
         if self.state.recon is None:

@@ -7,9 +7,13 @@ from __future__ import annotations
 import json
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
+
+if TYPE_CHECKING:
+    from .jobs import Job
 
 
 class ScriptedRun:
@@ -29,32 +33,47 @@ class ScriptedRun:
         self.quit_after, self.status = quit_after, status
 
     def start(self) -> None:
+        """Opens the scene, or loads the inputs and then reconstructs; each step follows the job
+        the window's controller returns (None: it did not start, and the window said why)."""
         w = self.window
         if len(self.inputs) == 1 and self.inputs[0].endswith(".zipmap"):
-            w.scenes.open_scene(self.inputs[0])
-            w.jobs.current.succeeded.connect(lambda *_: QTimer.singleShot(200, self.finish))
-            w.jobs.current.failed.connect(self.fail)
+            job = w.scenes.open_scene(self.inputs[0])
+            if self.follow(job, "the scene could not be opened"):
+                job.succeeded.connect(lambda *_: QTimer.singleShot(200, self.finish))
             return
         from zipmap_core.io.inputs import VideoSampling  # torch: imported once the window is up
 
         fps, frames = self.sampling  # --fps, --video-frames
-        w.loader.load(self.inputs, sampling=VideoSampling(fps=fps, max_frames=frames))  # this load only: File > Open still asks
-        w.jobs.current.succeeded.connect(lambda *_: QTimer.singleShot(0, self.reconstruct))
-        w.jobs.current.failed.connect(self.fail)
+        job = w.loader.load(self.inputs, sampling=VideoSampling(fps=fps, max_frames=frames))  # this load only: File > Open still asks
+        if self.follow(job, "the inputs could not be loaded"):
+            job.succeeded.connect(lambda *_: QTimer.singleShot(0, self.reconstruct))
 
     def reconstruct(self) -> None:
         w = self.window
         classical = w.state.engine == "colmap"  # needs no model
         if w.rec is None and w.models.loading and not classical:  # a model still loading (or downloading): wait for it
-            w.models.load_ended.connect(lambda *_: QTimer.singleShot(0, self.reconstruct), check_nargs=False)
+            w.models.load_ended.connect(self.after_load)
             return
         if w.rec is None and not classical:
             self.fail("no model could be loaded")
             return
-        w.reconstruct()
-        w.jobs.current.succeeded.connect(lambda *_: QTimer.singleShot(200, self.finish))
-        w.jobs.current.failed.connect(self.fail)
-        w.jobs.current.cancelled.connect(lambda: self.fail("cancelled"))
+        job = w.reconstruct()
+        if self.follow(job, "the reconstruction did not start"):
+            job.succeeded.connect(lambda *_: QTimer.singleShot(200, self.finish))
+
+    def after_load(self, loaded: bool) -> None:
+        self.window.models.load_ended.disconnect(self.after_load)
+        QTimer.singleShot(0, self.reconstruct)
+
+    def follow(self, job: Job | None, what: str) -> bool:
+        """Fails the run with `job`'s failure or cancel; without a job, with the window's word."""
+        if job is None:
+            said = self.window.messages[-1].splitlines()[0] if self.window.messages else ""
+            self.fail(f"{what}: {said}" if said else what)
+            return False
+        job.failed.connect(self.fail)
+        job.cancelled.connect(lambda: self.fail("cancelled"))
+        return True
 
     def finish(self) -> None:
         w = self.window

@@ -97,8 +97,19 @@ class AppState:
         self.inputs_changed.emit(self.frames)
 
     def set_cameras(self, cameras: list[VirtualCamera], selected: int) -> None:
+        """The virtual cameras and the one looked through (-1: none)."""
         self.cameras, self.selected = list(cameras), selected
         self.cameras_changed.emit(self.cameras, selected)
+
+    def update_camera(self, index: int, **fields: object) -> None:
+        """Changes fields of virtual camera `index` (its pose, field of view, size). The camera stays
+        the same object, so what holds it sees the change; the list is published again."""
+        cam = self.cameras[index]
+        for name, value in fields.items():
+            if not hasattr(cam, name):
+                raise AttributeError(f"a virtual camera has no {name!r}")
+            setattr(cam, name, value)
+        self.cameras_changed.emit(self.cameras, self.selected)
 
     def set_views(self, views: NovelViews | None) -> None:
         self.views = views

@@ -17,7 +17,7 @@ from zipmap_core.io.atomic import atomic_path
 
 from . import dialogs
 from .exports import save_png
-from .jobs import Job, LatestOnly
+from .jobs import Job
 from .picking import is_click
 from .state import VirtualCamera
 
@@ -56,9 +56,10 @@ class VirtualCameraController:
         self.state, self.jobs, self.view, self.novel, self.parent = state, jobs, view, novel, parent
         state.scene_changed.connect(lambda *_: self.clear())  # a new scene: its cameras go
         state.cameras_changed.connect(view.set_virtual_cameras)  # the view draws what the state holds
-        state.scene_rescaled.connect(lambda *_: (self._refresh(names=False), self.request_render()))  # same cameras, new units
+        # same cameras, new units (the state scaled them): published again, and rendered again
+        state.scene_rescaled.connect(lambda *_: (state.set_cameras(state.cameras, state.selected), self.request_render()))
         self._generation = 0  # of the scene; renders requested for an older one are dropped
-        self.renderer = LatestOnly(render_frames)
+        self.renderer = jobs.latest_only(render_frames, "novel view")  # waits while a reconstruction has the model
         self.renderer.result.connect(self._show_render)
         self.renderer.failed.connect(lambda msg: state.notify(f"Rendering failed: {msg}"))
         events = view.canvas.events
@@ -72,23 +73,14 @@ class VirtualCameraController:
         events.mouse_release.connect(self._on_mouse_release)
         events.mouse_move.connect(self._on_mouse_drag)
 
-    # the cameras and the selection live in the app state; these read and stage them, and
-    # `_refresh` publishes the change
+    # the cameras and the selection live in the app state, and change through its methods
     @property
     def virtual_cameras(self) -> list[VirtualCamera]:
         return self.state.cameras
 
-    @virtual_cameras.setter
-    def virtual_cameras(self, cams: list[VirtualCamera]) -> None:
-        self.state.cameras = cams
-
     @property
     def selected(self) -> int:
         return self.state.selected
-
-    @selected.setter
-    def selected(self, index: int) -> None:
-        self.state.selected = index
 
     @property
     def current(self) -> VirtualCamera | None:
@@ -96,9 +88,9 @@ class VirtualCameraController:
 
     def clear(self) -> None:
         """A new scene: its virtual cameras and their views go (a render still in flight too)."""
-        self.virtual_cameras, self.selected = [], -1
         self._generation += 1
-        self._refresh()
+        self.renderer.drop()
+        self._publish([], -1)
         self.state.set_views(None)
         self.novel.clear_views("new scene: place a virtual camera (Ctrl+click or V)")
 
@@ -108,9 +100,7 @@ class VirtualCameraController:
         cam = VirtualCamera(
             np.asarray(c2w, np.float32)[:3, :4], float(self.novel.fov.value()), w, h, f"virtual {len(self.virtual_cameras) + 1}"
         )
-        self.virtual_cameras.append(cam)
-        self.selected = len(self.virtual_cameras) - 1
-        self._refresh()
+        self._publish([*self.virtual_cameras, cam], len(self.virtual_cameras))
         self.request_render()
 
     def add_from_view(self) -> None:
@@ -132,8 +122,7 @@ class VirtualCameraController:
         return True
 
     def select(self, index: int, from_list: bool = True) -> None:
-        self.selected = index
-        self._refresh(names=not from_list)
+        self._publish(self.virtual_cameras, index, names=not from_list)
         self.request_render()
 
     def select_at(self, canvas_xy: tuple[float, float]) -> bool:
@@ -146,10 +135,9 @@ class VirtualCameraController:
         return True
 
     def remove(self, index: int) -> None:
-        if 0 <= index < len(self.virtual_cameras):
-            del self.virtual_cameras[index]
-            self.selected = min(self.selected, len(self.virtual_cameras) - 1)
-            self._refresh()
+        cams = self.virtual_cameras
+        if 0 <= index < len(cams):
+            self._publish(cams[:index] + cams[index + 1 :], min(self.selected, len(cams) - 2))
 
     def move(self, forward: float = 0, right: float = 0, down: float = 0, yaw_deg: float = 0) -> None:
         """Moves the selected virtual camera in its own frame (steps of 5% of the scene depth)."""
@@ -163,8 +151,7 @@ class VirtualCameraController:
             a = math.radians(yaw_deg)
             rot = np.array([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]], np.float32)
             c2w[:, :3] = c2w[:, :3] @ rot
-        cam.c2w = c2w
-        self._refresh(names=False)
+        self.state.update_camera(self.selected, c2w=c2w)
         if self.novel.live.isChecked():
             self.request_render()
 
@@ -177,15 +164,15 @@ class VirtualCameraController:
     def _settings_changed(self) -> None:
         cam = self.current
         if cam is not None:
-            cam.fov_y_deg = float(self.novel.fov.value())
-            cam.height, cam.width = self.novel.size()
-            self._refresh(names=False)
+            height, width = self.novel.size()
+            self.state.update_camera(self.selected, fov_y_deg=float(self.novel.fov.value()), height=height, width=width)
             self.request_render()
 
-    def _refresh(self, names: bool = True) -> None:
+    def _publish(self, cams: list[VirtualCamera], selected: int, names: bool = True) -> None:
+        """The state's new cameras; `names`: the panel's list follows (not when the list chose)."""
         if names:
-            self.novel.set_camera_names([c.name for c in self.virtual_cameras], self.selected)
-        self.state.set_cameras(self.virtual_cameras, self.selected)
+            self.novel.set_camera_names([c.name for c in cams], selected)
+        self.state.set_cameras(cams, selected)
 
     # ---- novel views ------------------------------------------------------------------------------------
     def request_render(self) -> None:
@@ -246,7 +233,7 @@ class VirtualCameraController:
         job = Job(render_path, self.state.rec, self.state.recon, poses, k, (h, w), folder)
         job.succeeded.connect(lambda p: self.state.say(f"rendered path to {p}"))
         job.failed.connect(lambda msg: self.state.notify(f"Path rendering failed:\n{msg}"))
-        self.jobs.run(job, "render path")
+        self.jobs.run(job, "render path", uses_model=True)
 
     # ---- mouse ------------------------------------------------------------------------------------------
     def _on_mouse_press(self, event) -> None:

@@ -69,11 +69,17 @@ def photos(tmp_path, recon) -> Path:
 @pytest.fixture
 def window(qtbot, tmp_path, tiny_checkpoint):
     """The main window on the tiny model, with settings of its own and no sampling question
-    (GUI test modules import `gui` first, which needs an X server)."""
+    (GUI test modules import `gui` first, which needs an X server). Closed after the test: its
+    background jobs end there, none runs on into the next test. Earlier tests' windows are freed
+    first, on the GUI thread: a garbage collection that a worker thread happened to run would
+    destroy their Qt objects there (and can deadlock with the GUI thread)."""
+    import gc
+
     from PySide6.QtCore import QSettings
 
     from app.main_window import MainWindow
 
+    gc.collect()
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     w = MainWindow(str(tiny_checkpoint), settings=settings)
     w.loader.ask_video_sampling = False
@@ -82,7 +88,9 @@ def window(qtbot, tmp_path, tiny_checkpoint):
     w.show()
     qtbot.waitExposed(w)
     qtbot.waitUntil(lambda: w.rec is not None, timeout=10000)
-    return w
+    yield w
+    w.close()
+    assert not w.jobs.busy and w.jobs.pool.activeThreadCount() == 0, "a background job outlived its window"
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

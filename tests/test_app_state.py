@@ -51,3 +51,18 @@ def test_view_settings_change_by_name_and_say_so():
     assert seen == [("point_size", 7), ("color_mode", "depth")] and state.view.point_size == 7
     with pytest.raises(AttributeError, match="no view setting 'sparkle'"):
         state.set_view("sparkle", True)
+
+
+def test_a_virtual_camera_changes_through_the_state_and_stays_the_same_object():
+    import pytest
+
+    state, seen = AppState(), []
+    cam = VirtualCamera(np.eye(4)[:3])
+    state.set_cameras([cam], 0)
+    state.cameras_changed.connect(lambda cams, selected: seen.append((cams[0].fov_y_deg, selected)))
+    moved = np.eye(4)[:3].copy()
+    moved[0, 3] = 2.0
+    state.update_camera(0, c2w=moved, fov_y_deg=40.0)
+    assert seen == [(40.0, 0)] and state.cameras[0] is cam and cam.c2w[0, 3] == 2.0
+    with pytest.raises(AttributeError, match="no 'zoom'"):
+        state.update_camera(0, zoom=2)

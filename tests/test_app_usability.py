@@ -377,10 +377,15 @@ def test_official_weights_offline_fall_back_to_the_bundled_model_without_a_trace
     monkeypatch.setattr(download, "hub_reachable", lambda timeout_s=3.0: False)
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     w = MainWindow("official", settings=settings)
+    ended, fell_back = [], []
+    w.models.load_ended.connect(ended.append)  # the load starts once the event loop runs
+    w.models.fell_back.connect(fell_back.append)
     qtbot.addWidget(w)
     w.show()
     qtbot.waitUntil(lambda: w.rec is not None, timeout=30000)
     assert w.rec.path == BUNDLED_MODEL and not w.models.loading
+    assert ended == [True], "the load ends once, when the bundled model has loaded (a script waits for that)"
+    assert len(fell_back) == 1 and "offline" in fell_back[0] and "\n" not in fell_back[0]
     said = "\n".join(w.messages)
     assert "appears to be offline" in said and "Using the bundled demonstration model instead" in said
     assert w.model_panel.official_button.isVisible(), "every way to get weights stays available"
@@ -593,7 +598,7 @@ def test_a_shift_click_on_a_point_measures_to_it_a_shift_drag_does_not_and_a_thi
     shift_click(qtbot, window, frustum_on_screen(window, 0))
     recon = window.recon
     monkeypatch.setattr(engines, "reconstruct_scene", until_cancelled)
-    window.state.frames = load_inputs(SAMPLES[:1]).frames  # something to run on, the scene kept (the stand-in run never reads it)
+    window.state.set_frames(load_inputs(SAMPLES[:1]).frames)  # something to run on, the scene kept (the stand-in run never reads it)
     window.reconstruct()
     qtbot.mouseClick(window.measure_panel.scale_button, Qt.MouseButton.LeftButton)
     assert window.recon is recon and "a task is running" in window.messages[-1], "a running task would replace the scaled scene"
@@ -632,7 +637,7 @@ def test_reconstruct_says_the_memory_it_needs_and_does_not_start_a_run_that_cann
     wait_idle(qtbot, window)
     started = []
     monkeypatch.setattr(memory_budget, "available_bytes", lambda device: 1)
-    monkeypatch.setattr(window.jobs, "run", lambda job, name: started.append(name))
+    monkeypatch.setattr(window.jobs, "run", lambda job, name, **_: started.append(name))
     window.reconstruct()
     assert started == [] and window.messages[-1].startswith(
         "Reconstruction not started: this run does not fit the memory: 3 frames need about"

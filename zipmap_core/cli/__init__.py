@@ -8,12 +8,9 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import traceback
 
-from ..cancel import Cancelled
-from ..errors import USER_ERRORS
 from . import checkpoints, reconstruct, scenes, training
-from .terminal import StageBar, Terminated, terminate_like_interrupt
+from .terminal import StageBar, report_failure, terminate_like_interrupt
 
 __all__ = ["StageBar", "build_parser", "main"]
 
@@ -38,22 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     previous = terminate_like_interrupt()
     try:
         return args.func(args)
-    except Cancelled:
-        print("cancelled", file=sys.stderr)
-        return 130
-    except Terminated:
-        print("terminated", file=sys.stderr)
-        return 128 + signal.SIGTERM
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except USER_ERRORS as exc:  # what the user can fix: one line
-        print(f"zipmap: error: {exc}", file=sys.stderr)
-        return 2
-    except Exception:  # noqa: BLE001 - anything else is ours to fix: the traceback, and a line saying so
-        traceback.print_exc()
-        print("zipmap: internal error: this is a bug in ZipMap Studio; please report it with the traceback above", file=sys.stderr)
-        return 3
+    except BaseException as exc:  # noqa: BLE001 - every failure is said one way (report_failure)
+        return report_failure(exc)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

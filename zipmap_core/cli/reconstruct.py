@@ -25,7 +25,7 @@ from ..options import (
     resolution,
 )
 from .common import CHECKPOINT_HELP, add_numerics, reconstructor
-from .terminal import StageBar
+from .terminal import StageBar, report_failure
 
 if TYPE_CHECKING:
     from ..io.atomic import Publication
@@ -181,15 +181,17 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
 
 def _run_as_rank(args: argparse.Namespace, launch, options: ReconstructOptions, formats: list[str]) -> int:
-    """One process of a split run; ours (--nproc) leave without the interpreter's teardown."""
-    code = _reconstruct_as_rank(args, launch, options, formats)
-    if os.environ.get("ZIPMAP_LAUNCHED"):  # one of our --nproc workers, its work done and published
-        # leave without the interpreter's teardown: gloo's threads can abort a process there
-        # ("terminate called without an active exception"), which the launcher must take for a failure
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    return code
+    """One process of a split run (ours or torchrun's), which leaves without the interpreter's
+    teardown once its work is done and published, or has failed: gloo's threads can abort a
+    process there ("terminate called without an active exception"), which a launcher must take
+    for a failure."""
+    try:
+        code = _reconstruct_as_rank(args, launch, options, formats)
+    except BaseException as exc:  # noqa: BLE001 - said as the command line says it, then out at once
+        code = report_failure(exc)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def check_inputs_exist(paths: list[str | Path]) -> None:
@@ -242,22 +244,25 @@ def _launch_processes(args: argparse.Namespace) -> int:
 def _reconstruct_as_rank(args: argparse.Namespace, launch, options: ReconstructOptions, formats: list[str]) -> int:
     """One process of a split reconstruction (ours or torchrun's): every rank computes its frames;
     rank 0 gathers, assembles and writes."""
-    import torch.distributed as dist
-
-    from ..io.atomic import Publication
-    from ..io.inputs import Preparation, load_inputs
-    from ..pipeline.distributed import (
-        die_with_parent,
-        init_group,
-        make_shard,
-        reconstruct_split,
-    )
+    from ..pipeline.distributed import die_with_parent, init_group, peers_answering
 
     if os.environ.get("ZIPMAP_LAUNCHED"):
         die_with_parent()
     if options.network.window_size:
         raise InputError("the windowed (streaming) order runs in one process: run without torchrun or --nproc")
-    args.device = str(init_group(launch, float(os.environ.get("ZIPMAP_DIST_TIMEOUT", args.dist_timeout))))
+    with peers_answering(launch):
+        args.device = str(init_group(launch, float(os.environ.get("ZIPMAP_DIST_TIMEOUT", args.dist_timeout))))
+        return _split_part(args, launch, options, formats)
+
+
+def _split_part(args: argparse.Namespace, launch, options: ReconstructOptions, formats: list[str]) -> int:
+    """This process's part of the split run, once it has joined the group."""
+    import torch.distributed as dist
+
+    from ..io.atomic import Publication
+    from ..io.inputs import Preparation, load_inputs
+    from ..pipeline.distributed import make_shard, reconstruct_split
+
     root = launch.rank == 0
     try:
         rec = reconstructor(args, notice=root)

@@ -1,5 +1,5 @@
-"""The terminal side of the command line: one progress bar per pipeline stage, and SIGTERM
-turned into the same unwinding as Ctrl+C."""
+"""The terminal side of the command line: one progress bar per pipeline stage, SIGTERM turned
+into the same unwinding as Ctrl+C, and what a command says of a failure."""
 
 from __future__ import annotations
 
@@ -7,9 +7,13 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from typing import TextIO
 
 from tqdm import tqdm
+
+from ..cancel import Cancelled
+from ..errors import USER_ERRORS
 
 
 class StageBar:
@@ -66,3 +70,26 @@ def terminate_like_interrupt():
     if threading.current_thread() is not threading.main_thread():
         return None
     return signal.signal(signal.SIGTERM, _terminate)
+
+
+def report_failure(exc: BaseException) -> int:
+    """What a command says of a failure and the exit code it ends with: a cancel, a signal or
+    Ctrl+C in a word; what the user can fix in one line; anything else (a bug) with its
+    traceback and a line saying so."""
+    if isinstance(exc, Cancelled):
+        print("cancelled", file=sys.stderr)
+        return 130
+    if isinstance(exc, Terminated):
+        print("terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    if isinstance(exc, KeyboardInterrupt):
+        print("interrupted", file=sys.stderr)
+        return 130
+    if isinstance(exc, SystemExit):
+        return exc.code if isinstance(exc.code, int) else 2
+    if isinstance(exc, USER_ERRORS):  # what the user can fix: one line
+        print(f"zipmap: error: {exc}", file=sys.stderr)
+        return 2
+    traceback.print_exception(exc)
+    print("zipmap: internal error: this is a bug in ZipMap Studio; please report it with the traceback above", file=sys.stderr)
+    return 3

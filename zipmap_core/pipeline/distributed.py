@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -51,6 +52,28 @@ class Launch:
         return cls(
             int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")), int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
         )
+
+
+PEER_SIGNS = ("gloo", "nccl", "connection closed", "connection reset", "timed out", "timeout", "broken pipe", "socket", "store")
+
+
+@contextlib.contextmanager
+def peers_answering(launch: Launch) -> Iterator[None]:
+    """Inside, a collective that fails because another process died or stopped answering (gloo's
+    "Connection closed by peer", a timeout, the rendezvous store gone) becomes one line naming
+    this process, not a traceback: the run is lost either way, and the launcher (ours or
+    torchrun) says which process failed."""
+    try:
+        yield
+    except RuntimeError as exc:
+        said = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        if not isinstance(exc, getattr(torch.distributed, "DistError", ())) and not any(s in said.lower() for s in PEER_SIGNS):
+            raise
+        other = f"process {1 - launch.rank}" if launch.world == 2 else "another process"  # with two, the one peer is named
+        raise DistributedError(
+            f"process {launch.rank} of {launch.world}: {other} of the split run died or stopped answering "
+            f"({said[:160]}); nothing was written"
+        ) from None
 
 
 def init_group(launch: Launch, timeout_s: float) -> torch.device:
@@ -133,6 +156,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+SETTLE_S = 0.5  # after a first failure, how long the launcher lets the others end before it names one
+
+
+def failure_line(codes: list[int | None]) -> str:
+    """Which process failed, from the exit codes (None: still running): one killed by a signal
+    first; else, when the ones that ended lost their peers (our exit code 2) while one still
+    runs, the one that stopped answering; else the first that failed."""
+    world = len(codes)
+    killed = [(r, c) for r, c in enumerate(codes) if c is not None and c < 0]
+    failed = [(r, c) for r, c in enumerate(codes) if c not in (None, 0)]
+    silent = [r for r, c in enumerate(codes) if c is None]
+    if killed:
+        rank, why = killed[0][0], f"killed by signal {-killed[0][1]}"
+    elif silent and failed and all(c == 2 for _, c in failed):
+        rank, why = silent[0], "stopped answering"
+    else:
+        rank, why = failed[0][0], f"exit code {failed[0][1]}"
+    return f"process {rank} of {world} failed ({why}); the run was stopped and nothing was written"
+
+
 def launch_local(nproc: int, argv: list[str], timeout_s: float, poll_s: float = 0.1) -> int:
     """Runs `zipmap ARGV` in `nproc` processes on this machine and waits for them. When one
     fails, the others are stopped and the failure is raised as a DistributedError."""
@@ -154,11 +197,9 @@ def launch_local(nproc: int, argv: list[str], timeout_s: float, poll_s: float = 
             procs.append(subprocess.Popen([sys.executable, "-m", "zipmap_core.cli", *argv], env=env))
         while True:
             codes = [p.poll() for p in procs]
-            failed = [(r, c) for r, c in enumerate(codes) if c not in (None, 0)]
-            if failed:
-                rank, code = failed[0]
-                why = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-                raise DistributedError(f"process {rank} of {nproc} failed ({why}); the run was stopped and nothing was written")
+            if any(c not in (None, 0) for c in codes):
+                time.sleep(SETTLE_S)  # the others' own ends, which say who failed first
+                raise DistributedError(failure_line([p.poll() for p in procs]))
             if all(c == 0 for c in codes):
                 return 0
             time.sleep(poll_s)

@@ -1,0 +1,73 @@
+"""Reconstruct and Cancel: the engine the model panel names runs on the input set in the
+background; the scene it makes replaces the current one, while a failure or a cancel keeps it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .jobs import Job
+
+if TYPE_CHECKING:
+    from zipmap_core.io.reconstruction import Reconstruction
+
+    from .job_runner import JobRunner
+    from .model_controller import ModelController
+    from .panels import ModelPanel
+    from .state import AppState
+
+
+class ReconstructController:
+    def __init__(self, state: AppState, jobs: JobRunner, models: ModelController, panel: ModelPanel) -> None:
+        self.state, self.jobs, self.models, self.panel = state, jobs, models, panel
+
+    def start(self) -> Job | None:
+        """Reconstructs the input set with the chosen engine; None (with a word to the user) when
+        it cannot start. The network's runs use the model that is loaded now, and wait for it
+        while a render or a load has it (`JobRunner`'s rule)."""
+        # the engine (torch, pycolmap) is imported here, the first time it runs: never before the window is up
+        from zipmap_core.engines import engine_name, make_engine, reconstruct_scene
+        from zipmap_core.io.inputs import InputSet
+        from zipmap_core.pipeline.reconstruct_options import ReconstructOptions
+
+        state, rec = self.state, self.state.rec
+        engine = make_engine(engine_name(state.engine, state.refine and state.engine != "colmap"), lambda: rec)
+        uses_model = engine.capabilities.keeps_state  # the classical engine runs no network
+        if rec is None and uses_model:
+            state.notify(
+                "The model is still loading; Reconstruct again once the status bar says it is ready."
+                if self.models.loading
+                else "No model is loaded."
+            )
+            return None
+        if not state.frames:
+            state.notify("Add photos, a folder or a video first (drag them onto the window).")
+            return None
+        frames = list(state.frames)
+        mode, resolution = state.model_input()
+        if uses_model and not self.models.memory_allows(frames, mode, resolution):
+            return None
+        options = ReconstructOptions(mode=mode, resolution=resolution)
+        fast_bf16 = self.panel.fast_bf16.isChecked()
+
+        def work(progress, cancel):
+            if rec is not None:
+                rec.fast_cpu_bf16 = fast_bf16  # set where the run holds the model, not while a render may use it
+            recon = reconstruct_scene(engine, InputSet(frames), options, progress=progress, cancel=cancel)
+            return recon.ensure_points()  # derived here, not on the GUI thread that draws them
+
+        job = Job(work)
+        job.succeeded.connect(self.show)
+        job.failed.connect(lambda msg: state.notify(f"Reconstruction failed; the previous scene is kept.\n{msg}"))
+        job.cancelled.connect(lambda: state.say("reconstruction cancelled; the previous scene is kept"))
+        return job if self.jobs.run(job, "reconstruct", uses_model=uses_model) else None
+
+    def show(self, recon: Reconstruction | None, keep_view: bool = False) -> None:
+        """Makes `recon` the scene (None: none), with what COLMAP did to it said in the status bar."""
+        from zipmap_core.engines import scene_notes
+
+        self.state.set_scene(recon, keep_view)
+        for note in scene_notes(recon) if recon is not None else []:
+            self.state.say(note)
+
+    def cancel(self) -> None:
+        self.jobs.cancel()
