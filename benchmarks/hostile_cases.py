@@ -3,7 +3,7 @@ careful user would: no traceback, an exit code of 0 (done) or 2 (a clear one-lin
 no file of the user's changed, no output holding a non-finite number, and no input under 1 MB
 taking more than 1 GB of memory.
 
-    python benchmarks/hostile_cases.py [--json docs/hostile_cases.json] [--only SUBSTRING]
+    xvfb-run -a python benchmarks/hostile_cases.py [--json docs/hostile_cases.json] [--only SUBSTRING]
 
 Every case builds its own files in a temporary folder; nothing is downloaded.
 """
@@ -40,6 +40,7 @@ class Case:
     user_files: list[Path] = dataclasses.field(default_factory=list)  # must be unchanged afterwards
     outputs: list[Path] = dataclasses.field(default_factory=list)  # checked for non-finite numbers on success
     studio: bool = False
+    env: dict[str, str] = dataclasses.field(default_factory=dict)  # more of the environment it runs in
 
 
 # ---- fixtures ---------------------------------------------------------------------------------------
@@ -276,12 +277,144 @@ def build_cases(tmp: Path) -> list[Case]:
     add("generate --scenes -1", ["generate", out("gen"), "--scenes", "-1"])
     add("studio --scale 0", ["--scale", "0", "--exit"], studio=True)
     add("studio --size 0x0", ["--size", "0x0", "--exit"], studio=True)
+    cases += more_cases(tmp, recon, photos, scene, ckpt, rec, out)
     # and the ordinary run, which must still work
     add(
         "an ordinary run",
         ["reconstruct", photos, "-o", out("ordinary"), *rec, "--export", "ply,glb,colmap,nerfstudio"],
         outputs=[out("ordinary")],
     )
+    return cases
+
+
+def more_cases(tmp: Path, recon, photos: Path, scene: Path, ckpt: Path, rec: list[str], out) -> list[Case]:
+    """The third pass's cases: what the last run still got wrong, the new inputs (known cameras,
+    masks), the default engine on pictures COLMAP cannot register, and the studio's exits."""
+    from PIL import Image
+
+    cases: list[Case] = []
+
+    def add(name: str, argv: list, **kw) -> None:
+        cases.append(Case(name, [str(a) for a in argv], **kw))
+
+    behind = _scene(tmp / "behind.zipmap", recon, depth=-np.abs(recon.depth), points_cam=None, points_world=None, points_from_depth=True)
+    for fmt, target in (("glb", "b.glb"), ("ply", "b.ply"), ("nerfstudio", "b_ns"), ("mesh", "b_mesh.ply")):
+        add(
+            f"scene with no point in front: export {fmt}",
+            ["export", behind, "--format", fmt, "-o", out(target), "-q"],
+            outputs=[out(target)],
+        )
+    add("mesh with a 1e-30 voxel", ["export", scene, "--format", "mesh", "--voxel-size", "1e-30", "-o", out("tiny_voxel.ply")])
+    k = recon.intrinsics[0].copy()
+    k[0, 0] = 0
+    for what, content in {
+        "zero focal length": {"c2w": recon.cam_to_world[:1].tolist(), "intrinsics": k.tolist()},
+        "a scaled rotation": {"c2w": (recon.cam_to_world[:1] * 2).tolist()},
+        "numbers beyond float32": {"c2w": [[[1e300] * 4] * 3]},
+        "a huge whole number": json.loads('{"c2w": [[[1' + "0" * 400 + ", 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]]]}"),
+    }.items():
+        cams = tmp / f"cams3_{len(cases)}.json"
+        cams.write_text(json.dumps(content))
+        add(f"camera file with {what}", ["render", scene, "--c2w", cams, "-o", out(f"c3_{len(cases)}"), "--source", "points", "-q"])
+    odd = tmp / "odd_paths"
+    odd.mkdir()
+    os.mkfifo(odd / "pipe.png")
+    os.symlink(odd / "b.png", odd / "a.png")
+    os.symlink(odd / "a.png", odd / "b.png")
+    os.symlink(odd / "nowhere.png", odd / "dangling.png")
+    for name in ("pipe.png", "a.png", "dangling.png"):
+        add(f"a picture that is {name}", ["reconstruct", odd / name, "-o", out(f"odd_{name}"), *rec])
+    (tmp / "a_file").write_text("the user's file")
+    add("an output below a file", ["reconstruct", photos, "-o", tmp / "a_file" / "sub", *rec], user_files=[tmp / "a_file"])
+    long = _scene(tmp / "long.zipmap", recon, names=["é" * 200 + f"{i}.png" for i in range(recon.num_frames)])
+    for fmt in ("colmap", "nerfstudio"):
+        add(
+            f"frame names too long: export {fmt}",
+            ["export", long, "--format", fmt, "-o", out(f"long_{fmt}"), "-q"],
+            outputs=[out(f"long_{fmt}")],
+        )
+    cases += known_camera_cases(tmp, recon, photos, out)
+    cases += mask_cases(tmp, recon, photos, out)
+    noise = tmp / "noise"
+    noise.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(noise / f"n{i}.png")
+    add("the default engine on pictures COLMAP cannot register", ["reconstruct", noise, "-o", out("auto_noise"), "--device", "cpu", "-q"])
+    cases += studio_cases(tmp, photos, scene, ckpt, out)
+    return cases
+
+
+def known_camera_cases(tmp: Path, recon, photos: Path, out) -> list[Case]:
+    """--poses files missing pictures, of other sizes, non-finite or not rigid, and hostile COLMAP files."""
+    from zipmap_core.io.exporters import export
+
+    export(recon, "nerfstudio", tmp / "ns_known")
+    good = json.loads((tmp / "ns_known" / "transforms.json").read_text())
+    for f in good["frames"]:
+        f["file_path"] = f["file_path"].replace("view_", "p").replace("p00", "p")
+    cases: list[Case] = []
+    variants = {
+        "missing a picture": lambda d: d["frames"].pop(),
+        "other sizes": lambda d: [f.update(w=640, h=480) for f in d["frames"]],
+        "NaN": lambda d: d["frames"][0]["transform_matrix"][0].__setitem__(0, float("nan")),
+        "not rigid": lambda d: d["frames"][0]["transform_matrix"][0].__setitem__(0, 3.0),
+        "no frames": lambda d: d.update(frames=[]),
+    }
+    for what, change in variants.items():
+        data = json.loads(json.dumps(good))
+        change(data)
+        path = tmp / f"poses_{len(cases)}.json"
+        path.write_text(json.dumps(data))
+        argv = ["reconstruct", photos, "-o", tmp / "out" / f"poses_{len(cases)}", "--engine", "colmap", "--poses", path, "-q"]
+        cases.append(Case(f"--poses {what}", [str(a) for a in argv]))
+    hostile = tmp / "hostile_colmap"
+    hostile.mkdir()
+    (hostile / "cameras.bin").write_bytes((2**62).to_bytes(8, "little"))
+    (hostile / "images.bin").write_bytes(bytes(8))
+    argv = ["reconstruct", photos, "-o", tmp / "out" / "poses_hostile", "--engine", "colmap", "--poses", hostile, "-q"]
+    cases.append(Case("--poses a COLMAP model declaring 2^62 cameras", [str(a) for a in argv]))
+    return cases
+
+
+def mask_cases(tmp: Path, recon, photos: Path, out) -> list[Case]:
+    """--masks missing, of another size, not pictures, and a decompression bomb."""
+    from PIL import Image
+
+    cases: list[Case] = []
+    names = sorted(p.name for p in photos.iterdir())
+    for what in ("missing", "size", "text", "bomb"):
+        folder = tmp / f"masks_{what}"
+        folder.mkdir()
+        for i, name in enumerate(names):
+            if what == "missing" and i == 0:
+                continue
+            image = Image.new("L", (100, 100) if what == "size" else (42, 28), 255)
+            image.save(folder / f"{name}.png")
+        if what == "text":
+            (folder / f"{names[1]}.png").write_text("not a picture")
+        if what == "bomb":
+            Image.new("1", (13_400, 13_400)).save(folder / f"{names[2]}.png")
+        argv = ["reconstruct", photos, "-o", tmp / "out" / f"masks_{what}", "--engine", "colmap", "--masks", folder, "-q"]
+        cases.append(Case(f"--masks {what}", [str(a) for a in argv]))
+    return cases
+
+
+def studio_cases(tmp: Path, photos: Path, scene: Path, ckpt: Path, out) -> list[Case]:
+    """The studio run headless to a screenshot and out, as scripts and CI run it: every exit clean."""
+    cases: list[Case] = []
+    empty_cache = tmp / "empty_hf"
+    empty_cache.mkdir()
+    for what, argv, env in (
+        ("photos", [photos, "--checkpoint", ckpt], {}),
+        ("photos, the default engine", [photos], {}),
+        ("a scene file", [scene], {}),
+        ("a missing input", [tmp / "nowhere.png", "--checkpoint", ckpt], {}),
+        ("the official weights offline, empty cache", [photos, "--checkpoint", "official"], {"HF_HOME": str(empty_cache)}),
+        ("a broken checkpoint", [photos, "--checkpoint", tmp / "text.pt"], {}),
+    ):
+        shot = out(f"studio_{len(cases)}.png")
+        cases.append(Case(f"studio: {what}", [str(a) for a in [*argv, "--screenshot", shot, "--exit"]], studio=True, env=env))
     return cases
 
 
@@ -323,7 +456,8 @@ def run_case(case: Case, scratch: Path) -> dict:
     report.unlink(missing_ok=True)
     if Path("/usr/bin/time").exists():
         cmd = ["/usr/bin/time", "-f", "%M", "-o", str(report), *cmd]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "QT_QPA_PLATFORM": "offscreen"}
+    platform = "xcb" if os.environ.get("DISPLAY") else "offscreen"  # under xvfb-run the studio really renders
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "QT_QPA_PLATFORM": platform, **case.env}
     t0 = time.perf_counter()
     try:
         done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
@@ -335,7 +469,7 @@ def run_case(case: Case, scratch: Path) -> dict:
     problems = []
     if hang:
         problems.append("hang")
-    if "Traceback" in stderr:
+    if "Traceback" in stderr or "RuntimeError" in stderr or "internal error" in stderr:
         problems.append("traceback")
     if code not in (0, 2):
         problems.append(f"exit {code}")

@@ -58,8 +58,8 @@ class MaskSet:
         path = self.file_for(name, source)
         try:
             mask = open_image(path)
-        except ImageReadError as exc:
-            raise InputError(f"mask {path.name}: {exc}") from None
+        except ImageReadError as exc:  # its message starts with the file's name
+            raise InputError(f"mask {exc}") from None
         if mask.size != tuple(original_wh):
             raise InputError(
                 f"mask {path.name} is {mask.width}x{mask.height}, but its picture {Path(name).name} is {original_wh[0]}x{original_wh[1]}"
