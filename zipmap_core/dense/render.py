@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..cancel import CancelToken
 from ..errors import InputError
 from ..io.novel_views import NovelViews
 from .cameras import HALF, axes, centres, check_cameras, pixel_centres, project, relative, to_world_to_camera, transfer
@@ -194,11 +195,13 @@ def render_from_photos(
     sources: Sequence[int] | np.ndarray | None = None,
     draft: bool = False,
     keep: np.ndarray | None = None,
+    cancel: CancelToken | None = None,
 ) -> NovelViews:
     """Views [V] at cameras `c2w` [V, 3|4, 4] (camera-to-world) with intrinsics `k` [V, 3, 3] for
     pictures of `size` (h, w), from the photos of `sources` (None: every frame with depth) and
     their dense depth and confidence [N, H, W]; `draft`: fewer photos at half the pixels;
-    `keep`: bool [N, H, W], the pixels the user's masks keep (the others are never drawn)."""
+    `keep`: bool [N, H, W], the pixels the user's masks keep (the others are never drawn);
+    `cancel`: checked before each view."""
     photos = _photos(images, depth, confidence, extrinsics, intrinsics, sources, keep)
     c2w, k = np.asarray(c2w, np.float64)[..., :3, :4].reshape(-1, 3, 4), np.asarray(k, np.float64).reshape(-1, 3, 3)
     if min(size) < 1 or len(c2w) != len(k):
@@ -208,6 +211,8 @@ def render_from_photos(
     small = (max(1, round(h * scale)), max(1, round(w * scale)))
     out = []
     for pose, kk in zip(c2w, k):
+        if cancel is not None:
+            cancel.check()
         k_small = np.diag([small[1] / w, small[0] / h, 1.0]) @ kk
         rgb, d, conf = render_one(photos, pose, k_small, small, DRAFT_SOURCES if draft else SOURCES_PER_VIEW)
         if draft:

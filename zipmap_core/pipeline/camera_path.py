@@ -78,11 +78,18 @@ RENDER_OUTPUTS = ("frames", "path.mp4", "path.json")  # what a render publishes 
 
 
 def render_frames(
-    rec, recon: Reconstruction, poses: np.ndarray, k: np.ndarray, size: tuple[int, int], source: str | None = None, draft: bool = False
+    rec,
+    recon: Reconstruction,
+    poses: np.ndarray,
+    k: np.ndarray,
+    size: tuple[int, int],
+    source: str | None = None,
+    draft: bool = False,
+    cancel: CancelToken | None = None,
 ):
     """(label, NovelViews) for one batch of poses from `source` (None: the best the scene has;
-    see `novel_views`)."""
-    return render_views(rec, recon, poses, k, size, source, draft)
+    see `novel_views`); `cancel` stops it between views."""
+    return render_views(rec, recon, poses, k, size, source, draft, cancel)
 
 
 def render_path(
@@ -115,7 +122,7 @@ def render_path(
             for start in range(0, len(poses), RENDER_BATCH):
                 if cancel is not None:
                     cancel.check()
-                label, views = render_frames(rec, recon, poses[start : start + RENDER_BATCH], k, size, source)
+                label, views = render_frames(rec, recon, poses[start : start + RENDER_BATCH], k, size, source, cancel=cancel)
                 for j in range(len(views.rgb)):
                     rgb = unit_bytes_np(views.rgb[j])
                     _save_frame(frames, start + j, rgb, views.depth[j])

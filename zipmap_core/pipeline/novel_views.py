@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..cancel import CancelToken
 from ..dense import render_from_photos
 from ..errors import InputError
 from ..io.novel_views import NovelViews
@@ -65,10 +66,11 @@ def render_views(
     size: tuple[int, int],
     source: str | None = None,
     draft: bool = False,
+    cancel: CancelToken | None = None,
 ) -> tuple[str, NovelViews]:
     """(source label, views) of cameras `c2w` [V, 3, 4] with intrinsics `k` [V, 3, 3] (or one
     [3, 3] for all) at `size` (h, w); `source` None: `best_source`; `draft`: a faster, coarser
-    photo render (while a camera is being dragged)."""
+    photo render (while a camera is being dragged); `cancel`: checked between views."""
     source = source or best_source(rec, recon)
     if source not in NOVEL_VIEW_SOURCES:
         raise InputError(f"no novel-view source {source!r}; choose from {', '.join(NOVEL_VIEW_SOURCES)}")
@@ -77,11 +79,21 @@ def render_views(
     ks = np.broadcast_to(np.asarray(k, np.float32), (len(c2w), 3, 3))
     if source == "state":
         assert rec is not None
-        return LABELS[source], rec.render_views(recon, c2w, ks, size)
+        return LABELS[source], rec.render_views(recon, c2w, ks, size, cancel=cancel)
     if source == "photos":
         weights = photo_weights(recon)
         views = render_from_photos(
-            recon.images, recon.depth, weights, recon.extrinsics, recon.intrinsics, c2w, ks, size, draft=draft, keep=recon.masks
+            recon.images,
+            recon.depth,
+            weights,
+            recon.extrinsics,
+            recon.intrinsics,
+            c2w,
+            ks,
+            size,
+            draft=draft,
+            keep=recon.masks,
+            cancel=cancel,
         )
         return LABELS[source], views
     return LABELS[source], splat_render(recon, c2w, ks, size)
