@@ -74,7 +74,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="dense depth from the photos (multi-view stereo on the CPU) and a fused point cloud; "
-        "default: on where COLMAP measured the cameras (--engine colmap, --refine, --poses)",
+        "default: on where COLMAP measured the cameras or they were given (--engine colmap, --refine, --poses with COLMAP)",
     )
     r.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     r.add_argument("--variant", choices=VARIANTS, help="force the official variant")
