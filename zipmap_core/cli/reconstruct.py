@@ -211,11 +211,12 @@ def output_names(formats: list[str]) -> list[str]:
 def _write_outputs(recon: Reconstruction, formats: list[str], pub: Publication, bar: StageBar) -> None:
     from ..engines import scene_notes
     from ..io.exporters import export
+    from ..io.files import one_line
 
     for note in scene_notes(recon):
         print(note, file=sys.stderr)
     for name, reason in recon.metadata.get("skipped", []):
-        print(f"skipped {name}: {reason}", file=sys.stderr)
+        print(f"skipped {one_line(name)}: {reason}", file=sys.stderr)
     for note in recon.metadata.get("sampling_notes", []):  # fewer frames than asked: say why
         print(note, file=sys.stderr)
     recon.save(pub.path("scene.zipmap"))

@@ -86,8 +86,14 @@ def detect_variant(keys: set[str], filename: str = "") -> str:
 def _read_torch_file(path: Path) -> Mapping[str, torch.Tensor]:
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path.name} is empty (0 bytes); download or copy it again")
+    if not zipfile.is_zipfile(path):  # the older pickle stream: torch allocates each storage at the size it declares
+        raise CheckpointError(
+            f"{path.name} is not a readable PyTorch checkpoint: not a whole zip archive, as torch.save writes since PyTorch 1.6 "
+            f"and the official files are (cut short or damaged, or an older pickle stream, whose sizes cannot be checked "
+            f"before reading: save it again with a current torch.save)"
+        )
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except FileNotFoundError:
         raise
     except pickle.UnpicklingError as exc:  # weights_only refused a pickled object that is not a tensor
@@ -177,14 +183,20 @@ def _build(cfg: ZipMapConfig, source: TensorSource, path: Path, what: str, half_
     _check_layout(model, source.shapes, path, what)
     half = half_for(model) if half_for is not None else None
     types = model.weight_types(half)
-    state, bad = {}, []
+    expected = model.state_dict()
+    state, bad, odd = {}, [], []
     for name in source.shapes:
         tensor = source.read(name)
-        if tensor.is_floating_point():
+        if tensor.is_floating_point() != expected[name].is_floating_point():  # an integer weight, a real-valued count
+            odd.append(f"{name} ({str(tensor.dtype).removeprefix('torch.')})")
+        elif tensor.is_floating_point():
             tensor = tensor.to(types[name])
             if not bool(torch.isfinite(tensor).all()):
                 bad.append(name)
         state[name] = tensor
+    if odd:
+        more = f" (+{len(odd) - 3} more)" if len(odd) > 3 else ""
+        raise CheckpointError(f"{path.name} holds tensors of another type than the {what} has: {', '.join(odd[:3])}{more}")
     _check_finite(bad, path)
     model.load_state_dict(state, strict=True, assign=True)
     model.half_type = half
@@ -264,7 +276,7 @@ def load_safetensors(path: str | os.PathLike, half_for: HalfFor | None = None) -
         )
     try:
         cfg = ZipMapConfig.from_dict(parse_json(meta["config"]))
-    except ValueError as exc:  # JSON's errors are ValueErrors too
+    except (ValueError, TypeError) as exc:  # JSON's errors are ValueErrors too; TypeError: a number where the checks expect a list
         raise CheckpointError(f"{path.name} has a config that cannot be used: {exc}") from None
     model = _build(cfg, source, path, f"'{cfg.name}' configuration", half_for)
     variant = meta.get("variant", "custom")

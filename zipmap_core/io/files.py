@@ -95,3 +95,9 @@ def picture_stem(name: str) -> str:
         return stem
     tag = hashlib.sha1(raw).hexdigest()[:10]
     return raw[: MAX_STEM_BYTES - 11].decode("utf-8", "ignore") + "~" + tag
+
+
+def one_line(name: str) -> str:
+    """A file name as a message shows it: its control characters (a line break in a name would
+    split a one-line error in two) as `?`."""
+    return re.sub(r"[\x00-\x1f\x7f]", "?", name)

@@ -20,7 +20,7 @@ from PIL import Image
 from ..cancel import Cancelled, CancelToken
 from ..errors import InputError
 from ..options import IMAGE_SUFFIXES, VIDEO_SUFFIXES
-from .files import path_kind
+from .files import one_line, path_kind
 from .prefetch import prefetch
 from .preprocess import (
     PATCH,
@@ -327,5 +327,5 @@ def load_inputs(
 def check_usable(inputs: InputSet) -> None:
     """No frames at all is an error that names what was skipped and why."""
     if not inputs.frames:
-        detail = "; ".join(f"{n}: {r}" for n, r in inputs.skipped[:10]) or "no inputs given"
+        detail = "; ".join(f"{one_line(n)}: {r}" for n, r in inputs.skipped[:10]) or "no inputs given"
         raise NoUsableImagesError(f"no usable images among the inputs ({detail})")

@@ -25,6 +25,8 @@ from .preprocess import Crop
 
 MAX_FILE_BYTES = 256 << 20  # a camera file of a hundred thousand frames is well under this
 MAX_CAMERAS = 100_000
+MAX_SIDE = 1 << 16  # pixels a side of a picture a camera file describes
+READ_SECONDS, READ_BYTES_PER_SECOND = 5.0, 2 << 20  # a COLMAP model's time to read: 2 minutes for the largest
 ROTATION_TOLERANCE = 1e-3  # |R^T R - I| and |det R - 1| of a rotation read from a file
 PINHOLE_PARAMS = {"SIMPLE_PINHOLE": 3, "PINHOLE": 4, "SIMPLE_RADIAL": 3, "RADIAL": 3, "OPENCV": 4, "FULL_OPENCV": 4}
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
@@ -111,8 +113,20 @@ def _from_nerfstudio(path: Path) -> KnownPoses:
         k, size = _ns_intrinsics({**data, **frame}, where)
         ks.append(k)
         sizes.append(size)
-    w2c = np.linalg.inv(np.stack(c2w) @ OPENGL_TO_OPENCV)[:, :3, :4]
+    w2c = _inverse_motions(np.stack(c2w) @ OPENGL_TO_OPENCV, names, path.name)
     return _checked(names, w2c, np.stack(ks), np.array(sizes), path.name)
+
+
+def _inverse_motions(c2w: np.ndarray, names: list[str], source: str) -> np.ndarray:
+    """World-to-camera [N, 3, 4] of camera-to-world motions [N, 4, 4] (R^T, -R^T t: no matrix is
+    inverted, so a singular one is refused by `_checked` as the non-rigid motion it is)."""
+    if not np.isfinite(c2w).all():
+        raise InputError(f"{source}: the cameras hold NaN or infinite numbers")
+    bad = np.flatnonzero(np.abs(c2w[:, 3] - [0, 0, 0, 1]).max(axis=1) > ROTATION_TOLERANCE)
+    if len(bad):
+        raise InputError(f'{source}: the "transform_matrix" of {names[bad[0]]} is not a rigid motion (its last row is not 0 0 0 1)')
+    rot_t = np.swapaxes(c2w[:, :3, :3], 1, 2)
+    return np.concatenate((rot_t, -rot_t @ c2w[:, :3, 3:]), axis=2)
 
 
 def _ns_intrinsics(entry: dict, where: str) -> tuple[np.ndarray, tuple[int, int]]:
@@ -126,7 +140,14 @@ def _ns_intrinsics(entry: dict, where: str) -> tuple[np.ndarray, tuple[int, int]
     if any(not isinstance(d, (int, float)) or isinstance(d, bool) or abs(d) > 1e-9 for d in distortion):
         raise InputError(f"{where}: lens distortion (k1..p2) is not handled; undistort the pictures first")
     k = np.array([[values["fl_x"], 0, values["cx"]], [0, values["fl_y"], values["cy"]], [0, 0, 1]])
-    return k, (round(values["w"]), round(values["h"]))
+    return k, _picture_size(values["w"], values["h"], where)
+
+
+def _picture_size(w: float, h: float, where: str) -> tuple[int, int]:
+    """(w, h) in whole pixels, each side 1 to MAX_SIDE."""
+    if not (1 <= w <= MAX_SIDE and 1 <= h <= MAX_SIDE):
+        raise InputError(f"{where}: a picture of {w:g}x{h:g} pixels (each side must be 1 to {MAX_SIDE})")
+    return round(w), round(h)
 
 
 def _matrix(value: Any, shape: tuple[int, int], what: str) -> np.ndarray:
@@ -157,8 +178,8 @@ def _from_colmap(folder: Path) -> KnownPoses:
                 shutil.copyfile(found[n], Path(tmp) / n)
         if f"points3D{kind}" not in found:  # the reader wants one; cameras alone have no points
             (Path(tmp) / f"points3D{kind}").write_bytes(b"" if kind == ".txt" else bytes(8))
-        try:
-            model = read_bounded(Path(tmp), "cameras", timeout_s=120)
+        try:  # in time for its size: pycolmap reads a hostile count's worth of records past the end of a file
+            model = read_bounded(Path(tmp), "cameras", timeout_s=READ_SECONDS + size / READ_BYTES_PER_SECOND)
         except ModelReadError as exc:
             raise InputError(f"{folder}: {exc}") from None
     cameras, images = model.get("cameras", {}), model.get("images", [])
@@ -173,7 +194,7 @@ def _from_colmap(folder: Path) -> KnownPoses:
         names.append(str(image["name"]))
         w2c.append(np.asarray(image["w2c"], np.float64)[:3, :4])
         ks.append(np.asarray(camera["K"], np.float64))
-        sizes.append((int(camera["width"]), int(camera["height"])))
+        sizes.append(_picture_size(int(camera["width"]), int(camera["height"]), f"{folder.name}, camera of {image['name']}"))
     return _checked(names, np.stack(w2c), np.stack(ks), np.array(sizes), f"the COLMAP model {folder.name}")
 
 

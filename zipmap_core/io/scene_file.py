@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import zipfile
 import zlib
@@ -112,8 +113,9 @@ def expected_bytes(num_frames: int, hw: tuple[int, int], derived: bool = False) 
 
 # ---- members -------------------------------------------------------------------------------------
 def _member(zf: zipfile.ZipFile, member: str, limit: int, name: str, what: str) -> bytes:
-    """A member's bytes, if its declared size is within `limit` and, read and parsed (about twice
-    its size), within the memory free now."""
+    """A member's bytes, if its declared size is within `limit`, its compressed size within the
+    file (zipfile asks the file for that many bytes at once, up to a GiB, whatever it holds)
+    and, read and parsed (about twice its size), within the memory free now."""
     try:
         info = zf.getinfo(member)
     except KeyError:
@@ -121,6 +123,11 @@ def _member(zf: zipfile.ZipFile, member: str, limit: int, name: str, what: str) 
     if info.file_size > limit:
         raise SceneFileError(
             f"{name} is damaged or hostile: {member} declares {info.file_size:,} bytes, more than {what} ({limit:,} bytes); it was not read"
+        )
+    archive = os.path.getsize(zf.filename) if zf.filename else info.compress_size
+    if info.compress_size > archive:
+        raise SceneFileError(
+            f"{name} is damaged or hostile: {member} declares {info.compress_size:,} compressed bytes, more than the file's {archive:,}"
         )
     free = available_memory()
     if 2 * info.file_size > free:
@@ -141,7 +148,7 @@ def _read_npy(data: zipfile.ZipFile, member: zipfile.ZipInfo, name: str) -> np.n
             raise SceneFileError(f"{name} is damaged: {member.filename} is not an array ({exc})") from exc
         if dtype.hasobject or dtype.kind not in "uif" or dtype.itemsize > 8:
             raise SceneFileError(f"{name} is damaged: {member.filename} holds {dtype}, not numbers")
-        count = int(np.prod(shape, dtype=np.int64))
+        count = math.prod(shape)  # Python's whole numbers: a declared 2**64 is not an OverflowError
         nbytes = count * dtype.itemsize
         if nbytes != member.file_size - fh.tell():
             raise SceneFileError(
