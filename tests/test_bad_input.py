@@ -177,7 +177,7 @@ def test_object_arrays_are_never_unpickled(tmp_path, scene, recon):
         (lambda p: torch.save({1: torch.zeros(2), 2: torch.ones(2)}, p), "not text"),
         (lambda p: torch.save({"a.weight": torch.zeros(2), 3: torch.ones(2)}, p), "not text"),
         (lambda p: torch.save([torch.zeros(2)], p), "list"),
-        (lambda p: p.write_text("not a checkpoint"), "is not a PyTorch checkpoint"),
+        (lambda p: p.write_text("not a checkpoint"), "is not a readable PyTorch checkpoint"),
     ],
 )
 def test_odd_pt_files_are_checkpoint_errors(tmp_path, content, message, capsys):
