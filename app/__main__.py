@@ -17,13 +17,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--checkpoint",
         help="official .pt, our .safetensors, or official[:VARIANT] to download the authors' "
-        "checkpoint once (default: last used, else the bundled demonstration model)",
+        "checkpoint once (default: last used, else the official weights when they are on this machine, else the bundled "
+        "demonstration model)",
     )
     add_video_sampling(p, " for the inputs given here")
     p.add_argument(
-        "--engine", choices=ENGINES, default="zipmap", help="zipmap: the network (default); colmap: COLMAP alone, the classical engine"
+        "--engine",
+        choices=ENGINES,
+        default=ENGINES[0],
+        help="auto (default): the network with the checkpoint you name or the official weights when they are on this machine, "
+        "else COLMAP with dense depth from the photos; zipmap: the network; colmap: COLMAP alone, the classical engine",
     )
-    p.add_argument("--refine", action="store_true", help="refine the network's cameras with COLMAP's bundle adjustment")
+    p.add_argument("--refine", action="store_true", help="the network, its cameras refined with COLMAP's bundle adjustment")
     p.add_argument("--screenshot", help="after reconstructing, save a screenshot to this PNG")
     p.add_argument(
         "--capture",
@@ -52,7 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     # Ctrl+C before the window is up ends the process at once, without a KeyboardInterrupt
     # traceback: no background job exists yet (once it is up, `QuitOnSignals` closes the window)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.refine and args.engine == "colmap":
+        parser.error("--refine adjusts ZipMap's cameras with COLMAP; the classical engine's are COLMAP's already")
     import vispy
 
     vispy.use("pyside6")
@@ -70,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     w, h = args.size
     window.resize(w, h)
     panel = window.model_panel
-    panel.engine.setCurrentIndex(panel.engine.findData(args.engine))
+    panel.engine.setCurrentIndex(panel.engine.findData("zipmap" if args.refine else args.engine))  # --refine: the network, refined
     panel.refine.setChecked(args.refine)
     window.show()
     report = StartupReport(window, started, args.startup_report, quit_when_ready=args.exit and not args.inputs)

@@ -5,8 +5,12 @@ test without a screen."""
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from zipmap_core.io.reconstruction import Reconstruction
 
 MAX_FIT_STEP_BACK = 1.6
 
@@ -53,3 +57,25 @@ def floor_grid(points: np.ndarray, scale: float, cells: int = 10) -> np.ndarray:
     for t in np.linspace(-half, half, cells + 1):
         segs += [(cx + t, floor, cz - half), (cx + t, floor, cz + half), (cx - half, floor, cz + t), (cx + half, floor, cz + t)]
     return np.array(segs, np.float32)
+
+
+MAX_IMAGE_PLANES = 96  # photos drawn on at most this many frusta: a long (live) video stays cheap to draw
+
+
+def planes_shown(frames: int) -> set[int]:
+    """The frames whose photos are drawn on their frusta: every `stride`-th, the stride the least
+    power of two that keeps them at most MAX_IMAGE_PLANES. As a live scene grows, the set only
+    loses every other member when the stride doubles, so the photos drawn are never made again
+    (a new set a window made a hundred textured meshes a window, and their GL programs)."""
+    stride = 1
+    while -(-frames // stride) > MAX_IMAGE_PLANES:
+        stride *= 2
+    return set(range(0, frames, stride))
+
+
+def grows(old: Reconstruction | None, new: Reconstruction | None) -> bool:
+    """Whether `new` is `old` with frames added after its own, which stay as they were."""
+    if old is None or new is None or new.num_frames < old.num_frames or new.image_hw != old.image_hw:
+        return False
+    n = old.num_frames
+    return new.names[:n] == old.names and np.array_equal(new.extrinsics[:n], old.extrinsics)

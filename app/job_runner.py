@@ -195,7 +195,9 @@ class LatestOnly:
         func = self.func
         job = Job(lambda *a, progress, cancel: func(*a), *args)
         job.succeeded.connect(lambda value: self.result.emit(key, value))
-        job.failed.connect(self.failed.emit)
+        # a lambda, not `self.failed.emit`: psygnal 0.16 calls a signal's emit once when it is
+        # connected as a slot (probing it), which said "Rendering failed: 1" at every render
+        job.failed.connect(lambda text: self.failed.emit(text))
         job.ended.connect(self.start_next)
         self.job = job
         self.started_count += 1

@@ -38,6 +38,7 @@ class WorkerRelay(QObject):
     it leads to is ever destroyed on a worker thread."""
 
     reported = QtSignal(object, str, int, int)
+    spoken = QtSignal(object, str)
     stepped = QtSignal(object, object)
     delivered = QtSignal(object, str, object)
     finished = QtSignal(object)  # the id of a job (wider than a C int)
@@ -46,6 +47,7 @@ class WorkerRelay(QObject):
         super().__init__()
         self.forget = forget
         self.reported.connect(self.on_reported)
+        self.spoken.connect(self.on_spoken)
         self.stepped.connect(self.on_stepped)
         self.delivered.connect(self.on_delivered)
         self.finished.connect(self.on_finished)
@@ -53,6 +55,10 @@ class WorkerRelay(QObject):
     def on_reported(self, job: Job, stage: str, done: int, total: int) -> None:
         if job.running:
             job.progress.emit(stage, done, total)
+
+    def on_spoken(self, job: Job, line: str) -> None:
+        if job.running:
+            job.said.emit(line)
 
     def on_stepped(self, job: Job, value: object) -> None:
         job.deliver_step(value)
@@ -94,12 +100,14 @@ class _Work(QRunnable):
 
 class Job:
     """One cancellable engine call. `func(*args, progress=..., cancel=..., **kwargs)` runs off the
-    GUI thread; on the GUI thread come `progress(stage, done, total)` reports, then exactly one of
+    GUI thread; on the GUI thread come `progress(stage, done, total)` reports and the lines the
+    engine says (`said(line)`, from `say` on the worker), then exactly one of
     `succeeded(value)`, `failed(text)`, `cancelled()`, then `ended()`. `released(job)` comes first
     of all at the end: the runner frees what the job held there, so that an outcome's handler may
     start the next job at once."""
 
     progress = Signal(str, int, int)
+    said = Signal(str)
     succeeded = Signal(object)
     failed = Signal(str)
     cancelled = Signal()
@@ -124,6 +132,11 @@ class Job:
         self.token.check()
         assert self.relay is not None
         self.relay.reported.emit(self, stage, done, total)
+
+    def say(self, line: str) -> None:
+        """The engine's `say` callback (worker thread): the line reaches `said` on the GUI thread."""
+        assert self.relay is not None
+        self.relay.spoken.emit(self, line)
 
     def start(self, pool: QThreadPool, relay: WorkerRelay) -> None:
         """Hands the work to `pool`; what it reports comes back through `relay` (the runner's)."""
@@ -157,13 +170,16 @@ class Job:
 
     def disconnect_all(self) -> None:
         """Nobody hears from this job any more (the app is quitting)."""
-        for signal in (self.progress, self.succeeded, self.failed, self.cancelled, self.released, self.ended):
+        for signal in (self.progress, self.said, self.succeeded, self.failed, self.cancelled, self.released, self.ended):
             signal.disconnect()
 
 
 class StreamJob(Job):
     """A job whose function is a generator: each yielded value arrives as `step` on the GUI thread,
-    and the last one is the job's result. It can pause between steps; a cancel ends a pause."""
+    and the last one is the job's result. One step is in flight at a time: the worker goes on once
+    the GUI has taken the last one (a live stream produced windows faster than the 3D view drew
+    them, and the queued scenes, each with its own copy of the scene state, took the machine's
+    memory). It can pause between steps; a cancel ends a pause."""
 
     step = Signal(object)
 
@@ -171,12 +187,17 @@ class StreamJob(Job):
         super().__init__(func, *args, **kwargs)
         self.gate = threading.Event()  # set: running; clear: paused
         self.gate.set()
+        self.taken = threading.Event()  # set: the GUI has taken the last step
+        self.taken.set()
 
     def work(self) -> Any:
         self.token.check()
         last = None
         for value in self.func(*self.args, progress=self.report, cancel=self.token, **self.kwargs):
             last = value
+            while not self.taken.wait(0.1):
+                self.token.check()
+            self.taken.clear()
             assert self.relay is not None
             self.relay.stepped.emit(self, value)
             self.gate.wait()
@@ -184,8 +205,11 @@ class StreamJob(Job):
         return last
 
     def deliver_step(self, value: object) -> None:
-        if self.running:
-            self.step.emit(value)
+        try:
+            if self.running:
+                self.step.emit(value)
+        finally:
+            self.taken.set()
 
     @property
     def paused(self) -> bool:
@@ -200,6 +224,7 @@ class StreamJob(Job):
     def cancel(self) -> None:
         super().cancel()
         self.gate.set()  # a paused stream must run on to see the cancel
+        self.taken.set()  # ... and one waiting for the GUI too
 
     def disconnect_all(self) -> None:
         super().disconnect_all()

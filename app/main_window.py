@@ -25,10 +25,12 @@ from zipmap_core.options import EXPORT_FORMATS, STUDIO_WINDOW
 from zipmap_core.resources import RESOURCES
 
 from .about import about_text
+from .engine_notes import EngineNotes, scene_summary
 from .exports import ExportController
 from .input_controller import InputController
 from .job_runner import JobRunner, show_tasks
 from .live import LiveController
+from .masks import MaskController
 from .measure import MeasureController, MeasurePanel, scale_view
 from .model_controller import ModelController
 from .novel_view import NovelViewPanel
@@ -83,6 +85,8 @@ class MainWindow(QMainWindow):
         self.models = ModelController(self.state, self.jobs, self.model_panel, self.settings, self)
         self.measure = MeasureController(self.state, self.jobs, self.view, self.measure_panel)
         self.reconstructs = ReconstructController(self.state, self.jobs, self.models, self.model_panel)
+        self.engine_notes = EngineNotes(self.state, self.model_panel, self.settings)
+        self.masks = MaskController(self.state, self.jobs, self.inputs, self)
 
         self._build_layout()
         self._build_menus()
@@ -152,6 +156,7 @@ class MainWindow(QMainWindow):
         self._action(add, "Images…", lambda: self.loader.images_dialog(add=True))
         self._action(add, "Folder…", lambda: self.loader.folder_dialog(add=True))
         self._action(add, "Video…", lambda: self.loader.video_dialog(add=True))
+        self._action(f, "Add masks…", self.masks.folder_dialog)
         f.addSeparator()
         self._action(f, "Open scene…", self.scenes.open_scene_dialog, "Ctrl+Alt+O")
         self._action(f, "Save scene…", self.scenes.save_scene_dialog, QKeySequence.StandardKey.Save)
@@ -249,8 +254,11 @@ class MainWindow(QMainWindow):
             self.status_info.setText("drop photos, a folder or a video to start")
             return
         t = self.recon.timings.get("total_s")
-        last = f"last run {t:.2f} s · " if t else ""
-        self.status_info.setText(f"{self.recon.num_frames} frames · {last}{self.view.drawn_points:,} points shown")
+        # what made the scene comes early: the line is cut where the window is narrow (all of it is the tooltip)
+        parts = [f"{self.recon.num_frames} frames", f"{self.view.drawn_points:,} points shown", *scene_summary(self.recon)]
+        line = " · ".join(parts + ([f"last run {t:.2f} s"] if t else []))
+        self.status_info.setText(line)
+        self.status_info.setToolTip(line)
 
     # ---- inputs ----------------------------------------------------------------------------------
     def dragEnterEvent(self, event) -> None:
@@ -284,15 +292,11 @@ class MainWindow(QMainWindow):
 
     def _show_model(self, rec: Reconstructor) -> None:
         self.status_device.setText(f"device: {rec.device.type}")
-        self.novel.width_px.setValue(rec.cfg.img_size)
-        self.novel.match_aspect(self.recon.image_hw if self.recon is not None else (3, 4))
 
     def _show_scene(self, recon: Reconstruction | None, keep_view: bool) -> None:
         """Shows `recon` (None: no scene); `keep_view` (a live scene growing) leaves the camera
         where the user put it. What belonged to the previous scene goes with it (the virtual
         cameras' controller listens to the state itself)."""
-        if recon is not None:
-            self.novel.match_aspect(recon.image_hw)
         self.view_panel.flat_confidence.setVisible(recon is not None and recon.confidence_is_flat())
         self.view.set_reconstruction(recon, reset_camera=not keep_view)
         self.view.set_show_guides(self.state.view.show_guides)

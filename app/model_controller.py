@@ -1,6 +1,7 @@
-"""Models in the window: the one loaded at start (the last chosen, else the bundled model), a
-checkpoint chosen by the user, and the official weights downloaded once. Loading runs in the
-background (a download never blocks the window); a model that fails to load keeps the one before."""
+"""Models in the window: the one loaded at start (the last chosen, else the official weights when
+they are on this machine, else the bundled model), a checkpoint chosen by the user, and the
+official weights downloaded once. Loading runs in the background (a download never blocks the
+window); a model that fails to load keeps the one before."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from psygnal import Signal
 from PySide6.QtWidgets import QInputDialog
 
 from zipmap_core.options import VARIANTS
-from zipmap_core.resources import BUNDLED_MODEL, DEMO_NOTICE, is_bundled_model
+from zipmap_core.resources import BUNDLED_MODEL
 
 from . import dialogs
+from .engine_notes import planned
 from .jobs import Job
 
 if TYPE_CHECKING:
@@ -38,6 +40,14 @@ def reserve_gui_core() -> None:
     cores = os.cpu_count() or 1
     if cores > 1 and torch.get_num_threads() >= cores:
         torch.set_num_threads(cores - 1)
+
+
+def default_model() -> str | None:
+    """The model loaded when none is named: the official weights when they are on this machine
+    (`official:VARIANT`, never downloaded here), else the bundled model, else None."""
+    from zipmap_core.io.download import cached_official
+
+    return cached_official() or (str(BUNDLED_MODEL) if BUNDLED_MODEL.exists() else None)
 
 
 class ModelController:
@@ -68,10 +78,10 @@ class ModelController:
 
     def load(self, path: str | None, remember: bool = False) -> Job | None:
         """Load a checkpoint (a path, or `official[:VARIANT]`, downloaded once) in the background:
-        the window is usable while torch is imported and the weights are read. `remember`
-        (choices made in the app, not on the command line) keeps it as the next start's default."""
-        spec = path or (str(BUNDLED_MODEL) if BUNDLED_MODEL.exists() else None)
-        if spec is None:
+        the window is usable while torch is imported and the weights are read; None: the default
+        (`default_model`). `remember` (choices made in the app, not on the command line) keeps it
+        as the next start's default."""
+        if path is None and not BUNDLED_MODEL.exists() and default_model() is None:
             self.state.notify("No model: the bundled model is missing. Use File ▸ Load checkpoint…")
             self.job = None
             self.load_ended.emit(self.state.rec is not None)
@@ -82,15 +92,16 @@ class ModelController:
             from zipmap_core.pipeline.reconstructor import Reconstructor  # torch, imported here off the GUI thread
 
             reserve_gui_core()
-            rec = Reconstructor.open(spec, device, fast_cpu_bf16=fast)
+            rec = Reconstructor.open(path or default_model(), device, fast_cpu_bf16=fast)
             rec.warm_up()
             return rec, rec.path
 
+        name = Path(path).name if path else "the default model"
         job = Job(work)
         job.succeeded.connect(lambda result: self._loaded(*result, remember))
-        job.failed.connect(lambda msg: self._failed(Path(spec).name, msg))
+        job.failed.connect(lambda msg: self._failed(name, msg))
         job.ended.connect(lambda: self._ended(job))
-        self.state.say(f"loading {Path(spec).name}…")
+        self.state.say(f"loading {name}…")
         self.job = job
         if not self.jobs.run_beside(job, "loading the model", uses_model=True):  # the app is quitting
             self.job = None
@@ -126,15 +137,13 @@ class ModelController:
         if self.state.rec is None and BUNDLED_MODEL.exists():
             self.state.notify(f"Could not load {name}:\n{message}\nUsing the bundled demonstration model instead.")
             self.fell_back.emit(f"could not load {name} ({' '.join(message.split())}); using the bundled demonstration model instead")
-            self.load(None)
+            self.load(str(BUNDLED_MODEL))
         else:
             self.state.notify(f"Could not load {name}; the model loaded before is kept.\n{message}")
 
     def _loaded(self, rec: Reconstructor, path: Path, remember: bool) -> None:
-        self.state.set_model(rec)
-        cfg = rec.cfg
-        demo = is_bundled_model(path)
-        self.model_panel.show_model(rec.description, f"{rec.variant} · {rec.precision_name}", cfg.img_size, rec.model.can_render, demo)
+        self.model_panel.show_model(rec.description, f"{rec.variant} · {rec.precision_name}", rec.cfg.img_size, rec.model.can_render)
+        self.state.set_model(rec)  # the engine's line and the demonstration notice follow (`EngineNotes`)
         if remember:
             self.settings.setValue("checkpoint", str(path))
         can = (
@@ -145,10 +154,11 @@ class ModelController:
                 "checkpoint_state_query.pt or the bundled model for scene-state renders"
             )
         )
-        self.state.say(f"model: {rec.description} ({rec.variant}) — {can}")
-        if demo and not self.settings.value("demo_notice_shown", False, type=bool):
-            self.settings.setValue("demo_notice_shown", True)  # the first start says it in a box, once
-            self.state.notify(DEMO_NOTICE)
+        line, _ = planned(self.state)
+        # the model is what Reconstruct runs, or (auto choosing COLMAP) only its fallback: say which
+        runs = line.startswith("the network")
+        ready = f"ready: drop photos, a folder or a video — Reconstruct runs {line}"
+        self.state.say(f"model: {rec.description} ({rec.variant}) — {can}" if runs else ready)
 
     def load_dialog(self) -> None:
         path = dialogs.open_file(self.parent, "Load checkpoint", "Checkpoints (*.pt *.pth *.safetensors);;All files (*)")

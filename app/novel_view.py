@@ -1,5 +1,6 @@
-"""The novel-view panel: virtual cameras, and the scene state's RGB, depth and confidence for the
-selected one (pyqtgraph), rendered on a worker where the newest request wins."""
+"""The novel-view panel: virtual cameras, and the RGB, depth and confidence seen from the selected
+one (pyqtgraph), from the source chosen here (the scene state, the photos or the points: those
+the scene has are enabled), rendered on a worker where the newest request wins."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QDoubleSpinBox,
     QGridLayout,
     QGroupBox,
@@ -26,6 +28,8 @@ from zipmap_core.options import MAX_RENDER_SIDE, PATCH
 
 if TYPE_CHECKING:
     from zipmap_core.io.novel_views import NovelViews
+
+SOURCE_LABELS = {"state": "From scene state", "photos": "From photos", "points": "From points"}  # zipmap_core.options.NOVEL_VIEW_SOURCES
 
 
 class ImagePane(pg.GraphicsLayoutWidget):
@@ -76,6 +80,7 @@ class NovelViewPanel(QGroupBox):
     remove_requested = Signal(int)
     save_requested = Signal()
     path_requested = Signal()
+    source_chosen = Signal(str)
 
     def __init__(self) -> None:
         super().__init__()  # the dock around it carries the title
@@ -99,6 +104,15 @@ class NovelViewPanel(QGroupBox):
             box.setValue(value)
         for w in (self.fov, self.width_px, self.height_px):
             w.valueChanged.connect(lambda *_: self.settings_changed.emit())
+        self.source = QComboBox()
+        for key, label in SOURCE_LABELS.items():
+            self.source.addItem(label, key)
+        self.source.setToolTip(
+            "View from: ZipMap's scene state (a model with a novel-view head), the photos\n"
+            "warped by their dense depth (the real pixels), or the scene's points. Those this scene has are enabled."
+        )
+        self.source.currentIndexChanged.connect(lambda index: self.source_chosen.emit(self.source.itemData(index)))
+        self.source.setEnabled(False)  # until a scene offers its sources
         self.live = QCheckBox("Live")
         self.live.setChecked(True)
         self.save_button = QPushButton("Save view…")
@@ -128,10 +142,11 @@ class NovelViewPanel(QGroupBox):
         actions.addWidget(self.add_button, 0, 0, 1, 2)
         actions.addWidget(self.remove_button, 1, 0)
         actions.addWidget(self.save_button, 1, 1)
-        actions.addWidget(self.path_button, 2, 0, 1, 2)
+        actions.addWidget(self.source, 2, 0)  # beside the cameras: the settings' row stays narrow
+        actions.addWidget(self.path_button, 2, 1)
         left.addLayout(actions)
         left.addStretch(1)
-        side.setMaximumWidth(220)
+        side.setMaximumWidth(250)  # the From field beside Render path… shows its whole source
         right = QVBoxLayout()
         right.addLayout(controls)
         right.addLayout(images, 1)
@@ -168,11 +183,23 @@ class NovelViewPanel(QGroupBox):
         """The depth pane says what its numbers are: metres once the scene has a scale."""
         self.depth.plot.setTitle(f"Depth ({units})")
 
-    def match_aspect(self, image_hw: tuple[int, int]) -> None:
-        """New virtual cameras take the scene's aspect at the current width (multiples of 14,
-        the patch size the state query reads)."""
-        width = int(self.width_px.value())
-        self.height_px.setValue(max(PATCH, round(width * image_hw[0] / image_hw[1] / PATCH) * PATCH))
+    def set_camera_settings(self, image_hw: tuple[int, int], fov_y_deg: float) -> None:
+        """What a new virtual camera takes (a new scene's own size and field of view); no
+        `settings_changed`: no camera is changed by it."""
+        for box, value in ((self.height_px, image_hw[0]), (self.width_px, image_hw[1]), (self.fov, fov_y_deg)):
+            box.blockSignals(True)
+            box.setValue(value)
+            box.blockSignals(False)
+
+    def show_sources(self, chosen: str, available: list[str]) -> None:
+        """The source shown, and which the scene offers (the others are greyed)."""
+        self.source.setEnabled(True)
+        model = self.source.model()
+        for index in range(self.source.count()):
+            model.item(index).setEnabled(self.source.itemData(index) in available)  # type: ignore[attr-defined]
+        self.source.blockSignals(True)  # the state chose: nothing to tell it
+        self.source.setCurrentIndex(self.source.findData(chosen))
+        self.source.blockSignals(False)
 
     def size(self) -> tuple[int, int]:  # type: ignore[override]
         return int(self.height_px.value()), int(self.width_px.value())

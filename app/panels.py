@@ -47,6 +47,7 @@ class InputPanel(QGroupBox):
 
     removed = Signal(list)  # indices
     visibility_changed = Signal(int, bool)
+    clear_masks = Signal()
 
     def __init__(self) -> None:
         super().__init__("Inputs")
@@ -62,9 +63,20 @@ class InputPanel(QGroupBox):
         self.count.setWordWrap(True)
         self.remove_button = QPushButton("Remove selected")
         self.remove_button.clicked.connect(self._remove)
+        # the masks Reconstruct passes (File ▸ Add masks…), and the way to drop them
+        self.masks_label = QElidingLabel("")
+        self.clear_masks_button = QPushButton("Clear masks")
+        self.clear_masks_button.clicked.connect(self.clear_masks.emit)
+        self.masks_row = QWidget()
+        masks = QHBoxLayout(self.masks_row)
+        masks.setContentsMargins(0, 0, 0, 0)
+        masks.addWidget(self.masks_label, 1)
+        masks.addWidget(self.clear_masks_button)
+        self.masks_row.setVisible(False)
         layout = QVBoxLayout(self)
         layout.addWidget(self.count)
         layout.addWidget(self.list, 1)
+        layout.addWidget(self.masks_row)
         layout.addWidget(self.remove_button)
 
     def set_frames(self, frames: list[Frame]) -> None:
@@ -81,13 +93,19 @@ class InputPanel(QGroupBox):
             f"{len(frames)} image{'s' if len(frames) != 1 else ''}" if frames else "no images — drop photos, folders or videos here"
         )
 
+    def show_masks(self, line: str | None) -> None:
+        """Says that masks are set (None: none are)."""
+        self.masks_row.setVisible(line is not None)
+        self.masks_label.setText(line or "")
+        self.masks_label.setToolTip(line or "")
+
     def _remove(self) -> None:
         rows = sorted({self.list.row(i) for i in self.list.selectedItems()})
         if rows:
             self.removed.emit(rows)
 
 
-ENGINE_LABELS = {"ZipMap network": "zipmap", "COLMAP (classical)": "colmap"}
+ENGINE_LABELS = {"Auto (best available)": "auto", "ZipMap network": "zipmap", "COLMAP (classical)": "colmap"}
 
 
 class ModelPanel(QGroupBox):
@@ -98,7 +116,6 @@ class ModelPanel(QGroupBox):
         # one elided line: a wrapped label in a form row gets one line's height and is cut off;
         # the whole description is the tooltip (and the status bar's text)
         self.name = QElidingLabel("—")
-        self.variant = QLabel("—")
         self.device = QComboBox()
         self.device.addItems(["auto", "cpu", "cuda", "mps"])
         self.resolution = QSpinBox()
@@ -116,16 +133,22 @@ class ModelPanel(QGroupBox):
         for label, key in ENGINE_LABELS.items():
             self.engine.addItem(label, key)
         self.engine.setToolTip(
-            "ZipMap network: the loaded checkpoint, dense depth and novel views.\n"
-            "COLMAP (classical): structure from motion alone, real cameras and sparse points from real photos\n"
-            "on any machine, without the official weights; no novel views."
+            "Auto: the network when you loaded a checkpoint or the official weights are on this machine;\n"
+            "otherwise COLMAP with dense depth from the photos (the bundled model is a demonstration),\n"
+            "and the bundled network where COLMAP cannot register the photos.\n"
+            "ZipMap network: the loaded checkpoint, dense depth and novel views from its scene state.\n"
+            "COLMAP (classical): real cameras from real photos on any machine, then dense depth from the photos."
         )
+        # what Reconstruct runs now (auto's choice and why), kept true by `engine_notes.EngineNotes`
+        self.engine_note = QLabel("")
+        self.engine_note.setWordWrap(True)  # a row of its own: a wrapped label in a form's field is cut to one line
         self.refine = QCheckBox("Refine cameras with COLMAP")
         self.refine.setToolTip(
             "After the network: match features between the frames it says overlap, bundle-adjust its cameras\n"
             "and fit each depth map to the triangulated points (falls back to COLMAP's own mapping, and says so,\n"
             "when the predicted cameras are too far off)."
         )
+        self.refine.setEnabled(False)  # the network's runs only
         self.engine.currentIndexChanged.connect(lambda *_: self.refine.setEnabled(self.engine.currentData() == "zipmap"))
         self.load_button = QPushButton("Load checkpoint…")
         # the bundled model is a demonstration: said where the user looks, with the way out
@@ -134,6 +157,7 @@ class ModelPanel(QGroupBox):
         self.demo_notice.setStyleSheet("color: #b26a00;")
         self.demo_notice.setToolTip(DEMO_NOTICE)
         self.official_button = QPushButton("Get official weights…")
+        self.official_button.setToolTip("Download the official checkpoint once (5.5 GB): the network on real photos, and its novel views")
         self.classical_button = QPushButton("Use COLMAP for real photos")
         self.classical_button.setToolTip("Switch the engine to COLMAP (classical): real cameras and points without the official weights")
         self.classical_button.clicked.connect(lambda: self.engine.setCurrentIndex(self.engine.findData("colmap")))
@@ -142,18 +166,20 @@ class ModelPanel(QGroupBox):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         form = QFormLayout(self)
+        form.addRow("Engine", self.engine)  # first: what makes the scene, then the model it may run
+        form.addRow(self.engine_note)
+        form.addRow(self.refine)
         form.addRow("Checkpoint", self.name)
-        form.addRow("Variant", self.variant)
         form.addRow("Device", self.device)
         form.addRow("Resolution", self.resolution)
         form.addRow("Crop / pad", self.mode)
-        form.addRow("Engine", self.engine)
-        form.addRow(self.refine)
         form.addRow(self.fast_bf16)
         form.addRow(self.demo_notice)
-        form.addRow(self.official_button)
         form.addRow(self.classical_button)
-        form.addRow(self.load_button)
+        checkpoints = QHBoxLayout()  # the two ways to another model share a row
+        checkpoints.addWidget(self.official_button)
+        checkpoints.addWidget(self.load_button)
+        form.addRow(checkpoints)
         self.set_demo(False)
         # Reconstruct and Cancel are a row of their own, which the window keeps in sight above
         # the model's settings (these share a tab with the view's and the measurements)
@@ -163,16 +189,22 @@ class ModelPanel(QGroupBox):
         row.addWidget(self.reconstruct_button)
         row.addWidget(self.cancel_button)
 
-    def show_model(self, description: str, variant: str, img_size: int, can_render: bool, demo: bool) -> None:
-        self.name.setText(description)
-        self.name.setToolTip(description)
-        self.variant.setText(f"{variant}{' · novel views' if can_render else ''}")
+    def show_model(self, description: str, variant: str, img_size: int, can_render: bool) -> None:
+        line = f"{description} ({variant}{' · novel views' if can_render else ''})"
+        self.name.setText(line)
+        self.name.setToolTip(line)
         self.resolution.setValue(img_size)
-        self.set_demo(demo)
 
-    def set_demo(self, demo: bool) -> None:
+    def show_plan(self, line: str, demo: bool, bundled: bool) -> None:
+        """What Reconstruct runs now; `demo`: the bundled network made the scene or will make the
+        next; `bundled`: the bundled model is loaded (the official weights stay offered)."""
+        self.engine_note.setText(f"Runs {line}")
+        self.engine_note.setToolTip(f"Reconstruct runs {line}")
+        self.set_demo(demo, offer_official=bundled)
+
+    def set_demo(self, demo: bool, offer_official: bool = False) -> None:
         self.demo_notice.setVisible(demo)
-        self.official_button.setVisible(demo)
+        self.official_button.setVisible(demo or offer_official)
         self.classical_button.setVisible(demo)
 
 

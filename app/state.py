@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 from psygnal import Signal
 
-from zipmap_core.options import ENGINES, PATCH
+from zipmap_core.options import ENGINES, NOVEL_VIEW_SOURCES, PATCH
 
 if TYPE_CHECKING:
     from zipmap_core.io.inputs import Frame
+    from zipmap_core.io.masks import MaskSet
     from zipmap_core.io.metric import Endpoint
     from zipmap_core.io.novel_views import NovelViews
     from zipmap_core.io.reconstruction import Reconstruction
@@ -22,15 +23,19 @@ if TYPE_CHECKING:
 
 @dataclass
 class VirtualCamera:
-    """A camera placed by the user: camera-to-world (OpenCV axes), vertical field of view, size."""
+    """A camera placed by the user: camera-to-world (OpenCV axes), vertical field of view, size;
+    `k`: intrinsics of its own (a camera placed at a registered one), else from the field of view."""
 
     c2w: np.ndarray
     fov_y_deg: float = 60.0
     width: int = 112
     height: int = 84
     name: str = "virtual"
+    k: np.ndarray | None = None
 
     def intrinsics(self) -> np.ndarray:
+        if self.k is not None:
+            return np.asarray(self.k, np.float32).copy()
         from zipmap_core.model.geometry import intrinsics_from_fov  # torch: loaded by the time a camera is placed in a scene
 
         return intrinsics_from_fov(self.fov_y_deg, (self.height, self.width)).numpy()
@@ -54,6 +59,9 @@ class AppState:
     - `scene_changed(recon, keep_view)`: a new scene (None: none); `keep_view` while a live scene grows
     - `scene_rescaled(recon, factor)`: the same scene in other units (a metric scale was set)
     - `model_changed(rec)`: a model was loaded
+    - `engine_changed(engine, refine)`: the engine Reconstruct runs was chosen
+    - `source_changed(source, available)`: where novel views come from, and what the scene offers
+    - `masks_changed(masks or None)`: the masks Reconstruct passes (File > Add masks…)
     - `message(text)`: something the user must read (a box and the status bar)
     - `status(text)`: a line for the status bar
     """
@@ -68,6 +76,9 @@ class AppState:
     status = Signal(str)
     measure_changed = Signal(list)
     scene_rescaled = Signal(object, float)
+    engine_changed = Signal(str, bool)
+    source_changed = Signal(str, list)
+    masks_changed = Signal(object)
 
     def __init__(self) -> None:
         self.recon: Reconstruction | None = None
@@ -79,11 +90,25 @@ class AppState:
         self.view = ViewSettings()
         self.messages: list[str] = []  # every message, newest last
         self.mode, self.resolution = "crop", 518  # the model input the user chose
-        self.engine, self.refine = "zipmap", False  # which engine makes the scene; COLMAP refinement after the network
+        self.engine, self.refine = ENGINES[0], False  # which engine makes the scene (auto); COLMAP refinement after the network
+        self.source = NOVEL_VIEW_SOURCES[-1]  # where novel views come from (the scene's best, unless the user chose)
+        self.sources: list[str] = [self.source]  # what the current scene and model offer
+        self.masks: MaskSet | None = None  # passed to Reconstruct: black = ignore
         self.measure: list[Endpoint] = []  # the ends of the measured segment (0, 1 or 2)
 
     # - `inputs_changed(frames)`, `cameras_changed(cameras, selected)`, `views_changed(views or None)`,
     #   `view_changed(setting, value)`, `measure_changed(ends)`
+
+    def set_source(self, source: str, available: list[str]) -> None:
+        """The novel views' source, one of `available` (what the scene and the model offer)."""
+        if source not in available or not set(available) <= set(NOVEL_VIEW_SOURCES):
+            raise ValueError(f"no novel-view source {source!r} among {available}")
+        self.source, self.sources = source, list(available)
+        self.source_changed.emit(source, self.sources)
+
+    def set_masks(self, masks: MaskSet | None) -> None:
+        self.masks = masks
+        self.masks_changed.emit(masks)
 
     def set_view(self, setting: str, value: object) -> None:
         """One of `ViewSettings`' fields."""
@@ -145,10 +170,11 @@ class AppState:
         return self.mode, self.resolution
 
     def set_engine(self, engine: str, refine: bool) -> None:
-        """("zipmap" or "colmap", whether COLMAP refines the network's cameras)."""
+        """(one of `ENGINES`, whether COLMAP refines the network's cameras: the network's runs only)."""
         if engine not in ENGINES:
             raise ValueError(f"no engine {engine!r}; choose from {', '.join(ENGINES)}")
-        self.engine, self.refine = engine, bool(refine)
+        self.engine, self.refine = engine, bool(refine) and engine == "zipmap"
+        self.engine_changed.emit(self.engine, self.refine)
 
     def notify(self, text: str) -> None:
         self.messages.append(text)

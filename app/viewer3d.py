@@ -1,4 +1,5 @@
-"""The 3D view: coloured point cloud, textured camera frusta, virtual cameras, axes and grid.
+"""The 3D view: coloured point cloud (a dense scene's fused cloud, else every frame's depth map:
+`cloud.scene_cloud`), textured camera frusta, virtual cameras, axes and grid.
 
 World coordinates are the reconstruction's (OpenCV axes of frame 0: x right, y down, z forward).
 A fixed node transform turns them z-up for VisPy's turntable, so "up" is the photographer's up.
@@ -12,13 +13,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from vispy import app as vispy_app
 from vispy import scene
-from vispy.color import get_colormap
 from vispy.visuals.filters import TextureFilter
 from vispy.visuals.transforms import MatrixTransform
 
 from zipmap_core.model.frusta import frustum_corners, frustum_segments
 
-from .framing import MAX_FIT_STEP_BACK, confidence_ranks, fit_distance, fit_fov_deg, floor_grid
+from .cloud import COLOR_MODES, map_colours, scene_cloud
+from .framing import MAX_FIT_STEP_BACK, fit_distance, fit_fov_deg, floor_grid, grows, planes_shown
 from .picking import nearest_frustum, nearest_point
 from .state import VirtualCamera
 
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 
 # row-vector matrix: (x, y, z) -> (x, z, -y)
 OPENCV_TO_ZUP = np.array([[1, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], np.float32)
-COLOR_MODES = ("rgb", "depth", "confidence", "frame")
 FRUSTUM_COLOR = (1.0, 0.55, 0.0, 1.0)
 VIRTUAL_COLOR = (0.9, 0.1, 0.9, 1.0)
 SELECTED_COLOR = (0.1, 0.9, 0.2, 1.0)
@@ -36,10 +36,10 @@ DIMMED_ALPHA = 0.2  # the other input cameras' frusta while looking through one
 # the full cloud returns once the camera has been still for IDLE_S. Software GL costs about a
 # microsecond per point, so 2 M points would otherwise take seconds per frame.
 INTERACTIVE_POINTS = 60_000
+# the most points drawn at rest: beyond, an even subset (a long live stream at 2,000 frames holds
+# ~5 M; each redraw uploads every point drawn, and the memory that costs grew with the stream)
+MAX_DRAWN_POINTS = 2_000_000
 IDLE_S = 0.3
-MAX_IMAGE_PLANES = 96
-# colour by confidence starts above viridis's darkest purple, which vanishes on the dark background
-CONF_COLOR_FLOOR = 0.15
 
 
 class SceneView:
@@ -90,12 +90,12 @@ class SceneView:
 
     # ---- content --------------------------------------------------------------------------------
     def set_reconstruction(self, recon: Reconstruction | None, reset_camera: bool = True) -> None:
+        grown = grows(self.recon, recon)  # the same scene with frames added (live mode): its photos stay
         self.recon = recon
         self.looking_through: int | None = None  # the input camera the view looks through, if any
         self.hidden_frames = set()
-        for mesh in self.image_planes.values():
-            mesh.parent = None
-        self.image_planes = {}
+        if not grown:
+            self._drop_planes(list(self.image_planes))
         if recon is None:
             self.points.visible = self.points_lod.visible = self.frusta.visible = self.grid.visible = False
             self.drawn_points = 0
@@ -117,12 +117,12 @@ class SceneView:
         size = 0.12 * self._scale
         c2w = recon.cam_to_world
         segs = []
-        # photos on at most MAX_IMAGE_PLANES frusta, evenly spread: a long (live) video stays cheap to draw
-        shown = set(np.linspace(0, recon.num_frames - 1, min(recon.num_frames, MAX_IMAGE_PLANES)).round().astype(int).tolist())
+        shown = planes_shown(recon.num_frames)
+        self._drop_planes([i for i in self.image_planes if i not in shown])
         for i in range(recon.num_frames):
             corners = frustum_corners(c2w[i], recon.intrinsics[i], recon.image_hw, size)
             segs.append(frustum_segments(corners).reshape(-1, 3))
-            if i not in shown:
+            if i not in shown or i in self.image_planes:  # a growing scene's photos already drawn stay
                 continue
             quad = corners[1:]
             mesh = scene.visuals.Mesh(
@@ -136,6 +136,10 @@ class SceneView:
         self.frusta.set_data(pos=np.concatenate(segs), connect="segments")
         self._color_frusta()
         self.frusta.visible = True
+
+    def _drop_planes(self, frames: list[int]) -> None:
+        for i in frames:
+            self.image_planes.pop(i).parent = None
 
     def _build_grid(self) -> None:
         assert self.recon is not None
@@ -152,31 +156,22 @@ class SceneView:
         self.frusta.set_data(color=colors)
 
     def point_colors(self, mask: np.ndarray) -> np.ndarray:
-        recon = self.recon
-        assert recon is not None
-        if self.color_mode == "rgb":
-            rgb = recon.images[mask].astype(np.float32) / 255
-            return np.concatenate((rgb, np.ones((len(rgb), 1), np.float32)), 1)
-        if self.color_mode == "frame":
-            frame = np.broadcast_to(np.arange(recon.num_frames)[:, None, None], mask.shape)[mask]
-            return get_colormap("hsl").map((frame % 12) / 12.0)
-        if self.color_mode == "confidence":
-            return get_colormap("viridis").map(CONF_COLOR_FLOOR + (1 - CONF_COLOR_FLOOR) * confidence_ranks(recon.depth_conf[mask]))
-        values = recon.depth[mask]
-        lo, hi = np.percentile(values, [2, 98]) if len(values) else (0, 1)
-        return get_colormap("viridis").map(np.clip((values - lo) / max(hi - lo, 1e-9), 0, 1))
+        """RGBA of the depth maps' points under `mask` in the current colour mode."""
+        assert self.recon is not None
+        return map_colours(self.recon, mask, self.color_mode)
 
     def update_points(self) -> None:
         recon = self.recon
         if recon is None:
             return
         shown = [i for i in range(recon.num_frames) if i not in self.hidden_frames]
-        mask = recon.confidence_mask(self.percentile, shown)
-        pos = recon.points_world[mask].astype(np.float32)
+        pos, colors = scene_cloud(recon, self.percentile, shown, self.color_mode)
+        if len(pos) > MAX_DRAWN_POINTS:  # an even subset: each upload (and software GL's copies of it) stays bounded
+            pick = np.linspace(0, len(pos) - 1, MAX_DRAWN_POINTS).astype(np.int64)
+            pos, colors = pos[pick], colors[pick]
         self._drawn_positions = pos
         self.drawn_points = len(pos)
         if len(pos):
-            colors = self.point_colors(mask)
             self.points.set_data(pos, face_color=colors, size=self.point_size, edge_width=0)
             self._set_lod(pos, colors)
         self._show_cloud()

@@ -1,6 +1,10 @@
 """Virtual cameras: placing (Ctrl+click, V), selecting (click, list), moving (Alt+drag, keys),
 their novel views (rendered in the background, newest request only), saving a view, and
-rendering a camera path. The rendering itself is the engine's `camera_path.render_frames`."""
+rendering a camera path. The rendering itself is the engine's `camera_path.render_frames`.
+
+A new scene's cameras take its own size and field of view, and its views come from the best
+source it has (`novel_views.best_source`) until the user chooses another; while a camera moves
+its photo renders are drafts (`draft=True`), and the full render follows once it rests."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 
 from zipmap_core.io.atomic import atomic_path
 
@@ -23,6 +27,8 @@ from .state import VirtualCamera
 
 if TYPE_CHECKING:
     from PySide6.QtWidgets import QWidget
+
+    from zipmap_core.io.reconstruction import Reconstruction
 
     from .job_runner import JobRunner
     from .novel_view import NovelViewPanel
@@ -38,6 +44,7 @@ def render_frames(*args):
     return render(*args)
 
 
+REST_MS = 250  # a moved camera rests (its full render starts) once no move came for this long
 STEP_BACK = 0.6  # of the scene depth: a new camera's frustum (0.15 deep) fills part of the view
 KEY_MOVES = {
     Qt.Key.Key_I: dict(forward=1),
@@ -54,7 +61,14 @@ KEY_MOVES = {
 class VirtualCameraController:
     def __init__(self, state: AppState, jobs: JobRunner, view: SceneView, novel: NovelViewPanel, parent: QWidget) -> None:
         self.state, self.jobs, self.view, self.novel, self.parent = state, jobs, view, novel, parent
-        state.scene_changed.connect(lambda *_: self.clear())  # a new scene: its cameras go
+        state.scene_changed.connect(self.new_scene)  # a new scene: its cameras go, its best source is shown
+        state.model_changed.connect(lambda *_: self.choose_best_source(render=True))
+        state.source_changed.connect(novel.show_sources)
+        novel.source_chosen.connect(self.choose_source)
+        self.rest = QTimer()  # a moved camera's full render, once it rests
+        self.rest.setSingleShot(True)
+        self.rest.setInterval(REST_MS)
+        self.rest.timeout.connect(lambda: self.request_render())
         state.cameras_changed.connect(view.set_virtual_cameras)  # the view draws what the state holds
         # same cameras, new units (the state scaled them): published again, and rendered again
         state.scene_rescaled.connect(lambda *_: (state.set_cameras(state.cameras, state.selected), self.request_render()))
@@ -86,20 +100,54 @@ class VirtualCameraController:
     def current(self) -> VirtualCamera | None:
         return self.virtual_cameras[self.selected] if 0 <= self.selected < len(self.virtual_cameras) else None
 
+    def new_scene(self, recon: Reconstruction | None, keep_view: bool = False) -> None:
+        """The old scene's cameras go; new ones take this scene's size and field of view, and
+        its views come from the best source it has."""
+        self.clear()
+        if recon is not None:
+            self.novel.set_camera_settings(recon.image_hw, recon.field_of_view())
+        self.novel.source.setEnabled(recon is not None)  # no scene, no source to choose
+        self.choose_best_source()
+
+    def choose_best_source(self, render: bool = False) -> None:
+        """The scene's best source with the model loaded (a new scene, a new model); `render`:
+        the selected camera's view again, from it."""
+        recon = self.state.recon
+        if recon is None:
+            return
+        from zipmap_core.pipeline.novel_views import available_sources, best_source
+
+        self.state.set_source(best_source(self.state.rec, recon), available_sources(self.state.rec, recon))
+        if render:
+            self.request_render()
+
+    def choose_source(self, source: str) -> None:
+        """The user's choice in the panel; one the scene lacks keeps the one shown."""
+        if source not in self.state.sources:
+            if self.state.recon is not None:
+                from zipmap_core.pipeline.novel_views import LABELS, why_unavailable
+
+                self.state.say(f"cannot show the {LABELS[source]}: {why_unavailable(source, self.state.rec, self.state.recon)}")
+            self.novel.show_sources(self.state.source, self.state.sources)
+            return
+        self.state.set_source(source, self.state.sources)
+        self.request_render()
+
     def clear(self) -> None:
         """A new scene: its virtual cameras and their views go (a render still in flight too)."""
         self._generation += 1
+        self.rest.stop()
         self.renderer.drop()
         self._publish([], -1)
         self.state.set_views(None)
         self.novel.clear_views("new scene: place a virtual camera (Ctrl+click or V)")
 
     # ---- placing, selecting, moving ------------------------------------------------------------------
-    def add(self, c2w: np.ndarray) -> None:
+    def add(self, c2w: np.ndarray, k: np.ndarray | None = None) -> None:
+        """A camera at `c2w` of the panel's size and field of view (`k`: intrinsics of its own)."""
         h, w = self.novel.size()
-        cam = VirtualCamera(
-            np.asarray(c2w, np.float32)[:3, :4], float(self.novel.fov.value()), w, h, f"virtual {len(self.virtual_cameras) + 1}"
-        )
+        name = f"virtual {len(self.virtual_cameras) + 1}"
+        cam = VirtualCamera(np.asarray(c2w, np.float32)[:3, :4], float(self.novel.fov.value()), w, h, name, k)
         self._publish([*self.virtual_cameras, cam], len(self.virtual_cameras))
         self.request_render()
 
@@ -152,8 +200,12 @@ class VirtualCameraController:
             rot = np.array([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]], np.float32)
             c2w[:, :3] = c2w[:, :3] @ rot
         self.state.update_camera(self.selected, c2w=c2w)
-        if self.novel.live.isChecked():
+        if self.novel.live.isChecked() and self.state.source == "photos":
+            self.request_render(draft=True)  # a draft while it moves (the other sources have none) ...
+        elif self.novel.live.isChecked():
             self.request_render()
+            return
+        self.rest.start()  # ... and the full render once it rests (restarted by every move)
 
     def handle_key(self, key) -> bool:
         if key not in KEY_MOVES:
@@ -165,7 +217,8 @@ class VirtualCameraController:
         cam = self.current
         if cam is not None:
             height, width = self.novel.size()
-            self.state.update_camera(self.selected, fov_y_deg=float(self.novel.fov.value()), height=height, width=width)
+            fov = float(self.novel.fov.value())
+            self.state.update_camera(self.selected, fov_y_deg=fov, height=height, width=width, k=None)  # its own intrinsics go
             self.request_render()
 
     def _publish(self, cams: list[VirtualCamera], selected: int, names: bool = True) -> None:
@@ -175,19 +228,25 @@ class VirtualCameraController:
         self.state.set_cameras(cams, selected)
 
     # ---- novel views ------------------------------------------------------------------------------------
-    def request_render(self) -> None:
+    def request_render(self, draft: bool = False) -> None:
+        """The selected camera's view from the chosen source; `draft`: a fast, coarse one (a
+        camera moving)."""
         cam = self.current
         if self.state.recon is None or cam is None:
             return
-        key = (self._generation, self.selected, time.monotonic())
-        self.renderer.request(key, self.state.rec, self.state.recon, cam.c2w[None].copy(), cam.intrinsics(), (cam.height, cam.width))
+        if not draft:
+            self.rest.stop()
+        key = (self._generation, self.selected, time.monotonic(), draft)
+        args = (self.state.rec, self.state.recon, cam.c2w[None].copy(), cam.intrinsics(), (cam.height, cam.width), self.state.source, draft)
+        self.renderer.request(key, *args)
 
     def _show_render(self, key, value) -> None:
         if key[0] != self._generation:
             return
         label, views = value
         self.state.set_views(views)
-        self.novel.show_views(views, f"{label}: {views.rgb.shape[2]}x{views.rgb.shape[1]}")
+        draft = " — a draft while the camera moves" if key[3] else ""
+        self.novel.show_views(views, f"from the {label}: {views.rgb.shape[2]}x{views.rgb.shape[1]}{draft}")
 
     def save_novel_view_dialog(self) -> None:
         if self.state.views is None:
@@ -230,7 +289,7 @@ class VirtualCameraController:
         poses = path_through([c.c2w for c in cams], 60) if len(cams) >= 2 else orbit_path(self.state.recon, 60)
         h, w = self.novel.size()
         k = VirtualCamera(np.eye(4)[:3], float(self.novel.fov.value()), w, h).intrinsics()
-        job = Job(render_path, self.state.rec, self.state.recon, poses, k, (h, w), folder)
+        job = Job(render_path, self.state.rec, self.state.recon, poses, k, (h, w), folder, source=self.state.source)
         job.succeeded.connect(lambda p: self.state.say(f"rendered path to {p}"))
         job.failed.connect(lambda msg: self.state.notify(f"Path rendering failed:\n{msg}"))
         self.jobs.run(job, "render path", uses_model=True)

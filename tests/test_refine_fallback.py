@@ -28,7 +28,7 @@ class Predictions:
     off as the test needs, without weights."""
 
     name = "zipmap"
-    capabilities = Capabilities(keeps_state=True, streams=True, splits=True)
+    capabilities = Capabilities(keeps_state=True, runs_network=True, streams=True, splits=True)
 
     def __init__(self, truth: Reconstruction, degrees: tuple[float, float]) -> None:
         self.truth, self.degrees = truth, degrees

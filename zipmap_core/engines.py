@@ -7,7 +7,10 @@ where an engine cannot take it. Stages that follow any engine (the dense stage) 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .cancel import CancelToken, Progress
@@ -16,7 +19,7 @@ from .io.reconstruction import Reconstruction
 
 if TYPE_CHECKING:
     from .io.inputs import InputSet
-    from .pipeline.engine import Engine, Inputs, Say
+    from .pipeline.engine import Capabilities, Engine, Inputs, Say
     from .pipeline.reconstruct_options import ReconstructOptions
     from .pipeline.reconstructor import Reconstructor
 
@@ -68,29 +71,39 @@ def engine_name(engine: str, refine: bool) -> str:
     return "refine" if refine else engine
 
 
+NO_OFFICIAL = "no official weights on this machine"  # auto's reason for COLMAP
+OFFICIAL = "the official weights are on this machine"
+FALLBACK = "COLMAP could not register these inputs"  # auto's reason for the network after all
+
+
 class AutoEngine:
     """The best real result this machine can give: the network when the user named a model or
     the official weights are on this machine; otherwise the classical engine with the dense stage
     (the bundled model is a demonstration), and where COLMAP cannot register the inputs (too few
-    or too different photos), the bundled network with its notice. Each choice is said in a line."""
+    or too different photos), the bundled network with its notice. `why` says the reason alone
+    (what runs is `describe`'s), and each choice is said in a line."""
 
     name = "auto"
+    capabilities: Capabilities
+    why: str | None
 
     def __init__(self, first: Engine, why: str, fallback: Engine | None = None) -> None:
         self.first, self.why, self.fallback = first, why, fallback
-        self.capabilities = first.capabilities
+        runs = first.capabilities.runs_network or (fallback is not None and fallback.capabilities.runs_network)
+        self.capabilities = replace(first.capabilities, runs_network=runs)  # its first choice's, and the network it may fall back to
 
     @classmethod
     def choose(cls, network: NetworkLoader | None, model: str | None) -> AutoEngine:
-        from .io.download import cached_official
+        from .io.download import cached_official, cached_official_path
 
+        official = cached_official_path()
         if model:
-            return cls(_network(network or _bundled), f"the model you named ({model})")
-        official = cached_official()
-        if official is not None:
-            return cls(_network(_opened(official)), "the official weights are on this machine")
-        why = "no official weights on this machine: COLMAP's cameras and dense depth from the photos"
-        return cls(_classical(_bundled), why, _network(network or _bundled))
+            named = official is not None and Path(model).resolve() == official  # the official weights, already loaded
+            return cls(_network(network or _bundled), OFFICIAL if named else f"the model you named ({Path(model).name})")
+        spec = cached_official()
+        if spec is not None:
+            return cls(_network(_opened(spec)), OFFICIAL)
+        return cls(_classical(_bundled), NO_OFFICIAL, _network(network or _bundled))
 
     def describe(self) -> str:
         return f"{self.first.describe()} (auto: {self.why})"
@@ -108,15 +121,17 @@ class AutoEngine:
     ) -> Reconstruction:
         from .sfm.mapping import NoOverlapError
 
+        why = self.why
         try:
             recon = reconstruct_scene(self.first, inputs, options, progress, cancel, say)
         except NoOverlapError as exc:
             if self.fallback is None:
                 raise
+            why = f"{FALLBACK} ({exc})"
             if say is not None:
-                say(f"auto: the classical engine could not register these inputs ({exc}); using the network instead")
+                say(f"auto: {why}; using the network instead")
             recon = reconstruct_scene(self.fallback, inputs, options, progress, cancel, say)
-        recon.metadata["auto"] = self.why
+        recon.metadata["auto"] = why
         return recon
 
 
@@ -126,13 +141,16 @@ def _bundled() -> Reconstructor:
     return Reconstructor.bundled()
 
 
+@functools.lru_cache(maxsize=1)
+def _opened_once(spec: str) -> Reconstructor:
+    """The official weights read once a session (5.5 GB): every later auto run reuses them."""
+    from .pipeline.reconstructor import Reconstructor
+
+    return Reconstructor.open(spec)
+
+
 def _opened(spec: str) -> NetworkLoader:
-    def load() -> Reconstructor:
-        from .pipeline.reconstructor import Reconstructor
-
-        return Reconstructor.open(spec)
-
-    return load
+    return lambda: _opened_once(spec)
 
 
 def reconstruct_scene(

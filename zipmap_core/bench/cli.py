@@ -18,7 +18,8 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser(
         "bench",
         help="benchmarks: scaling with the number of frames, query latency, full configuration, the pipeline around the network, "
-        "processes, COLMAP refinement, the classical engine's mappers, the dense stage and photo renders, the studio's startup",
+        "processes, COLMAP refinement, the classical engine's mappers, the dense stage and photo renders, the studio's startup "
+        "and a long session (soak)",
     )
     b.add_argument("which", choices=tuple(BENCHMARKS))
     b.add_argument("-o", "--output", default="out/bench")
@@ -30,7 +31,8 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--full", action="store_true", help="also N=512")
     b.add_argument("--attention-max", type=int, default=256, help="largest N for the quadratic baseline")
     b.add_argument("--exhaustive-max", type=int, default=64, help="refine: largest N timed with exhaustive matching")
-    b.add_argument("--stream-frames", type=int, help="frames streamed (default: scaling 500, pipeline 1000)")
+    b.add_argument("--stream-frames", type=int, help="frames streamed (default: scaling 500, pipeline 1000, soak 2000)")
+    b.add_argument("--renders", type=int, help="soak: novel views rendered from a moving camera (default 300)")
     b.add_argument("--video", help="pipeline: this video instead of a generated 1080p one")
     b.add_argument("--scene", help="dense: a .zipmap of the sample video registered already (at least the largest --frames)")
     b.add_argument("--batch", type=int, help="generator: scenes per call (default: 1 on a CPU, 1024 on a GPU)")
@@ -228,6 +230,14 @@ def run_classical(args: argparse.Namespace) -> Result:
     return "classical", res
 
 
+def run_soak(args: argparse.Namespace) -> Result:
+    from .soak import soak
+
+    res = soak(args.stream_frames or 2000, args.renders or 300, Path(args.output), log=_log)
+    print(json.dumps(res["summary"], indent=2))
+    return "soak", res
+
+
 def run_startup(args: argparse.Namespace) -> Result:
     from .startup import startup
 
@@ -251,4 +261,5 @@ BENCHMARKS: dict[str, Callable[[argparse.Namespace], Result]] = {
     "memory": run_memory,
     "dense": run_dense,
     "classical": run_classical,
+    "soak": run_soak,
 }

@@ -61,6 +61,17 @@ def cached_official(cache_dir: str | Path | None = None) -> str | None:
     return None
 
 
+def cached_official_path(cache_dir: str | Path | None = None) -> Path | None:
+    """The file of `cached_official`'s checkpoint (resolved), or None."""
+    spec = cached_official(cache_dir)
+    if spec is None:
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(REPO_ID, OFFICIAL_FILES[spec.partition(":")[2]], cache_dir=cache_dir)
+    return Path(found).resolve() if isinstance(found, str) else None
+
+
 def progress_tqdm(progress: Progress) -> type:
     """A tqdm class for the hub client that reports a download to `progress` as
     ("download 1.2 of 5.5 GB, 35 MB/s", MB done, MB in all): a progress callback that checks a

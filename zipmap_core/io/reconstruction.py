@@ -229,12 +229,9 @@ class Reconstruction:
         """(points [N,3], colours uint8 [N,3], confidence [N]) above a confidence percentile: the
         dense stage's fused points, or a sparse scene's triangulated points, once each (confidence:
         how many frames agree, the track length), else the depth maps' points."""
-        if self.dense_points is not None:
-            d = self.dense_points if frames is None else self.dense_points.of_frames(frames)
-            keep = np.ones(d.num_points, bool)
-            if percentile > 0 and d.num_points:
-                keep = d.confidence >= np.percentile(d.confidence, min(float(percentile), 100.0), method="lower")
-            return d.xyz[keep], d.rgb[keep], d.confidence[keep]
+        dense = self.dense_cloud(percentile, frames)
+        if dense is not None:
+            return dense.xyz, dense.rgb, dense.confidence
         if self.is_sparse and self.tracks is not None:
             t = self.tracks
             keep = t.seen_in(np.arange(self.num_frames) if frames is None else np.asarray(frames))
@@ -244,6 +241,17 @@ class Reconstruction:
             return t.xyz[keep], t.rgb[keep], length[keep]
         mask = self.confidence_mask(percentile, frames)
         return self.points_world[mask], self.images[mask], self.depth_conf[mask]
+
+    def dense_cloud(self, percentile: float = 0.0, frames: list[int] | None = None) -> DensePoints | None:
+        """The dense stage's fused points that came from `frames` (default all) whose confidence
+        reaches the `percentile`-th of theirs, each with its colour, confidence and frame (None:
+        no dense stage ran)."""
+        if self.dense_points is None:
+            return None
+        d = self.dense_points if frames is None else self.dense_points.of_frames(frames)
+        if percentile > 0 and d.num_points:
+            d = d.select(d.confidence >= np.percentile(d.confidence, min(float(percentile), 100.0), method="lower"))
+        return d
 
     # ---- scene file -------------------------------------------------------------------------------
     def save(self, path: str | Path, include_state: bool = True) -> Path:

@@ -24,6 +24,7 @@ class Capabilities:
     """What an engine can do, known without loading anything."""
 
     keeps_state: bool  # its scenes can keep a scene state (when its model has a novel-view head)
+    runs_network: bool  # it may run the loaded network (so it holds the model while it runs)
     streams: bool  # grows a scene window by window (live mode, --window-size)
     splits: bool  # one run split across processes (--nproc, torchrun)
 
@@ -31,6 +32,7 @@ class Capabilities:
 class Engine(Protocol):
     name: str
     capabilities: Capabilities
+    why: str | None  # why it was chosen for the user (`auto`'s reason); None: the user named it
 
     def describe(self) -> str:
         """One line on what makes the scene, where it runs (the command line's `model:` line)."""

@@ -14,7 +14,8 @@ from .reconstructor import Reconstructor
 
 class NetworkEngine:
     name = "zipmap"
-    capabilities = Capabilities(keeps_state=True, streams=True, splits=True)
+    capabilities = Capabilities(keeps_state=True, runs_network=True, streams=True, splits=True)
+    why: str | None = None  # named by the user
 
     def __init__(self, load: Callable[[], Reconstructor]) -> None:
         self._load = load

@@ -35,7 +35,8 @@ class ClassicalEngine:
 
     name = "colmap"
     description = "COLMAP structure from motion (classical engine)"
-    capabilities = Capabilities(keeps_state=False, streams=False, splits=False)
+    capabilities = Capabilities(keeps_state=False, runs_network=False, streams=False, splits=False)
+    why: str | None = None  # named by the user
     variant = "colmap"
 
     def describe(self) -> str:

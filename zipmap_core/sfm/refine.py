@@ -52,7 +52,8 @@ class RefineEngine:
     """The network, its cameras then bundle-adjusted by COLMAP: an engine around the network."""
 
     name = "refine"
-    capabilities = Capabilities(keeps_state=True, streams=False, splits=False)
+    capabilities = Capabilities(keeps_state=True, runs_network=True, streams=False, splits=False)
+    why: str | None = None  # named by the user
 
     def __init__(self, network: NetworkEngine) -> None:
         self.network = network
