@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 
-from zipmap_core.options import ENGINES, STUDIO_WINDOW, add_video_sampling, dimensions, number
+from zipmap_core.options import ENGINES, REFINE_NEEDS_NETWORK, STUDIO_WINDOW, add_video_sampling, dimensions, number
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.refine and args.engine == "colmap":
-        parser.error("--refine adjusts ZipMap's cameras with COLMAP; the classical engine's are COLMAP's already")
+        parser.error(REFINE_NEEDS_NETWORK)
     import vispy
 
     vispy.use("pyside6")

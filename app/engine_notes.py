@@ -35,7 +35,12 @@ def build_engine(state: AppState) -> Engine:
     from zipmap_core.engines import engine_name, make_engine
     from zipmap_core.errors import InputError
 
-    def network() -> Reconstructor:
+    def network(checkpoint: str | None) -> Reconstructor:
+        if checkpoint is not None:  # auto's choice, and the model loaded is not it (the bundled one, or none)
+            raise InputError(
+                "auto runs the official weights on this machine, and they are not loaded: load them "
+                "(Get official weights…), or choose ZipMap to run the loaded model"
+            )
         if state.rec is None:
             raise InputError("no model is loaded: load one (File ▸ Load checkpoint…) or choose COLMAP")
         return state.rec
@@ -44,19 +49,23 @@ def build_engine(state: AppState) -> Engine:
 
 
 def planned(state: AppState) -> tuple[str, bool]:
-    """(what Reconstruct runs now, in a line; whether that is the bundled network)."""
-    if state.engine == "colmap":
-        return "COLMAP's cameras, then dense depth from the photos", False
+    """(what Reconstruct runs now, in a line; whether that is the bundled network). Choosing the
+    engine loads nothing; the network named is the model loaded."""
+    from zipmap_core.errors import InputError
+
+    engine = build_engine(state)
+    auto = f" (auto: {engine.why})" if engine.why else ""
+    if not engine.capabilities.network_first:
+        return f"COLMAP + dense depth from the photos{auto}", False
     if state.rec is None:
-        return "chosen once the model has loaded", False
-    if state.engine == "zipmap":
-        refined = ", cameras refined by COLMAP" if state.refine else ""
-        return f"the network: {state.rec.description}{refined}", is_bundled(state.rec)
-    auto = build_engine(state)
-    if not auto.capabilities.keeps_state:  # auto runs COLMAP, not the network
-        return f"COLMAP + dense depth from the photos (auto: {auto.why})", False
-    what = state.rec.description if named_model(state.rec) else "the official weights"
-    return f"the network: {what} (auto: {auto.why})", False
+        return "the network, once the model has loaded", False
+    try:
+        rec = engine.network()
+    except InputError as exc:
+        return str(exc), False
+    assert rec is not None  # an engine that runs the network first
+    refined = ", cameras refined by COLMAP" if state.refine else ""
+    return f"the network: {rec.description}{refined}{auto}", is_bundled(rec)
 
 
 def made_by_bundled(recon: Reconstruction | None, rec: Reconstructor | None) -> bool:

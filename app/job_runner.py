@@ -167,7 +167,7 @@ class LatestOnly:
     def __init__(self, runner: JobRunner, func: Callable[..., Any], name: str) -> None:
         self.runner, self.func, self.name = runner, func, name
         self.job: Job | None = None
-        self.next: tuple[Any, tuple] | None = None
+        self.next: tuple[Any, tuple, bool] | None = None
         self.started_count = 0
 
     @property
@@ -178,22 +178,24 @@ class LatestOnly:
     def pending(self) -> int:
         return int(self.next is not None)
 
-    def request(self, key: Any, *args: Any) -> None:
+    def request(self, key: Any, *args: Any, uses_model: bool = True) -> None:
+        """`func(*args, cancel=...)` once the running one ends; `uses_model`: it needs the model
+        (it waits while a reconstruction holds it)."""
         if self.job is None:
-            self.start(key, args)
+            self.start(key, args, uses_model)
         else:
-            self.next = (key, args)
+            self.next = (key, args, uses_model)
 
     def drop(self) -> None:
         """Forgets the waiting request and cancels the job (its result would be for a scene that
-        is gone); a render already running ends on its own."""
+        is gone): `func` is told through its `cancel` token, and stops between views."""
         self.next = None
         if self.job is not None:
             self.runner.cancel_job(self.job)
 
-    def start(self, key: Any, args: tuple) -> None:
+    def start(self, key: Any, args: tuple, uses_model: bool) -> None:
         func = self.func
-        job = Job(lambda *a, progress, cancel: func(*a), *args)
+        job = Job(lambda *a, progress, cancel: func(*a, cancel=cancel), *args)
         job.succeeded.connect(lambda value: self.result.emit(key, value))
         # a lambda, not `self.failed.emit`: psygnal 0.16 calls a signal's emit once when it is
         # connected as a slot (probing it), which said "Rendering failed: 1" at every render
@@ -201,15 +203,15 @@ class LatestOnly:
         job.ended.connect(self.start_next)
         self.job = job
         self.started_count += 1
-        if not self.runner.run_beside(job, self.name, uses_model=True):
+        if not self.runner.run_beside(job, self.name, uses_model=uses_model):
             self.job = None
 
     def start_next(self) -> None:
         self.job = None
         if self.next is not None:
-            key, args = self.next
+            key, args, uses_model = self.next
             self.next = None
-            self.start(key, args)
+            self.start(key, args, uses_model)
 
 
 def show_tasks(runner: JobRunner, progress: StageProgress, panel: ModelPanel) -> None:

@@ -33,7 +33,7 @@ class ReconstructController:
 
         state = self.state
         engine = build_engine(state)
-        network_first = engine.capabilities.keeps_state  # the classical engine runs no network
+        network_first = engine.capabilities.network_first
         uses_model = engine.capabilities.runs_network  # auto may fall back to the network
         if state.rec is None and network_first:
             state.notify(

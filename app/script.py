@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
+from .engine_notes import build_engine
+
 if TYPE_CHECKING:
     from .jobs import Job
 
@@ -50,11 +52,11 @@ class ScriptedRun:
 
     def reconstruct(self) -> None:
         w = self.window
-        classical = w.state.engine == "colmap"  # needs no model
-        if w.rec is None and w.models.loading and not classical:  # a model still loading (or downloading): wait for it
+        needs_model = build_engine(w.state).capabilities.network_first  # as Reconstruct decides it
+        if w.rec is None and w.models.loading and needs_model:  # a model still loading (or downloading): wait for it
             w.models.load_ended.connect(self.after_load)
             return
-        if w.rec is None and not classical:
+        if w.rec is None and needs_model:
             self.fail("no model could be loaded")
             return
         job = w.reconstruct()

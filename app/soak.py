@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import threading
 import time
 from pathlib import Path
@@ -20,16 +19,12 @@ import numpy as np
 from PySide6.QtCore import QSettings, QThreadPool, QTimer
 from PySide6.QtWidgets import QApplication
 
+from zipmap_core.bench.micro import rss_mb
+
 from .main_window import MainWindow
 
 SAMPLE_MS = 250
 FAILURE_WORDS = ("failed", "error", "bug", "could not", "stopped")
-
-
-def resident_mb() -> float:
-    """This process's resident memory in MB (Linux: /proc/self/statm)."""
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def python_threads() -> int:
@@ -41,13 +36,7 @@ def python_threads() -> int:
 def scene_mb(window: MainWindow) -> float:
     """The bytes the current scene itself holds (pictures, depth, cameras, point maps, state)."""
     recon = window.state.recon
-    if recon is None:
-        return 0.0
-    arrays = [recon.images, recon.depth, recon.depth_conf, recon.extrinsics, recon.intrinsics]
-    maps = recon.__dict__.get("_point_maps", {})
-    arrays += [a for a in maps.values() if a is not None]
-    arrays += [v for layer in recon.state or [] for v in layer.values()]
-    return sum(a.nbytes for a in arrays) / 2**20
+    return 0.0 if recon is None else recon.held_bytes() / 2**20
 
 
 class Soak:
@@ -72,7 +61,7 @@ class Soak:
             {
                 "t": round(time.monotonic() - self.started, 3),
                 "phase": self.phase,
-                "rss_mb": round(resident_mb(), 2),
+                "rss_mb": round(rss_mb(), 2),
                 "scene_mb": round(scene_mb(self.window), 2),
                 "frames": 0 if recon is None else recon.num_frames,
                 "renders": self.rendered,

@@ -12,7 +12,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PySide6.QtCore import Qt, QTimer
@@ -28,6 +28,8 @@ from .state import VirtualCamera
 if TYPE_CHECKING:
     from PySide6.QtWidgets import QWidget
 
+    from zipmap_core.cancel import CancelToken
+    from zipmap_core.io.novel_views import NovelViews
     from zipmap_core.io.reconstruction import Reconstruction
 
     from .job_runner import JobRunner
@@ -36,12 +38,12 @@ if TYPE_CHECKING:
     from .viewer3d import SceneView
 
 
-def render_frames(*args):
+def render_frames(*args: Any, cancel: CancelToken | None = None) -> tuple[str, NovelViews]:
     """The engine's renderer, imported where it runs: the window is on screen before torch loads
-    (so is every engine call in this module)."""
+    (so is every engine call in this module); `cancel` stops it between views."""
     from zipmap_core.pipeline.camera_path import render_frames as render
 
-    return render(*args)
+    return render(*args, cancel=cancel)
 
 
 REST_MS = 250  # a moved camera rests (its full render starts) once no move came for this long
@@ -238,7 +240,7 @@ class VirtualCameraController:
             self.rest.stop()
         key = (self._generation, self.selected, time.monotonic(), draft)
         args = (self.state.rec, self.state.recon, cam.c2w[None].copy(), cam.intrinsics(), (cam.height, cam.width), self.state.source, draft)
-        self.renderer.request(key, *args)
+        self.renderer.request(key, *args, uses_model=self.state.source == "state")  # photos and points need no model
 
     def _show_render(self, key, value) -> None:
         if key[0] != self._generation:
@@ -292,7 +294,7 @@ class VirtualCameraController:
         job = Job(render_path, self.state.rec, self.state.recon, poses, k, (h, w), folder, source=self.state.source)
         job.succeeded.connect(lambda p: self.state.say(f"rendered path to {p}"))
         job.failed.connect(lambda msg: self.state.notify(f"Path rendering failed:\n{msg}"))
-        self.jobs.run(job, "render path", uses_model=True)
+        self.jobs.run(job, "render path", uses_model=self.state.source == "state")
 
     # ---- mouse ------------------------------------------------------------------------------------------
     def _on_mouse_press(self, event) -> None:

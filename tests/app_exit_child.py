@@ -4,12 +4,12 @@ of background job held in progress by a stand-in, so that the app is asked to qu
     python tests/app_exit_child.py KIND HOW [app arguments...]
 
 KIND, the job held: load (the model load at start), download (the official weights, through a
-stand-in hub client), reconstruct, live, render (a novel view), export.
+stand-in hub client), reconstruct, live, render (a novel view, told through its cancel token), export.
 HOW, the way to quit: close (the window's close button, once the job is held), exit (`--exit`
 ends the run on its own), parent (the test sends SIGINT or SIGTERM once it reads "held").
 
 The stand-in says "held KIND" when the job is in progress and "KIND ended" when it returns:
-cancellable work at the cancel, work that cannot be cancelled (a model being read, a render)
+cancellable work at the cancel, work that cannot be cancelled (a model being read)
 only once the app has begun to quit ("saw the quit"; HOLD_AFTER_QUIT_S later, 0.3 s unless the
 environment says). So "KIND ended" in the output shows the exit waited."""
 
@@ -51,7 +51,7 @@ def hold_until_cancelled(kind: str, cancel) -> None:
 
 
 def hold_until_quitting(kind: str) -> None:
-    """Work that cannot be cancelled (reading a model, a render): it ends a little after the app
+    """Work that cannot be cancelled (reading a model): it ends a little after the app
     has begun to quit, so an exit that did not wait for it would not see it end."""
     HELD.set()
     say(f"held {kind}")
@@ -88,7 +88,7 @@ def hold(kind: str) -> None:
         from zipmap_core.pipeline import camera_path
 
         real_render = camera_path.render_frames
-        camera_path.render_frames = lambda *a: (hold_until_quitting("render"), real_render(*a))[1]
+        camera_path.render_frames = lambda *a, cancel, **k: (hold_until_cancelled("render", cancel), real_render(*a, cancel=cancel, **k))[1]
     elif kind == "export":
         from zipmap_core.io import exporters
 

@@ -124,7 +124,7 @@ def test_closing_the_window_during_live_mode_cancels_the_stream(tmp_path, tiny):
     assert_clean(rc, out, err, "live", 0)
 
 
-def test_ctrl_c_during_a_novel_view_render_waits_for_it(tmp_path, tiny, scene):
+def test_ctrl_c_during_a_novel_view_render_cancels_it_and_waits_for_it(tmp_path, tiny, scene):
     rc, out, err = run_child(tmp_path, "render", "parent", [str(scene), *tiny], send=[("held", signal.SIGINT)])
     assert_clean(rc, out, err, "render", 128 + signal.SIGINT)
 

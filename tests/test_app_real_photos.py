@@ -13,6 +13,7 @@ from PySide6.QtCore import QSettings, Qt
 from real_scenes import cache_official, empty_hub_cache, held_out_scene
 
 from app.main_window import MainWindow
+from zipmap_core.engines import FALLBACK
 from zipmap_core.metrics import psnr
 from zipmap_core.resources import BUNDLED_MODEL
 
@@ -216,9 +217,9 @@ def test_pictures_colmap_cannot_register_are_made_by_the_bundled_network_and_the
     qtbot.waitUntil(lambda: w.recon is not None and not w.jobs.current.running, timeout=120000)
     recon = w.recon
     assert recon.metadata.get("engine") != "colmap" and recon.metadata["model"] == w.rec.description
-    assert recon.metadata["auto"].startswith("the classical engine could not register these inputs")
+    assert recon.metadata["auto"].startswith(FALLBACK)
     status = w.status_info.text()
-    assert f"made by {w.rec.description} (auto: the classical engine could not register these inputs" in status, status
+    assert f"made by {w.rec.description} (auto: {FALLBACK}" in status, status
     assert not w.model_panel.demo_notice.isHidden() and sum("demonstration model" in m for m in w.messages) == 1
 
 

@@ -79,3 +79,40 @@ def test_pictures_colmap_cannot_register_fall_back_to_the_bundled_network_with_i
     assert "demonstration model" in err  # the bundled model's notice
     scene = Reconstruction.load(tmp_path / "out" / "scene.zipmap")
     assert scene.metadata.get("engine") != "colmap" and scene.num_frames == 3
+
+
+def test_auto_opens_the_official_weights_with_the_users_settings(empty_cache, tmp_path, capsys, tiny_checkpoint, photos):
+    _cache_official(empty_cache, tiny_checkpoint)
+    code = cli.main(["reconstruct", str(photos), "-o", str(tmp_path / "out"), "--device", "cpu", "--precision", "bf16"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    model_line = next(line for line in err.splitlines() if line.startswith("model: "))
+    assert "tiny test model on cpu, bfloat16" in model_line, model_line  # not auto's defaults (float32 for a small model)
+
+
+def test_a_split_run_runs_autos_choice_in_every_process(empty_cache, tmp_path, tiny_checkpoint, photos):
+    import os
+    import subprocess
+    import sys
+
+    _cache_official(empty_cache, tiny_checkpoint)
+    env = {**os.environ, "HF_HUB_CACHE": str(empty_cache), "HF_HUB_OFFLINE": "1"}
+    argv = [sys.executable, "-m", "zipmap_core.cli", "reconstruct", str(photos), "-o", str(tmp_path / "out"), "--nproc", "2", "-q"]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    scene = Reconstruction.load(tmp_path / "out" / "scene.zipmap")
+    assert scene.metadata["model"] == "tiny test model" and scene.metadata["processes"] == 2  # not the bundled model
+    assert scene.metadata["auto"] == "the official weights are on this machine"
+
+
+def test_auto_refusing_an_option_says_auto_chose_the_engine(empty_cache, tmp_path, capsys, photos):
+    code = cli.main(["reconstruct", str(photos), "-o", str(tmp_path / "out"), "--no-state"])
+    err = capsys.readouterr().err
+    assert code == 2 and "auto chose it: no official weights" in err and "--engine zipmap" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_split_run_refuses_the_dense_stage_before_any_work(tmp_path, capsys, photos):
+    code = cli.main(["reconstruct", str(photos), "-o", str(tmp_path / "out"), "--engine", "zipmap", "--nproc", "2", "--dense"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--dense runs in one process" in err, err

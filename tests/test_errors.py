@@ -63,3 +63,24 @@ def test_the_command_line_answers_without_importing_torch(argv):
     )
     child = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert child.returncode == 0, child.stderr
+
+
+def test_exit_codes_tell_a_lost_peer_from_a_users_error_and_a_bug(capsys):
+    from zipmap_core.cli.terminal import report_failure
+
+    assert report_failure(errors.InputError("bad option")) == 2
+    assert report_failure(errors.PeerLostError("process 1 stopped answering")) == errors.PEER_LOST_EXIT != 2
+    assert report_failure(SystemExit(None)) == 0 and report_failure(SystemExit(5)) == 5
+    assert report_failure(SystemExit("stopped: no room")) == 1 and "stopped: no room" in capsys.readouterr().err
+
+
+def test_a_split_runs_own_failure_is_not_called_a_dead_peer():
+    from zipmap_core.pipeline.distributed import Launch, failure_line, peers_answering
+
+    launch = Launch(rank=1, world=2, local_rank=1, local_world=2)
+    with pytest.raises(errors.DownloadError, match="socket timed out"), peers_answering(launch):
+        raise errors.DownloadError("the official weights: socket timed out")  # a RuntimeError that reads like a peer's
+    with pytest.raises(errors.PeerLostError, match="process 0 of the split run died"), peers_answering(launch):
+        raise RuntimeError("[gloo] Connection closed by peer")
+    assert "process 1 of 2 failed (exit code 2)" in failure_line([errors.PEER_LOST_EXIT, 2])  # refused by its own plan
+    assert "process 1 of 2 failed (stopped answering)" in failure_line([errors.PEER_LOST_EXIT, None])

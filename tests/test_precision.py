@@ -207,12 +207,12 @@ def test_the_cli_says_its_memory_plan_and_refuses_a_run_that_cannot_fit(tmp_path
     from zipmap_core import cli
 
     two = [str(p) for p in SAMPLES[:2]]
-    assert cli.main(["reconstruct", *two, "-o", str(tmp_path / "a"), "--device", "cpu"]) == 0
+    assert cli.main(["reconstruct", *two, "-o", str(tmp_path / "a"), "--engine", "zipmap", "--device", "cpu"]) == 0
     err = capsys.readouterr().err
     assert "memory: 2 frames need about " in err and "on cpu, float32" in err  # the bundled model is small: float32
     assert err.index("memory: ") < err.index("aggregator:")  # said before the network runs
     monkeypatch.setattr(memory_budget, "available_bytes", lambda device: 1)
-    assert cli.main(["reconstruct", *two, "-o", str(tmp_path / "b"), "--device", "cpu"]) != 0
+    assert cli.main(["reconstruct", *two, "-o", str(tmp_path / "b"), "--engine", "zipmap", "--device", "cpu"]) != 0
     err = capsys.readouterr().err
     assert "does not fit the memory: 2 frames need about" in err and "Traceback" not in err
     assert not (tmp_path / "b").exists()

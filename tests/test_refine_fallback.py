@@ -28,7 +28,7 @@ class Predictions:
     off as the test needs, without weights."""
 
     name = "zipmap"
-    capabilities = Capabilities(keeps_state=True, runs_network=True, streams=True, splits=True)
+    capabilities = Capabilities(keeps_state=True, runs_network=True, network_first=True, streams=True, splits=True)
 
     def __init__(self, truth: Reconstruction, degrees: tuple[float, float]) -> None:
         self.truth, self.degrees = truth, degrees
@@ -68,6 +68,31 @@ def test_predictions_far_off_take_the_classical_engines_own_run(room):
     assert pairs_within(a, b, 5.0) >= 0.9
     assert pairs_within(a, truth.extrinsics, 5.0) >= 0.9  # and both are right
     assert refined.metadata["cameras"] == "colmap"
+
+
+def test_a_refined_scene_has_no_feature_on_a_masked_pixel(room, tmp_path):
+    """Bundle adjustment's features honour `--masks` as the classical engine's do (issue 38):
+    a part of the room masked in every photo gives no track an observation there."""
+    from zipmap_core.io.masks import read_masks
+
+    truth, _ = room
+    pictures, masks = tmp_path / "pictures", tmp_path / "masks"
+    pictures.mkdir()
+    masks.mkdir()
+    boxes = np.zeros((truth.num_frames, *HW), bool)
+    for i, (name, image) in enumerate(zip(truth.names, truth.images)):
+        boxes[i, :, : 90 + 5 * i] = True  # a part of the room every camera sees
+        Image.fromarray(image).save(pictures / name)
+        Image.fromarray(np.where(boxes[i], 0, 255).astype(np.uint8)).save(masks / f"{name}.png")
+    options = ReconstructOptions(resolution=HW[1], masks=read_masks(masks))
+    refined = RefineEngine(Predictions(truth, (1.0, 2.0))).reconstruct([pictures], options)  # type: ignore[arg-type]
+    assert refined.metadata["refine"]["path"].startswith("bundle adjustment")
+    t = refined.tracks
+    frames = [truth.names.index(n) for n in refined.names]
+    u = np.clip(t.pixels[:, 0].astype(int), 0, HW[1] - 1)
+    v = np.clip(t.pixels[:, 1].astype(int), 0, HW[0] - 1)
+    on_patch = boxes[frames][t.observations[:, 1], v, u]
+    assert len(u) > 500 and not on_patch.any()
 
 
 def test_predictions_near_enough_are_adjusted_on_the_networks_pairs(room):
@@ -122,7 +147,8 @@ def test_refine_of_a_dynamic_video_agrees_with_the_classical_engine(tmp_path):
     assert pairs_within(a, b, 5.0) >= 0.9, refined.metadata["refine"]["line"]
 
 
-def _bundled():
+def _bundled(checkpoint: str | None):
+    """The network loader: the bundled model (no checkpoint is named here)."""
     from zipmap_core.pipeline.reconstructor import Reconstructor
 
     return Reconstructor.bundled("cpu")

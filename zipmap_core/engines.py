@@ -7,7 +7,6 @@ where an engine cannot take it. Stages that follow any engine (the dense stage) 
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -16,21 +15,23 @@ from typing import TYPE_CHECKING
 from .cancel import CancelToken, Progress
 from .errors import InputError
 from .io.reconstruction import Reconstruction
+from .options import REFINE_NEEDS_NETWORK
 
 if TYPE_CHECKING:
-    from .io.inputs import InputSet
     from .pipeline.engine import Capabilities, Engine, Inputs, Say
     from .pipeline.reconstruct_options import ReconstructOptions
     from .pipeline.reconstructor import Reconstructor
 
-NetworkLoader = Callable[[], "Reconstructor"]  # the network, loaded only by the engines that run it
+# the network, loaded only by the engines that run it: the checkpoint named (`official:VARIANT`,
+# auto's choice), None for the user's own, opened with the user's device, precision and switches
+NetworkLoader = Callable[[str | None], "Reconstructor"]
 MEASURED_CAMERAS = ("colmap", "given")  # a scene's `cameras` record on which the dense stage runs by default
 
 
-def _network(load: NetworkLoader) -> Engine:
+def _network(load: NetworkLoader, checkpoint: str | None = None) -> Engine:
     from .pipeline.network_engine import NetworkEngine
 
-    return NetworkEngine(load)
+    return NetworkEngine(lambda: load(checkpoint))
 
 
 def _classical(load: NetworkLoader) -> Engine:
@@ -43,7 +44,7 @@ def _refine(load: NetworkLoader) -> Engine:
     from .pipeline.network_engine import NetworkEngine
     from .sfm.refine import RefineEngine
 
-    return RefineEngine(NetworkEngine(load))
+    return RefineEngine(NetworkEngine(lambda: load(None)))
 
 
 REGISTRY: dict[str, Callable[[NetworkLoader], Engine]] = {"zipmap": _network, "colmap": _classical, "refine": _refine}
@@ -58,7 +59,7 @@ def make_engine(name: str, network: NetworkLoader | None = None, *, model: str |
     if name not in REGISTRY:
         raise InputError(f"no engine {name!r}; choose from auto, {', '.join(REGISTRY)}")
 
-    def no_network() -> Reconstructor:
+    def no_network(checkpoint: str | None) -> Reconstructor:
         raise InputError(f"the {name} engine runs the network, and no model was given")
 
     return REGISTRY[name](network or no_network)
@@ -67,7 +68,7 @@ def make_engine(name: str, network: NetworkLoader | None = None, *, model: str |
 def engine_name(engine: str, refine: bool) -> str:
     """The registry's name for what a user chose: `--engine` and `--refine` (the network, refined)."""
     if refine and engine == "colmap":
-        raise InputError("--refine adjusts ZipMap's cameras with COLMAP; the classical engine's are COLMAP's already")
+        raise InputError(REFINE_NEEDS_NETWORK)
     return "refine" if refine else engine
 
 
@@ -96,20 +97,28 @@ class AutoEngine:
     def choose(cls, network: NetworkLoader | None, model: str | None) -> AutoEngine:
         from .io.download import cached_official, cached_official_path
 
+        load = network or _opened
         official = cached_official_path()
         if model:
-            named = official is not None and Path(model).resolve() == official  # the official weights, already loaded
-            return cls(_network(network or _bundled), OFFICIAL if named else f"the model you named ({Path(model).name})")
+            named = model.split(":")[0] == "official" or (official is not None and Path(model).resolve() == official)
+            return cls(_network(load), OFFICIAL if named else f"the model you named ({Path(model).name})")
         spec = cached_official()
         if spec is not None:
-            return cls(_network(_opened(spec)), OFFICIAL)
-        return cls(_classical(_bundled), NO_OFFICIAL, _network(network or _bundled))
+            return cls(_network(load, spec), OFFICIAL)
+        return cls(_classical(load), NO_OFFICIAL, _network(load))
 
     def describe(self) -> str:
         return f"{self.first.describe()} (auto: {self.why})"
 
+    def network(self) -> Reconstructor | None:
+        return self.first.network()
+
     def refuse(self, options: ReconstructOptions) -> None:
-        self.first.refuse(options)
+        """Its choice's refusal, saying that auto chose it (the user named no engine)."""
+        try:
+            self.first.refuse(options)
+        except InputError as exc:
+            raise InputError(f"{exc} (auto chose it: {self.why}); name an engine that takes these options, e.g. --engine zipmap") from None
 
     def reconstruct(
         self,
@@ -135,22 +144,11 @@ class AutoEngine:
         return recon
 
 
-def _bundled() -> Reconstructor:
+def _opened(checkpoint: str | None) -> Reconstructor:
+    """The checkpoint named, or the bundled model, with the default settings (a caller with no loader)."""
     from .pipeline.reconstructor import Reconstructor
 
-    return Reconstructor.bundled()
-
-
-@functools.lru_cache(maxsize=1)
-def _opened_once(spec: str) -> Reconstructor:
-    """The official weights read once a session (5.5 GB): every later auto run reuses them."""
-    from .pipeline.reconstructor import Reconstructor
-
-    return Reconstructor.open(spec)
-
-
-def _opened(spec: str) -> NetworkLoader:
-    return lambda: _opened_once(spec)
+    return Reconstructor.open(checkpoint) if checkpoint else Reconstructor.bundled()
 
 
 def reconstruct_scene(
@@ -164,8 +162,6 @@ def reconstruct_scene(
     """A scene from `inputs` by `engine`, the options it cannot take refused before any work,
     then the stages that follow every engine: the dense stage where it applies (`dense_applies`)."""
     engine.refuse(options)
-    if options.masks is not None:
-        inputs = masked_inputs(inputs, options)
     recon = engine.reconstruct(inputs, options, progress, cancel, say)
     if options.masks is not None and recon.masks is None:
         from .pipeline.masking import apply_masks, scene_masks
@@ -176,16 +172,6 @@ def reconstruct_scene(
 
         recon = densify(recon, progress, cancel)
     return recon
-
-
-def masked_inputs(inputs: Inputs, options: ReconstructOptions) -> InputSet:
-    """The inputs loaded, every frame's mask found (a missing one is said before any work)."""
-    from .io.inputs import InputSet, load_inputs
-
-    loaded = inputs if isinstance(inputs, InputSet) else load_inputs(list(inputs), options.sampling, options.max_frames)
-    assert options.masks is not None
-    options.masks.check_covers(loaded.names(), [f.source for f in loaded.frames])
-    return loaded
 
 
 def dense_applies(recon: Reconstruction, options: ReconstructOptions) -> bool:

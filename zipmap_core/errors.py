@@ -40,5 +40,13 @@ class DistributedError(ZipMapError, RuntimeError):
     """A process of a split reconstruction failed or stopped answering."""
 
 
+class PeerLostError(DistributedError):
+    """This process of a split run lost its peers (one died or stopped answering): it ends with
+    `PEER_LOST_EXIT`, so the launcher names the other one, not this."""
+
+
+PEER_LOST_EXIT = 4  # the exit code of a process whose peers were lost (2: the user's error, 3: a bug)
+
+
 # what the command line and the app report in one line; anything else is a bug
 USER_ERRORS: tuple[type[BaseException], ...] = (ZipMapError, OSError)

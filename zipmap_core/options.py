@@ -55,9 +55,13 @@ NOVEL_VIEW_SOURCES = ("state", "photos", "points")  # where a virtual camera's v
 # auto (the default): the best real result this machine can give (engines.AutoEngine); zipmap: the
 # network; colmap: COLMAP's structure from motion alone
 ENGINES = ("auto", "zipmap", "colmap")
+REFINE_NEEDS_NETWORK = "--refine adjusts ZipMap's cameras with COLMAP; the classical engine's are COLMAP's already"
 CLASSICAL_WIDTH = 518  # the classical engine sees frames at least this wide (SIFT needs pixels a small model's input lacks)
 PRECISIONS = ("auto", "bf16", "fp16", "float32")
 VARIANTS = ("aff_inv", "with_ref_view", "online", "state_query")  # the published checkpoints
+
+HELD_OUT_EVERY = 4  # eval --novel-views: one frame in this many is held out ...
+HELD_OUT_OFFSET = 3  # ... starting here: frames 3, 7, 11, ...
 
 
 def number(kind: type, lo: float | None = None, hi: float | None = None, lo_open: bool = False, what: str = "") -> Callable[[str], float]:

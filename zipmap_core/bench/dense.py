@@ -14,7 +14,6 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -49,17 +48,14 @@ def subset(scene: Reconstruction, n: int) -> Reconstruction:
         pick = np.arange(0, scene.num_frames, scene.num_frames // n)
     keep = np.zeros(scene.num_frames, bool)
     keep[pick] = True
-    points: dict[str, Any] = {"points_cam": None, "points_world": None}  # derived again from the kept frames
-    return replace(
-        scene,
+    return scene.with_depth(
+        scene.depth[keep],
+        scene.depth_conf[keep],
         names=[scene.names[i] for i in pick],
         images=scene.images[keep],
         extrinsics=scene.extrinsics[keep],
         intrinsics=scene.intrinsics[keep],
-        depth=scene.depth[keep],
-        depth_conf=scene.depth_conf[keep],
         original_wh=scene.original_wh[keep],
-        **points,
         tracks=None if scene.tracks is None else scene.tracks.keep_frames(keep),
     )
 

@@ -39,14 +39,14 @@ def add_numerics(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def reconstructor(args: argparse.Namespace, notice: bool = False) -> Reconstructor:
-    """The model the user named (`Reconstructor.open`); `notice`: say so when it is the
-    demonstration model."""
+def reconstructor(args: argparse.Namespace, notice: bool = False, checkpoint: str | None = None) -> Reconstructor:
+    """The model the user named (`Reconstructor.open`), or `checkpoint` (auto's choice) with the
+    user's settings; `notice`: say so when it is the demonstration model."""
     from ..pipeline.reconstructor import Reconstructor
     from ..resources import DEMO_NOTICE, is_bundled_model
 
     rec = Reconstructor.open(
-        args.checkpoint,
+        checkpoint or args.checkpoint,
         args.device,
         getattr(args, "variant", None),
         fast_cpu_bf16=getattr(args, "fast_cpu_bf16", False),

@@ -30,6 +30,8 @@ from .terminal import StageBar, report_failure
 if TYPE_CHECKING:
     from ..io.atomic import Publication
     from ..io.reconstruction import Reconstruction
+    from ..pipeline.distributed import Launch
+    from ..pipeline.engine import Engine
     from ..pipeline.reconstruct_options import ReconstructOptions
 
 
@@ -145,6 +147,9 @@ def reconstruct_options(args: argparse.Namespace) -> ReconstructOptions:
     )
 
 
+ONE_PROCESS = {"--intrinsics": "intrinsics", "--poses": "poses", "--masks": "masks", "--dense": "dense"}  # options a split run cannot take
+
+
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from ..engines import engine_name, make_engine, reconstruct_scene
     from ..io.atomic import Publication
@@ -154,21 +159,26 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     formats = check_formats([f.strip() for f in (args.export or "").split(",") if f.strip()])
     check_inputs_exist(args.inputs)  # before a model takes seconds to load
     options = reconstruct_options(args)
-    engine = make_engine(engine_name(args.engine, args.refine), lambda: reconstructor(args, notice=True), model=args.checkpoint)
-    engine.refuse(options)
     launch = Launch.from_env()
+    notice = launch is None or launch.rank == 0  # the demonstration notice, said once
+    engine = make_engine(
+        engine_name(args.engine, args.refine), lambda spec: reconstructor(args, notice=notice, checkpoint=spec), model=args.checkpoint
+    )
+    engine.refuse(options)
     if args.nproc > 1 or launch is not None:
-        if not engine.capabilities.splits or any(x is not None for x in (options.intrinsics, options.poses, options.masks)):
+        one_process = [flag for flag, given in ONE_PROCESS.items() if getattr(options, given) not in (None, False)]
+        if not engine.capabilities.splits or one_process:
+            why = f"the {engine.name} engine" + (f" (here: {engine.why})" if engine.why else "")
             raise InputError(
-                f"{engine.describe()} runs in one process (as do --refine, --intrinsics, --poses and --masks); "
+                f"{', '.join(one_process) or why} runs in one process (as do --refine, --intrinsics, --poses, --masks and --dense); "
                 "leave out --nproc (and torchrun), or name the network: --engine zipmap"
             )
         if launch is None:
             return _launch_processes(args)
-        return _run_as_rank(args, launch, options, formats)
+        return _run_as_rank(engine, args, launch, options, formats)
     print(f"model: {engine.describe()}", file=sys.stderr)
     bar = StageBar(args.quiet)
-    say = None if args.quiet else (lambda plan: print(f"memory: {plan}", file=sys.stderr))
+    say = None if args.quiet else (lambda line: print(line, file=sys.stderr))
     # the scene and its exports are staged and published together: a failure or a cancel keeps
     # the previous run's outputs, and a second run into the same folder waits for no one
     with Publication(args.output, output_names(formats)) as pub:
@@ -180,13 +190,13 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     return _summary(recon, formats, Path(args.output))
 
 
-def _run_as_rank(args: argparse.Namespace, launch, options: ReconstructOptions, formats: list[str]) -> int:
+def _run_as_rank(engine: Engine, args: argparse.Namespace, launch: Launch, options: ReconstructOptions, formats: list[str]) -> int:
     """One process of a split run (ours or torchrun's), which leaves without the interpreter's
     teardown once its work is done and published, or has failed: gloo's threads can abort a
     process there ("terminate called without an active exception"), which a launcher must take
     for a failure."""
     try:
-        code = _reconstruct_as_rank(args, launch, options, formats)
+        code = _reconstruct_as_rank(engine, args, launch, options, formats)
     except BaseException as exc:  # noqa: BLE001 - said as the command line says it, then out at once
         code = report_failure(exc)
     sys.stdout.flush()
@@ -242,7 +252,7 @@ def _launch_processes(args: argparse.Namespace) -> int:
     return launch_local(args.nproc, argv, args.dist_timeout)
 
 
-def _reconstruct_as_rank(args: argparse.Namespace, launch, options: ReconstructOptions, formats: list[str]) -> int:
+def _reconstruct_as_rank(engine: Engine, args: argparse.Namespace, launch: Launch, options: ReconstructOptions, formats: list[str]) -> int:
     """One process of a split reconstruction (ours or torchrun's): every rank computes its frames;
     rank 0 gathers, assembles and writes."""
     from ..pipeline.distributed import die_with_parent, init_group, peers_answering
@@ -253,11 +263,12 @@ def _reconstruct_as_rank(args: argparse.Namespace, launch, options: ReconstructO
         raise InputError("the windowed (streaming) order runs in one process: run without torchrun or --nproc")
     with peers_answering(launch):
         args.device = str(init_group(launch, float(os.environ.get("ZIPMAP_DIST_TIMEOUT", args.dist_timeout))))
-        return _split_part(args, launch, options, formats)
+        return _split_part(engine, args, launch, options, formats)
 
 
-def _split_part(args: argparse.Namespace, launch, options: ReconstructOptions, formats: list[str]) -> int:
-    """This process's part of the split run, once it has joined the group."""
+def _split_part(engine: Engine, args: argparse.Namespace, launch: Launch, options: ReconstructOptions, formats: list[str]) -> int:
+    """This process's part of the split run, once it has joined the group: the engine's network
+    (auto's choice too), on the device the group gave this process."""
     import torch.distributed as dist
 
     from ..io.atomic import Publication
@@ -266,7 +277,8 @@ def _split_part(args: argparse.Namespace, launch, options: ReconstructOptions, f
 
     root = launch.rank == 0
     try:
-        rec = reconstructor(args, notice=root)
+        rec = engine.network()
+        assert rec is not None  # an engine that splits runs the network
         if root:
             print(f"model: {rec.description}, split across {launch.world} processes", file=sys.stderr)
         bar = StageBar(args.quiet or not root)
@@ -283,6 +295,8 @@ def _split_part(args: argparse.Namespace, launch, options: ReconstructOptions, f
             finally:
                 bar.close()
             assert recon is not None
+            if engine.why is not None:
+                recon.metadata["auto"] = engine.why  # as a one-process run records auto's reason
             _write_outputs(recon, formats, pub, bar)
         return _summary(recon, formats, Path(args.output))
     finally:

@@ -13,7 +13,7 @@ from typing import TextIO
 from tqdm import tqdm
 
 from ..cancel import Cancelled
-from ..errors import USER_ERRORS
+from ..errors import PEER_LOST_EXIT, USER_ERRORS, PeerLostError
 
 
 class StageBar:
@@ -85,11 +85,14 @@ def report_failure(exc: BaseException) -> int:
     if isinstance(exc, KeyboardInterrupt):
         print("interrupted", file=sys.stderr)
         return 130
-    if isinstance(exc, SystemExit):
-        return exc.code if isinstance(exc.code, int) else 2
+    if isinstance(exc, SystemExit):  # as the interpreter ends it: None is success, a message is said
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr)
+        return 1
     if isinstance(exc, USER_ERRORS):  # what the user can fix: one line
         print(f"zipmap: error: {exc}", file=sys.stderr)
-        return 2
+        return PEER_LOST_EXIT if isinstance(exc, PeerLostError) else 2
     traceback.print_exception(exc)
     print("zipmap: internal error: this is a bug in ZipMap Studio; please report it with the traceback above", file=sys.stderr)
     return 3

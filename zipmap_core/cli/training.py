@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Callable
 
 from ..errors import InputError
-from ..options import ENGINES, PRECISIONS, VARIANTS, add_video_sampling, number, positive_int
+from ..options import ENGINES, HELD_OUT_EVERY, PRECISIONS, VARIANTS, add_video_sampling, number, positive_int
 from .common import CHECKPOINT_HELP, add_numerics, reconstructor
 from .terminal import StageBar
 
@@ -41,7 +41,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="judge novel views on real footage: every K-th frame held out of the dense stage and of every renderer, "
         "rendered at its registered camera by each source (photos, state, points) and the baselines, scored by PSNR and SSIM",
     )
-    e.add_argument("--every", type=number(int, 2, 1000), default=4, help="with --novel-views: hold out every K-th frame (default 4)")
+    e.add_argument(
+        "--every",
+        type=number(int, 2, 1000),
+        default=HELD_OUT_EVERY,
+        help=f"with --novel-views: hold out every K-th frame (default {HELD_OUT_EVERY})",
+    )
     e.add_argument("-o", "--output", help="with --novel-views: a side-by-side PNG per held-out frame into this folder")
     e.add_argument(
         "--engine", choices=ENGINES, default="zipmap", help="with --against colmap or --novel-views: the engine that makes the scene"
@@ -141,7 +146,7 @@ def _eval_against_colmap(args: argparse.Namespace) -> int:
     from ..pipeline.reconstruct_options import ReconstructOptions
     from ..sfm.scoring import evaluate_against_colmap, format_scores
 
-    engine = make_engine(engine_name(args.engine, args.refine), lambda: reconstructor(args), model=args.checkpoint)
+    engine = make_engine(engine_name(args.engine, args.refine), lambda spec: reconstructor(args, checkpoint=spec), model=args.checkpoint)
     options = ReconstructOptions(sampling=VideoSampling(fps=args.fps, max_frames=args.video_frames))
     return _scored(lambda bar: evaluate_against_colmap(engine, args.scenes, options, progress=bar), format_scores, args)
 
@@ -150,18 +155,17 @@ def _eval_novel_views(args: argparse.Namespace) -> int:
     """`eval --novel-views INPUT`: held-out frames rendered by every source, scored."""
     from pathlib import Path
 
+    from ..dense.heldout import default_offset
     from ..engines import engine_name, make_engine
     from ..held_out import evaluate_novel_views, format_novel_views
     from ..io.inputs import VideoSampling
     from ..pipeline.reconstruct_options import ReconstructOptions
 
-    engine = make_engine(engine_name(args.engine, args.refine), lambda: reconstructor(args), model=args.checkpoint)
-    network = reconstructor(args) if engine.capabilities.keeps_state else None  # its scene state is judged too
-    if network is not None:
-        engine = make_engine(engine_name(args.engine, args.refine), lambda: network, model=args.checkpoint or "the loaded model")
+    engine = make_engine(engine_name(args.engine, args.refine), lambda spec: reconstructor(args, checkpoint=spec), model=args.checkpoint)
+    network = engine.network() if engine.capabilities.keeps_state else None  # its scene state is judged too
     options = ReconstructOptions(sampling=VideoSampling(fps=args.fps, max_frames=args.video_frames))
     out = Path(args.output) if args.output else None
-    offset = min(3, args.every - 1)
+    offset = default_offset(args.every)
 
     def work(bar: StageBar) -> dict:
         result = evaluate_novel_views(engine, args.scenes, options, args.every, offset, out, network, bar)

@@ -60,14 +60,18 @@ def kept_points(tracks: Tracks, images: np.ndarray, sources: Sequence[int] | np.
     return tracks.xyz[seen].astype(np.float64), (colour[seen] / count[seen, None] / 255.0).astype(np.float32)
 
 
-def splat_points(xyz: np.ndarray, rgb: np.ndarray, c2w: np.ndarray, k: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Points z-buffered into the camera as small squares; black where none falls."""
+def splat_points(
+    xyz: np.ndarray, rgb: np.ndarray, c2w: np.ndarray, k: np.ndarray, size: tuple[int, int], radius: int = SPLAT_RADIUS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Points [P, 3] z-buffered into one camera as small squares: (rgb float32 [H, W, 3], depth
+    [H, W], covered bool [H, W]), black and 0 where none falls. The one splatter: the sparse
+    points' baseline here, and every scene's point-cloud novel views."""
     h, w = size
-    u, v, z = project(xyz, np.asarray(k, np.float64), to_world_to_camera(c2w[None])[0])
-    front = z > 0
+    u, v, z = project(np.asarray(xyz, np.float64), np.asarray(k, np.float64), to_world_to_camera(np.asarray(c2w)[None])[0])
+    front = z > 1e-6
     idx, depth, which = [], [], []
-    for dx in range(-SPLAT_RADIUS, SPLAT_RADIUS + 1):
-        for dy in range(-SPLAT_RADIUS, SPLAT_RADIUS + 1):
+    for dx in range(-radius, radius + 1):
+        for dy in range(-radius, radius + 1):
             col = np.floor(u - HALF + 0.5).astype(np.int64) + dx
             row = np.floor(v - HALF + 0.5).astype(np.int64) + dy
             ok = front & (col >= 0) & (col < w) & (row >= 0) & (row < h)
@@ -78,6 +82,8 @@ def splat_points(xyz: np.ndarray, rgb: np.ndarray, c2w: np.ndarray, k: np.ndarra
     zbuf = torch.full((h * w,), float("inf"), dtype=torch.float64)
     zbuf.scatter_reduce_(0, torch.from_numpy(index), torch.from_numpy(zz), reduce="amin")
     win = zz <= zbuf.numpy()[index]
-    out = np.zeros((h * w, 3), np.float32)
-    out[index[win]] = rgb[owner[win]]
-    return out.reshape(h, w, 3)
+    colour, out_z, hit = np.zeros((h * w, 3), np.float32), np.zeros(h * w, np.float32), np.zeros(h * w, bool)
+    colour[index[win]] = rgb[owner[win]]
+    out_z[index[win]] = z[owner[win]]
+    hit[index[win]] = True
+    return colour.reshape(h, w, 3), out_z.reshape(h, w), hit.reshape(h, w)

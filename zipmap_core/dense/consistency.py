@@ -39,7 +39,9 @@ def merge_estimates(estimates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def lookup(depth: np.ndarray, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(depth, column, row) of the pixels (u, v) fall in (COLMAP pixels); depth 0 outside."""
     h, w = depth.shape
-    u, v = np.nan_to_num(u, nan=-1.0, posinf=-1.0, neginf=-1.0), np.nan_to_num(v, nan=-1.0, posinf=-1.0, neginf=-1.0)  # nowhere: outside
+    # nowhere (NaN, infinite, or beyond int32 before the cast): outside
+    u = np.clip(np.nan_to_num(u, nan=-1.0, posinf=-1.0, neginf=-1.0), -1.0, w)
+    v = np.clip(np.nan_to_num(v, nan=-1.0, posinf=-1.0, neginf=-1.0), -1.0, h)
     col, row = np.floor(u).astype(np.int32), np.floor(v).astype(np.int32)
     inside = (col >= 0) & (col < w) & (row >= 0) & (row < h)
     col, row = np.clip(col, 0, w - 1), np.clip(row, 0, h - 1)

@@ -129,6 +129,8 @@ def dense_depth(
     if n < 2:
         raise InputError("dense depth needs at least two frames with cameras")
     prior_maps = _check_prior(prior, n, (h, w))
+    if keep is not None and np.shape(keep) != (n, h, w):  # before the stereo's minutes
+        raise InputError(f"masks must be [{n}, {h}, {w}] like the images, not {list(np.shape(keep))}")
     token = cancel or CancelToken()
     report = reporter(progress, token)
     token.check()
@@ -144,8 +146,6 @@ def dense_depth(
         report("dense", i + 1, n)
     clock["stereo"] = time.perf_counter()
     if keep is not None:
-        if np.shape(keep) != (n, h, w):
-            raise InputError(f"masks must be [{n}, {h}, {w}] like the images, not {list(np.shape(keep))}")
         raw = np.where(keep, raw, 0).astype(np.float32)
     overlapping = [hood.overlapping(i) for i in range(n)]
     depth, confidence = checked(raw, extrinsics, intrinsics, overlapping, token)

@@ -17,25 +17,36 @@ import numpy as np
 
 from ..cancel import CancelToken, Progress, reporter
 from ..errors import InputError
-from ..io.atomic import atomic_path
+from ..io.atomic import Publication
 from ..io.novel_views import NovelViews
 from ..io.reconstruction import Reconstruction
 from ..metrics import psnr, ssim
+from ..options import HELD_OUT_EVERY as EVERY
+from ..options import HELD_OUT_OFFSET as OFFSET
 from .baselines import kept_points, mean_colour, nearest_frame, splat_points, two_frame_mean
 from .depth import DenseDepth, dense_depth
 from .render import render_from_photos, typical_depth
 
-EVERY = 4  # one frame in this many is held out
-OFFSET = 3  # ... starting here: frames 3, 7, 11, ...
 Renderer = Callable[[np.ndarray, np.ndarray, tuple[int, int]], NovelViews]  # (c2w [1, 3, 4], k [1, 3, 3], (h, w))
 LABEL_HEIGHT = 22  # pixels of the caption strip above each picture of a side-by-side
 
 
+def default_offset(every: int) -> int:
+    """The first frame held out when every `every`-th is: `OFFSET`, or the last of the first `every`."""
+    return min(OFFSET, every - 1)
+
+
 def held_out(n: int, every: int = EVERY, offset: int = OFFSET) -> list[int]:
-    """The frames held out of `n`: every `every`-th from `offset`."""
+    """The frames held out of `n`: every `every`-th from `offset`; at least one, with two kept."""
     if every < 2 or not 0 <= offset < every:
         raise InputError(f"cannot hold out every {every}th frame from frame {offset}: need every >= 2 and 0 <= offset < every")
-    return list(range(offset, n, every))
+    held = list(range(offset, n, every))
+    if not held or n - len(held) < 2:
+        raise InputError(
+            f"{n} frames registered: too few to hold out every {every}th from frame {offset} and keep two to render from; "
+            f"give at least {max(offset + 1, 3)} frames"
+        )
+    return held
 
 
 def dense_without(scene: Reconstruction, held: Sequence[int], progress=None, cancel=None) -> tuple[DenseDepth, np.ndarray]:
@@ -72,7 +83,7 @@ def heldout_renders(
             "mean_colour": mean_colour(scene.images, scene.extrinsics, pose[0], sources, scale, (h, w)),
         }
         if points is not None:
-            views["points"] = splat_points(*points, pose[0], k[0], (h, w))
+            views["points"] = splat_points(*points, pose[0], k[0], (h, w))[0]
         for name, renderer in (extra or {}).items():
             views[name] = np.asarray(renderer(pose, k, (h, w)).rgb[0], np.float32)
         for name, rgb in views.items():
@@ -96,6 +107,15 @@ def side_by_side(truth: np.ndarray, views: dict[str, np.ndarray], scores: dict[s
     return np.vstack([np.hstack(tiles[r : r + columns]) for r in range(0, len(tiles), columns)])
 
 
+def publish_pictures(folder: Path, pictures: dict[str, np.ndarray]) -> None:
+    """The side-by-sides (uint8 BGR) written together: a failure or a cancel keeps the last set."""
+    with Publication(folder, pictures) as pub:
+        for name, picture in pictures.items():
+            target = pub.path(name)
+            if not cv2.imwrite(str(target), picture):
+                raise OSError(f"OpenCV could not write {target}")
+
+
 def heldout_evaluation(
     scene: Reconstruction,
     every: int = EVERY,
@@ -112,14 +132,15 @@ def heldout_evaluation(
     report = reporter(progress, cancel or CancelToken())
     renders = heldout_renders(scene, held, extra, progress, cancel)
     frames: list[dict[str, Any]] = []
+    pictures = {}
     for n, i in enumerate(held):
         truth = scene.images[i].astype(np.float32) / 255.0
         scores = {name: {"psnr": psnr(r[n], truth), "ssim": ssim(r[n], truth)} for name, r in renders.items()}
         frames.append({"frame": int(i), "name": scene.names[i], **scores})
         if out_dir is not None:
-            with atomic_path(Path(out_dir) / f"heldout_{i:04d}.png") as tmp:
-                if not cv2.imwrite(str(tmp), side_by_side(truth, {k: r[n] for k, r in renders.items()}, scores)):
-                    raise OSError(f"OpenCV could not write {tmp}")
+            pictures[f"heldout_{i:04d}.png"] = side_by_side(truth, {k: r[n] for k, r in renders.items()}, scores)
         report("heldout", n + 1, len(held))
+    if pictures:
+        publish_pictures(Path(out_dir), pictures)  # type: ignore[arg-type]
     summary = {name: {m: float(np.mean([f[name][m] for f in frames])) for m in ("psnr", "ssim")} for name in renders}
     return {"held_out": held, "frames": frames, "summary": summary}

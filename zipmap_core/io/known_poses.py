@@ -226,8 +226,10 @@ def _checked(names: list[str], w2c: np.ndarray, k: np.ndarray, sizes: np.ndarray
     bad = np.flatnonzero((sizes[:, 0] < 1) | (sizes[:, 1] < 1) | (cx <= 0) | (cy <= 0) | (cx >= sizes[:, 0]) | (cy >= sizes[:, 1]))
     if len(bad):
         raise InputError(f"{source}: the camera of {names[bad[0]]} puts its principal point outside its {sizes[bad[0]].tolist()} picture")
-    keys = [name_key(n) for n in names]
-    if len(set(keys)) != len(keys):
-        twice = next(n for n in names if keys.count(name_key(n)) > 1)
-        raise InputError(f"{source}: two cameras for one picture ({twice})")
+    seen: set[str] = set()
+    for name in names:  # one pass: a hostile file may list MAX_CAMERAS
+        key = name_key(name)
+        if key in seen:
+            raise InputError(f"{source}: two cameras for one picture ({name})")
+        seen.add(key)
     return KnownPoses(names, w2c.astype(np.float64), k.astype(np.float64), sizes.astype(np.int64), source)

@@ -110,6 +110,14 @@ class Reconstruction:
         _ = self.points_cam, self.points_world
         return self
 
+    def held_bytes(self) -> int:
+        """The bytes this scene holds now: pictures, depth, cameras, the point maps once derived
+        (not deriving them), the scene state (what a long session's memory is measured against)."""
+        arrays = [self.images, self.depth, self.depth_conf, self.extrinsics, self.intrinsics]
+        arrays += [a for a in self.__dict__.get("_point_maps", {}).values() if a is not None]
+        arrays += [v for layer in self.state or [] for v in layer.values()]
+        return sum(int(a.nbytes) for a in arrays)
+
     def forget_points(self) -> None:
         """The point maps are derived again from depth when next read (the cameras changed)."""
         self.__dict__["_point_maps"] = {}
@@ -127,6 +135,13 @@ class Reconstruction:
             cam_np[unmeasured] = np.nan
             world_np[unmeasured] = np.nan
         return {"points_cam": cam_np, "points_world": world_np}
+
+    def with_depth(self, depth: np.ndarray, depth_conf: np.ndarray, **changes: Any) -> Reconstruction:
+        """This scene with new depth (and `changes`), its point maps derived again from that
+        depth: `dataclasses.replace` alone would carry the old maps over, since the point-map
+        fields read as the maps derived from the old depth."""
+        derived: dict[str, Any] = {"points_cam": None, "points_world": None, "points_from_depth": True}  # None: derive
+        return replace(self, depth=depth, depth_conf=depth_conf, **derived, **changes)
 
     def rescaled(self, factor: float, metadata: dict[str, Any] | None = None) -> Reconstruction:
         """This scene with every length multiplied by `factor` (`metric.apply_metric_scale` makes a

@@ -6,8 +6,6 @@ A cancel or a failure leaves the scene it was given as it was."""
 from __future__ import annotations
 
 import time
-from dataclasses import replace
-from typing import Any
 
 from ..cancel import CancelToken, Progress
 from ..dense import SOURCE_NAMES, dense_depth
@@ -27,12 +25,9 @@ def densify(recon: Reconstruction, progress: Progress | None = None, cancel: Can
     shares = {f"{name}_share": float((result.source == code).mean()) for code, name in enumerate(SOURCE_NAMES)}
     info = {"method": METHOD, "prior": prior is not None, "points": result.points.num_points, "seconds": seconds, **shares}
     timings = {**recon.timings, "dense_s": seconds, "total_s": recon.timings.get("total_s", 0.0) + seconds}
-    derived: dict[str, Any] = {"points_cam": None, "points_world": None, "points_from_depth": True}  # from the new depth
-    return replace(
-        recon,
-        depth=result.depth,
-        depth_conf=result.confidence,
-        **derived,
+    return recon.with_depth(
+        result.depth,
+        result.confidence,
         dense_points=result.points,
         metadata={**recon.metadata, "dense": info},
         timings=timings,

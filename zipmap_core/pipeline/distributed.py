@@ -24,7 +24,7 @@ from datetime import timedelta
 import torch
 
 from ..cancel import CancelToken, Progress, reporter
-from ..errors import DistributedError
+from ..errors import PEER_LOST_EXIT, DistributedError, PeerLostError, ZipMapError
 from ..io.inputs import InputSet
 from ..io.preprocess import Crop
 from ..io.reconstruction import Reconstruction
@@ -65,12 +65,14 @@ def peers_answering(launch: Launch) -> Iterator[None]:
     torchrun) says which process failed."""
     try:
         yield
+    except ZipMapError:  # this process's own failure (a download, a checkpoint, its memory plan), said as it is
+        raise
     except RuntimeError as exc:
         said = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         if not isinstance(exc, getattr(torch.distributed, "DistError", ())) and not any(s in said.lower() for s in PEER_SIGNS):
             raise
         other = f"process {1 - launch.rank}" if launch.world == 2 else "another process"  # with two, the one peer is named
-        raise DistributedError(
+        raise PeerLostError(
             f"process {launch.rank} of {launch.world}: {other} of the split run died or stopped answering "
             f"({said[:160]}); nothing was written"
         ) from None
@@ -161,18 +163,19 @@ SETTLE_S = 0.5  # after a first failure, how long the launcher lets the others e
 
 def failure_line(codes: list[int | None]) -> str:
     """Which process failed, from the exit codes (None: still running): one killed by a signal
-    first; else, when the ones that ended lost their peers (our exit code 2) while one still
-    runs, the one that stopped answering; else the first that failed."""
+    first; else, when the ones that ended lost their peers (`PEER_LOST_EXIT`) while one still
+    runs, the one that stopped answering; else the first that failed on its own."""
     world = len(codes)
     killed = [(r, c) for r, c in enumerate(codes) if c is not None and c < 0]
     failed = [(r, c) for r, c in enumerate(codes) if c not in (None, 0)]
     silent = [r for r, c in enumerate(codes) if c is None]
     if killed:
         rank, why = killed[0][0], f"killed by signal {-killed[0][1]}"
-    elif silent and failed and all(c == 2 for _, c in failed):
+    elif silent and failed and all(c == PEER_LOST_EXIT for _, c in failed):
         rank, why = silent[0], "stopped answering"
     else:
-        rank, why = failed[0][0], f"exit code {failed[0][1]}"
+        first = next((f for f in failed if f[1] != PEER_LOST_EXIT), failed[0])  # one that failed on its own, before its peers
+        rank, why = first[0], f"exit code {first[1]}"
     return f"process {rank} of {world} failed ({why}); the run was stopped and nothing was written"
 
 

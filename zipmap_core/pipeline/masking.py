@@ -5,9 +5,7 @@ COLMAP's features off them (`sfm.engine`)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -30,11 +28,5 @@ def scene_masks(recon: Reconstruction, masks: MaskSet) -> np.ndarray:
 
 def apply_masks(recon: Reconstruction, keep: np.ndarray) -> Reconstruction:
     """`recon` with no depth and no confidence where `keep` is False (point maps derived again)."""
-    derived: dict[str, Any] = {"points_cam": None, "points_world": None, "points_from_depth": True}
-    return replace(
-        recon,
-        depth=np.where(keep, recon.depth, 0).astype(np.float32),
-        depth_conf=np.where(keep, recon.depth_conf, 0).astype(np.float32),
-        masks=keep,
-        **derived,
-    )
+    depth = np.where(keep, recon.depth, 0).astype(np.float32)
+    return recon.with_depth(depth, np.where(keep, recon.depth_conf, 0).astype(np.float32), masks=keep)

@@ -14,7 +14,7 @@ from .reconstructor import Reconstructor
 
 class NetworkEngine:
     name = "zipmap"
-    capabilities = Capabilities(keeps_state=True, runs_network=True, streams=True, splits=True)
+    capabilities = Capabilities(keeps_state=True, runs_network=True, network_first=True, streams=True, splits=True)
     why: str | None = None  # named by the user
 
     def __init__(self, load: Callable[[], Reconstructor]) -> None:
@@ -26,6 +26,9 @@ class NetworkEngine:
         if self._rec is None:
             self._rec = self._load()
         return self._rec
+
+    def network(self) -> Reconstructor:
+        return self.rec
 
     def describe(self) -> str:
         return f"{self.rec.description} on {self.rec.device}, {self.rec.precision_name}"

@@ -28,6 +28,7 @@ from ..io.preprocess import Crop, check_mode_and_size, stack_images
 from ..io.reconstruction import Reconstruction
 
 if TYPE_CHECKING:
+    from ..io.masks import MaskSet
     from ..model.shard import FrameShard
     from ..model.zipmap import ModelOutput
     from .runtime import NetworkRuntime
@@ -47,13 +48,17 @@ def input_set(
     size: int,
     report: Progress,
     cancel: CancelToken,
+    masks: MaskSet | None = None,
 ) -> InputSet:
     """Stage 0. The frames of `inputs` (files, folders, videos), each made ready for the model
-    input (mode, size) as it decodes; an InputSet already loaded is taken as it is."""
-    if isinstance(inputs, InputSet):
-        return inputs
-    report("load", 0, 1)
-    return load_inputs(list(inputs), sampling, max_frames, cancel=cancel, prepare=Preparation(mode, size))
+    input (mode, size) as it decodes; an InputSet already loaded is taken as it is. `masks`: the
+    user's, every frame's found (a missing one is said before the engine's work)."""
+    if not isinstance(inputs, InputSet):
+        report("load", 0, 1)
+        inputs = load_inputs(list(inputs), sampling, max_frames, cancel=cancel, prepare=Preparation(mode, size))
+    if masks is not None:
+        masks.check_covers(inputs.names(), [f.source for f in inputs.frames])
+    return inputs
 
 
 def model_images(

@@ -194,13 +194,13 @@ class Reconstructor:
         mode, size = options.mode, options.resolution or self.cfg.img_size
         tokens = None
         with clock.stage("preprocess"):  # with the encoder when it runs while frames decode
-            if not isinstance(inputs, InputSet) and not options.max_frames:
+            if not isinstance(inputs, InputSet) and not options.max_frames and options.masks is None:
                 # frames are scaled to the model's size as they decode (nothing larger is held) and
                 # encoded a chunk at a time while the rest decode
                 early = load_and_encode(self.runtime, list(inputs), options.sampling, mode, size, report, cancel)
                 inputs, images, crops, tokens = early.inputs, early.images, early.crops, early.tokens
             else:
-                inputs = input_set(inputs, options.sampling, options.max_frames, mode, size, report, cancel)
+                inputs = input_set(inputs, options.sampling, options.max_frames, mode, size, report, cancel, options.masks)
                 cancel.check()
                 images, crops = model_images(inputs.frames, mode, size, report)
         if options.intrinsics is not None:
@@ -210,7 +210,7 @@ class Reconstructor:
         plan = memory_plan(self.runtime, images.shape[0], (int(images.shape[-2]), int(images.shape[-1])), keep_state=keep)
         check_fits(plan)  # before the network: a run that cannot fit is said now, not after minutes
         if say is not None:
-            say(plan.describe())
+            say(f"memory: {plan.describe()}")
         with clock.stage("model"):
             out = run_network(
                 self.runtime,

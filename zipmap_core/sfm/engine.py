@@ -35,12 +35,15 @@ class ClassicalEngine:
 
     name = "colmap"
     description = "COLMAP structure from motion (classical engine)"
-    capabilities = Capabilities(keeps_state=False, runs_network=False, streams=False, splits=False)
+    capabilities = Capabilities(keeps_state=False, runs_network=False, network_first=False, streams=False, splits=False)
     why: str | None = None  # named by the user
     variant = "colmap"
 
     def describe(self) -> str:
         return f"{self.description} on the CPU"
+
+    def network(self) -> None:
+        return None
 
     def model_metadata(self, image_hw: tuple[int, int]) -> dict:
         return {
@@ -70,7 +73,8 @@ class ClassicalEngine:
         report = reporter(progress, cancel)
         clock = StageClock()
         with clock.stage("preprocess"):
-            loaded = input_set(inputs, options.sampling, options.max_frames, options.mode, classical_width(options), report, cancel)
+            width = classical_width(options)
+            loaded = input_set(inputs, options.sampling, options.max_frames, options.mode, width, report, cancel, options.masks)
             cancel.check()
             frames, crops = classical_frames(loaded, options, report)
         given = None if options.poses is None else options.poses.for_frames(loaded.names(), crops)

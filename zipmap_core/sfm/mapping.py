@@ -33,6 +33,11 @@ class NoOverlapError(ZipMapError, ValueError):
     """COLMAP cannot register the inputs: fewer than two pictures, or no two that see the same things."""
 
 
+class MappingError(ZipMapError, RuntimeError):
+    """COLMAP's mapping itself ended abnormally (killed, out of memory, a crash): not a finding
+    about the inputs, so `auto` does not take it for one."""
+
+
 def largest_model(models: Iterable[Any]) -> Any | None:
     """The model kept when COLMAP finds several (a moving subject or a cut splits the frames):
     the most registered frames, then the most points; None when none holds two frames."""
@@ -105,18 +110,22 @@ import json, sys
 from pathlib import Path
 import pycolmap
 pycolmap.logging.minloglevel = 3
-database, images, out, fixed = sys.argv[1:5]
+database, images, out, fixed, listing = sys.argv[1:6]
 options = pycolmap.GlobalPipelineOptions()
 options.mapper.bundle_adjustment.refine_focal_length = fixed != "1"
 options.mapper.bundle_adjustment.refine_extra_params = fixed != "1"
-models = pycolmap.global_mapping(database, images, out, options)
+try:
+    models = pycolmap.global_mapping(database, images, out, options)
+except Exception as exc:  # COLMAP refusing these matches (no view graph to map): no model, said in the log
+    print(f"global mapping found no model: {exc}", file=sys.stderr)
+    models = {}
 folders = []
 for i, model in models.items():
     folder = Path(out) / f"model{i}"
     folder.mkdir(exist_ok=True)
     model.write(str(folder))
     folders.append(str(folder))
-print(json.dumps(folders))
+Path(listing).write_text(json.dumps(folders))
 """
 
 
@@ -131,28 +140,40 @@ def map_global(ws: Workspace, frames: int, fixed_intrinsics: bool, report: Progr
     out = ws.root / "global"
     out.mkdir(exist_ok=True)
     report("mapping", 0, frames)
-    args = [str(ws.database), str(ws.image_dir), str(out), "1" if fixed_intrinsics else "0"]
+    listing = ws.root / "global_models.json"
+    args = [str(ws.database), str(ws.image_dir), str(out), "1" if fixed_intrinsics else "0", str(listing)]
     with open(ws.log, "ab") as log:
-        child = subprocess.Popen([sys.executable, "-I", "-c", _GLOBAL_CHILD, *args], stdout=subprocess.PIPE, stderr=log)
+        start = log.tell()
+        child = subprocess.Popen([sys.executable, "-I", "-c", _GLOBAL_CHILD, *args], stdout=log, stderr=log)
         try:
             while child.poll() is None:
                 if ws.cancel.wait(0.1):
                     child.kill()
                     child.wait()
                     ws.cancel.check()
-            listing = child.stdout.read() if child.stdout is not None else b""
         finally:
             if child.poll() is None:
                 child.kill()
                 child.wait()
-    if child.returncode != 0:
-        raise NoOverlapError(f"COLMAP's global mapping failed on the {frames} frames (exit {child.returncode}; see its log)")
-    models = [pycolmap.Reconstruction(folder) for folder in json.loads(listing or b"[]")]
+    if child.returncode != 0 or not listing.is_file():
+        raise MappingError(f"COLMAP's global mapping of the {frames} frames ended abnormally ({_ended(child.returncode, ws.log, start)})")
+    models = [pycolmap.Reconstruction(folder) for folder in json.loads(listing.read_text())]
     report("mapping", frames, frames)
     best = largest_model(models)
     if best is None:
         raise NoOverlapError(f"COLMAP could not register two of the {frames} frames together: too little overlap or texture")
     return Mapped(best, frame_groups(models, ws))
+
+
+def _ended(code: int, log: Path, start: int) -> str:
+    """How a child ended, in a few words: its signal or exit code and its last line in `log` (from `start`)."""
+    import signal
+
+    how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+    with open(log, "rb") as f:
+        f.seek(start)
+        lines = [line.strip() for line in f.read()[-4096:].decode("utf-8", "replace").splitlines() if line.strip()]
+    return f"{how}: {lines[-1][:200]}" if lines else how
 
 
 def default_mapper(kind: str, frames: int) -> str:

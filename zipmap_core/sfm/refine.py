@@ -30,6 +30,7 @@ from ..pipeline.engine import Capabilities, Inputs, Say
 from ..pipeline.network_engine import NetworkEngine
 from ..pipeline.recipe import input_set
 from ..pipeline.reconstruct_options import ReconstructOptions
+from ..pipeline.reconstructor import Reconstructor
 from .engine import classical_frames, classical_masks, registration
 from .mapping import map_incremental, match_pairs, seeded_model, triangulate
 from .models import at_scale, in_pixels, observed_depths, scaled_intrinsics, to_first_frame
@@ -39,6 +40,10 @@ from .workspace import Workspace
 MIN_OBSERVATIONS = 15  # a frame seeing fewer triangulated points is not held by the adjustment
 MAX_ERROR_PX = 2.0  # a refinement that ends above this mean reprojection error did not converge
 MIN_AGREEMENT = 0.95  # ... nor one whose cameras explain fewer of COLMAP's verified pairs than this
+# ... nor one that triangulates fewer than this share of the points its start did: a twisted pair
+# (a camera turned half a turn about its baseline) keeps every epipolar line, and with it the
+# agreement, but puts points behind the cameras (seen once on the generated drift video: 911 of 1850)
+MIN_POINTS_KEPT = 0.8
 MIN_PAIR_INLIERS = 30  # a verified pair with at least this many inlier matches is a witness
 MAX_EPIPOLAR_PX = 1.0  # a pair agrees when its matches' median Sampson distance is within this (right cameras: 0.2)
 MIN_DEPTH_POINTS = 8  # a frame's depth is fitted on its own above this many points
@@ -52,21 +57,24 @@ class RefineEngine:
     """The network, its cameras then bundle-adjusted by COLMAP: an engine around the network."""
 
     name = "refine"
-    capabilities = Capabilities(keeps_state=True, runs_network=True, streams=False, splits=False)
+    capabilities = Capabilities(keeps_state=True, runs_network=True, network_first=True, streams=False, splits=False)
     why: str | None = None  # named by the user
 
     def __init__(self, network: NetworkEngine) -> None:
-        self.network = network
+        self.inner = network
+
+    def network(self) -> Reconstructor:
+        return self.inner.rec
 
     def describe(self) -> str:
-        return f"{self.network.describe()}, its cameras refined by COLMAP's bundle adjustment"
+        return f"{self.inner.describe()}, its cameras refined by COLMAP's bundle adjustment"
 
     def refuse(self, options: ReconstructOptions) -> None:
         if options.network.window_size:
             raise InputError("--refine runs on a whole reconstruction; it does not combine with --window-size")
         if options.poses is not None:
             raise InputError("--poses gives the cameras; there is nothing for --refine to adjust")
-        self.network.refuse(options)
+        self.inner.refuse(options)
 
     def reconstruct(
         self,
@@ -80,19 +88,23 @@ class RefineEngine:
         self.refuse(options)
         cancel = cancel or CancelToken()
         report = reporter(progress, cancel)
-        size = options.resolution or self.network.rec.cfg.img_size
-        loaded = input_set(inputs, options.sampling, options.max_frames, options.mode, size, report, cancel)
-        recon = self.network.reconstruct(loaded, options, progress, cancel, say)
+        size = options.resolution or self.inner.rec.cfg.img_size
+        loaded = input_set(inputs, options.sampling, options.max_frames, options.mode, size, report, cancel, options.masks)
+        recon = self.inner.reconstruct(loaded, options, progress, cancel, say)
         t0 = time.perf_counter()
         crops = [f.model_input(options.mode, size)[1] for f in loaded.frames]
         fixed = options.intrinsics is not None and options.intrinsics.fixed
 
+        keep = None
+        if options.masks is not None:  # at the scene's pixels: no COLMAP feature on a masked one
+            sizes = np.array([c.original_wh for c in crops])
+            keep = options.masks.stack(loaded.names(), [f.source for f in loaded.frames], sizes, options.mode, recon.image_hw)
+
         def fallback() -> SparseModel:
             return classical_in_scene_pixels(loaded, crops, options, report, cancel)
 
-        refined = refine(
-            recon, detail_images(loaded.frames, crops, recon.image_hw), fixed, progress=progress, cancel=cancel, fallback=fallback
-        )
+        detail = detail_images(loaded.frames, crops, recon.image_hw)
+        refined = refine(recon, detail, fixed, progress=progress, cancel=cancel, fallback=fallback, keep=keep)
         refined.timings["refine_s"] = time.perf_counter() - t0
         refined.timings["total_s"] = refined.timings.get("total_s", 0.0) + refined.timings["refine_s"]
         return refined
@@ -142,13 +154,15 @@ def refine(
     cancel: CancelToken | None = None,
     pairs: list[tuple[int, int]] | None = None,
     fallback: Fallback | None = None,
+    keep: np.ndarray | None = None,
 ) -> Reconstruction:
     """A new Reconstruction with `recon`'s cameras bundle-adjusted, its depth moved onto them, and
     COLMAP's tracks; `recon` is left as it was (a cancel or a failure keeps it). `detail`: the
     frames at a whole multiple of the scene's image size (`detail_images`) for COLMAP's features;
     `pairs`: the frame pairs to match instead of each frame's `neighbours` by predicted overlap;
     `fallback`: the classical engine's run, taken when the predictions are too far off (without
-    one, COLMAP's incremental mapping on this workspace's matches)."""
+    one, COLMAP's incremental mapping on this workspace's matches); `keep`: the user's masks at
+    the scene's pixels (bool [N, H, W]), where COLMAP finds no feature off them."""
     cancel = cancel or CancelToken()
     report = reporter(progress, cancel)
     if pairs is None:
@@ -158,6 +172,8 @@ def refine(
     factor = images.shape[2] // recon.image_hw[1]
     with Workspace(images, cancel) as ws:
         ws.add_cameras(scaled_intrinsics(recon.intrinsics, factor), shared, fixed_intrinsics)
+        # the detail pixel (x, y) is the scene's (x / f, y / f)
+        ws.add_masks(None if keep is None else keep.repeat(factor, 1).repeat(factor, 2))
         match_pairs(ws, pairs, report, recon.num_frames)
         model, before, points_before = _adjust(ws, recon, fixed_intrinsics, report, factor)
         cancel.check()
@@ -167,7 +183,8 @@ def refine(
             model = _register_weak(ws, model, weak, fixed_intrinsics, report)
             path = f"bundle adjustment ({len(weak)} frames too far off re-registered by COLMAP)"
         sparse = None
-        if _converged(model, recon.num_frames) and epipolar_agreement(ws, model) >= MIN_AGREEMENT:
+        kept = model.num_points3D() >= MIN_POINTS_KEPT * points_before
+        if kept and _converged(model, recon.num_frames) and epipolar_agreement(ws, model) >= MIN_AGREEMENT:
             sparse = at_scale(read_sparse(model, ws.frame_of), 1 / factor)
         elif fallback is None:
             sparse = _remapped(ws, recon.num_frames, pairs, fixed_intrinsics, report, factor)
